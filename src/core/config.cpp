@@ -1,0 +1,78 @@
+#include "core/config.h"
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "core/error.h"
+
+namespace chorus {
+
+std::string envString(const char* name, const std::string& dflt) {
+  const char* v = getenv(name);
+  return (v && *v) ? std::string(v) : dflt;
+}
+
+long long envInt(const char* name, long long dflt) {
+  const char* v = getenv(name);
+  if (!v || !*v) return dflt;
+  char* end = nullptr;
+  errno = 0;
+  long long x = strtoll(v, &end, 10);
+  CHORUS_CHECK_ARG(errno == 0 && end && *end == '\0', "environment variable %s=\"%s\" is not an integer", name, v);
+  return x;
+}
+
+double envDouble(const char* name, double dflt) {
+  const char* v = getenv(name);
+  if (!v || !*v) return dflt;
+  char* end = nullptr;
+  errno = 0;
+  double x = strtod(v, &end);
+  CHORUS_CHECK_ARG(errno == 0 && end && *end == '\0', "environment variable %s=\"%s\" is not a number", name, v);
+  return x;
+}
+
+size_t envBytes(const char* name, size_t dflt) {
+  const char* v = getenv(name);
+  if (!v || !*v) return dflt;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long x = strtoull(v, &end, 10);
+  CHORUS_CHECK_ARG(errno == 0 && end != v && v[0] != '-', "environment variable %s=\"%s\" is not a byte count", name, v);
+  unsigned long long mult = 1;
+  switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': mult = 1ull << 10; ++end; break;
+    case 'm': case 'M': mult = 1ull << 20; ++end; break;
+    case 'g': case 'G': mult = 1ull << 30; ++end; break;
+    default: end = nullptr;
+  }
+  CHORUS_CHECK_ARG(end && *end == '\0', "environment variable %s=\"%s\" has an unknown suffix (use K, M or G)", name, v);
+  return static_cast<size_t>(x * mult);
+}
+
+Config Config::fromEnv() {
+  Config c;
+  c.timeoutSec = envDouble("CHORUS_TIMEOUT", c.timeoutSec);
+  CHORUS_CHECK_ARG(c.timeoutSec > 0, "CHORUS_TIMEOUT must be > 0 seconds");
+  c.transport = envString("CHORUS_TRANSPORT", "");
+  CHORUS_CHECK_ARG(c.transport.empty() || c.transport == "shm" || c.transport == "tcp",
+                   "CHORUS_TRANSPORT=\"%s\" is not one of: shm, tcp", c.transport.c_str());
+  c.socketIfname = envString("CHORUS_SOCKET_IFNAME", "");
+  c.tcpNumSockets = static_cast<int>(envInt("CHORUS_TCP_NSOCKS", c.tcpNumSockets));
+  CHORUS_CHECK_ARG(c.tcpNumSockets >= 1 && c.tcpNumSockets <= 64, "CHORUS_TCP_NSOCKS must be in 1..64");
+  c.tcpChunkBytes = envBytes("CHORUS_TCP_CHUNK", c.tcpChunkBytes);
+  CHORUS_CHECK_ARG(c.tcpChunkBytes >= 4096 && c.tcpChunkBytes % 64 == 0, "CHORUS_TCP_CHUNK must be >= 4096 and a multiple of 64");
+  c.shmSlotBytes = envBytes("CHORUS_SHM_SLOT_BYTES", c.shmSlotBytes);
+  CHORUS_CHECK_ARG(c.shmSlotBytes >= 4096 && c.shmSlotBytes % 64 == 0, "CHORUS_SHM_SLOT_BYTES must be >= 4096 and a multiple of 64");
+  c.shmNumSlots = static_cast<int>(envInt("CHORUS_SHM_NSLOTS", c.shmNumSlots));
+  CHORUS_CHECK_ARG(c.shmNumSlots >= 2 && c.shmNumSlots <= 1024, "CHORUS_SHM_NSLOTS must be in 2..1024");
+  c.shmUseCma = envInt("CHORUS_SHM_CMA", 1) != 0;
+  c.shmCmaThreshold = envBytes("CHORUS_SHM_CMA_THRESHOLD", c.shmCmaThreshold);
+  c.sliceBytes = envBytes("CHORUS_SLICE_BYTES", c.sliceBytes);
+  CHORUS_CHECK_ARG(c.sliceBytes >= 64 && c.sliceBytes % 64 == 0, "CHORUS_SLICE_BYTES must be >= 64 and a multiple of 64");
+  c.hostId = envString("CHORUS_HOSTID", "");
+  return c;
+}
+
+}  // namespace chorus

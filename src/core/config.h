@@ -1,0 +1,44 @@
+// Every environment knob Chorus reads, in one place, with its default. docs/ENV.md lists the
+// same knobs for users; keep the two in step. A Config is read once per communicator at init.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace chorus {
+
+struct Config {
+  // CHORUS_TIMEOUT: seconds any single wait may take before it becomes chorusTimeout.
+  double timeoutSec = 300.0;
+  // CHORUS_TRANSPORT: "" (choose per peer pair: shm on one host, tcp across hosts), "shm", "tcp".
+  std::string transport;
+  // CHORUS_SOCKET_IFNAME: interface (prefix) whose address bootstrap and TCP use; "" = auto.
+  std::string socketIfname;
+  // CHORUS_TCP_NSOCKS: TCP streams per peer pair.
+  int tcpNumSockets = 2;
+  // CHORUS_TCP_CHUNK: bytes per striped chunk on TCP.
+  size_t tcpChunkBytes = 512 * 1024;
+  // CHORUS_SHM_SLOT_BYTES / CHORUS_SHM_NSLOTS: the eager FIFO of each shm channel.
+  size_t shmSlotBytes = 256 * 1024;
+  int shmNumSlots = 8;
+  // CHORUS_SHM_CMA: 1 = messages >= CHORUS_SHM_CMA_THRESHOLD move with one copy by
+  // cross-memory attach (process_vm_readv); 0 = always through the FIFO.
+  bool shmUseCma = true;
+  size_t shmCmaThreshold = 1024 * 1024;
+  // CHORUS_SLICE_BYTES: pipelining slice of the ring algorithm.
+  size_t sliceBytes = 256 * 1024;
+  // CHORUS_HOSTID: overrides the host identity used to decide which ranks share a host.
+  std::string hostId;
+
+  // Reads the environment. Malformed values throw chorusInvalidArgument naming the variable.
+  static Config fromEnv();
+};
+
+// Environment helpers (throw chorusInvalidArgument on malformed values).
+std::string envString(const char* name, const std::string& dflt);
+long long envInt(const char* name, long long dflt);
+double envDouble(const char* name, double dflt);
+// Accepts plain numbers and K/M/G suffixes (powers of 1024).
+size_t envBytes(const char* name, size_t dflt);
+
+}  // namespace chorus

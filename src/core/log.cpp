@@ -1,0 +1,117 @@
+#include "core/log.h"
+
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+
+namespace chorus {
+namespace {
+
+struct LogConfig {
+  LogLevel level = LogLevel::Warn;
+  uint32_t subsys = kLogAll;
+  FILE* out = stderr;
+  char host[64] = "?";
+};
+
+std::mutex gMutex;
+std::atomic<bool> gLoaded{false};
+LogConfig gConfig;
+thread_local int tRank = -1;
+
+uint32_t parseSubsys(const char* text) {
+  static const struct {
+    const char* name;
+    uint32_t bit;
+  } kNames[] = {{"INIT", kLogInit},   {"BOOTSTRAP", kLogBootstrap}, {"TRANSPORT", kLogTransport}, {"NET", kLogTransport},
+                {"COLL", kLogColl},   {"EXEC", kLogExec},           {"TUNING", kLogTuning},       {"ALL", kLogAll}};
+  bool exclude = text[0] == '^';
+  if (exclude) ++text;
+  uint32_t mask = 0;
+  std::string s(text);
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t comma = s.find(',', pos);
+    std::string tok = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    for (auto& n : kNames)
+      if (strcasecmp(tok.c_str(), n.name) == 0) mask |= n.bit;
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return exclude ? ~mask : mask;
+}
+
+void loadLocked() {
+  gConfig = LogConfig{};
+  gethostname(gConfig.host, sizeof(gConfig.host) - 1);
+  if (const char* lvl = getenv("CHORUS_DEBUG")) {
+    if (!strcasecmp(lvl, "NONE")) gConfig.level = LogLevel::None;
+    else if (!strcasecmp(lvl, "INFO")) gConfig.level = LogLevel::Info;
+    else if (!strcasecmp(lvl, "TRACE")) gConfig.level = LogLevel::Trace;
+    else gConfig.level = LogLevel::Warn;
+  }
+  if (const char* sub = getenv("CHORUS_DEBUG_SUBSYS")) gConfig.subsys = parseSubsys(sub);
+  if (const char* file = getenv("CHORUS_DEBUG_FILE")) {
+    std::string path;
+    for (const char* c = file; *c; ++c) {
+      if (c[0] == '%' && c[1] == 'h') { path += gConfig.host; ++c; }
+      else if (c[0] == '%' && c[1] == 'p') { path += std::to_string(getpid()); ++c; }
+      else path += *c;
+    }
+    if (FILE* f = fopen(path.c_str(), "a")) gConfig.out = f;
+  }
+  gLoaded.store(true, std::memory_order_release);
+}
+
+const char* subsysName(uint32_t s) {
+  switch (s) {
+    case kLogInit: return "INIT";
+    case kLogBootstrap: return "BOOTSTRAP";
+    case kLogTransport: return "TRANSPORT";
+    case kLogColl: return "COLL";
+    case kLogExec: return "EXEC";
+    case kLogTuning: return "TUNING";
+    default: return "ALL";
+  }
+}
+
+}  // namespace
+
+bool logEnabled(LogLevel level, uint32_t subsys) {
+  if (!gLoaded.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> g(gMutex);
+    if (!gLoaded.load(std::memory_order_relaxed)) loadLocked();
+  }
+  return level <= gConfig.level && (gConfig.subsys & subsys) != 0;
+}
+
+void logPrint(LogLevel level, uint32_t subsys, const char* fmt, ...) {
+  static const char* kLevels[] = {"NONE", "WARN", "INFO", "TRACE"};
+  char msg[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  long tid = syscall(SYS_gettid);
+  std::lock_guard<std::mutex> g(gMutex);
+  fprintf(gConfig.out, "%s:%d:%ld [%d] CHORUS %s %s %s\n", gConfig.host, getpid(), tid, tRank, kLevels[static_cast<int>(level)],
+          subsysName(subsys), msg);
+  fflush(gConfig.out);
+}
+
+void logSetThreadRank(int rank) { tRank = rank; }
+
+void logReloadConfig() {
+  std::lock_guard<std::mutex> g(gMutex);
+  loadLocked();
+}
+
+}  // namespace chorus

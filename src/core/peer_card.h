@@ -1,0 +1,28 @@
+// What every rank tells every other rank at init (all-gathered by the bootstrap): who it is,
+// where it lives, and how its transports can be reached. Plain old data: it goes on the wire.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+
+namespace chorus {
+
+// A socket address small enough to put on the wire (IPv4 or IPv6).
+struct WireAddr {
+  uint16_t family = 0;  // AF_INET or AF_INET6
+  uint16_t port = 0;    // host byte order
+  uint8_t addr[16] = {};
+};
+
+struct PeerCard {
+  int32_t rank = -1;
+  int32_t pid = 0;
+  uint64_t hostHash = 0;  // equal for ranks that share a host (and so may use shm)
+  char hostname[64] = {};
+  WireAddr bootstrapAddr;  // the rank's bootstrap listener (out-of-band messages)
+  WireAddr tcpAddr;        // the TCP transport's data listener
+};
+
+}  // namespace chorus

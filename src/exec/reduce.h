@@ -1,0 +1,36 @@
+// Reduction kernels: dst[i] = a[i] OP b[i] for every dtype and op, written as plain loops over
+// restrict pointers so the compiler vectorizes them. fp16 and bf16 are converted to float,
+// reduced, and rounded back to nearest even (NaN stays NaN). dst may alias a or b exactly
+// (dst == a or dst == b); partial overlaps are not allowed.
+#pragma once
+
+#include <chorus/chorus.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace chorus {
+
+// dst[i] = a[i] op b[i] for i in [0, count).
+using ReduceFn = void (*)(void* dst, const void* a, const void* b, size_t count);
+
+// Size in bytes of one element; 0 for an unknown type.
+size_t dataTypeSize(chorusDataType_t type);
+const char* dataTypeName(chorusDataType_t type);  // "float", "half", "bfloat16", "int32", ...
+const char* redOpName(chorusRedOp_t op);          // "sum", "prod", "max", "min", "avg"
+
+// The kernel for (type, op). chorusAvg returns the sum kernel: the caller divides once at the
+// end with scaleByInverse. Throws chorusInvalidArgument for an unknown type or op.
+ReduceFn reduceFunction(chorusDataType_t type, chorusRedOp_t op);
+
+// buf[i] = buf[i] / divisor (integers: truncating division; floats: multiply by 1/divisor is
+// NOT used, true division is, so that avg of equal values is exact).
+void divideInPlace(void* buf, size_t count, chorusDataType_t type, int divisor);
+
+// IEEE binary16 and bfloat16 conversions (round to nearest even, NaN preserved).
+float halfToFloat(uint16_t h);
+uint16_t floatToHalf(float f);
+float bfloat16ToFloat(uint16_t b);
+uint16_t floatToBfloat16(float f);
+
+}  // namespace chorus

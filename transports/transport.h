@@ -1,0 +1,107 @@
+// The transport interface: how bytes move between two ranks. Executors and algorithms only see
+// Connection; each transport (shm, tcp, later ucx/ofi/plugins) lives in its own folder.
+//
+// Contract of a Connection (one per peer pair, used by one thread at a time):
+//  * Messages, not streams: postSend(buf, n) on one side matches the next postRecv of exactly n
+//    bytes on the other. Messages in each direction are delivered in the order posted.
+//  * Post calls never block and return a ticket: 0, 1, 2, ... separately for sends and recvs.
+//    Sends (and recvs) complete in ticket order; sendsCompleted() is how many have completed,
+//    so ticket t is done when sendsCompleted() > t.
+//  * A send buffer must stay unchanged, and a receive sink's buffers untouched, until the
+//    operation completes. A completed send means its buffer may be reused.
+//  * progress() moves bytes without blocking and says whether anything moved. The caller
+//    drives it; nothing happens between calls (no hidden progress threads).
+//  * Failure is an exception (chorus::Error): chorusRemoteError when the peer died, closed or
+//    aborted; chorusInternalError on a protocol violation (e.g. size mismatch). After a
+//    failure the connection is unusable.
+//  * checkAlive() is a cheaper-than-free liveness probe for the idle path (a waiting executor
+//    calls it every few milliseconds): it throws chorusRemoteError when the peer is known dead.
+//  * abort() marks the connection failed so that the peer notices soon; it never throws.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/config.h"
+#include "core/deadline.h"
+#include "core/oob.h"
+#include "core/peer_card.h"
+#include "exec/reduce.h"
+
+namespace chorus {
+
+// Where the bytes of one received message go. With reduce == nullptr they are copied into
+// dst; otherwise dst[i] = reduce(local[i], incoming[i]) element-wise (local may equal dst).
+struct RecvSink {
+  void* dst = nullptr;
+  const void* local = nullptr;
+  size_t bytes = 0;
+  ReduceFn reduce = nullptr;
+  size_t elemSize = 1;
+
+  // Deliver bytes [offset, offset + n) of the message. When reducing, offset and n must be
+  // multiples of elemSize (transports deliver whole elements: their fragment sizes are
+  // multiples of 64 and only the message's last fragment may be shorter).
+  void deliver(size_t offset, const void* data, size_t n) const;
+};
+
+class Connection {
+ public:
+  Connection(int peer) : peer_(peer) {}
+  virtual ~Connection() = default;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  virtual uint64_t postSend(const void* buf, size_t bytes) = 0;
+  virtual uint64_t postRecv(const RecvSink& sink) = 0;
+  virtual bool progress() = 0;
+  virtual uint64_t sendsCompleted() const = 0;
+  virtual uint64_t recvsCompleted() const = 0;
+  virtual void checkAlive() = 0;
+  virtual void abort() noexcept = 0;
+  // Short name of the transport ("shm", "tcp") for logs and errors.
+  virtual const char* kind() const = 0;
+
+  int peer() const { return peer_; }
+
+ private:
+  int peer_;
+};
+
+// What a transport is given to set up connections.
+struct TransportContext {
+  int rank = 0;
+  int nranks = 0;
+  uint64_t commId = 0;                  // random per communicator; part of shm names, TCP hellos
+  uint64_t secret[2] = {0, 0};          // shared by the communicator's ranks only
+  const std::vector<PeerCard>* cards;   // every rank's card, indexed by rank
+  Oob* oob = nullptr;
+  const Config* config = nullptr;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual const char* name() const = 0;
+  // Whether this transport can reach peer at all (shm: same host).
+  virtual bool canReach(int peer) const = 0;
+  // Collective between each pair: rank a lists b iff b lists a, in the same call ordinal.
+  // Returns one connection per listed peer, in the same order. Sends all setup messages before
+  // waiting on any, so that rings of connects cannot deadlock.
+  virtual std::vector<std::unique_ptr<Connection>> connect(const std::vector<int>& peers, Deadline deadline) = 0;
+};
+
+// Factories, one per transport folder.
+std::unique_ptr<Transport> makeShmTransport(const TransportContext& ctx);
+// The TCP transport opens its data listener at construction; its address goes in the card
+// (listenAddress) before the cards are all-gathered.
+class TcpTransportBase : public Transport {
+ public:
+  virtual WireAddr listenAddress() const = 0;
+  // Called once the cards have been all-gathered (the context's cards pointer is then valid).
+};
+std::unique_ptr<TcpTransportBase> makeTcpTransport(const TransportContext& ctx);
+
+}  // namespace chorus
