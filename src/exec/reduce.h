@@ -1,7 +1,12 @@
 // Reduction kernels: dst[i] = a[i] OP b[i] for every dtype and op, written as plain loops over
 // restrict pointers so the compiler vectorizes them. fp16 and bf16 are converted to float,
 // reduced, and rounded back to nearest even (NaN stays NaN). dst may alias a or b exactly
-// (dst == a or dst == b); partial overlaps are not allowed.
+// (dst == a or dst == b); partial overlaps are not allowed. Pointers must be aligned to the
+// element size.
+//
+// Floating-point max/min propagate NaN: if either input is NaN the result is NaN. When the
+// inputs compare equal (only +0 and -0 can differ), b is returned. Which NaN payload comes out
+// when both inputs are NaN is unspecified. Integer sum and prod wrap around (two's complement).
 #pragma once
 
 #include <chorus/chorus.h>
@@ -20,14 +25,29 @@ const char* dataTypeName(chorusDataType_t type);  // "float", "half", "bfloat16"
 const char* redOpName(chorusRedOp_t op);          // "sum", "prod", "max", "min", "avg"
 
 // The kernel for (type, op). chorusAvg returns the sum kernel: the caller divides once at the
-// end with scaleByInverse. Throws chorusInvalidArgument for an unknown type or op.
+// end with divideInPlace. Throws chorusInvalidArgument for an unknown type or op.
 ReduceFn reduceFunction(chorusDataType_t type, chorusRedOp_t op);
 
 // buf[i] = buf[i] / divisor (integers: truncating division; floats: multiply by 1/divisor is
-// NOT used, true division is, so that avg of equal values is exact).
+// NOT used, true division is, so that avg of equal values is exact; fp16/bf16 divide in float).
+// Throws chorusInvalidArgument for an unknown type or a divisor <= 0.
 void divideInPlace(void* buf, size_t count, chorusDataType_t type, int divisor);
 
-// IEEE binary16 and bfloat16 conversions (round to nearest even, NaN preserved).
+// Kernel implementations. reduceFunction(type, op) hands out bestReduceIsa()'s; tests and
+// benchmarks ask for one explicitly to compare them. All give bit-identical results (NaN
+// payloads aside when both inputs are NaN).
+enum class ReduceIsa {
+  kPortable,  // plain C++, vectorized by the compiler for the baseline ISA (SSE2 on x86-64)
+  kAvx2,      // x86 AVX2 + F16C, chosen at run time when the CPU and OS support it
+};
+ReduceIsa bestReduceIsa();
+bool reduceIsaSupported(ReduceIsa isa);
+const char* reduceIsaName(ReduceIsa isa);  // "portable", "avx2"
+// Like reduceFunction, for the given implementation. Throws chorusInvalidArgument for an unknown
+// type or op and chorusInvalidUsage for an implementation this CPU cannot run.
+ReduceFn reduceFunctionForIsa(chorusDataType_t type, chorusRedOp_t op, ReduceIsa isa);
+
+// IEEE binary16 and bfloat16 conversions (round to nearest even, NaN preserved; see half.h).
 float halfToFloat(uint16_t h);
 uint16_t floatToHalf(float f);
 float bfloat16ToFloat(uint16_t b);

@@ -1,0 +1,118 @@
+#include "bootstrap/launcher_env.h"
+
+#include <cstdlib>
+
+#include "bootstrap/socket.h"
+#include "core/error.h"
+#include "core/log.h"
+
+namespace chorus {
+namespace {
+
+const char* env(const char* name) {
+  const char* v = getenv(name);
+  return (v && *v) ? v : nullptr;
+}
+
+int envRank(const char* name) {
+  const char* v = env(name);
+  if (!v) return -1;
+  char* end = nullptr;
+  long x = strtol(v, &end, 10);
+  CHORUS_CHECK_ARG(end && *end == '\0' && x >= 0 && x < (1L << 30), "%s=\"%s\" is not a valid rank/size", name, v);
+  return static_cast<int>(x);
+}
+
+uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+std::string firstOf(std::initializer_list<const char*> names) {
+  for (const char* n : names)
+    if (const char* v = env(n)) return std::string(n) + "=" + v;
+  return "";
+}
+
+}  // namespace
+
+LaunchInfo detectLauncher(const Config& config) {
+  LaunchInfo info;
+  std::string jobId;
+  bool allLocal = false;
+  if (env("OMPI_COMM_WORLD_SIZE")) {
+    info.launcher = "openmpi";
+    info.rank = envRank("OMPI_COMM_WORLD_RANK");
+    info.size = envRank("OMPI_COMM_WORLD_SIZE");
+    info.localRank = envRank("OMPI_COMM_WORLD_LOCAL_RANK");
+    jobId = firstOf({"OMPI_MCA_ess_base_jobid", "PMIX_NAMESPACE", "OMPI_MCA_orte_hnp_uri"});
+    allLocal = envRank("OMPI_COMM_WORLD_LOCAL_SIZE") == info.size;
+  } else if (env("SLURM_NTASKS") && env("SLURM_PROCID")) {
+    info.launcher = "slurm";
+    info.rank = envRank("SLURM_PROCID");
+    info.size = envRank("SLURM_NTASKS");
+    info.localRank = envRank("SLURM_LOCALID");
+    jobId = firstOf({"SLURM_JOB_ID"}) + "." + firstOf({"SLURM_STEP_ID"});
+    allLocal = envRank("SLURM_NNODES") == 1;
+  } else if (env("WORLD_SIZE") && env("RANK")) {
+    info.launcher = "torchrun";
+    info.rank = envRank("RANK");
+    info.size = envRank("WORLD_SIZE");
+    info.localRank = envRank("LOCAL_RANK");
+    jobId = firstOf({"TORCHELASTIC_RUN_ID"});
+    allLocal = envRank("LOCAL_WORLD_SIZE") == info.size;
+  } else {
+    CHORUS_THROW(chorusInvalidUsage,
+                 "no launcher environment found: expected OMPI_COMM_WORLD_RANK/SIZE (mpirun), SLURM_PROCID/NTASKS (srun) or "
+                 "RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT (torchrun)");
+  }
+  CHORUS_CHECK_ARG(info.size >= 1 && info.rank >= 0 && info.rank < info.size, "%s environment gives rank %d of %d",
+                   info.launcher.c_str(), info.rank, info.size);
+
+  // Root address: CHORUS_ROOT_ADDR, else MASTER_ADDR with MASTER_PORT+1 (torchrun's own store
+  // holds MASTER_PORT), else, when every rank is on this host, loopback with a port derived
+  // from the job id.
+  const char* rootAddr = env("CHORUS_ROOT_ADDR");
+  if (rootAddr) {
+    std::string s(rootAddr);
+    size_t colon = s.rfind(':');
+    CHORUS_CHECK_ARG(colon != std::string::npos, "CHORUS_ROOT_ADDR=\"%s\" must be host:port", rootAddr);
+    std::string host = s.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    info.id.root = parseAddress(host, atoi(s.c_str() + colon + 1));
+    info.rootFrom = "CHORUS_ROOT_ADDR";
+  } else if (env("MASTER_ADDR") && env("MASTER_PORT")) {
+    int port = static_cast<int>(envInt("CHORUS_ROOT_PORT", atoi(env("MASTER_PORT")) + 1));
+    info.id.root = parseAddress(env("MASTER_ADDR"), port);
+    info.rootFrom = "MASTER_ADDR and MASTER_PORT+1";
+  } else if (allLocal || info.size == 1) {
+    int port = static_cast<int>(envInt("CHORUS_ROOT_PORT", 20000 + static_cast<long long>(fnv1a(jobId) % 30000)));
+    info.id.root = parseAddress("127.0.0.1", port);
+    info.rootFrom = "loopback (all ranks on this host), port from the job id";
+  } else {
+    CHORUS_THROW(chorusInvalidUsage,
+                 "%s launch across hosts needs the root's address: set CHORUS_ROOT_ADDR=host:port (reachable from every rank; "
+                 "rank 0 listens there)",
+                 info.launcher.c_str());
+  }
+
+  // Secret: CHORUS_SECRET when the operator provides one; else derived from the job identity,
+  // which keeps other jobs out by accident but is not a defence against a local attacker.
+  std::string secretText = envString("CHORUS_SECRET", "");
+  if (secretText.empty()) {
+    secretText = info.launcher + "|" + jobId + "|" + addrToString(info.id.root);
+    CHORUS_INFO(kLogBootstrap, "no CHORUS_SECRET: secret derived from the launcher's job id (%s)", jobId.c_str());
+  }
+  info.id.secret[0] = fnv1a(secretText);
+  info.id.secret[1] = fnv1a(secretText, info.id.secret[0] | 1);
+  info.id.commId = fnv1a("comm|" + secretText);
+  (void)config;
+  CHORUS_INFO(kLogBootstrap, "launcher %s: rank %d of %d, root %s (%s)", info.launcher.c_str(), info.rank, info.size,
+              addrToString(info.id.root).c_str(), info.rootFrom.c_str());
+  return info;
+}
+
+}  // namespace chorus

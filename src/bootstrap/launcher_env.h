@@ -1,0 +1,25 @@
+// Starting from a launcher's environment instead of a unique id passed by the application:
+// Open MPI (mpirun), Slurm (srun) and torchrun-style variables. See docs/ENV.md.
+#pragma once
+
+#include <string>
+
+#include "bootstrap/unique_id.h"
+#include "core/config.h"
+
+namespace chorus {
+
+struct LaunchInfo {
+  std::string launcher;  // "openmpi", "slurm", "torchrun"
+  int rank = -1;
+  int size = 0;
+  int localRank = -1;
+  UniqueIdData id;       // root address, secret and comm id every rank derives alike
+  std::string rootFrom;  // where the root address came from, for logs and errors
+};
+
+// Reads the environment; throws chorusInvalidUsage when no launcher is recognized or the root
+// address cannot be determined (naming the variables to set).
+LaunchInfo detectLauncher(const Config& config);
+
+}  // namespace chorus

@@ -1,0 +1,36 @@
+#include "core/host_identity.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+namespace chorus {
+
+static uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+std::string hostName() {
+  char buf[256] = {};
+  gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+uint64_t hostHash(const std::string& overrideId) {
+  if (!overrideId.empty()) return fnv1a("id:" + overrideId);
+  std::string id = hostName();
+  std::ifstream boot("/proc/sys/kernel/random/boot_id");
+  std::string bootId;
+  if (boot >> bootId) id += "/" + bootId;
+  struct stat st {};
+  if (stat("/proc/self/ns/net", &st) == 0) id += "/netns:" + std::to_string(st.st_ino);
+  return fnv1a(id);
+}
+
+}  // namespace chorus

@@ -1,0 +1,177 @@
+#include "exec/executor.h"
+
+#include <cstring>
+
+#include "core/deadline.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "transports/transport.h"
+
+namespace chorus {
+namespace {
+
+// One peer's two ordered queues (sends, receives) and how far each has been issued/completed.
+struct PeerQueue {
+  int peer = -1;
+  Connection* conn = nullptr;
+  std::vector<uint32_t> sends, recvs;
+  size_t sendIssued = 0, sendDone = 0, recvIssued = 0, recvDone = 0;
+  bool busy() const { return sendDone < sends.size() || recvDone < recvs.size(); }
+};
+
+class Runner {
+ public:
+  explicit Runner(const ExecArgs& a) : a_(a), s_(*a.schedule), done_(s_.steps.size(), 0), ticket_(s_.steps.size(), 0) {
+    std::vector<int> slot(s_.nranks, -1);
+    for (uint32_t i = 0; i < s_.steps.size(); ++i) {
+      const Step& st = s_.steps[i];
+      if (st.peer < 0) {
+        local_.push_back(i);
+        continue;
+      }
+      if (slot[st.peer] < 0) {
+        slot[st.peer] = static_cast<int>(peers_.size());
+        PeerQueue q;
+        q.peer = st.peer;
+        q.conn = (*a.connections)[st.peer];
+        CHORUS_ASSERT(q.conn != nullptr);
+        peers_.push_back(std::move(q));
+      }
+      PeerQueue& q = peers_[slot[st.peer]];
+      (st.kind == StepKind::Send ? q.sends : q.recvs).push_back(i);
+    }
+    remaining_ = s_.steps.size();
+  }
+
+  void run() {
+    Backoff backoff;
+    Clock::time_point lastProgress = Clock::now();
+    Clock::time_point lastAliveCheck = lastProgress;
+    const auto timeout = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(a_.timeoutSec));
+    while (remaining_ > 0) {
+      bool progressed = false;
+      for (PeerQueue& q : peers_) progressed |= advance(q);
+      progressed |= runLocalSteps();
+      if (a_.abortFlag && a_.abortFlag->load(std::memory_order_relaxed))
+        CHORUS_THROW(chorusInvalidUsage, "%s: aborted by chorusCommAbort", a_.what.c_str());
+      if (progressed) {
+        backoff.reset();
+        lastProgress = Clock::now();
+        continue;
+      }
+      backoff.pause();
+      if (backoff.idlePasses() % 64 != 0) continue;
+      Clock::time_point now = Clock::now();
+      if (now - lastAliveCheck > std::chrono::milliseconds(10)) {
+        lastAliveCheck = now;
+        for (PeerQueue& q : peers_)
+          if (q.busy()) q.conn->checkAlive();
+      }
+      if (now - lastProgress > timeout) throwTimeout();
+    }
+  }
+
+ private:
+  bool depsDone(uint32_t i) const {
+    const Step& st = s_.steps[i];
+    for (uint32_t d = 0; d < st.depCount; ++d)
+      if (!done_[s_.deps[st.depBegin + d]]) return false;
+    return true;
+  }
+
+  void* ptr(const Region& r) const {
+    const char* base = r.buf == BufferId::Input ? static_cast<const char*>(a_.input) : static_cast<const char*>(a_.output);
+    return const_cast<char*>(base) + r.offset * a_.elemSize;
+  }
+
+  void finish(uint32_t i) {
+    done_[i] = 1;
+    --remaining_;
+  }
+
+  bool advance(PeerQueue& q) {
+    bool progressed = false;
+    while (q.sendIssued < q.sends.size() && depsDone(q.sends[q.sendIssued])) {
+      uint32_t i = q.sends[q.sendIssued++];
+      const Step& st = s_.steps[i];
+      ticket_[i] = q.conn->postSend(ptr(st.src), st.src.count * a_.elemSize);
+      progressed = true;
+    }
+    while (q.recvIssued < q.recvs.size() && depsDone(q.recvs[q.recvIssued])) {
+      uint32_t i = q.recvs[q.recvIssued++];
+      const Step& st = s_.steps[i];
+      RecvSink sink;
+      sink.dst = ptr(st.dst);
+      sink.bytes = st.dst.count * a_.elemSize;
+      sink.elemSize = a_.elemSize;
+      if (st.kind == StepKind::RecvReduce) {
+        sink.local = ptr(st.src);
+        sink.reduce = a_.reduce;
+      }
+      ticket_[i] = q.conn->postRecv(sink);
+      progressed = true;
+    }
+    if (q.sendDone == q.sendIssued && q.recvDone == q.recvIssued) return progressed;
+    progressed |= q.conn->progress();
+    uint64_t sent = q.conn->sendsCompleted();
+    while (q.sendDone < q.sendIssued && ticket_[q.sends[q.sendDone]] < sent) {
+      finish(q.sends[q.sendDone++]);
+      progressed = true;
+    }
+    uint64_t received = q.conn->recvsCompleted();
+    while (q.recvDone < q.recvIssued && ticket_[q.recvs[q.recvDone]] < received) {
+      finish(q.recvs[q.recvDone++]);
+      progressed = true;
+    }
+    return progressed;
+  }
+
+  bool runLocalSteps() {
+    bool progressed = false;
+    for (size_t k = localDone_; k < local_.size(); ++k) {
+      uint32_t i = local_[k];
+      if (done_[i] || !depsDone(i)) continue;
+      const Step& st = s_.steps[i];
+      if (st.kind == StepKind::Copy) {
+        if (ptr(st.src) != ptr(st.dst)) memcpy(ptr(st.dst), ptr(st.src), st.dst.count * a_.elemSize);
+      } else if (st.kind == StepKind::Divide) {
+        divideInPlace(ptr(st.dst), st.dst.count, a_.dtype, st.divisor);
+      } else {
+        CHORUS_THROW(chorusInternalError, "step %u: %s without a peer", i, stepKindName(st.kind));
+      }
+      finish(i);
+      progressed = true;
+    }
+    while (localDone_ < local_.size() && done_[local_[localDone_]]) ++localDone_;
+    return progressed;
+  }
+
+  [[noreturn]] void throwTimeout() {
+    std::string pending;
+    for (const PeerQueue& q : peers_) {
+      if (!q.busy()) continue;
+      pending += format("%s rank %d (%s: %zu of %zu sends, %zu of %zu receives done)", pending.empty() ? "" : ",", q.peer,
+                        q.conn->kind(), q.sendDone, q.sends.size(), q.recvDone, q.recvs.size());
+    }
+    CHORUS_THROW(chorusTimeout, "%s: no progress for %.1f s (CHORUS_TIMEOUT); waiting on%s", a_.what.c_str(), a_.timeoutSec,
+                 pending.c_str());
+  }
+
+  const ExecArgs& a_;
+  const RankSchedule& s_;
+  std::vector<uint8_t> done_;
+  std::vector<uint64_t> ticket_;
+  std::vector<PeerQueue> peers_;
+  std::vector<uint32_t> local_;
+  size_t localDone_ = 0;
+  size_t remaining_ = 0;
+};
+
+}  // namespace
+
+void execute(const ExecArgs& args) {
+  CHORUS_ASSERT(args.schedule && args.connections);
+  Runner(args).run();
+}
+
+}  // namespace chorus

@@ -1,0 +1,125 @@
+// A Connection over two shm segments, one per direction (see shm_segment.h for the FIFO).
+//
+// Sending a message of n bytes:
+//  * n == 0: nothing crosses; the send completes as soon as the sends before it have.
+//  * eager (n below the single-copy threshold, or single-copy unavailable): the message is cut
+//    into fragments of at most one slot (every fragment but the last a multiple of 64 bytes);
+//    each is copied into a free slot and published. The send completes when its last fragment
+//    is in the FIFO: the buffer is free again even though the peer may not have read it.
+//  * single-copy (n >= threshold and the peer proved at connect time that it can read our
+//    memory): one rendezvous slot carries {address, n, pid}; the receiver reads the buffer with
+//    process_vm_readv and then releases the slot, which is the acknowledgement that completes
+//    the send.
+// Receiving: the receiver takes slots in FIFO order for the oldest posted recv, checks the
+// message size carried by the slot against the recv's size (a mismatch is chorusInternalError)
+// and hands each eager slot straight to RecvSink::deliver (copy or reduce from the slot: no
+// staging). A rendezvous is read directly into dst for a plain recv; for a reducing recv it is
+// read in cache-sized pieces into a small bounce buffer and reduced from there into dst.
+//
+// progress() never waits: it does what the FIFO state allows (bounded: at most the FIFO's
+// capacity of eager bytes, kCmaBytesPerProgress of single-copy bytes per call) and returns.
+// Failures: the peer's abort flag (checked on every progress) and its death (checkAlive, via
+// ProcessWatch) raise chorusRemoteError; protocol violations chorusInternalError. Either way
+// we set our own abort flag, so the peer fails promptly as well.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "transports/shm/process_watch.h"
+#include "transports/shm/shm_segment.h"
+#include "transports/transport.h"
+
+namespace chorus::shm {
+
+struct ShmConnectionOptions {
+  int rank = -1;               // our rank, for messages
+  pid_t peerPid = 0;           // for the liveness check and single-copy reads
+  bool singleCopySend = false;  // the peer can read our memory: large sends go by rendezvous
+  size_t singleCopyThreshold = 1024 * 1024;
+};
+
+class ShmConnection final : public Connection {
+ public:
+  // in: the segment we created (peer -> us); out: the peer's segment we opened (us -> peer).
+  ShmConnection(int peer, std::unique_ptr<Segment> in, std::unique_ptr<Segment> out, const ShmConnectionOptions& opts);
+  ~ShmConnection() override;
+
+  uint64_t postSend(const void* buf, size_t bytes) override;
+  uint64_t postRecv(const RecvSink& sink) override;
+  bool progress() override;
+  uint64_t sendsCompleted() const override { return sendsDone_; }
+  uint64_t recvsCompleted() const override { return recvsDone_; }
+  void checkAlive() override;
+  void abort() noexcept override;
+  const char* kind() const override { return "shm"; }
+
+  bool singleCopySend() const { return opts_.singleCopySend; }
+
+  // Single-copy reads are split into pieces: a plain recv reads up to kCmaCopyPiece bytes per
+  // system call straight into dst; a reducing recv reads kCmaReducePiece bytes into the bounce
+  // buffer (small enough to stay in L2 while it is reduced into dst) per call.
+  static constexpr size_t kCmaCopyPiece = 4u << 20;
+  static constexpr size_t kCmaReducePiece = 256u << 10;
+  // Upper bound of single-copy bytes one progress() call reads, so that one large message
+  // does not starve the caller's other connections.
+  static constexpr size_t kCmaBytesPerProgress = 8u << 20;
+
+ private:
+  struct SendOp {
+    const char* buf;
+    size_t bytes;
+    size_t pushed;        // eager bytes published so far
+    bool rendezvous;
+    bool published;       // everything this send puts in the FIFO is there
+    uint64_t ackSlot;     // rendezvous: the slot whose release completes the send
+  };
+  struct RecvOp {
+    RecvSink sink;
+    size_t received;  // bytes delivered so far
+  };
+
+  bool progressSends();
+  bool progressRecvs();
+  // One rendezvous slot: reads up to the per-call budget; true when the message is complete.
+  bool readRendezvous(RecvOp& op, const SlotHeader& slot, size_t& budget);
+  uint32_t peerFlags() const;
+  bool slotFree();
+  bool slotReady();
+  void releaseSlot();
+  void rethrowIfFailed() const;
+  [[noreturn]] void fail(chorusResult_t code, const char* file, int line, const std::string& message);
+
+  ShmConnectionOptions opts_;
+  std::unique_ptr<Segment> in_;
+  std::unique_ptr<Segment> out_;
+  ProcessWatch watch_;
+
+  // Sender state (out_): slots published, last tail seen, sends queued/done.
+  uint64_t head_ = 0;
+  uint64_t tailSeen_ = 0;
+  uint64_t sendSeq_ = 0;
+  std::deque<SendOp> sends_;
+  size_t sendsPublished_ = 0;  // sends_[0, sendsPublished_) are fully in the FIFO
+  uint64_t sendsPosted_ = 0;
+  uint64_t sendsDone_ = 0;
+
+  // Receiver state (in_): slots released, last head seen, recvs queued/done.
+  uint64_t tail_ = 0;
+  uint64_t headSeen_ = 0;
+  uint64_t recvSeq_ = 0;
+  std::deque<RecvOp> recvs_;
+  uint64_t recvsPosted_ = 0;
+  uint64_t recvsDone_ = 0;
+  std::unique_ptr<char[]> bounce_;  // single-copy reduce pieces, allocated on first use
+
+  bool failed_ = false;
+  chorusResult_t failCode_ = chorusSuccess;
+  std::string failMessage_;
+};
+
+}  // namespace chorus::shm

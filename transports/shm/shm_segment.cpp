@@ -1,0 +1,125 @@
+#include "transports/shm/shm_segment.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "core/error.h"
+
+namespace chorus::shm {
+namespace {
+
+constexpr size_t kPage = 4096;
+
+size_t roundUp(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+size_t slotHeadersOffset() { return sizeof(SegmentHeader); }
+size_t payloadOffset(uint32_t numSlots) { return roundUp(slotHeadersOffset() + numSlots * sizeof(SlotHeader), kPage); }
+
+// Closes an fd on scope exit.
+struct FdGuard {
+  int fd;
+  ~FdGuard() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+}  // namespace
+
+size_t Segment::mappedBytes(size_t slotBytes, uint32_t numSlots) { return payloadOffset(numSlots) + slotBytes * numSlots; }
+
+void Segment::mapFd(int fd, size_t bytes) {
+  // MAP_POPULATE: fault the FIFO in now, so the first messages do not pay for page faults.
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+  if (p == MAP_FAILED) CHORUS_THROW_ERRNO("shm: mmap of %s (%zu bytes)", name_.c_str(), bytes);
+  base_ = p;
+  bytes_ = bytes;
+  header_ = static_cast<SegmentHeader*>(p);
+  slots_ = reinterpret_cast<SlotHeader*>(static_cast<char*>(p) + slotHeadersOffset());
+}
+
+std::unique_ptr<Segment> Segment::create(const std::string& name, const SegmentIdentity& id, size_t slotBytes,
+                                         uint32_t numSlots) {
+  CHORUS_CHECK_ARG(slotBytes >= 64 && slotBytes % 64 == 0 && slotBytes <= (1u << 30),
+                   "shm: slot size %zu must be a multiple of 64 in [64, 1 GiB]", slotBytes);
+  CHORUS_CHECK_ARG(numSlots >= 2 && numSlots <= 1024, "shm: slot count %u must be in 2..1024", numSlots);
+  std::unique_ptr<Segment> seg(new Segment());
+  seg->name_ = name;
+  int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) CHORUS_THROW_ERRNO("shm: cannot create segment %s", name.c_str());
+  FdGuard guard{fd};
+  seg->linked_ = true;  // from here on the destructor unlinks it if anything fails
+  size_t bytes = mappedBytes(slotBytes, numSlots);
+  if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) CHORUS_THROW_ERRNO("shm: ftruncate of %s to %zu bytes", name.c_str(), bytes);
+  // Reserve the pages now: on a full tmpfs this fails with ENOSPC instead of a SIGBUS later.
+  if (int err = posix_fallocate(fd, 0, static_cast<off_t>(bytes)); err != 0) {
+    errno = err;
+    CHORUS_THROW_ERRNO("shm: cannot reserve %zu bytes for %s (is /dev/shm large enough? containers: --shm-size)", bytes,
+                       name.c_str());
+  }
+  seg->mapFd(fd, bytes);
+  SegmentHeader* h = new (seg->base_) SegmentHeader();
+  h->magic = kSegmentMagic;
+  h->version = kSegmentVersion;
+  h->numSlots = numSlots;
+  h->slotBytes = slotBytes;
+  h->commId = id.commId;
+  h->secret[0] = id.secret[0];
+  h->secret[1] = id.secret[1];
+  h->nonce = id.nonce;
+  h->from = id.from;
+  h->to = id.to;
+  for (uint32_t i = 0; i < numSlots; ++i) new (seg->slots_ + i) SlotHeader();
+  seg->numSlots_ = numSlots;
+  seg->slotBytes_ = slotBytes;
+  seg->payload_ = static_cast<char*>(seg->base_) + payloadOffset(numSlots);
+  return seg;
+}
+
+std::unique_ptr<Segment> Segment::open(const std::string& name, const SegmentIdentity& id) {
+  std::unique_ptr<Segment> seg(new Segment());
+  seg->name_ = name;
+  int fd = shm_open(name.c_str(), O_RDWR, 0600);
+  if (fd < 0) CHORUS_THROW_ERRNO("shm: cannot open segment %s", name.c_str());
+  FdGuard guard{fd};
+  struct stat st;
+  if (fstat(fd, &st) != 0) CHORUS_THROW_ERRNO("shm: fstat of %s", name.c_str());
+  size_t size = static_cast<size_t>(st.st_size);
+  if (size < payloadOffset(2)) CHORUS_THROW(chorusInternalError, "shm: segment %s is too small (%zu bytes)", name.c_str(), size);
+  seg->mapFd(fd, size);
+  const SegmentHeader* h = seg->header_;
+  bool same = h->magic == kSegmentMagic && h->version == kSegmentVersion && h->commId == id.commId &&
+              h->secret[0] == id.secret[0] && h->secret[1] == id.secret[1] && h->nonce == id.nonce &&
+              h->from == id.from && h->to == id.to;
+  if (!same)
+    CHORUS_THROW(chorusInternalError,
+                 "shm: segment %s does not belong to this communicator and rank pair %d -> %d (identity check failed)",
+                 name.c_str(), id.from, id.to);
+  uint32_t numSlots = h->numSlots;
+  size_t slotBytes = h->slotBytes;
+  if (numSlots < 2 || numSlots > 1024 || slotBytes < 64 || slotBytes % 64 != 0 || mappedBytes(slotBytes, numSlots) != size)
+    CHORUS_THROW(chorusInternalError, "shm: segment %s has an inconsistent geometry (%u slots of %zu bytes, %zu mapped)",
+                 name.c_str(), numSlots, slotBytes, size);
+  seg->numSlots_ = numSlots;
+  seg->slotBytes_ = slotBytes;
+  seg->payload_ = static_cast<char*>(seg->base_) + payloadOffset(numSlots);
+  return seg;
+}
+
+void Segment::unlink() noexcept {
+  if (!linked_) return;
+  shm_unlink(name_.c_str());
+  linked_ = false;
+}
+
+Segment::~Segment() {
+  unlink();
+  if (base_) munmap(base_, bytes_);
+}
+
+}  // namespace chorus::shm
