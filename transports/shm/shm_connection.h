@@ -98,6 +98,7 @@ class ShmConnection final : public Connection {
   std::unique_ptr<Segment> in_;
   std::unique_ptr<Segment> out_;
   ProcessWatch watch_;
+  int32_t ownPid_;
 
   // Sender state (out_): slots published, last tail seen, sends queued/done.
   uint64_t head_ = 0;
@@ -115,7 +116,10 @@ class ShmConnection final : public Connection {
   std::deque<RecvOp> recvs_;
   uint64_t recvsPosted_ = 0;
   uint64_t recvsDone_ = 0;
-  std::unique_ptr<char[]> bounce_;  // single-copy reduce pieces, allocated on first use
+  struct FreeDeleter {
+    void operator()(char* p) const;
+  };
+  std::unique_ptr<char, FreeDeleter> bounce_;  // single-copy reduce pieces, allocated on first use
 
   bool failed_ = false;
   chorusResult_t failCode_ = chorusSuccess;

@@ -1,0 +1,266 @@
+#include "transports/shm/shm_connection.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/log.h"
+
+// Fails the connection (sets our abort flag so the peer notices) and throws.
+#define SHM_FAIL(code, ...) fail((code), __FILE__, __LINE__, ::chorus::format(__VA_ARGS__))
+
+namespace chorus::shm {
+
+void ShmConnection::FreeDeleter::operator()(char* p) const { free(p); }
+
+ShmConnection::ShmConnection(int peer, std::unique_ptr<Segment> in, std::unique_ptr<Segment> out,
+                             const ShmConnectionOptions& opts)
+    : Connection(peer), opts_(opts), in_(std::move(in)), out_(std::move(out)), watch_(opts.peerPid), ownPid_(getpid()) {}
+
+ShmConnection::~ShmConnection() {
+  // Closing with nothing pending is orderly; anything else tells the peer to stop waiting.
+  uint32_t flag = (!failed_ && sends_.empty() && recvs_.empty()) ? kFlagClosed : kFlagAborted;
+  out_->header()->senderFlags.fetch_or(flag, std::memory_order_release);
+  in_->header()->receiverFlags.fetch_or(flag, std::memory_order_release);
+}
+
+uint64_t ShmConnection::postSend(const void* buf, size_t bytes) {
+  rethrowIfFailed();
+  CHORUS_CHECK_ARG(buf != nullptr || bytes == 0, "shm postSend to rank %d: null buffer for %zu bytes", peer(), bytes);
+  SendOp op{};
+  op.buf = static_cast<const char*>(buf);
+  op.bytes = bytes;
+  op.rendezvous = bytes > 0 && opts_.singleCopySend && bytes >= opts_.singleCopyThreshold;
+  sends_.push_back(op);
+  return sendsPosted_++;
+}
+
+uint64_t ShmConnection::postRecv(const RecvSink& sink) {
+  rethrowIfFailed();
+  CHORUS_CHECK_ARG(sink.dst != nullptr || sink.bytes == 0, "shm postRecv from rank %d: null destination for %zu bytes",
+                   peer(), sink.bytes);
+  if (sink.reduce != nullptr) {
+    // Fragments are multiples of 64 bytes, so element sizes must divide 64 to arrive whole.
+    CHORUS_CHECK_ARG(sink.elemSize > 0 && 64 % sink.elemSize == 0 && sink.bytes % sink.elemSize == 0,
+                     "shm postRecv from rank %d: reduce of %zu bytes with element size %zu", peer(), sink.bytes,
+                     sink.elemSize);
+    CHORUS_CHECK_ARG(sink.local != nullptr || sink.bytes == 0, "shm postRecv from rank %d: reduce without local input",
+                     peer());
+  }
+  recvs_.push_back(RecvOp{sink, 0});
+  return recvsPosted_++;
+}
+
+uint32_t ShmConnection::peerFlags() const {
+  return in_->header()->senderFlags.load(std::memory_order_acquire) |
+         out_->header()->receiverFlags.load(std::memory_order_acquire);
+}
+
+bool ShmConnection::progress() {
+  rethrowIfFailed();
+  // Read the flags before trying to move: if the peer had closed by then, everything it ever
+  // published is visible to the attempt below, so "closed and nothing moved" is final.
+  uint32_t flags = peerFlags();
+  if (flags & kFlagAborted) SHM_FAIL(chorusRemoteError, "rank %d aborted the connection", peer());
+  bool moved = progressSends();
+  moved = progressRecvs() || moved;
+  if (!moved && (flags & kFlagClosed) && !(sends_.empty() && recvs_.empty()))
+    SHM_FAIL(chorusRemoteError, "rank %d closed the connection with %zu send(s) and %zu recv(s) still pending here", peer(),
+             sends_.size(), recvs_.size());
+  return moved;
+}
+
+void ShmConnection::checkAlive() {
+  rethrowIfFailed();
+  if (peerFlags() & kFlagAborted) SHM_FAIL(chorusRemoteError, "rank %d aborted the connection", peer());
+  if (!watch_.alive()) SHM_FAIL(chorusRemoteError, "rank %d (pid %d) died", peer(), static_cast<int>(watch_.pid()));
+}
+
+void ShmConnection::abort() noexcept {
+  out_->header()->senderFlags.fetch_or(kFlagAborted, std::memory_order_release);
+  in_->header()->receiverFlags.fetch_or(kFlagAborted, std::memory_order_release);
+  if (!failed_) {
+    failed_ = true;
+    failCode_ = chorusInvalidUsage;
+    failMessage_ = format("shm connection rank %d -> rank %d: used after abort()", opts_.rank, peer());
+  }
+}
+
+void ShmConnection::rethrowIfFailed() const {
+  if (failed_) throw Error(failCode_, failMessage_);
+}
+
+void ShmConnection::fail(chorusResult_t code, const char* file, int line, const std::string& message) {
+  out_->header()->senderFlags.fetch_or(kFlagAborted, std::memory_order_release);
+  in_->header()->receiverFlags.fetch_or(kFlagAborted, std::memory_order_release);
+  failed_ = true;
+  failCode_ = code;
+  failMessage_ = format("shm connection rank %d -> rank %d: %s", opts_.rank, peer(), message.c_str());
+  CHORUS_INFO(kLogTransport, "%s", failMessage_.c_str());
+  throwError(code, file, line, failMessage_);
+}
+
+// --- sending --------------------------------------------------------------------------------
+
+bool ShmConnection::slotFree() {
+  if (head_ - tailSeen_ < out_->numSlots()) return true;
+  tailSeen_ = out_->header()->tail.load(std::memory_order_acquire);
+  return head_ - tailSeen_ < out_->numSlots();
+}
+
+bool ShmConnection::progressSends() {
+  bool moved = false;
+  SegmentHeader* hdr = out_->header();
+  const size_t slotBytes = out_->slotBytes();
+  // Publish: walk the queued sends in order and put in the FIFO whatever fits.
+  while (sendsPublished_ < sends_.size()) {
+    SendOp& op = sends_[sendsPublished_];
+    if (op.bytes > 0) {
+      if (op.rendezvous) {
+        if (!slotFree()) break;
+        SlotHeader* s = out_->slotHeader(head_);
+        s->msgBytes = op.bytes;
+        s->offset = 0;
+        s->seq = sendSeq_;
+        s->addr = reinterpret_cast<uintptr_t>(op.buf);
+        s->fragBytes = 0;
+        s->kind = kSlotRendezvous;
+        s->pid = ownPid_;
+        op.ackSlot = head_;
+        hdr->head.store(++head_, std::memory_order_release);
+      } else {
+        while (op.pushed < op.bytes && slotFree()) {
+          size_t n = std::min(slotBytes, op.bytes - op.pushed);
+          memcpy(out_->slotPayload(head_), op.buf + op.pushed, n);
+          SlotHeader* s = out_->slotHeader(head_);
+          s->msgBytes = op.bytes;
+          s->offset = op.pushed;
+          s->seq = sendSeq_;
+          s->addr = 0;
+          s->fragBytes = static_cast<uint32_t>(n);
+          s->kind = kSlotEager;
+          s->pid = ownPid_;
+          hdr->head.store(++head_, std::memory_order_release);
+          op.pushed += n;
+          moved = true;
+        }
+        if (op.pushed < op.bytes) break;
+      }
+      ++sendSeq_;
+    }
+    op.published = true;
+    ++sendsPublished_;
+    moved = true;
+  }
+  // Complete in ticket order: eager sends once published, rendezvous once the peer released
+  // the rendezvous slot (it has read the whole buffer).
+  while (sendsPublished_ > 0) {
+    const SendOp& op = sends_.front();
+    if (op.rendezvous && tailSeen_ <= op.ackSlot) {
+      tailSeen_ = hdr->tail.load(std::memory_order_acquire);
+      if (tailSeen_ <= op.ackSlot) break;
+    }
+    sends_.pop_front();
+    --sendsPublished_;
+    ++sendsDone_;
+    moved = true;
+  }
+  return moved;
+}
+
+// --- receiving ------------------------------------------------------------------------------
+
+bool ShmConnection::slotReady() {
+  if (tail_ < headSeen_) return true;
+  headSeen_ = in_->header()->head.load(std::memory_order_acquire);
+  return tail_ < headSeen_;
+}
+
+void ShmConnection::releaseSlot() { in_->header()->tail.store(++tail_, std::memory_order_release); }
+
+bool ShmConnection::progressRecvs() {
+  bool moved = false;
+  size_t cmaBudget = kCmaBytesPerProgress;
+  while (!recvs_.empty()) {
+    RecvOp& op = recvs_.front();
+    const size_t bytes = op.sink.bytes;
+    if (bytes > 0) {
+      if (!slotReady()) break;
+      // The slot is ours until we release it; copy its header once.
+      const SlotHeader slot = *in_->slotHeader(tail_);
+      if (slot.msgBytes != bytes)
+        SHM_FAIL(chorusInternalError, "size mismatch: rank %d sent a message of %llu bytes, the matching recv #%llu expects %zu",
+                 peer(), static_cast<unsigned long long>(slot.msgBytes), static_cast<unsigned long long>(recvsDone_), bytes);
+      if (slot.seq != recvSeq_)
+        SHM_FAIL(chorusInternalError, "protocol error: slot of message %llu while expecting message %llu",
+                 static_cast<unsigned long long>(slot.seq), static_cast<unsigned long long>(recvSeq_));
+      if (slot.kind == kSlotEager) {
+        if (slot.offset != op.received || slot.fragBytes == 0 || slot.fragBytes > in_->slotBytes() ||
+            slot.fragBytes > bytes - op.received)
+          SHM_FAIL(chorusInternalError, "protocol error: fragment [%llu, +%u) of a %zu-byte message, %zu bytes received so far",
+                   static_cast<unsigned long long>(slot.offset), slot.fragBytes, bytes, op.received);
+        op.sink.deliver(op.received, in_->slotPayload(tail_), slot.fragBytes);
+        op.received += slot.fragBytes;
+        releaseSlot();
+        moved = true;
+        if (op.received < bytes) continue;
+      } else if (slot.kind == kSlotRendezvous) {
+        if (cmaBudget == 0) break;
+        bool done = readRendezvous(op, slot, cmaBudget);
+        moved = true;
+        if (!done) break;
+        releaseSlot();
+      } else {
+        SHM_FAIL(chorusInternalError, "protocol error: unknown slot kind %u", slot.kind);
+      }
+      ++recvSeq_;
+    }
+    recvs_.pop_front();
+    ++recvsDone_;
+    moved = true;
+  }
+  return moved;
+}
+
+bool ShmConnection::readRendezvous(RecvOp& op, const SlotHeader& slot, size_t& budget) {
+  if (slot.pid != static_cast<int32_t>(opts_.peerPid))
+    SHM_FAIL(chorusInternalError, "protocol error: single-copy request from pid %d, expected rank %d's pid %d", slot.pid,
+             peer(), static_cast<int>(opts_.peerPid));
+  const size_t bytes = op.sink.bytes;
+  while (op.received < bytes && budget > 0) {
+    size_t n;
+    int err;
+    if (op.sink.reduce == nullptr) {
+      n = std::min({bytes - op.received, kCmaCopyPiece, budget});
+      err = cmaRead(opts_.peerPid, static_cast<char*>(op.sink.dst) + op.received, slot.addr + op.received, n);
+    } else {
+      if (!bounce_) {
+        bounce_.reset(static_cast<char*>(aligned_alloc(4096, kCmaReducePiece)));
+        if (!bounce_) SHM_FAIL(chorusSystemError, "out of memory for a %zu-byte bounce buffer", kCmaReducePiece);
+      }
+      n = std::min(bytes - op.received, kCmaReducePiece);
+      err = cmaRead(opts_.peerPid, bounce_.get(), slot.addr + op.received, n);
+      if (err == 0) op.sink.deliver(op.received, bounce_.get(), n);
+    }
+    if (err != 0) {
+      if (peerFlags() & kFlagAborted) SHM_FAIL(chorusRemoteError, "rank %d aborted during a single-copy transfer", peer());
+      if (err == ESRCH || !watch_.alive())
+        SHM_FAIL(chorusRemoteError, "rank %d (pid %d) died during a single-copy transfer", peer(), slot.pid);
+      SHM_FAIL(err == EFAULT ? chorusInternalError : chorusSystemError,
+               "single-copy read of %zu bytes at offset %zu of rank %d's %zu-byte message failed: %s", n, op.received,
+               peer(), bytes, strerror(err));
+    }
+    op.received += n;
+    budget -= std::min(budget, n);
+  }
+  if (op.received < bytes) return false;
+  // A peer that aborted may have reused the buffer while we read it: do not hand that out.
+  if (peerFlags() & kFlagAborted) SHM_FAIL(chorusRemoteError, "rank %d aborted during a single-copy transfer", peer());
+  return true;
+}
+
+}  // namespace chorus::shm
