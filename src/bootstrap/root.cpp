@@ -15,7 +15,7 @@
 // (r - 2^k) mod p, k = 0 .. ceil(log2 p) - 1: the ranks it sends to during Bruck's all-gather
 // of the PeerCards (bootstrap.cpp), which then teaches everyone every address.
 //
-// Cost: the root accepts p connections, reads p * 56 bytes and writes p * (16 + 28 ceil(log2 p))
+// Cost: the root accepts p connections, reads p * 64 bytes and writes p * (16 + 28 ceil(log2 p))
 // bytes; each rank exchanges one Hello and O(log p) addresses with it. The root holds one socket
 // per checked-in rank until all have arrived (O(p) descriptors, on one process only).
 //
@@ -31,6 +31,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>

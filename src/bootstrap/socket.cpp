@@ -235,7 +235,7 @@ Fd listenOn(const WireAddr& addr, WireAddr* bound, int backlog) {
   return fd;
 }
 
-Fd connectTo(const WireAddr& addr, Deadline deadline) {
+Fd connectTo(const WireAddr& addr, Deadline deadline, bool retryRefused) {
   sockaddr_storage ss;
   socklen_t len = sockaddrOf(addr, &ss);
   // Backoff between refused attempts: 1 ms doubling to 100 ms. Short first steps because the
@@ -266,6 +266,8 @@ Fd connectTo(const WireAddr& addr, Deadline deadline) {
       return fd;
     }
     lastErr = err;
+    if (err == ECONNREFUSED && !retryRefused)
+      CHORUS_THROW(chorusRemoteError, "connect to %s refused: nothing listens there any more", addrToString(addr).c_str());
     if (!isRetryableConnectError(err)) {
       errno = err;
       CHORUS_THROW_ERRNO("connect to %s", addrToString(addr).c_str());

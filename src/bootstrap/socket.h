@@ -39,7 +39,9 @@ WireAddr parseAddress(const std::string& host, int port);  // numeric or resolva
 // Listening socket bound to addr (port 0 = ephemeral); *bound receives the actual address.
 Fd listenOn(const WireAddr& addr, WireAddr* bound, int backlog = 1024);
 // Connects with retries (ECONNREFUSED while the listener is not up yet) until the deadline.
-Fd connectTo(const WireAddr& addr, Deadline deadline);
+// retryRefused = false: the listener is known to have been up, so a refusal means its owner is
+// gone; it is reported at once as chorusRemoteError. The socket returned is in blocking mode.
+Fd connectTo(const WireAddr& addr, Deadline deadline, bool retryRefused = true);
 // Accepts one connection, waiting until the deadline.
 Fd acceptOne(int listenFd, Deadline deadline);
 

@@ -23,8 +23,9 @@ struct Hello {
   int32_t rank = -1;
   int32_t nranks = 0;
   WireAddr listenAddr;  // the rank's bootstrap listener
+  uint32_t pad = 0;
 };
-static_assert(sizeof(Hello) == 56, "Hello layout changed: bump kVersion");
+static_assert(sizeof(Hello) == 64, "Hello layout changed: bump kVersion");
 
 // Root -> rank, once. code == chorusSuccess: `count` PeerAddr records follow (the ranks this
 // rank sends to during the Bruck all-gather of the cards). Otherwise `textLen` bytes of error

@@ -19,6 +19,8 @@ namespace chorus {
 // Tags in use, one per purpose, so that setups of different transports never mix.
 enum OobTag : uint32_t {
   kTagBarrier = 1,
+  kTagBootstrapCards = 2,  // the bootstrap's all-gather of PeerCards at join
+  kTagAllgather = 3,       // Bootstrap::allgather
   kTagShmSetup = 16,
   kTagShmReady = 17,
   kTagTcpSetup = 32,

@@ -134,7 +134,7 @@ struct MinOp {
   }
 };
 
-// ---- the portable loop ----------------------------------------------------------------------
+// ---- the loops ----------------------------------------------------------------------
 
 // Which operand dst is. Out of place: dst[i] = x[i] op y[i]. kDstIsA: dst[i] = dst[i] op x[i].
 // kDstIsB: dst[i] = x[i] op dst[i]. kAll: dst[i] = dst[i] op dst[i]. Keeping the operand order
@@ -178,27 +178,40 @@ CHORUS_ALWAYS_INLINE void reduceLoop(typename TypeTraits<kType>::Storage* __rest
   for (; i < count; ++i) reduceOne<kType, Op, kAlias>(dst, x, y, i);
 }
 
-// Picks the aliasing instantiation. The operand pointers are typed here; nothing else is.
-template <chorusDataType_t kType, typename Op>
-CHORUS_ALWAYS_INLINE void reduceAnyAlias(void* dst, const void* a, const void* b, size_t count) {
+// The loops proper. They must stay out-of-line functions whose own parameters are restrict:
+// GCC computes restrict facts per function before always_inline callees are merged in, so a
+// restrict parameter of an inlined helper is forgotten and the loop would need an alias check
+// (which -O2's cost model refuses).
+template <chorusDataType_t kType, typename Op, Alias kAlias>
+struct PortableLoop {
+  using S = typename TypeTraits<kType>::Storage;
+  __attribute__((noinline)) static void run(S* __restrict dst, const S* __restrict x,
+                                            const S* __restrict y, size_t count) {
+    reduceLoop<kType, Op, kAlias>(dst, x, y, count);
+  }
+};
+
+// Picks the aliasing instantiation of Loop (PortableLoop or Avx2Loop).
+template <chorusDataType_t kType, typename Op, template <chorusDataType_t, typename, Alias> class Loop>
+void reduceAnyAlias(void* dst, const void* a, const void* b, size_t count) {
   using S = typename TypeTraits<kType>::Storage;
   S* d = static_cast<S*>(dst);
   const S* pa = static_cast<const S*>(a);
   const S* pb = static_cast<const S*>(b);
   if (d == pa && d == pb) {
-    reduceLoop<kType, Op, Alias::kAll>(d, nullptr, nullptr, count);
+    Loop<kType, Op, Alias::kAll>::run(d, nullptr, nullptr, count);
   } else if (d == pa) {
-    reduceLoop<kType, Op, Alias::kDstIsA>(d, pb, nullptr, count);
+    Loop<kType, Op, Alias::kDstIsA>::run(d, pb, nullptr, count);
   } else if (d == pb) {
-    reduceLoop<kType, Op, Alias::kDstIsB>(d, pa, nullptr, count);
+    Loop<kType, Op, Alias::kDstIsB>::run(d, pa, nullptr, count);
   } else {
-    reduceLoop<kType, Op, Alias::kNone>(d, pa, pb, count);
+    Loop<kType, Op, Alias::kNone>::run(d, pa, pb, count);
   }
 }
 
 template <chorusDataType_t kType, typename Op>
 void kernelPortable(void* dst, const void* a, const void* b, size_t count) {
-  reduceAnyAlias<kType, Op>(dst, a, b, count);
+  reduceAnyAlias<kType, Op, PortableLoop>(dst, a, b, count);
 }
 
 // ---- the AVX2 + F16C build ----------------------------------------------------------------
@@ -240,25 +253,25 @@ CHORUS_AVX2_TARGET CHORUS_ALWAYS_INLINE void halfLoopF16c(uint16_t* __restrict d
   for (; i < count; ++i) reduceOne<chorusFloat16, Op, kAlias>(dst, x, y, i);
 }
 
-template <chorusDataType_t kType, typename Op>
-CHORUS_AVX2_TARGET void kernelAvx2(void* dst, const void* a, const void* b, size_t count) {
-  if constexpr (kType == chorusFloat16) {
-    uint16_t* d = static_cast<uint16_t*>(dst);
-    const uint16_t* pa = static_cast<const uint16_t*>(a);
-    const uint16_t* pb = static_cast<const uint16_t*>(b);
-    if (d == pa && d == pb) {
-      halfLoopF16c<Op, Alias::kAll>(d, nullptr, nullptr, count);
-    } else if (d == pa) {
-      halfLoopF16c<Op, Alias::kDstIsA>(d, pb, nullptr, count);
-    } else if (d == pb) {
-      halfLoopF16c<Op, Alias::kDstIsB>(d, pa, nullptr, count);
+// The same C++ as PortableLoop, compiled for AVX2 (256-bit vectors); fp16 uses F16C.
+template <chorusDataType_t kType, typename Op, Alias kAlias>
+struct Avx2Loop {
+  using S = typename TypeTraits<kType>::Storage;
+  CHORUS_AVX2_TARGET __attribute__((noinline)) static void run(S* __restrict dst,
+                                                               const S* __restrict x,
+                                                               const S* __restrict y,
+                                                               size_t count) {
+    if constexpr (kType == chorusFloat16) {
+      halfLoopF16c<Op, kAlias>(dst, x, y, count);
     } else {
-      halfLoopF16c<Op, Alias::kNone>(d, pa, pb, count);
+      reduceLoop<kType, Op, kAlias>(dst, x, y, count);
     }
-  } else {
-    // Same C++ as the portable kernel, vectorized here with 256-bit registers.
-    reduceAnyAlias<kType, Op>(dst, a, b, count);
   }
+};
+
+template <chorusDataType_t kType, typename Op>
+void kernelAvx2(void* dst, const void* a, const void* b, size_t count) {
+  reduceAnyAlias<kType, Op, Avx2Loop>(dst, a, b, count);
 }
 
 bool cpuHasAvx2F16c() {

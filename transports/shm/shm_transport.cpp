@@ -83,6 +83,7 @@ class ShmTransport final : public Transport {
     bool peerCanReadUs = false;
   };
 
+  void announce(Pending& pe, int p, uint32_t gen, Deadline deadline);
   bool probeSingleCopy(int peer, const SetupMsg& m) const;
   void sendReady(int peer, bool ok, bool canReadYou, const char* why, Deadline deadline);
   static void markAborted(std::vector<Pending>& pend);
@@ -134,6 +135,31 @@ void ShmTransport::markAborted(std::vector<Pending>& pend) {
   }
 }
 
+// Creates the segment peer p will send into and sends it its name.
+void ShmTransport::announce(Pending& pe, int p, uint32_t gen, Deadline deadline) {
+  pe.peer = p;
+  SegmentIdentity id;
+  id.commId = ctx_.commId;
+  id.secret[0] = ctx_.secret[0];
+  id.secret[1] = ctx_.secret[1];
+  id.nonce = random64();
+  id.from = p;
+  id.to = ctx_.rank;
+  std::string name = format("/chorus-%016llx-%d-%d-%u", static_cast<unsigned long long>(ctx_.commId), p, ctx_.rank, gen);
+  pe.in = Segment::create(name, id, ctx_.config->shmSlotBytes, static_cast<uint32_t>(ctx_.config->shmNumSlots));
+  SetupMsg m{};
+  m.magic = kSetupMagic;
+  m.nonce = id.nonce;
+  m.probeAddr = reinterpret_cast<uintptr_t>(&probeValue_);
+  m.probeValue = probeValue_;
+  m.pid = getpid();
+  m.from = p;
+  m.to = ctx_.rank;
+  m.singleCopy = ctx_.config->shmUseCma ? 1 : 0;
+  snprintf(m.name, sizeof(m.name), "%s", name.c_str());
+  ctx_.oob->send(p, kTagShmSetup, &m, sizeof(m), deadline);
+}
+
 std::vector<std::unique_ptr<Connection>> ShmTransport::connect(const std::vector<int>& peers, Deadline deadline) {
   const Config& cfg = *ctx_.config;
   const auto& cards = *ctx_.cards;
@@ -149,10 +175,20 @@ std::vector<std::unique_ptr<Connection>> ShmTransport::connect(const std::vector
 
   // 1. Create the segment each peer sends into and announce it. If creating one fails, the
   //    peers not announced yet get an empty name, so that they fail now rather than time out.
+  //    (Segments already created are unlinked by their destructors.)
   size_t announced = 0;
   try {
     for (; announced < n; ++announced) announce(pend[announced], peers[announced], gen, deadline);
-  } catch (const std::exception&) {
+  } catch (const std::exception& e) {
+    // Peers that got a name will wait for our confirmation: tell them we gave up.
+    markAborted(pend);
+    std::string why = format("rank %d failed to set up shm: %s", ctx_.rank, e.what());
+    for (size_t j = 0; j < announced; ++j) {
+      try {
+        sendReady(peers[j], false, false, why.c_str(), deadline);
+      } catch (...) {
+      }
+    }
     for (size_t j = announced; j < n; ++j) {
       try {
         SetupMsg m{};
@@ -175,6 +211,8 @@ std::vector<std::unique_ptr<Connection>> ShmTransport::connect(const std::vector
       ctx_.oob->recv(p, kTagShmSetup, &m, sizeof(m), deadline);
       if (m.magic != kSetupMagic || m.from != ctx_.rank || m.to != p || memchr(m.name, '\0', sizeof(m.name)) == nullptr)
         CHORUS_THROW(chorusInternalError, "shm connect: malformed setup message from rank %d", p);
+      if (m.name[0] == '\0')
+        CHORUS_THROW(chorusRemoteError, "shm connect: rank %d could not create its shm segment (see its log)", p);
       SegmentIdentity id;
       id.commId = ctx_.commId;
       id.secret[0] = ctx_.secret[0];

@@ -1,0 +1,985 @@
+// See perf_common.h. Four parts: command line, output, data pattern, local launcher.
+#include "perf_common.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstdarg>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <type_traits>
+
+namespace chorus::perf {
+
+namespace {
+
+std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string format(const char* fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  return buf;
+}
+
+// Strict integer parse: the whole text, within [lo, hi].
+bool parseInt(const std::string& text, long lo, long hi, int* out) {
+  if (text.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  long v = strtol(text.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || v < lo || v > hi) return false;
+  *out = static_cast<int>(v);
+  return true;
+}
+
+struct TypeInfo {
+  chorusDataType_t type;
+  const char* name;
+  size_t size;
+};
+constexpr TypeInfo kTypes[] = {
+    {chorusInt8, "int8", 1},     {chorusUint8, "uint8", 1},   {chorusInt32, "int32", 4},
+    {chorusUint32, "uint32", 4}, {chorusInt64, "int64", 8},   {chorusUint64, "uint64", 8},
+    {chorusFloat16, "half", 2},  {chorusFloat32, "float", 4}, {chorusFloat64, "double", 8},
+    {chorusBfloat16, "bfloat16", 2}};
+constexpr const char* kOpNames[] = {"sum", "prod", "max", "min", "avg"};
+
+// Long option -> the short name used below. Every option but -h takes a value.
+struct LongName {
+  const char* longName;
+  const char* shortName;
+};
+constexpr LongName kLongNames[] = {
+    {"minbytes", "b"},   {"maxbytes", "e"},     {"stepbytes", "i"},    {"stepfactor", "f"},
+    {"iters", "n"},      {"warmup_iters", "w"}, {"agg_iters", "m"},    {"check", "c"},
+    {"average", "a"},    {"blocking", "z"},     {"run_cycles", "N"},   {"datatype", "d"},
+    {"op", "o"},         {"nthreads", "t"},     {"ngpus", "g"},        {"help", "h"},
+    {"json", "J"},       {"np", "np"}};
+constexpr const char* kShortNames = "beifnwmcazNdotghJ";
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------------------------
+
+bool parseSize(const char* text, size_t* bytes) {
+  if (!text || !*text || *text == '-' || *text == '+') return false;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = strtoull(text, &end, 10);
+  if (errno != 0 || end == text) return false;
+  unsigned long long mult = 1;
+  std::string suffix(end);
+  if (!suffix.empty()) {
+    switch (suffix[0]) {
+      case 'k': case 'K': mult = 1ull << 10; break;
+      case 'm': case 'M': mult = 1ull << 20; break;
+      case 'g': case 'G': mult = 1ull << 30; break;
+      default: return false;
+    }
+    std::string rest = suffix.substr(1);
+    if (!rest.empty() && rest != "B" && rest != "b" && rest != "iB") return false;
+  }
+  if (v > ULLONG_MAX / mult) return false;
+  *bytes = static_cast<size_t>(v * mult);
+  return true;
+}
+
+std::string usage(const char* prog) {
+  std::string p = prog ? prog : "all_reduce_perf";
+  return "Usage: " + p + " [options]\n"
+      "  Sizes (K/M/G suffixes are powers of 1024):\n"
+      "    -b, --minbytes <bytes>      first size (default 32M)\n"
+      "    -e, --maxbytes <bytes>      last size (default 32M)\n"
+      "    -i, --stepbytes <bytes>     add this between sizes (default 1M)\n"
+      "    -f, --stepfactor <factor>   multiply by this between sizes (not with -i)\n"
+      "  Operation:\n"
+      "    -d, --datatype <type|all>   int8 uint8 int32 uint32 int64 uint64 half (float16)\n"
+      "                                bfloat16 float (float32) double (float64); default float\n"
+      "    -o, --op <op|all>           sum prod max min avg (default sum)\n"
+      "  Performance:\n"
+      "    -n, --iters <n>             timed iterations (default 20)\n"
+      "    -w, --warmup_iters <n>      untimed iterations first (default 5)\n"
+      "    -m, --agg_iters <n>         collectives per timed iteration (default 1)\n"
+      "    -a, --average <0|1|2|3>     time reported: 0 rank 0, 1 mean, 2 min, 3 max over\n"
+      "                                ranks (default 1)\n"
+      "    -N, --run_cycles <n>        repeat the sweep n times, 0 = forever (default 1)\n"
+      "  Test:\n"
+      "    -c, --check <n>             checked iterations per size and mode, 0 = none\n"
+      "                                (default 1)\n"
+      "    -z, --blocking <0|1>        1: NULL stream, every call blocks; 0: calls go on a\n"
+      "                                chorusStream_t, synchronized after the loop (default 0)\n"
+      "  Chorus:\n"
+      "    -np <n>                     fork n local ranks (standalone, no launcher needed)\n"
+      "    -J, --json <file>           also write the results as JSON (rank 0)\n"
+      "    -g, --ngpus 1 / -t, --nthreads 1   accepted for nccl-tests scripts; only 1\n"
+      "    -h, --help                  this text\n"
+      "  Launch: -np n; or under mpirun / srun / torchrun (one rank per process);\n"
+      "  otherwise a single rank. With -np, ranks that make no progress for\n"
+      "  2 * CHORUS_TIMEOUT + 30 s are killed.\n"
+      "  Exit status: 0 ok, 1 wrong results or a failed call, 2 bad arguments.\n";
+}
+
+ParseOutcome parseArgs(int argc, const char* const* argv) {
+  ParseOutcome out;
+  Options& o = out.opts;
+  bool sawStepBytes = false, sawStepFactor = false;
+  auto fail = [&](const std::string& msg) {
+    out.ok = false;
+    out.error = msg;
+    return out;
+  };
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::string name, value;
+    bool hasValue = false;
+    if (arg == "-np" || arg == "--np") {
+      name = "np";
+    } else if (arg.rfind("--", 0) == 0 && arg.size() > 2) {
+      std::string longName = arg.substr(2);
+      size_t eq = longName.find('=');
+      if (eq != std::string::npos) {
+        value = longName.substr(eq + 1);
+        longName.resize(eq);
+        hasValue = true;
+      }
+      for (const auto& ln : kLongNames)
+        if (longName == ln.longName) name = ln.shortName;
+      if (name.empty()) return fail("unknown option '" + arg + "'");
+    } else if (arg.size() >= 2 && arg[0] == '-' && strchr(kShortNames, arg[1])) {
+      name = arg.substr(1, 1);
+      if (arg.size() > 2) {
+        value = arg.substr(2);
+        hasValue = true;
+      }
+    } else {
+      return fail("unknown option '" + arg + "'");
+    }
+    const std::string shown = "-" + name;
+    if (name == "h") {
+      if (hasValue) return fail("unknown option '" + arg + "'");
+      out.help = true;
+      out.ok = true;
+      return out;
+    }
+    if (!hasValue) {
+      if (i + 1 >= argc) return fail("option " + shown + " needs a value");
+      value = argv[++i];
+    }
+    auto badValue = [&](const char* expected) {
+      return fail("bad value '" + value + "' for " + shown + ": expected " + expected);
+    };
+    if (name == "b" || name == "e" || name == "i") {
+      size_t bytes = 0;
+      if (!parseSize(value.c_str(), &bytes)) return badValue("a size like 8, 64K, 1M, 2G");
+      if (name == "b") o.minBytes = bytes;
+      if (name == "e") o.maxBytes = bytes;
+      if (name == "i") {
+        if (bytes == 0) return badValue("a size > 0");
+        o.stepBytes = bytes;
+        sawStepBytes = true;
+      }
+    } else if (name == "f") {
+      if (!parseInt(value, 2, 1 << 20, &o.stepFactor)) return badValue("an integer >= 2");
+      sawStepFactor = true;
+    } else if (name == "n") {
+      if (!parseInt(value, 1, INT_MAX, &o.iters)) return badValue("an integer >= 1");
+    } else if (name == "w") {
+      if (!parseInt(value, 0, INT_MAX, &o.warmup)) return badValue("an integer >= 0");
+    } else if (name == "m") {
+      if (!parseInt(value, 1, INT_MAX, &o.aggIters)) return badValue("an integer >= 1");
+    } else if (name == "c") {
+      if (!parseInt(value, 0, INT_MAX, &o.check)) return badValue("an integer >= 0");
+    } else if (name == "a") {
+      if (!parseInt(value, 0, 3, &o.average)) return badValue("0, 1, 2 or 3");
+    } else if (name == "z") {
+      if (!parseInt(value, 0, 1, &o.blocking)) return badValue("0 or 1");
+    } else if (name == "N") {
+      if (!parseInt(value, 0, INT_MAX, &o.runCycles)) return badValue("an integer >= 0");
+    } else if (name == "np") {
+      if (!parseInt(value, 1, 1 << 16, &o.np)) return badValue("an integer >= 1");
+    } else if (name == "g" || name == "t") {
+      int n = 0;
+      if (!parseInt(value, 1, INT_MAX, &n)) return badValue("1");
+      if (n != 1)
+        return fail(shown + " " + value + " is not supported: Chorus runs one rank per process "
+                    "(use -np or a launcher for more ranks)");
+    } else if (name == "d") {
+      o.types.clear();
+      if (value == "all") {
+        for (const auto& t : kTypes) o.types.push_back(t.type);
+      } else {
+        chorusDataType_t t;
+        if (!parseType(value, &t))
+          return badValue("int8 uint8 int32 uint32 int64 uint64 half bfloat16 float double all");
+        o.types.push_back(t);
+      }
+    } else if (name == "o") {
+      o.ops.clear();
+      if (value == "all") {
+        for (int op = 0; op < chorusNumOps; ++op) o.ops.push_back(static_cast<chorusRedOp_t>(op));
+      } else {
+        chorusRedOp_t op;
+        if (!parseOp(value, &op)) return badValue("sum prod max min avg all");
+        o.ops.push_back(op);
+      }
+    } else if (name == "J") {
+      if (value.empty()) return badValue("a file name");
+      o.jsonPath = value;
+    }
+  }
+  if (sawStepBytes && sawStepFactor)
+    return fail("-i (stepbytes) and -f (stepfactor) are mutually exclusive");
+  if (o.minBytes > o.maxBytes)
+    return fail(format("minbytes (%zu) is larger than maxbytes (%zu)", o.minBytes, o.maxBytes));
+  if (o.stepFactor > 0 && o.minBytes == 0)
+    return fail("-b must be > 0 with -f (0 times a factor never grows)");
+  out.ok = true;
+  return out;
+}
+
+std::vector<size_t> sizeLadder(const Options& o) {
+  std::vector<size_t> sizes;
+  for (size_t s = o.minBytes; s <= o.maxBytes;) {
+    sizes.push_back(s);
+    size_t next;
+    if (o.stepFactor > 1) {
+      if (s > SIZE_MAX / static_cast<size_t>(o.stepFactor)) break;
+      next = s * static_cast<size_t>(o.stepFactor);
+    } else {
+      if (s > SIZE_MAX - o.stepBytes) break;
+      next = s + o.stepBytes;
+    }
+    if (next <= s) break;
+    s = next;
+  }
+  return sizes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Types, ops, bandwidth
+// ---------------------------------------------------------------------------------------------
+
+size_t typeSize(chorusDataType_t type) {
+  for (const auto& t : kTypes)
+    if (t.type == type) return t.size;
+  return 0;
+}
+
+const char* typeName(chorusDataType_t type) {
+  for (const auto& t : kTypes)
+    if (t.type == type) return t.name;
+  return "?";
+}
+
+const char* opName(chorusRedOp_t op) {
+  return (op >= 0 && op < chorusNumOps) ? kOpNames[op] : "?";
+}
+
+bool parseType(const std::string& name, chorusDataType_t* type) {
+  static const struct {
+    const char* alias;
+    chorusDataType_t type;
+  } kAliases[] = {{"float16", chorusFloat16}, {"float32", chorusFloat32},
+                  {"float64", chorusFloat64}, {"bf16", chorusBfloat16}};
+  for (const auto& t : kTypes)
+    if (name == t.name) return *type = t.type, true;
+  for (const auto& a : kAliases)
+    if (name == a.alias) return *type = a.type, true;
+  return false;
+}
+
+bool parseOp(const std::string& name, chorusRedOp_t* op) {
+  for (int i = 0; i < chorusNumOps; ++i)
+    if (name == kOpNames[i]) return *op = static_cast<chorusRedOp_t>(i), true;
+  return false;
+}
+
+double algBandwidth(size_t bytes, double seconds) {
+  return seconds > 0 ? static_cast<double>(bytes) / seconds / 1e9 : 0.0;
+}
+
+double allReduceBusBandwidth(double algbw, int nranks) {
+  return nranks > 0 ? algbw * 2.0 * (nranks - 1) / nranks : 0.0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------------
+// Column layout of a row: "%12s  %12s  %8s  %6s  %6s" then, per mode, "  %7s  %6s  %6s  %6s".
+
+namespace {
+constexpr int kModeWidth = 2 + 7 + 2 + 6 + 2 + 6 + 2 + 6;
+
+std::string prefixColumns(const char* a, const char* b, const char* c, const char* d,
+                          const char* e) {
+  return format("%12s  %12s  %8s  %6s  %6s", a, b, c, d, e);
+}
+std::string modeColumns(const char* a, const char* b, const char* c, const char* d) {
+  return format("  %7s  %6s  %6s  %6s", a, b, c, d);
+}
+std::string centered(const char* text, int width) {
+  int len = static_cast<int>(strlen(text));
+  int left = std::max(0, (width - len) / 2);
+  std::string s(left, ' ');
+  s += text;
+  s.resize(std::max<size_t>(s.size(), width), ' ');
+  return s;
+}
+std::string titleLine(std::string line) {
+  // Every title line starts with '#', like nccl-tests (the first column is right-aligned).
+  if (!line.empty()) line[0] = '#';
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  return line + "\n";
+}
+const char* averageName(int a) {
+  static const char* kNames[] = {"rank0", "mean", "min", "max"};
+  return (a >= 0 && a <= 3) ? kNames[a] : "?";
+}
+std::string jsonString(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      out += format("\\u%04x", c);
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+std::string jsonNumber(double v) { return std::isfinite(v) ? format("%.6g", v) : "null"; }
+std::string jsonMode(const ModeResult& m) {
+  return format("{\"time_us\": %s, \"algbw_GBps\": %s, \"busbw_GBps\": %s, \"wrong\": %s}",
+                jsonNumber(m.timeUs).c_str(), jsonNumber(m.algBw).c_str(),
+                jsonNumber(m.busBw).c_str(), m.wrong < 0 ? "null" : format("%lld", m.wrong).c_str());
+}
+}  // namespace
+
+std::string formatTime(double us) {
+  if (us >= 10000.0) return format("%7.0f", us);
+  if (us >= 100.0) return format("%7.1f", us);
+  return format("%7.2f", us);
+}
+
+std::string formatHeader(const std::string& commandLine, const Options& o, int nranks,
+                         const std::vector<RankPlace>& places) {
+  std::string h = "# Command: " + commandLine + "\n";
+  std::string step = o.stepFactor > 1 ? format("%d(factor)", o.stepFactor)
+                                      : format("%zu(bytes)", o.stepBytes);
+  h += format("# nranks %d minBytes %zu maxBytes %zu step: %s warmup iters: %d iters: %d "
+              "agg iters: %d validation: %d blocking: %d average: %d(%s) cycles: %d\n",
+              nranks, o.minBytes, o.maxBytes, step.c_str(), o.warmup, o.iters, o.aggIters,
+              o.check, o.blocking, o.average, averageName(o.average), o.runCycles);
+  h += "#\n# Using ranks\n";
+  for (const auto& p : places)
+    h += format("#  Rank %2d Pid %6ld on %10s device cpu\n", p.rank, p.pid, p.host.c_str());
+  h += "#\n";
+  std::string blank(prefixColumns("", "", "", "", "").size(), ' ');
+  h += titleLine(blank + "  " + centered("out-of-place", kModeWidth - 2) + "  " +
+                 centered("in-place", kModeWidth - 2));
+  h += titleLine(prefixColumns("size", "count", "type", "redop", "root") +
+                 modeColumns("time", "algbw", "busbw", "#wrong") +
+                 modeColumns("time", "algbw", "busbw", "#wrong"));
+  h += titleLine(prefixColumns("(B)", "(elements)", "", "", "") +
+                 modeColumns("(us)", "(GB/s)", "(GB/s)", "") + modeColumns("(us)", "(GB/s)", "(GB/s)", ""));
+  return h;
+}
+
+std::string formatRow(const Row& r) {
+  std::string s = format("%12zu  %12zu  %8s  %6s  %6d", r.bytes, r.count, typeName(r.type),
+                         opName(r.op), r.root);
+  for (const ModeResult* m : {&r.outOfPlace, &r.inPlace}) {
+    std::string wrong = m->wrong < 0 ? "N/A" : format("%lld", m->wrong);
+    s += format("  %7s  %6.2f  %6.2f  %6s", formatTime(m->timeUs).c_str(), m->algBw, m->busBw,
+                wrong.c_str());
+  }
+  return s;
+}
+
+double averageBusBandwidth(const std::vector<Row>& rows) {
+  if (rows.empty()) return 0.0;
+  double sum = 0;
+  for (const auto& r : rows) sum += r.outOfPlace.busBw + r.inPlace.busBw;
+  return sum / (2.0 * static_cast<double>(rows.size()));
+}
+
+long long totalWrong(const std::vector<Row>& rows) {
+  long long n = 0;
+  for (const auto& r : rows) n += std::max(0LL, r.outOfPlace.wrong) + std::max(0LL, r.inPlace.wrong);
+  return n;
+}
+
+std::string formatFooter(const std::vector<Row>& rows) {
+  long long wrong = totalWrong(rows);
+  return format("# Out of bounds values : %lld %s\n# Avg bus bandwidth    : %g\n#\n", wrong,
+                wrong ? "FAILED" : "OK", averageBusBandwidth(rows));
+}
+
+std::string formatJson(const std::string& commandLine, const Options& o, int nranks,
+                       const std::vector<RankPlace>& places, const std::vector<Row>& rows,
+                       const std::string& error) {
+  std::string j = "{\n  \"tool\": \"all_reduce_perf\",\n";
+  j += "  \"command\": " + jsonString(commandLine) + ",\n";
+  j += format("  \"nranks\": %d,\n", nranks);
+  j += format("  \"options\": {\"minbytes\": %zu, \"maxbytes\": %zu, \"stepbytes\": %zu, "
+              "\"stepfactor\": %d, \"iters\": %d, \"warmup_iters\": %d, \"agg_iters\": %d, "
+              "\"check\": %d, \"average\": \"%s\", \"blocking\": %d, \"run_cycles\": %d},\n",
+              o.minBytes, o.maxBytes, o.stepBytes, o.stepFactor, o.iters, o.warmup, o.aggIters,
+              o.check, averageName(o.average), o.blocking, o.runCycles);
+  j += "  \"ranks\": [";
+  for (size_t i = 0; i < places.size(); ++i)
+    j += format("%s{\"rank\": %d, \"pid\": %ld, \"host\": ", i ? ", " : "", places[i].rank,
+                places[i].pid) + jsonString(places[i].host) + "}";
+  j += "],\n  \"results\": [";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    j += format("%s\n    {\"size\": %zu, \"count\": %zu, \"type\": \"%s\", \"redop\": \"%s\", "
+                "\"root\": %d,\n     \"out_of_place\": ",
+                i ? "," : "", r.bytes, r.count, typeName(r.type), opName(r.op), r.root);
+    j += jsonMode(r.outOfPlace) + ",\n     \"in_place\": " + jsonMode(r.inPlace) + "}";
+  }
+  j += rows.empty() ? "],\n" : "\n  ],\n";
+  j += format("  \"out_of_bounds\": %lld,\n  \"avg_busbw_GBps\": %s,\n", totalWrong(rows),
+              jsonNumber(averageBusBandwidth(rows)).c_str());
+  j += "  \"error\": " + jsonString(error) + ",\n";
+  j += format("  \"ok\": %s\n}\n", (error.empty() && totalWrong(rows) == 0) ? "true" : "false");
+  return j;
+}
+
+// ---------------------------------------------------------------------------------------------
+// fp16 / bf16
+// ---------------------------------------------------------------------------------------------
+
+uint16_t floatToHalf(float f) {
+  uint32_t x;
+  memcpy(&x, &f, sizeof x);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  const uint32_t a = x & 0x7FFFFFFFu;
+  if (a > 0x7F800000u) return sign | 0x7E00u | static_cast<uint16_t>((a >> 13) & 0x3FFu);  // NaN
+  if (a >= 0x477FF000u) return sign | 0x7C00u;  // >= 65520 rounds to infinity
+  if (a >= 0x38800000u) {                       // normal half (>= 2^-14)
+    uint32_t h = (a >> 13) - (112u << 10);
+    const uint32_t rem = a & 0x1FFFu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
+    return sign | static_cast<uint16_t>(h);
+  }
+  const int e = static_cast<int>(a >> 23);
+  if (e < 102) return sign;  // below half the smallest subnormal: +-0
+  const uint32_t mant = (a & 0x7FFFFFu) | 0x800000u;
+  const int shift = 126 - e;  // 14..24
+  uint32_t h = mant >> shift;
+  const uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
+  if (rem > half || (rem == half && (h & 1u))) ++h;
+  return sign | static_cast<uint16_t>(h);
+}
+
+float halfToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1Fu, mant = h & 0x3FFu;
+  uint32_t x;
+  if (exp == 0) {
+    float v = static_cast<float>(mant) * (1.0f / 16777216.0f);
+    return sign ? -v : v;
+  }
+  if (exp == 31) x = sign | 0x7F800000u | (mant << 13);
+  else x = sign | ((exp + 112u) << 23) | (mant << 13);
+  float f;
+  memcpy(&f, &x, sizeof f);
+  return f;
+}
+
+uint16_t floatToBfloat16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, sizeof x);
+  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);  // NaN
+  x += 0x7FFFu + ((x >> 16) & 1u);
+  return static_cast<uint16_t>(x >> 16);
+}
+
+float bfloat16ToFloat(uint16_t b) {
+  uint32_t x = static_cast<uint32_t>(b) << 16;
+  float f;
+  memcpy(&f, &x, sizeof f);
+  return f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data pattern and checker
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// Largest integer up to which every integer is exact in the type, and the sum bound for Avg.
+long long exactLimit(chorusDataType_t type, chorusRedOp_t op) {
+  switch (type) {
+    case chorusFloat16: return 2048;
+    case chorusBfloat16: return 256;
+    case chorusFloat32: return 1LL << 24;
+    case chorusFloat64: return 1LL << 53;
+    case chorusInt8: return op == chorusAvg ? 127 : LLONG_MAX;  // Sum wraps like the type does
+    case chorusUint8: return op == chorusAvg ? 255 : LLONG_MAX;
+    case chorusInt32: return op == chorusAvg ? INT32_MAX : LLONG_MAX;
+    case chorusUint32: return op == chorusAvg ? UINT32_MAX : LLONG_MAX;
+    default: return LLONG_MAX;
+  }
+}
+
+bool isSignedType(chorusDataType_t t) {
+  return t != chorusUint8 && t != chorusUint32 && t != chorusUint64;
+}
+
+uint32_t mixHash(size_t index, int rank, uint32_t seed) {
+  uint64_t x = static_cast<uint64_t>(index) * 0x9E3779B97F4A7C15ull;
+  x ^= ((static_cast<uint64_t>(static_cast<uint32_t>(rank)) << 32) | seed) * 0xC2B2AE3D27D4EB4Full;
+  x ^= x >> 29;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 32;
+  return static_cast<uint32_t>(x);
+}
+
+// The value choice for one (type, op, nranks); see the comment in perf_common.h.
+struct Pattern {
+  chorusRedOp_t op;
+  int nranks;
+  bool isSigned;
+  long long amp = 7;     // Sum/Avg: values in [0, amp] (Sum on signed types: shifted by -amp/2)
+  long long stride = 1;  // Sum/Avg with more ranks than the exact range: only every stride-th
+                         // rank contributes (0 or 1)
+  long long q = 2;       // Prod: rank r contributes +-2 only where (r + i) % q == 0
+
+  Pattern(chorusDataType_t type, chorusRedOp_t o, int n) : op(o), nranks(n), isSigned(isSignedType(type)) {
+    const long long limit = exactLimit(type, op);
+    amp = std::min<long long>(7, limit / std::max(1, n));
+    if (amp < 1) {
+      amp = 1;
+      stride = (n + limit - 1) / limit;
+    }
+    q = std::max<long long>(2, (n + 13) / 14);
+  }
+
+  long long value(int r, size_t i, uint32_t seed) const {
+    const uint32_t h = mixHash(i, r, seed);
+    switch (op) {
+      case chorusSum:
+      case chorusAvg: {
+        if (stride > 1) return ((static_cast<long long>(r) + static_cast<long long>(i % stride)) % stride == 0) ? (h & 1u) : 0;
+        long long v = static_cast<long long>(h % static_cast<uint32_t>(amp + 1));
+        return (op == chorusSum && isSigned) ? v - amp / 2 : v;
+      }
+      case chorusProd: {
+        long long v = ((static_cast<long long>(r) + static_cast<long long>(i % q)) % q == 0 && h % 3 != 0) ? 2 : 1;
+        return (isSigned && ((h >> 8) & 3u) == 0) ? -v : v;
+      }
+      default: {  // max, min
+        long long v = static_cast<long long>(h % 64u);
+        return isSigned ? v - 32 : v;
+      }
+    }
+  }
+
+  long long reduced(size_t i, uint32_t seed) const {
+    long long acc = value(0, i, seed);
+    for (int r = 1; r < nranks; ++r) {
+      const long long v = value(r, i, seed);
+      switch (op) {
+        case chorusSum: case chorusAvg: acc += v; break;
+        case chorusProd: acc *= v; break;
+        case chorusMax: acc = std::max(acc, v); break;
+        default: acc = std::min(acc, v); break;
+      }
+    }
+    return acc;
+  }
+};
+
+// Storage conversions per type: integers convert modulo 2^bits (C++20), floats exactly.
+template <class T>
+struct Codec {
+  using Storage = T;
+  static constexpr bool kFloat = std::is_floating_point_v<T>;
+  static constexpr double kEps = kFloat ? std::numeric_limits<T>::epsilon() : 0;
+  static Storage fromInt(long long v) { return static_cast<T>(v); }
+  static Storage fromDouble(double d) { return static_cast<T>(d); }
+  static double toDouble(Storage x) { return static_cast<double>(x); }
+};
+struct HalfTag {};
+struct Bf16Tag {};
+template <>
+struct Codec<HalfTag> {
+  using Storage = uint16_t;
+  static constexpr bool kFloat = true;
+  static constexpr double kEps = 1.0 / 1024;
+  static Storage fromInt(long long v) { return floatToHalf(static_cast<float>(v)); }
+  static Storage fromDouble(double d) { return floatToHalf(static_cast<float>(d)); }
+  static double toDouble(Storage x) { return halfToFloat(x); }
+};
+template <>
+struct Codec<Bf16Tag> {
+  using Storage = uint16_t;
+  static constexpr bool kFloat = true;
+  static constexpr double kEps = 1.0 / 128;
+  static Storage fromInt(long long v) { return floatToBfloat16(static_cast<float>(v)); }
+  static Storage fromDouble(double d) { return floatToBfloat16(static_cast<float>(d)); }
+  static double toDouble(Storage x) { return bfloat16ToFloat(x); }
+};
+
+template <class F>
+auto dispatchType(chorusDataType_t type, F&& f) {
+  switch (type) {
+    case chorusInt8: return f(Codec<int8_t>{});
+    case chorusUint8: return f(Codec<uint8_t>{});
+    case chorusInt32: return f(Codec<int32_t>{});
+    case chorusUint32: return f(Codec<uint32_t>{});
+    case chorusInt64: return f(Codec<int64_t>{});
+    case chorusUint64: return f(Codec<uint64_t>{});
+    case chorusFloat16: return f(Codec<HalfTag>{});
+    case chorusFloat32: return f(Codec<float>{});
+    case chorusFloat64: return f(Codec<double>{});
+    default: return f(Codec<Bf16Tag>{});
+  }
+}
+
+}  // namespace
+
+long long patternValue(chorusDataType_t type, chorusRedOp_t op, int rank, int nranks,
+                       size_t index, uint32_t seed) {
+  return Pattern(type, op, nranks).value(rank, index, seed);
+}
+
+long long patternReduced(chorusDataType_t type, chorusRedOp_t op, int nranks, size_t index,
+                         uint32_t seed) {
+  return Pattern(type, op, nranks).reduced(index, seed);
+}
+
+void fillInput(void* buf, size_t count, chorusDataType_t type, chorusRedOp_t op, int rank,
+               int nranks, uint32_t seed) {
+  const Pattern pat(type, op, nranks);
+  dispatchType(type, [&](auto codec) {
+    using C = decltype(codec);
+    auto* p = static_cast<typename C::Storage*>(buf);
+    for (size_t i = 0; i < count; ++i) p[i] = C::fromInt(pat.value(rank, i, seed));
+    return 0;
+  });
+}
+
+size_t countWrongResult(const void* buf, size_t count, chorusDataType_t type, chorusRedOp_t op,
+                        int nranks, uint32_t seed) {
+  const Pattern pat(type, op, nranks);
+  return dispatchType(type, [&](auto codec) -> size_t {
+    using C = decltype(codec);
+    const auto* p = static_cast<const typename C::Storage*>(buf);
+    size_t wrong = 0;
+    for (size_t i = 0; i < count; ++i) {
+      const long long r = pat.reduced(i, seed);
+      if constexpr (C::kFloat) {
+        const double got = C::toDouble(p[i]);
+        if (op == chorusAvg) {
+          const double want = C::toDouble(C::fromDouble(static_cast<double>(r) / nranks));
+          const double tol = 2.0 * C::kEps * std::max(1.0, std::fabs(want));
+          if (!(std::fabs(got - want) <= tol)) ++wrong;  // NaN counts as wrong
+        } else if (!(got == static_cast<double>(r))) {
+          ++wrong;
+        }
+      } else {
+        const auto want = C::fromInt(op == chorusAvg ? r / nranks : r);
+        if (p[i] != want) ++wrong;
+      }
+    }
+    return wrong;
+  });
+}
+
+size_t countChangedInput(const void* buf, size_t count, chorusDataType_t type, chorusRedOp_t op,
+                         int rank, int nranks, uint32_t seed) {
+  const Pattern pat(type, op, nranks);
+  return dispatchType(type, [&](auto codec) -> size_t {
+    using C = decltype(codec);
+    const auto* p = static_cast<const typename C::Storage*>(buf);
+    size_t changed = 0;
+    for (size_t i = 0; i < count; ++i) {
+      const typename C::Storage want = C::fromInt(pat.value(rank, i, seed));
+      if (memcmp(&p[i], &want, sizeof want) != 0) ++changed;  // bit for bit
+    }
+    return changed;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launching
+// ---------------------------------------------------------------------------------------------
+
+LaunchEnv detectLaunchEnv() {
+  auto has = [](const char* v) { return getenv(v) && *getenv(v); };
+  if (has("OMPI_COMM_WORLD_SIZE")) return LaunchEnv::OpenMpi;
+  if (has("SLURM_NTASKS") && has("SLURM_PROCID")) return LaunchEnv::Slurm;
+  if (has("WORLD_SIZE") && has("RANK")) return LaunchEnv::Torchrun;
+  return LaunchEnv::None;
+}
+
+const char* launchEnvName(LaunchEnv env) {
+  switch (env) {
+    case LaunchEnv::OpenMpi: return "Open MPI";
+    case LaunchEnv::Slurm: return "Slurm";
+    case LaunchEnv::Torchrun: return "torchrun";
+    default: return "none";
+  }
+}
+
+double chorusTimeoutSeconds() {
+  const char* e = getenv("CHORUS_TIMEOUT");
+  if (!e || !*e) return 300.0;
+  char* end = nullptr;
+  double v = strtod(e, &end);
+  return (end != e && *end == '\0' && v > 0 && std::isfinite(v)) ? v : 300.0;
+}
+
+
+namespace {
+
+volatile sig_atomic_t gInterrupted = 0;
+void onParentSignal(int sig) { gInterrupted = sig; }
+
+double nowSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+bool writeAll(int fd, const void* data, size_t len) {
+  const char* p = static_cast<const char*>(data);
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool readAll(int fd, void* data, size_t len) {
+  char* p = static_cast<char*>(data);
+  while (len > 0) {
+    ssize_t n = read(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Runs in the child: waits for the token, then the body. Never returns.
+[[noreturn]] void childMain(const LocalLaunch& launch, int rank, int readFd, Progress* progress,
+                            pid_t parent) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(1);  // the parent died before prctl took effect
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  uint32_t len = 0;
+  std::vector<char> token;
+  if (!readAll(readFd, &len, sizeof len)) _exit(1);  // the launch was called off: say nothing
+  token.resize(len);
+  if (len > 0 && !readAll(readFd, token.data(), len)) _exit(1);
+  close(readFd);
+  int rc = launch.body(rank, token, progress);
+  fflush(stdout);
+  fflush(stderr);
+  _exit(rc & 0xff);
+}
+
+}  // namespace
+
+LaunchResult launchLocal(const LocalLaunch& launch) {
+  LaunchResult result;
+  const int n = launch.nranks;
+  if (n < 1 || !launch.body || !launch.makeToken) {
+    result.exitCode = 2;
+    result.message = "launchLocal: need nranks >= 1, a body and a token maker";
+    return result;
+  }
+  const size_t mapBytes = sizeof(Progress) * static_cast<size_t>(n);
+  void* mem = mmap(nullptr, mapBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) {
+    result.exitCode = 1;
+    result.message = format("mmap of the progress counters failed: %s", strerror(errno));
+    return result;
+  }
+  Progress* progress = static_cast<Progress*>(mem);
+  for (int r = 0; r < n; ++r) new (&progress[r]) Progress();
+
+  fflush(stdout);
+  fflush(stderr);
+  const pid_t self = getpid();
+  std::vector<pid_t> pids(n, -1);
+  std::vector<int> writeFds(n, -1);
+  std::string forkError;
+  for (int r = 0; r < n; ++r) {
+    int fds[2];
+    if (pipe(fds) != 0) {
+      forkError = format("pipe for rank %d failed: %s", r, strerror(errno));
+      break;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(fds[1]);
+      for (int k = 0; k < r; ++k) close(writeFds[k]);
+      childMain(launch, r, fds[0], &progress[r], self);
+    }
+    close(fds[0]);
+    if (pid < 0) {
+      close(fds[1]);
+      forkError = format("fork of rank %d failed: %s", r, strerror(errno));
+      break;
+    }
+    pids[r] = pid;
+    writeFds[r] = fds[1];
+  }
+
+  struct sigaction sa{}, oldInt{}, oldTerm{}, oldPipe{};
+  sa.sa_handler = onParentSignal;
+  sigemptyset(&sa.sa_mask);
+  gInterrupted = 0;
+  sigaction(SIGINT, &sa, &oldInt);
+  sigaction(SIGTERM, &sa, &oldTerm);
+  struct sigaction ign{};
+  ign.sa_handler = SIG_IGN;
+  sigemptyset(&ign.sa_mask);
+  sigaction(SIGPIPE, &ign, &oldPipe);
+
+  std::vector<std::string> notes;  // one line per rank that did not exit with 0
+  std::string cause;               // why the launcher gave up, if it did
+  if (forkError.empty()) {
+    std::vector<char> token;
+    std::string err;
+    if (!launch.makeToken(&token, &err)) {
+      forkError = "could not create the rendezvous token: " + err;
+    } else {
+      const uint32_t len = static_cast<uint32_t>(token.size());
+      for (int r = 0; r < n; ++r) {
+        // A rank that already died makes this fail; the wait loop below reports it.
+        if (writeAll(writeFds[r], &len, sizeof len) && len > 0)
+          writeAll(writeFds[r], token.data(), len);
+      }
+    }
+  }
+  for (int& fd : writeFds)
+    if (fd >= 0) close(fd), fd = -1;  // ranks still waiting for a token read EOF and exit
+
+  int alive = 0;
+  for (pid_t p : pids) alive += p > 0;
+  std::vector<bool> killedByUs(n, false);
+  double killAt = -1, hardKillAt = -1;
+  if (!forkError.empty()) {
+    cause = forkError;
+    result.exitCode = 1;
+    killAt = nowSeconds();
+  }
+  uint64_t lastTicks = 0;
+  double lastProgress = nowSeconds();
+  auto signalAlive = [&](int sig) {
+    for (int r = 0; r < n; ++r)
+      if (pids[r] > 0) {
+        kill(pids[r], sig);
+        killedByUs[r] = true;
+      }
+  };
+  while (alive > 0) {
+    for (int r = 0; r < n; ++r) {
+      if (pids[r] <= 0) continue;
+      int status = 0;
+      pid_t w = waitpid(pids[r], &status, WNOHANG);
+      if (w == 0 || (w < 0 && errno == EINTR)) continue;
+      const pid_t pid = pids[r];
+      pids[r] = -1;
+      --alive;
+      std::string note;
+      bool failed = false, bySignal = false;
+      if (w < 0) {
+        note = format("rank %d (pid %d) could not be waited for: %s", r, pid, strerror(errno));
+        failed = true;
+      } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+        note = format("rank %d (pid %d) exited with status %d", r, pid, WEXITSTATUS(status));
+        failed = true;
+        if (result.exitCode == 0) result.exitCode = WEXITSTATUS(status);
+      } else if (WIFSIGNALED(status)) {
+        const int sig = WTERMSIG(status);
+        note = format("rank %d (pid %d) %s by signal %d (%s)", r, pid,
+                      killedByUs[r] ? "was stopped by the launcher" : "died", sig, strsignal(sig));
+        failed = !killedByUs[r];
+        bySignal = true;
+      }
+      if (!note.empty()) notes.push_back(note);
+      if (failed) {
+        if (result.firstFailedRank < 0) result.firstFailedRank = r;
+        if (result.exitCode == 0) result.exitCode = 1;
+        const double deadline = nowSeconds() + (bySignal ? 0.0 : launch.graceSeconds);
+        if (killAt < 0 || deadline < killAt) killAt = deadline;
+        if (cause.empty()) cause = note;
+      }
+    }
+    if (alive == 0) break;
+    const double now = nowSeconds();
+    uint64_t ticks = 0;
+    for (int r = 0; r < n; ++r) ticks += progress[r].ticks.load(std::memory_order_relaxed);
+    if (ticks != lastTicks) {
+      lastTicks = ticks;
+      lastProgress = now;
+    }
+    if (gInterrupted && hardKillAt < 0) {
+      cause = format("interrupted by signal %d", static_cast<int>(gInterrupted));
+      if (result.exitCode == 0) result.exitCode = 128 + gInterrupted;
+      signalAlive(SIGTERM);
+      hardKillAt = now + 2.0;
+    } else if (killAt < 0 && now - lastProgress > launch.stallSeconds) {
+      std::string still;
+      for (int r = 0; r < n; ++r)
+        if (pids[r] > 0) still += format("%s%d", still.empty() ? "" : ", ", r);
+      cause = format("no rank made progress for %.0f s; stopping ranks %s", launch.stallSeconds,
+                     still.c_str());
+      if (result.firstFailedRank < 0)
+        for (int r = 0; r < n && result.firstFailedRank < 0; ++r)
+          if (pids[r] > 0) result.firstFailedRank = r;
+      if (result.exitCode == 0) result.exitCode = 1;
+      killAt = now;
+    }
+    if (killAt >= 0 && now >= killAt && hardKillAt < 0) {
+      signalAlive(SIGTERM);
+      hardKillAt = now + 2.0;
+    }
+    if (hardKillAt >= 0 && now >= hardKillAt) {
+      signalAlive(SIGKILL);
+      hardKillAt = now + 3600;  // SIGKILL once; the reaping above finishes the job
+    }
+    usleep(20000);
+  }
+
+  sigaction(SIGINT, &oldInt, nullptr);
+  sigaction(SIGTERM, &oldTerm, nullptr);
+  sigaction(SIGPIPE, &oldPipe, nullptr);
+  munmap(mem, mapBytes);
+  if (result.exitCode != 0) {
+    result.message = cause;
+    for (const auto& note : notes)
+      if (note != cause) result.message += "\n  " + note;
+  }
+  return result;
+}
+
+}  // namespace chorus::perf
