@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Chorus builds and tests with (idempotent; skips what is there).
+set -euo pipefail
+PKGS=(cmake ninja-build g++ pkg-config libgtest-dev libopenmpi-dev openmpi-bin)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install_deps: all packages present"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install_deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
