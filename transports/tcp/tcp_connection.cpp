@@ -246,6 +246,7 @@ void TcpConnection::checkAlive() {
   for (size_t s = 0; s < socks_.size(); ++s) fds[s] = {socks_[s].fd.get(), POLLRDHUP, 0};
   int r = ::poll(fds.data(), fds.size(), 0);
   if (r <= 0) return;
+  int closed = -1;
   for (size_t s = 0; s < socks_.size(); ++s) {
     short ev = fds[s].revents;
     if (ev & POLLERR) {
@@ -255,16 +256,18 @@ void TcpConnection::checkAlive() {
       fail(chorusRemoteError, format("tcp: connection to rank %d failed (socket %zu: %s)", peer(), s,
                                      err ? strerror(err) : "error"));
     }
-    if (ev & (POLLHUP | POLLRDHUP)) {
-      // Bytes the peer sent before leaving are still ours to read: progress() will get them
-      // and then meet the EOF itself.
-      int avail = 0;
-      if (::ioctl(fds[s].fd, FIONREAD, &avail) == 0 && avail > 0) continue;
-      fail(chorusRemoteError,
-           format("tcp: rank %d closed the connection (socket %zu hung up) with %zu send(s) and %zu recv(s) pending",
-                  peer(), s, sendQ_.ops.size(), recvQ_.ops.size()));
-    }
+    if ((ev & (POLLHUP | POLLRDHUP)) && closed < 0) closed = static_cast<int>(s);
   }
+  if (closed < 0) return;
+  // Bytes the peer sent before it left are still ours to read: while any socket holds some,
+  // progress() takes them and meets the end of the stream itself.
+  for (size_t s = 0; s < socks_.size(); ++s) {
+    int avail = 0;
+    if (::ioctl(fds[s].fd, FIONREAD, &avail) == 0 && avail > 0) return;
+  }
+  fail(chorusRemoteError,
+       format("tcp: rank %d closed the connection (socket %d hung up) with %zu send(s) and %zu recv(s) pending",
+              peer(), closed, sendQ_.ops.size(), recvQ_.ops.size()));
 }
 
 void TcpConnection::abort() noexcept {

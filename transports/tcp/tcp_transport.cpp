@@ -193,9 +193,9 @@ std::vector<std::unique_ptr<Connection>> TcpTransport::connect(const std::vector
 
 std::unique_ptr<Connection> TcpTransport::makeConnection(int peer, std::vector<Fd> socks, const char* how) {
   auto [snd, rcv] = bufferSizes(socks[0].get());
-  CHORUS_INFO(kLogTransport, "tcp: rank %d <-> rank %d %s at %s: %zu socket(s), chunk %zu, sndbuf %d, rcvbuf %d",
-              ctx_.rank, peer, how, addrToString((*ctx_.cards)[peer].tcpAddr).c_str(), socks.size(), chunkBytes_,
-              snd, rcv);
+  CHORUS_INFO(kLogTransport, "tcp: rank %d <-> rank %d connected (%s; peer listens on %s): %zu socket(s), chunk %zu, "
+              "sndbuf %d, rcvbuf %d", ctx_.rank, peer, how, addrToString((*ctx_.cards)[peer].tcpAddr).c_str(),
+              socks.size(), chunkBytes_, snd, rcv);
   return std::make_unique<TcpConnection>(ctx_.rank, peer, std::move(socks), chunkBytes_);
 }
 
@@ -259,7 +259,8 @@ void TcpTransport::acceptQueued() {
 }
 
 void TcpTransport::readHellos() {
-  auto staleBefore = Clock::now() - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeoutSec_));
+  auto staleBefore =
+      Clock::now() - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeoutSec_));
   for (size_t k = 0; k < handshakes_.size();) {
     Handshake& h = handshakes_[k];
     std::string drop;
@@ -305,10 +306,13 @@ void TcpTransport::readHellos() {
 std::string TcpTransport::verify(const Hello& h) const {
   if (h.magic != kHelloMagic) return "not a Chorus TCP hello";
   if (h.secret[0] != ctx_.secret[0] || h.secret[1] != ctx_.secret[1]) return "wrong secret";
-  if (h.commId != ctx_.commId) return format("hello for another communicator (%#lx)", static_cast<unsigned long>(h.commId));
+  if (h.commId != ctx_.commId)
+    return format("hello for another communicator (%#lx)", static_cast<unsigned long>(h.commId));
   if (h.toRank != ctx_.rank) return format("hello addressed to rank %d", h.toRank);
-  if (h.fromRank < 0 || h.fromRank >= ctx_.rank) return format("hello from rank %d, which should not dial rank %d", h.fromRank, ctx_.rank);
-  if (h.numSockets != numSockets_) return format("peer uses %d sockets per pair, this rank %d", h.numSockets, numSockets_);
+  if (h.fromRank < 0 || h.fromRank >= ctx_.rank)
+    return format("hello from rank %d, which should not dial rank %d", h.fromRank, ctx_.rank);
+  if (h.numSockets != numSockets_)
+    return format("peer uses %d sockets per pair, this rank %d", h.numSockets, numSockets_);
   if (h.socketIndex < 0 || h.socketIndex >= numSockets_) return format("socket index %d out of range", h.socketIndex);
   return "";
 }
