@@ -42,10 +42,11 @@ thread_local std::string tLastErrorCopy;  // what chorusGetLastError returned la
 
 void setLastError(chorusComm* comm, const std::string& text) {
   tLastError = text;
-  if (comm) {
-    std::lock_guard<std::mutex> g(comm->mu);
-    comm->lastError = text;
-  }
+  if (!comm) return;
+  std::lock_guard<std::mutex> g(gRegistryMutex);  // comm may be a stale handle: touch it only if live
+  if (!gComms.count(comm)) return;
+  std::lock_guard<std::mutex> g2(comm->mu);
+  comm->lastError = text;
 }
 
 // Runs body; maps exceptions to result codes and records their text.

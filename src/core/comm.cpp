@@ -155,6 +155,9 @@ void Communicator::allReduce(const void* sendbuf, void* recvbuf, size_t count, c
   bool inPlace = sendbuf == recvbuf;
   bool fresh = scheduleCache_.count(std::make_tuple(count, elemSize, inPlace, op == chorusAvg)) == 0;
   const RankSchedule& sched = allReduceSchedule(count, elemSize, inPlace, op == chorusAvg);
+  ExecArgs args;
+  args.what = format("chorusAllReduce #%llu (%s, %zu x %s %s, rank %d/%d)", static_cast<unsigned long long>(seq),
+                     sched.algorithm.c_str(), count, dataTypeName(dtype), redOpName(op), rank_, nranks_);
   try {
     std::vector<int> peers = sched.peers();
     ensureConnected(peers);
@@ -164,7 +167,6 @@ void Communicator::allReduce(const void* sendbuf, void* recvbuf, size_t count, c
       CHORUS_INFO(kLogColl, "AllReduce %zu x %s %s%s: algorithm %s, %zu steps, peers%s", count, dataTypeName(dtype), redOpName(op),
                   inPlace ? " in place" : "", sched.algorithm.c_str(), sched.steps.size(), via.empty() ? " none" : via.c_str());
     }
-    ExecArgs args;
     args.schedule = &sched;
     args.input = sendbuf;
     args.output = recvbuf;
@@ -174,15 +176,16 @@ void Communicator::allReduce(const void* sendbuf, void* recvbuf, size_t count, c
     args.connections = &connectionPtrs_;
     args.timeoutSec = config_.timeoutSec;
     args.abortFlag = &aborted_;
-    args.what = format("chorusAllReduce #%llu (%s, %zu x %s %s, rank %d/%d)", static_cast<unsigned long long>(seq),
-                       sched.algorithm.c_str(), count, dataTypeName(dtype), redOpName(op), rank_, nranks_);
     execute(args);
   } catch (const Error& e) {
-    recordError(e.code(), e.what());
+    // Errors from transports do not know which call they broke: name it.
+    std::string text = e.what();
+    if (text.find(args.what) == std::string::npos) text = args.what + ": " + text;
+    recordError(e.code(), text);
     // Tell the peers at once, so that they fail now rather than at their deadline.
     for (auto& c : connections_)
       if (c) c->abort();
-    throw;
+    throw Error(e.code(), text);
   }
 }
 

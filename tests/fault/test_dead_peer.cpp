@@ -77,11 +77,11 @@ void strikeMidCall(int p, int victim, int signal, const char* transport, double 
   }
 }
 
-TEST(DeadPeer, SigkillMidAllReduceOverShmFailsEverySurvivor) { strikeMidCall(4, 2, SIGKILL, "shm", 20, 60); }
+TEST(DeadPeer, SigkillMidAllReduceOverShmFailsEverySurvivor) { strikeMidCall(4, 2, SIGKILL, "shm", 30, 15); }
 
-TEST(DeadPeer, SigkillMidAllReduceOverTcpFailsEverySurvivor) { strikeMidCall(3, 1, SIGKILL, "tcp", 20, 60); }
+TEST(DeadPeer, SigkillMidAllReduceOverTcpFailsEverySurvivor) { strikeMidCall(3, 1, SIGKILL, "tcp", 30, 15); }
 
-TEST(DeadPeer, StoppedPeerBecomesTimeoutOnSurvivors) { strikeMidCall(3, 0, SIGSTOP, "shm", 3, 60); }
+TEST(DeadPeer, StoppedPeerBecomesTimeoutOnSurvivors) { strikeMidCall(3, 0, SIGSTOP, "shm", 3, 20); }
 
 }  // namespace
 }  // namespace chorus::test
