@@ -134,10 +134,10 @@ class Sweep {
 #ifdef CHORUS_PERF_HAVE_MPI
     if (underMpi_) MPI_Abort(MPI_COMM_WORLD, 1);  // the other ranks would only wait to time out
 #endif
+    if (comm_) chorusCommAbort(comm_);  // first: pending stream work then ends at once
+    comm_ = nullptr;
     if (stream_) chorusStreamDestroy(stream_);
     stream_ = nullptr;
-    if (comm_) chorusCommAbort(comm_);
-    comm_ = nullptr;
     return 1;
   }
 

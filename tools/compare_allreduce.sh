@@ -9,6 +9,8 @@
 # These machines drift (the two vCPUs move; shared-memory figures move 2-3x for minutes), so the
 # systems run alternately, A B A B ..., ROUNDS times; the table shows the median per size and
 # the ratio of medians. A `# probe:` line of the machine state is printed before and after.
+# The default run (np 2 and 4, 7 sizes up to 256M, 3 rounds) takes about 3-4 minutes on an idle
+# 2-core machine, mostly at 256M; SIZES=8,1K,64K,1M,16M takes well under a minute.
 #
 # Env (defaults in brackets):
 #   CHORUS_BUILD     Chorus build directory                 [<repo>/build]
@@ -18,10 +20,12 @@
 #   ROUNDS           A B rounds                             [3]
 #   GLOO             1 = also run Gloo (GLOO_ALGOS)         [0]
 #   GLOO_ALGOS       Gloo algorithms; the best one is shown [ring,halving_doubling]
-#   ITER_BYTES       Chorus -n = clamp(ITER_BYTES / size, MIN_ITERS, MAX_ITERS)  [512M, 4, 1000]
+#   ITER_BYTES       Chorus -n = clamp(ITER_BYTES / size, MIN_ITERS, MAX_ITERS)  [256M, 3, 1000];
+#                    -w = clamp(n / 10, 1, 20)
 #   CHORUS_ARGS      extra all_reduce_perf flags            ["-z 1 -c 1"] (-z 1: blocking
 #                    calls, as MPI_Allreduce is)
-#   MPI_TRIALS / MPI_TRIAL_MS   the MPI/Gloo benchmarks' BENCH_TRIALS / BENCH_TRIAL_MS [5 / 30]
+#   MPI_TRIALS / MPI_TRIAL_MS / MPI_WARMUP   the MPI/Gloo benchmarks' BENCH_TRIALS /
+#                    BENCH_TRIAL_MS / BENCH_WARMUP [3 / 30 / 1]
 #   OUT              directory for the raw outputs          [a new /tmp/chorus-compare.XXXXXX]
 # Exit status: 0 when every run succeeded, 1 otherwise (the table still shows what ran).
 set -uo pipefail
@@ -35,11 +39,12 @@ SIZES="${SIZES:-8,1K,64K,1M,16M,64M,256M}"
 ROUNDS="${ROUNDS:-3}"
 GLOO="${GLOO:-0}"
 GLOO_ALGOS="${GLOO_ALGOS:-ring,halving_doubling}"
-ITER_BYTES="${ITER_BYTES:-512M}"
-MIN_ITERS="${MIN_ITERS:-4}"
+ITER_BYTES="${ITER_BYTES:-256M}"
+MIN_ITERS="${MIN_ITERS:-3}"
 MAX_ITERS="${MAX_ITERS:-1000}"
 CHORUS_ARGS="${CHORUS_ARGS:--z 1 -c 1}"
-MPI_TRIALS="${MPI_TRIALS:-5}"
+MPI_TRIALS="${MPI_TRIALS:-3}"
+MPI_WARMUP="${MPI_WARMUP:-1}"
 MPI_TRIAL_MS="${MPI_TRIAL_MS:-30}"
 OUT="${OUT:-$(mktemp -d /tmp/chorus-compare.XXXXXX)}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -109,9 +114,9 @@ run_chorus() {  # np round
 run_mpi() {  # np round
   local np=$1 round=$2 out="$OUT/mpi_np$1_r$2.txt"
   if ! BENCH_SIZES="$SIZES_BYTES" BENCH_TRIALS="$MPI_TRIALS" BENCH_TRIAL_MS="$MPI_TRIAL_MS" \
-      BENCH_PEROP_MAX=0 mpirun -np "$np" --oversubscribe --bind-to none \
+      BENCH_WARMUP="$MPI_WARMUP" BENCH_PEROP_MAX=0 mpirun -np "$np" --oversubscribe --bind-to none \
       --mca pml ob1 --mca btl self,vader \
-      -x BENCH_SIZES -x BENCH_TRIALS -x BENCH_TRIAL_MS -x BENCH_PEROP_MAX \
+      -x BENCH_SIZES -x BENCH_TRIALS -x BENCH_TRIAL_MS -x BENCH_WARMUP -x BENCH_PEROP_MAX \
       "$MPIB" --label "mpi-vader-np$np" >"$out" 2>"$OUT/mpi_np${np}_r${round}.err"; then
     log "FAILED: Open MPI np=$np (see $OUT/mpi_np${np}_r${round}.err)"
     failures=$((failures + 1))
@@ -121,7 +126,7 @@ run_mpi() {  # np round
 run_gloo() {  # np round
   local np=$1 round=$2 out="$OUT/gloo_np$1_r$2.txt"
   if ! BENCH_SIZES="$SIZES_BYTES" BENCH_TRIALS="$MPI_TRIALS" BENCH_TRIAL_MS="$MPI_TRIAL_MS" \
-      BENCH_PEROP_MAX=0 "$BASELINES_SRC/scripts/launch.sh" "$np" "$GLOOB" \
+      BENCH_WARMUP="$MPI_WARMUP" BENCH_PEROP_MAX=0 "$BASELINES_SRC/scripts/launch.sh" "$np" "$GLOOB" \
       --algos "$GLOO_ALGOS" >"$out" 2>"$OUT/gloo_np${np}_r${round}.err"; then
     log "FAILED: Gloo np=$np (see $OUT/gloo_np${np}_r${round}.err)"
     failures=$((failures + 1))
@@ -131,7 +136,7 @@ run_gloo() {  # np round
 start=$(date +%s)
 echo "# compare_allreduce: float32 sum; NPS=\"$NPS\" SIZES=$SIZES ROUNDS=$ROUNDS GLOO=$GLOO"
 echo "# chorus: $AR -np N -b S -e S -n clamp($ITER_BYTES/S,$MIN_ITERS,$MAX_ITERS) $CHORUS_ARGS"
-echo "# open mpi: mpirun -np N --oversubscribe --bind-to none --mca pml ob1 --mca btl self,vader $MPIB (BENCH_TRIALS=$MPI_TRIALS BENCH_TRIAL_MS=$MPI_TRIAL_MS)"
+echo "# open mpi: mpirun -np N --oversubscribe --bind-to none --mca pml ob1 --mca btl self,vader $MPIB (BENCH_TRIALS=$MPI_TRIALS BENCH_TRIAL_MS=$MPI_TRIAL_MS BENCH_WARMUP=$MPI_WARMUP)"
 [[ "$GLOO" == 1 ]] && echo "# gloo: launch.sh N $GLOOB --algos $GLOO_ALGOS (best algorithm per size)"
 echo "# raw outputs: $OUT"
 probe before
