@@ -3,15 +3,17 @@
 #include <sched.h>
 #include <time.h>
 
+#include <algorithm>
+
 namespace chorus {
 
-// Thresholds: ~2k pause iterations is a few microseconds, the scale of a cross-core cache-line
-// round trip on these hosts (0.07-0.3 us) times the handful of round trips a step needs.
-// Sleeps start at 1 us and double up to 256 us, so an idle rank costs little CPU while the
-// worst added latency after a long wait stays a fraction of a millisecond.
 void Backoff::pause() {
-  ++idle_;
-  if (idle_ < 2000) {
+  if (idle_++ == 0) {
+    since_ = Clock::now();
+    spinning_ = true;
+  }
+  // Read the clock only every 16th pass while spinning: it costs about as much as the check.
+  if (spinning_ && (idle_ & 15) != 0) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
@@ -19,13 +21,15 @@ void Backoff::pause() {
 #endif
     return;
   }
-  if (idle_ < 2200) {
+  auto waited = Clock::now() - since_;
+  if (waited < std::chrono::microseconds(30)) return;
+  spinning_ = false;
+  if (waited < std::chrono::milliseconds(2)) {
     sched_yield();
     return;
   }
-  uint64_t shift = (idle_ - 2200) / 64;  // double the sleep every 64 idle passes
-  long ns = 1000L << (shift > 8 ? 8 : shift);
-  timespec ts{0, ns};
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(waited).count() / 16;
+  timespec ts{0, static_cast<long>(std::min<long long>(ns, 1000000))};
   nanosleep(&ts, nullptr);
 }
 

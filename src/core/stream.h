@@ -4,6 +4,7 @@
 
 #include <chorus/chorus.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -34,6 +35,7 @@ class Stream {
   std::condition_variable cv_;
   std::deque<Task> queue_;
   bool running_ = false;  // a task is executing
+  std::atomic<uint64_t> enqueued_{0}, finished_{0};  // for the spin phase of the waits
   bool stop_ = false;
   chorusResult_t firstError_ = chorusSuccess;
   std::thread thread_;
