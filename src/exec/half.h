@@ -1,7 +1,9 @@
 // IEEE binary16 ("half", fp16) and bfloat16 <-> float conversions, header-only.
 //
-// Written without branches (every case is computed, then one is selected) so that loops calling
-// them vectorize with plain SSE2. They give exactly the bits that x86 F16C (vcvtph2ps /
+// Written without branches so that loops calling them vectorize with plain SSE2: every case is
+// computed, and the answer is put together with bit masks rather than ?: (with a ?:, GCC moves
+// the float arithmetic of the subnormal case into a branch, and then will not if-convert it
+// because float arithmetic "could trap"). They give exactly the bits that x86 F16C (vcvtph2ps /
 // vcvtps2ph with round-to-nearest-even) gives, NaN payloads included, so that the portable and
 // the F16C reduction kernels agree bit for bit (tests/unit/test_reduce.cpp checks all 65536
 // halves). Assumes the default floating-point environment (round to nearest, no DAZ/FTZ).
@@ -18,6 +20,9 @@
 
 namespace chorus::half {
 
+// All ones when cond holds, else zero.
+inline uint32_t maskIf(bool cond) { return 0u - static_cast<uint32_t>(cond); }
+
 // binary16 bits -> float, exact for every non-NaN value (subnormals included).
 inline float halfBitsToFloat(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
@@ -30,9 +35,11 @@ inline float halfBitsToFloat(uint16_t h) {
   // Subnormal or zero (value = mantissa * 2^-24): 2^-14 * (1 + m/1024) - 2^-14, exact in float.
   const float subnormal =
       std::bit_cast<float>(shifted + (113u << 23)) - std::bit_cast<float>(113u << 23);
-  const uint32_t bits = magnitude >= 0x7c00u   ? infNan
-                        : magnitude >= 0x0400u ? normal
-                                               : std::bit_cast<uint32_t>(subnormal);
+  const uint32_t isInfNan = maskIf(magnitude >= 0x7c00u);
+  const uint32_t isSubnormal = maskIf(magnitude < 0x0400u);
+  const uint32_t isNormal = ~(isInfNan | isSubnormal);
+  const uint32_t bits = (infNan & isInfNan) | (normal & isNormal) |
+                        (std::bit_cast<uint32_t>(subnormal) & isSubnormal);
   return std::bit_cast<float>(bits | sign);
 }
 
@@ -50,10 +57,12 @@ inline uint16_t floatToHalfBits(float f) {
   // FPU round |f| to a multiple of 2^-24, nearest even; the mantissa bits are then the answer.
   const uint32_t subnormal =
       std::bit_cast<uint32_t>(std::bit_cast<float>(magnitude) + 0.5f) - (126u << 23);
-  const uint32_t bits = magnitude > 0x7f800000u    ? nan
-                        : magnitude >= (143u << 23) ? 0x7c00u
-                        : magnitude >= (113u << 23) ? normal
-                                                    : subnormal;
+  const uint32_t isNan = maskIf(magnitude > 0x7f800000u);
+  const uint32_t isInf = maskIf(magnitude >= (143u << 23)) & ~isNan;  // |f| >= 65536 or inf
+  const uint32_t isSubnormal = maskIf(magnitude < (113u << 23));
+  const uint32_t isNormal = ~(isNan | isInf | isSubnormal);
+  const uint32_t bits = (nan & isNan) | (0x7c00u & isInf) | (normal & isNormal) |
+                        (subnormal & isSubnormal);
   return static_cast<uint16_t>(bits | sign);
 }
 
