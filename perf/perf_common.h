@@ -18,6 +18,9 @@
 
 namespace chorus::perf {
 
+/** printf into a std::string (at most 511 characters). */
+std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
 // ---------------------------------------------------------------------------------------------
 // Command line
 // ---------------------------------------------------------------------------------------------
