@@ -341,6 +341,9 @@ class Sweep {
 };
 
 int runStandalone(const Options& opts, const std::string& cmd) {
+  // Every rank is on this host: keep the bootstrap and any TCP traffic on loopback unless the
+  // operator chose an interface.
+  setenv("CHORUS_SOCKET_IFNAME", "lo", 0);
   LocalLaunch launch;
   launch.nranks = opts.np;
   launch.stallSeconds = 2 * chorusTimeoutSeconds() + 30;

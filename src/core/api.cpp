@@ -172,7 +172,10 @@ chorusResult_t chorusCommInitAll(chorusComm_t* comms, int ndev, const int* devli
     CHORUS_CHECK_ARG(ndev >= 1, "ndev must be >= 1 (got %d)", ndev);
     for (int i = 0; i < ndev; ++i) comms[i] = nullptr;
     (void)devlist;  // CPU ranks: the device list only names devices; nothing to bind yet
-    UniqueIdData id = createUniqueIdAndRoot(Config::fromEnv());
+    // All ranks live in this process: rendezvous over loopback unless an interface was chosen.
+    Config config = Config::fromEnv();
+    if (config.socketIfname.empty()) config.socketIfname = "lo";
+    UniqueIdData id = createUniqueIdAndRoot(config);
     std::vector<std::unique_ptr<Communicator>> made(ndev);
     std::vector<std::string> errors(ndev);
     std::vector<chorusResult_t> codes(ndev, chorusSuccess);
@@ -180,7 +183,7 @@ chorusResult_t chorusCommInitAll(chorusComm_t* comms, int ndev, const int* devli
     for (int r = 0; r < ndev; ++r) {
       threads.emplace_back([&, r] {
         try {
-          made[r] = Communicator::create(id, ndev, r);
+          made[r] = Communicator::create(id, ndev, r, config);
         } catch (const Error& e) {
           codes[r] = e.code();
           errors[r] = e.what();

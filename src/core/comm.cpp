@@ -36,9 +36,13 @@ Communicator::~Communicator() {
 }
 
 std::unique_ptr<Communicator> Communicator::create(const UniqueIdData& id, int nranks, int rank) {
+  return create(id, nranks, rank, Config::fromEnv());
+}
+
+std::unique_ptr<Communicator> Communicator::create(const UniqueIdData& id, int nranks, int rank, const Config& config) {
   CHORUS_CHECK_ARG(nranks >= 1, "nranks must be >= 1 (got %d)", nranks);
   CHORUS_CHECK_ARG(rank >= 0 && rank < nranks, "rank %d is out of range [0, %d)", rank, nranks);
-  std::unique_ptr<Communicator> comm(new Communicator(rank, nranks, Config::fromEnv()));
+  std::unique_ptr<Communicator> comm(new Communicator(rank, nranks, config));
   comm->init(id);
   return comm;
 }
@@ -148,6 +152,7 @@ void Communicator::allReduce(const void* sendbuf, void* recvbuf, size_t count, c
   ReduceFn reduce = reduceFunction(dtype, op);
 
   std::lock_guard<std::mutex> guard(execMutex_);
+  logSetThreadRank(rank_);  // streams run calls on their own threads
   if (aborted_.load()) CHORUS_THROW(chorusInvalidUsage, "communicator was aborted");
   if (asyncError_.load() != chorusSuccess)
     CHORUS_THROW(chorusInvalidUsage, "communicator is broken by an earlier error: %s", lastError().c_str());

@@ -25,6 +25,7 @@ class Communicator {
  public:
   // Joins the communicator (collective over nranks). Throws chorus::Error.
   static std::unique_ptr<Communicator> create(const UniqueIdData& id, int nranks, int rank);
+  static std::unique_ptr<Communicator> create(const UniqueIdData& id, int nranks, int rank, const Config& config);
   ~Communicator();
 
   int rank() const { return rank_; }

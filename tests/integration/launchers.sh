@@ -6,7 +6,7 @@ PERF=$1
 run_torchrun_style() {
   local port=$((30000 + RANDOM % 20000)) pids=()
   for r in 0 1 2; do
-    RANK=$r WORLD_SIZE=3 LOCAL_RANK=$r LOCAL_WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port CHORUS_TIMEOUT=30 \
+    RANK=$r WORLD_SIZE=3 LOCAL_RANK=$r LOCAL_WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port CHORUS_TIMEOUT=30 CHORUS_SOCKET_IFNAME=lo \
       "$PERF" -b 8 -e 64K -f 8 -n 3 -w 1 >"$TMP/torchrun.$r" 2>&1 &
     pids+=($!)
   done
@@ -19,7 +19,7 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 run_torchrun_style
 if command -v mpirun >/dev/null; then
-  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 CHORUS_TIMEOUT=30 \
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 CHORUS_TIMEOUT=30 CHORUS_SOCKET_IFNAME=lo \
     timeout 120 mpirun -np 2 --oversubscribe --mca btl self,vader "$PERF" -b 8 -e 64K -f 8 -n 3 -w 1 >"$TMP/mpi" 2>&1 || { cat "$TMP/mpi"; exit 1; }
   grep -q "Out of bounds values : 0 OK" "$TMP/mpi" || { cat "$TMP/mpi"; exit 1; }
   echo "mpirun launch: ok"
