@@ -65,6 +65,7 @@ struct World {
   std::vector<PeerCard> cards;
   std::shared_ptr<LocalMailbox> box = std::make_shared<LocalMailbox>();
   Config config;
+  std::function<void(int, TransportContext&)> tweak;  // optional per-rank change of the context
 
   World(int nranks, const Config& cfg) : n(nranks), cards(nranks), config(cfg) {
     for (int r = 0; r < n; ++r) {
@@ -91,6 +92,7 @@ struct World {
           ctx.cards = &cards;
           ctx.oob = &oob;
           ctx.config = &config;
+          if (tweak) tweak(r, ctx);
           auto transport = makeShmTransport(ctx);
           body(r, *transport);
         } catch (const std::exception& e) {
@@ -101,6 +103,10 @@ struct World {
     for (auto& t : threads) t.join();
   }
 };
+
+double secondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 // Drives progress on conns until done() holds. Checks liveness while idle; fails at the deadline.
 void waitUntil(const std::vector<Connection*>& conns, const std::function<bool()>& done, double seconds = kWaitSec) {
@@ -116,8 +122,7 @@ void waitUntil(const std::vector<Connection*>& conns, const std::function<bool()
     if (backoff.idlePasses() % 256 == 255)
       for (Connection* c : conns) c->checkAlive();
     if (deadline.expired()) CHORUS_THROW(chorusTimeout, "test wait expired");
-    static bool xspin = getenv("XSPIN") != nullptr;  // EXPERIMENT
-    if (!xspin) backoff.pause();
+    backoff.pause();
   }
 }
 
@@ -426,7 +431,44 @@ TEST(ShmTransport, SegmentIdentityIsChecked) {
   // The creator's name must not be creatable twice (O_EXCL).
   expectError(chorusSystemError, [&] { shm::Segment::create(name, id, 4096, 2); });
   seg.reset();  // unlinks
-  expectError(chorusSystemError, [&] { shm::Segment::open(name, id); });
+  expectError(chorusRemoteError, [&] { shm::Segment::open(name, id); });
+}
+
+TEST(ShmTransport, ForeignSecretFailsConnectOnBothSides) {
+  World w(2, smallConfig(true));
+  w.tweak = [](int rank, TransportContext& ctx) {
+    if (rank == 1) ctx.secret[1] ^= 1;
+  };
+  w.run([&](int rank, Transport& t) {
+    try {
+      t.connect({1 - rank}, Deadline::after(kWaitSec));
+      ADD_FAILURE() << "rank " << rank << " connected to a rank with another secret";
+    } catch (const Error& e) {
+      // Each side rejects the other's segment (identity check); whichever reply arrives first.
+      EXPECT_TRUE(e.code() == chorusInternalError || e.code() == chorusRemoteError) << e.what();
+    }
+  });
+  EXPECT_TRUE(shmFilesOf(w.commId).empty());
+}
+
+TEST(ShmTransport, SegmentCreationFailureReachesPeerPromptly) {
+  // Squat the name rank 0 will create for rank 1's sends (O_EXCL makes the create fail).
+  World w(2, smallConfig(false));
+  char name[96];
+  snprintf(name, sizeof(name), "/chorus-%016llx-1-0-0", static_cast<unsigned long long>(w.commId));
+  shm::SegmentIdentity other;
+  auto squatter = shm::Segment::create(name, other, 4096, 2);
+  w.run([&](int rank, Transport& t) {
+    auto start = std::chrono::steady_clock::now();
+    std::string msg = expectError(rank == 0 ? chorusSystemError : chorusRemoteError,
+                                  [&] { t.connect({1 - rank}, Deadline::after(kWaitSec)); });
+    EXPECT_LT(secondsSince(start), 5.0) << msg;
+    if (rank == 1) {
+      EXPECT_NE(msg.find("rank 0"), std::string::npos) << msg;
+    }
+  });
+  squatter.reset();
+  EXPECT_TRUE(shmFilesOf(w.commId).empty());
 }
 
 TEST(ShmTransport, FailedSingleCopyProbeFallsBackToFifo) {
@@ -578,17 +620,13 @@ std::vector<std::unique_ptr<Connection>> connectedPair(World& w) {
   return ends;
 }
 
-double secondsSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 // Three figures for messages of `bytes` from rank 0 to rank 1, in GB/s of message bytes:
 //  * cost: one thread drives both ends (every copy on one core, no waiting): the CPU price of a
 //    byte, steady even on a loaded machine;
 //  * stream: two threads, `iters` messages posted at once;
 //  * ping-pong: two threads, one message each way in turn (2 * bytes per round trip).
 void measure(bool cma, size_t bytes, int iters, bool reduce) {
-  Config cfg;  // defaults: 8 x 256 KiB slots, single copy from 1 MiB
+  Config cfg = Config::fromEnv();  // defaults: 8 x 256 KiB slots, single copy from 1 MiB
   cfg.shmUseCma = cma;
   World w(2, cfg);
   auto ends = connectedPair(w);
@@ -670,13 +708,6 @@ void measure(bool cma, size_t bytes, int iters, bool reduce) {
 
 // CHORUS_SHM_BENCH=1 adds larger sizes and more bytes per point.
 TEST(ShmTransport, Bandwidth) {
-  if (const char* only = getenv("XBENCH")) {  // EXPERIMENT: XBENCH=bytes:cma:reduce:iters
-    size_t b = 0;
-    int c = 0, r = 0, it = 0;
-    sscanf(only, "%zu:%d:%d:%d", &b, &c, &r, &it);
-    measure(c, b, it, r);
-    return;
-  }
   bool big = getenv("CHORUS_SHM_BENCH") != nullptr;
   std::vector<size_t> sizes = {size_t(8), size_t(64) << 10, size_t(256) << 10, size_t(1) << 20, size_t(4) << 20};
   if (big) sizes.insert(sizes.end(), {size_t(16) << 20, size_t(64) << 20, size_t(256) << 20});

@@ -92,7 +92,8 @@ class Segment {
   static std::unique_ptr<Segment> create(const std::string& name, const SegmentIdentity& id, size_t slotBytes,
                                          uint32_t numSlots);
   // Opens and maps an existing segment and checks its identity; geometry comes from the header.
-  // Throws chorusSystemError (cannot open/map) or chorusInternalError (identity mismatch).
+  // Throws chorusRemoteError (no such name: its creator removed it), chorusSystemError (cannot
+  // open/map) or chorusInternalError (identity mismatch).
   static std::unique_ptr<Segment> open(const std::string& name, const SegmentIdentity& id);
 
   ~Segment();

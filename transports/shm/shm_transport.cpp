@@ -99,7 +99,7 @@ bool ShmTransport::probeSingleCopy(int peer, const SetupMsg& m) const {
   pid_t pid = (*ctx_.cards)[peer].pid;
   std::string why;
   if (m.pid != pid) {
-    why = format("the pid it reports (%d) differs from its card (%d): separate pid namespaces?", m.pid, static_cast<int>(pid));
+    why = format("the pid it reports (%d) differs from its card (%d), separate pid namespaces", m.pid, static_cast<int>(pid));
   } else {
     uint64_t v = 0;
     int err = cmaRead(pid, &v, m.probeAddr, sizeof(v));
@@ -108,8 +108,8 @@ bool ShmTransport::probeSingleCopy(int peer, const SetupMsg& m) const {
   }
   if (!gWarnedSingleCopy.exchange(true))
     CHORUS_WARN(kLogTransport,
-                "shm: single-copy transfers (CMA) are disabled: rank %d cannot read the memory of rank %d (pid %d): %s. "
-                "Large messages go through the shm FIFO instead (two copies). To enable single copy allow ptrace "
+                "shm: single-copy transfers (CMA) are disabled: rank %d cannot read the memory of rank %d (pid %d): %s; "
+                "large messages go through the shm FIFO instead (two copies). To enable single copy allow ptrace "
                 "between the ranks (e.g. docker --cap-add SYS_PTRACE, kernel.yama.ptrace_scope=0); CHORUS_SHM_CMA=0 "
                 "chooses the FIFO explicitly and silences this warning.",
                 ctx_.rank, peer, static_cast<int>(pid), why.c_str());
