@@ -711,7 +711,7 @@ TEST(ShmTransport, Bandwidth) {
   bool big = getenv("CHORUS_SHM_BENCH") != nullptr;
   std::vector<size_t> sizes = {size_t(8), size_t(64) << 10, size_t(256) << 10, size_t(1) << 20, size_t(4) << 20};
   if (big) sizes.insert(sizes.end(), {size_t(16) << 20, size_t(64) << 20, size_t(256) << 20});
-  size_t perPoint = big ? (size_t(2) << 30) : (size_t(128) << 20);
+  size_t perPoint = big ? (size_t(2) << 30) : (size_t(64) << 20);
   for (size_t bytes : sizes)
     for (bool reduce : {false, true})
       for (bool cma : {false, true}) {

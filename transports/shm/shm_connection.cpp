@@ -86,7 +86,7 @@ void ShmConnection::abort() noexcept {
   if (!failed_) {
     failed_ = true;
     failCode_ = chorusInvalidUsage;
-    failMessage_ = format("shm connection rank %d -> rank %d: used after abort()", opts_.rank, peer());
+    failMessage_ = format("shm connection rank %d <-> rank %d: used after abort()", opts_.rank, peer());
   }
 }
 
@@ -99,7 +99,7 @@ void ShmConnection::fail(chorusResult_t code, const char* file, int line, const 
   in_->header()->receiverFlags.fetch_or(kFlagAborted, std::memory_order_release);
   failed_ = true;
   failCode_ = code;
-  failMessage_ = format("shm connection rank %d -> rank %d: %s", opts_.rank, peer(), message.c_str());
+  failMessage_ = format("shm connection rank %d <-> rank %d: %s", opts_.rank, peer(), message.c_str());
   CHORUS_INFO(kLogTransport, "%s", failMessage_.c_str());
   throwError(code, file, line, failMessage_);
 }

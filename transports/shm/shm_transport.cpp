@@ -68,6 +68,7 @@ class ShmTransport final : public Transport {
   const char* name() const override { return "shm"; }
 
   bool canReach(int peer) const override {
+    if (ctx_.cards == nullptr) return false;
     const auto& cards = *ctx_.cards;
     if (peer < 0 || static_cast<size_t>(peer) >= cards.size() || static_cast<size_t>(ctx_.rank) >= cards.size()) return false;
     return cards[peer].hostHash == cards[ctx_.rank].hostHash;
@@ -161,6 +162,7 @@ void ShmTransport::announce(Pending& pe, int p, uint32_t gen, Deadline deadline)
 }
 
 std::vector<std::unique_ptr<Connection>> ShmTransport::connect(const std::vector<int>& peers, Deadline deadline) {
+  CHORUS_CHECK_ARG(ctx_.cards != nullptr, "shm connect: the cards are not known yet");
   const Config& cfg = *ctx_.config;
   const auto& cards = *ctx_.cards;
   std::set<int> seen;
