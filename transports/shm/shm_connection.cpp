@@ -152,7 +152,6 @@ bool ShmConnection::progressSends() {
       }
       ++sendSeq_;
     }
-    op.published = true;
     ++sendsPublished_;
     moved = true;
   }

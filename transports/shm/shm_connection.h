@@ -16,6 +16,13 @@
 // staging). A rendezvous is read directly into dst for a plain recv; for a reducing recv it is
 // read in cache-sized pieces into a small bounce buffer and reduced from there into dst.
 //
+// Which path is faster depends on the kernel's copy routine, not on the count of copies alone.
+// On the 2-core EPYC VMs of the baselines (no ERMS/FSRM exposed) process_vm_readv moved
+// ~10 GB/s in cache and ~5 GB/s at 256 MiB, against ~35 and ~14 GB/s for memcpy; there the
+// FIFO (two memcpys, on two cores, its slots staying in L3) streamed 20-28 GB/s in cache and
+// ~10 GB/s at 256 MiB, single copy 6-9 and ~5 GB/s (ShmTransport.Bandwidth prints both).
+// CHORUS_SHM_CMA / CHORUS_SHM_CMA_THRESHOLD choose per machine.
+//
 // progress() never waits: it does what the FIFO state allows (bounded: at most the FIFO's
 // capacity of eager bytes, kCmaBytesPerProgress of single-copy bytes per call) and returns.
 // Failures: the peer's abort flag (checked on every progress) and its death (checkAlive, via
@@ -75,7 +82,6 @@ class ShmConnection final : public Connection {
     size_t bytes;
     size_t pushed;        // eager bytes published so far
     bool rendezvous;
-    bool published;       // everything this send puts in the FIFO is there
     uint64_t ackSlot;     // rendezvous: the slot whose release completes the send
   };
   struct RecvOp {
