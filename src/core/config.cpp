@@ -2,6 +2,8 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 #include "core/error.h"
 
@@ -51,6 +53,23 @@ size_t envBytes(const char* name, size_t dflt) {
   return static_cast<size_t>(x * mult);
 }
 
+bool Config::cpuHasFastStringCopy() {
+  static const bool fast = [] {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("flags", 0) != 0) continue;
+      std::istringstream words(line);
+      std::string w;
+      while (words >> w)
+        if (w == "erms" || w == "fsrm") return true;
+      return false;
+    }
+    return false;
+  }();
+  return fast;
+}
+
 Config Config::fromEnv() {
   Config c;
   c.timeoutSec = envDouble("CHORUS_TIMEOUT", c.timeoutSec);
@@ -67,7 +86,9 @@ Config Config::fromEnv() {
   CHORUS_CHECK_ARG(c.shmSlotBytes >= 4096 && c.shmSlotBytes % 64 == 0, "CHORUS_SHM_SLOT_BYTES must be >= 4096 and a multiple of 64");
   c.shmNumSlots = static_cast<int>(envInt("CHORUS_SHM_NSLOTS", c.shmNumSlots));
   CHORUS_CHECK_ARG(c.shmNumSlots >= 2 && c.shmNumSlots <= 1024, "CHORUS_SHM_NSLOTS must be in 2..1024");
-  c.shmUseCma = envInt("CHORUS_SHM_CMA", 1) != 0;
+  std::string cma = envString("CHORUS_SHM_CMA", "auto");
+  CHORUS_CHECK_ARG(cma == "auto" || cma == "0" || cma == "1", "CHORUS_SHM_CMA=\"%s\" is not one of: auto, 0, 1", cma.c_str());
+  c.shmUseCma = cma == "auto" ? cpuHasFastStringCopy() : cma == "1";
   c.shmCmaThreshold = envBytes("CHORUS_SHM_CMA_THRESHOLD", c.shmCmaThreshold);
   c.sliceBytes = envBytes("CHORUS_SLICE_BYTES", c.sliceBytes);
   CHORUS_CHECK_ARG(c.sliceBytes >= 64 && c.sliceBytes % 64 == 0, "CHORUS_SLICE_BYTES must be >= 64 and a multiple of 64");

@@ -22,14 +22,18 @@ struct Config {
   size_t shmSlotBytes = 256 * 1024;
   int shmNumSlots = 8;
   // CHORUS_SHM_CMA: 1 = messages >= CHORUS_SHM_CMA_THRESHOLD move with one copy by
-  // cross-memory attach (process_vm_readv); 0 = always through the FIFO.
-  bool shmUseCma = true;
+  // cross-memory attach (process_vm_readv); 0 = always through the FIFO; auto (default) = on
+  // when the CPU advertises fast string copies (erms/fsrm), which the kernel's copy needs to
+  // beat two user-space memcpys (measured: docs/PERFORMANCE.md).
+  bool shmUseCma = false;
   size_t shmCmaThreshold = 1024 * 1024;
   // CHORUS_SLICE_BYTES: pipelining slice of the ring algorithm.
   size_t sliceBytes = 256 * 1024;
   // CHORUS_HOSTID: overrides the host identity used to decide which ranks share a host.
   std::string hostId;
 
+  // Whether the kernel's user copies are fast here (x86 erms or fsrm in /proc/cpuinfo).
+  static bool cpuHasFastStringCopy();
   // Reads the environment. Malformed values throw chorusInvalidArgument naming the variable.
   static Config fromEnv();
 };

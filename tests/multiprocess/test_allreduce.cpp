@@ -103,6 +103,23 @@ INSTANTIATE_TEST_SUITE_P(Ranks, AllReduceEveryTypeAndOp,
                            return std::string(std::get<0>(info.param)) + "_np" + std::to_string(std::get<1>(info.param));
                          });
 
+TEST(AllReduceSingleCopy, CrossMemoryAttachCarriesLargeSlices) {
+  // Slices above the CMA threshold: every ring message takes the single-copy path.
+  ScopedEnv transport("CHORUS_TRANSPORT", "shm");
+  ScopedEnv cma("CHORUS_SHM_CMA", "1");
+  ScopedEnv threshold("CHORUS_SHM_CMA_THRESHOLD", "64K");
+  ScopedEnv slice("CHORUS_SLICE_BYTES", "1M");
+  for (int p : {2, 3}) {
+    auto exits = withComm(p, [p](chorusComm_t comm, int rank) {
+      int bad = 0;
+      for (chorusDataType_t type : {chorusFloat32, chorusBfloat16, chorusInt64})
+        for (bool inPlace : {false, true}) bad += allReduceWrong(comm, rank, p, type, chorusSum, 1000003, inPlace) != 0;
+      return bad;
+    });
+    EXPECT_TRUE(allRanksSucceeded(exits)) << "p=" << p;
+  }
+}
+
 TEST(AllReduceStreams, EnqueuedCallsRunInOrderAndSynchronize) {
   ScopedEnv timeout("CHORUS_TIMEOUT", "60");
   const int p = 3;
