@@ -22,7 +22,7 @@ void Backoff::pause() {
     return;
   }
   auto waited = Clock::now() - since_;
-  if (waited < std::chrono::microseconds(30)) return;
+  if (waited < std::chrono::microseconds(2)) return;
   spinning_ = false;
   if (waited < std::chrono::milliseconds(2)) {
     sched_yield();
