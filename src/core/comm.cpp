@@ -115,10 +115,12 @@ void Communicator::ensureConnected(const std::vector<int>& peers) {
   CHORUS_INFO(kLogInit, "connected %zu peer(s) in %.3f ms", shmPeers.size() + tcpPeers.size(), secondsSince(t0) * 1e3);
 }
 
-const RankSchedule& Communicator::allReduceSchedule(size_t count, size_t elemSize, bool inPlace, bool average) {
+Communicator::CachedSchedule& Communicator::allReduceSchedule(size_t count, size_t elemSize, bool inPlace, bool average,
+                                                              bool* fresh) {
   auto key = std::make_tuple(count, elemSize, inPlace, average);
   auto it = scheduleCache_.find(key);
-  if (it != scheduleCache_.end()) return it->second;
+  *fresh = it == scheduleCache_.end();
+  if (!*fresh) return it->second;
   if (scheduleCache_.size() >= 256) scheduleCache_.clear();  // bounded memory for sweeps over many sizes
   RingAllReduceParams prm;
   prm.rank = rank_;
@@ -128,7 +130,10 @@ const RankSchedule& Communicator::allReduceSchedule(size_t count, size_t elemSiz
   prm.sliceBytes = config_.sliceBytes;
   prm.inPlace = inPlace;
   prm.average = average;
-  return scheduleCache_.emplace(key, buildRingAllReduce(prm)).first->second;
+  CachedSchedule& entry = scheduleCache_[key];
+  entry.schedule = buildRingAllReduce(prm);
+  entry.plan = std::make_unique<ExecPlan>(entry.schedule);
+  return entry;
 }
 
 void Communicator::validateAllReduce(const void* sendbuf, const void* recvbuf, size_t count, chorusDataType_t dtype,
@@ -158,21 +163,30 @@ void Communicator::allReduce(const void* sendbuf, void* recvbuf, size_t count, c
     CHORUS_THROW(chorusInvalidUsage, "communicator is broken by an earlier error: %s", lastError().c_str());
   uint64_t seq = ++seq_;
   bool inPlace = sendbuf == recvbuf;
-  bool fresh = scheduleCache_.count(std::make_tuple(count, elemSize, inPlace, op == chorusAvg)) == 0;
-  const RankSchedule& sched = allReduceSchedule(count, elemSize, inPlace, op == chorusAvg);
+  bool fresh = false;
+  CachedSchedule& cached = allReduceSchedule(count, elemSize, inPlace, op == chorusAvg, &fresh);
+  const RankSchedule& sched = cached.schedule;
   ExecArgs args;
-  args.what = format("chorusAllReduce #%llu (%s, %zu x %s %s, rank %d/%d)", static_cast<unsigned long long>(seq),
-                     sched.algorithm.c_str(), count, dataTypeName(dtype), redOpName(op), rank_, nranks_);
+  args.call.collective = "chorusAllReduce";
+  args.call.seq = seq;
+  args.call.count = count;
+  args.call.dtype = dtype;
+  args.call.op = op;
+  args.call.rank = rank_;
+  args.call.nranks = nranks_;
+  args.call.algorithm = sched.algorithm.c_str();
   try {
-    std::vector<int> peers = sched.peers();
-    ensureConnected(peers);
-    if (fresh && logEnabled(LogLevel::Info, kLogColl)) {
-      std::string via;
-      for (int p : peers) via += format(" %d:%s", p, connectionPtrs_[p]->kind());
-      CHORUS_INFO(kLogColl, "AllReduce %zu x %s %s%s: algorithm %s, %zu steps, peers%s", count, dataTypeName(dtype), redOpName(op),
-                  inPlace ? " in place" : "", sched.algorithm.c_str(), sched.steps.size(), via.empty() ? " none" : via.c_str());
+    if (fresh) {
+      std::vector<int> peers = sched.peers();
+      ensureConnected(peers);
+      if (logEnabled(LogLevel::Info, kLogColl)) {
+        std::string via;
+        for (int p : peers) via += format(" %d:%s", p, connectionPtrs_[p]->kind());
+        CHORUS_INFO(kLogColl, "AllReduce %zu x %s %s%s: algorithm %s, %zu steps, peers%s", count, dataTypeName(dtype), redOpName(op),
+                    inPlace ? " in place" : "", sched.algorithm.c_str(), sched.steps.size(), via.empty() ? " none" : via.c_str());
+      }
     }
-    args.schedule = &sched;
+    args.plan = cached.plan.get();
     args.input = sendbuf;
     args.output = recvbuf;
     args.elemSize = elemSize;
@@ -184,8 +198,9 @@ void Communicator::allReduce(const void* sendbuf, void* recvbuf, size_t count, c
     execute(args);
   } catch (const Error& e) {
     // Errors from transports do not know which call they broke: name it.
+    std::string what = describeCall(args.call);
     std::string text = e.what();
-    if (text.find(args.what) == std::string::npos) text = args.what + ": " + text;
+    if (text.find(what) == std::string::npos) text = what + ": " + text;
     recordError(e.code(), text);
     // Tell the peers at once, so that they fail now rather than at their deadline.
     for (auto& c : connections_)

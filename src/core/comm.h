@@ -16,6 +16,7 @@
 #include "bootstrap/bootstrap.h"
 #include "bootstrap/unique_id.h"
 #include "core/config.h"
+#include "exec/executor.h"
 #include "exec/schedule.h"
 #include "transports/transport.h"
 
@@ -51,7 +52,13 @@ class Communicator {
   // Connects (once) to every peer in `peers`, choosing the transport per pair.
   void ensureConnected(const std::vector<int>& peers);
   Transport* transportFor(int peer);
-  const RankSchedule& allReduceSchedule(size_t count, size_t elemSize, bool inPlace, bool average);
+  // A built schedule and its executor plan (which refers to it: entries never move).
+  struct CachedSchedule {
+    RankSchedule schedule;
+    std::unique_ptr<ExecPlan> plan;
+  };
+  // Returns the cached entry for the shape, building it on first use (*fresh = true then).
+  CachedSchedule& allReduceSchedule(size_t count, size_t elemSize, bool inPlace, bool average, bool* fresh);
 
   // Forwards Oob calls to the bootstrap, which exists only after the TCP listener does.
   struct OobForwarder : Oob {
@@ -74,7 +81,7 @@ class Communicator {
 
   std::mutex execMutex_;  // one collective at a time
   uint64_t seq_ = 0;
-  std::map<std::tuple<size_t, size_t, bool, bool>, RankSchedule> scheduleCache_;
+  std::map<std::tuple<size_t, size_t, bool, bool>, CachedSchedule> scheduleCache_;
 
   std::atomic<bool> aborted_{false};
   std::atomic<chorusResult_t> asyncError_{chorusSuccess};

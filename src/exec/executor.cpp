@@ -1,5 +1,6 @@
 #include "exec/executor.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/deadline.h"
@@ -10,35 +11,25 @@
 namespace chorus {
 namespace {
 
-// One peer's two ordered queues (sends, receives) and how far each has been issued/completed.
-struct PeerQueue {
-  int peer = -1;
+// Progress through one peer's two ordered queues (sends, receives) during a run.
+struct PeerCursor {
+  const ExecPlan::PeerSteps* steps = nullptr;
   Connection* conn = nullptr;
-  std::vector<uint32_t> sends, recvs;
   size_t sendIssued = 0, sendDone = 0, recvIssued = 0, recvDone = 0;
-  bool busy() const { return sendDone < sends.size() || recvDone < recvs.size(); }
+  bool busy() const { return sendDone < steps->sends.size() || recvDone < steps->recvs.size(); }
 };
 
 class Runner {
  public:
-  explicit Runner(const ExecArgs& a) : a_(a), s_(*a.schedule), done_(s_.steps.size(), 0), ticket_(s_.steps.size(), 0) {
-    std::vector<int> slot(s_.nranks, -1);
-    for (uint32_t i = 0; i < s_.steps.size(); ++i) {
-      const Step& st = s_.steps[i];
-      if (st.peer < 0) {
-        local_.push_back(i);
-        continue;
-      }
-      if (slot[st.peer] < 0) {
-        slot[st.peer] = static_cast<int>(peers_.size());
-        PeerQueue q;
-        q.peer = st.peer;
-        q.conn = (*a.connections)[st.peer];
-        CHORUS_ASSERT(q.conn != nullptr);
-        peers_.push_back(std::move(q));
-      }
-      PeerQueue& q = peers_[slot[st.peer]];
-      (st.kind == StepKind::Send ? q.sends : q.recvs).push_back(i);
+  explicit Runner(const ExecArgs& a) : a_(a), s_(a.plan->schedule), done_(a.plan->done), ticket_(a.plan->ticket) {
+    std::fill(done_.begin(), done_.end(), 0);
+    peers_.reserve(a.plan->peers.size());
+    for (const ExecPlan::PeerSteps& ps : a.plan->peers) {
+      PeerCursor c;
+      c.steps = &ps;
+      c.conn = (*a.connections)[ps.peer];
+      CHORUS_ASSERT(c.conn != nullptr);
+      peers_.push_back(c);
     }
     remaining_ = s_.steps.size();
   }
@@ -50,10 +41,10 @@ class Runner {
     const auto timeout = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(a_.timeoutSec));
     while (remaining_ > 0) {
       bool progressed = false;
-      for (PeerQueue& q : peers_) progressed |= advance(q);
+      for (PeerCursor& q : peers_) progressed |= advance(q);
       progressed |= runLocalSteps();
       if (a_.abortFlag && a_.abortFlag->load(std::memory_order_relaxed))
-        CHORUS_THROW(chorusInvalidUsage, "%s: aborted by chorusCommAbort", a_.what.c_str());
+        CHORUS_THROW(chorusInvalidUsage, "%s: aborted by chorusCommAbort", describeCall(a_.call).c_str());
       if (progressed) {
         backoff.reset();
         lastProgress = Clock::now();
@@ -64,7 +55,7 @@ class Runner {
       Clock::time_point now = Clock::now();
       if (now - lastAliveCheck > std::chrono::milliseconds(10)) {
         lastAliveCheck = now;
-        for (PeerQueue& q : peers_)
+        for (PeerCursor& q : peers_)
           if (q.busy()) q.conn->checkAlive();
       }
       if (now - lastProgress > timeout) throwTimeout();
@@ -89,16 +80,18 @@ class Runner {
     --remaining_;
   }
 
-  bool advance(PeerQueue& q) {
+  bool advance(PeerCursor& q) {
     bool progressed = false;
-    while (q.sendIssued < q.sends.size() && depsDone(q.sends[q.sendIssued])) {
-      uint32_t i = q.sends[q.sendIssued++];
+    const std::vector<uint32_t>& sends = q.steps->sends;
+    const std::vector<uint32_t>& recvs = q.steps->recvs;
+    while (q.sendIssued < sends.size() && depsDone(sends[q.sendIssued])) {
+      uint32_t i = sends[q.sendIssued++];
       const Step& st = s_.steps[i];
       ticket_[i] = q.conn->postSend(ptr(st.src), st.src.count * a_.elemSize);
       progressed = true;
     }
-    while (q.recvIssued < q.recvs.size() && depsDone(q.recvs[q.recvIssued])) {
-      uint32_t i = q.recvs[q.recvIssued++];
+    while (q.recvIssued < recvs.size() && depsDone(recvs[q.recvIssued])) {
+      uint32_t i = recvs[q.recvIssued++];
       const Step& st = s_.steps[i];
       RecvSink sink;
       sink.dst = ptr(st.dst);
@@ -114,13 +107,13 @@ class Runner {
     if (q.sendDone == q.sendIssued && q.recvDone == q.recvIssued) return progressed;
     progressed |= q.conn->progress();
     uint64_t sent = q.conn->sendsCompleted();
-    while (q.sendDone < q.sendIssued && ticket_[q.sends[q.sendDone]] < sent) {
-      finish(q.sends[q.sendDone++]);
+    while (q.sendDone < q.sendIssued && ticket_[sends[q.sendDone]] < sent) {
+      finish(sends[q.sendDone++]);
       progressed = true;
     }
     uint64_t received = q.conn->recvsCompleted();
-    while (q.recvDone < q.recvIssued && ticket_[q.recvs[q.recvDone]] < received) {
-      finish(q.recvs[q.recvDone++]);
+    while (q.recvDone < q.recvIssued && ticket_[recvs[q.recvDone]] < received) {
+      finish(recvs[q.recvDone++]);
       progressed = true;
     }
     return progressed;
@@ -128,8 +121,9 @@ class Runner {
 
   bool runLocalSteps() {
     bool progressed = false;
-    for (size_t k = localDone_; k < local_.size(); ++k) {
-      uint32_t i = local_[k];
+    const std::vector<uint32_t>& local = a_.plan->local;
+    for (size_t k = localDone_; k < local.size(); ++k) {
+      uint32_t i = local[k];
       if (done_[i] || !depsDone(i)) continue;
       const Step& st = s_.steps[i];
       if (st.kind == StepKind::Copy) {
@@ -142,35 +136,57 @@ class Runner {
       finish(i);
       progressed = true;
     }
-    while (localDone_ < local_.size() && done_[local_[localDone_]]) ++localDone_;
+    while (localDone_ < local.size() && done_[local[localDone_]]) ++localDone_;
     return progressed;
   }
 
   [[noreturn]] void throwTimeout() {
     std::string pending;
-    for (const PeerQueue& q : peers_) {
+    for (const PeerCursor& q : peers_) {
       if (!q.busy()) continue;
-      pending += format("%s rank %d (%s: %zu of %zu sends, %zu of %zu receives done)", pending.empty() ? "" : ",", q.peer,
-                        q.conn->kind(), q.sendDone, q.sends.size(), q.recvDone, q.recvs.size());
+      pending += format("%s rank %d (%s: %zu of %zu sends, %zu of %zu receives done)", pending.empty() ? "" : ",", q.steps->peer,
+                        q.conn->kind(), q.sendDone, q.steps->sends.size(), q.recvDone, q.steps->recvs.size());
     }
-    CHORUS_THROW(chorusTimeout, "%s: no progress for %.1f s (CHORUS_TIMEOUT); waiting on%s", a_.what.c_str(), a_.timeoutSec,
-                 pending.c_str());
+    CHORUS_THROW(chorusTimeout, "%s: no progress for %.1f s (CHORUS_TIMEOUT); waiting on%s", describeCall(a_.call).c_str(),
+                 a_.timeoutSec, pending.c_str());
   }
 
   const ExecArgs& a_;
   const RankSchedule& s_;
-  std::vector<uint8_t> done_;
-  std::vector<uint64_t> ticket_;
-  std::vector<PeerQueue> peers_;
-  std::vector<uint32_t> local_;
+  std::vector<uint8_t>& done_;
+  std::vector<uint64_t>& ticket_;
+  std::vector<PeerCursor> peers_;
   size_t localDone_ = 0;
   size_t remaining_ = 0;
 };
 
 }  // namespace
 
+ExecPlan::ExecPlan(const RankSchedule& s) : schedule(s), done(s.steps.size(), 0), ticket(s.steps.size(), 0) {
+  std::vector<int> slot(s.nranks, -1);
+  for (uint32_t i = 0; i < s.steps.size(); ++i) {
+    const Step& st = s.steps[i];
+    if (st.peer < 0) {
+      local.push_back(i);
+      continue;
+    }
+    if (slot[st.peer] < 0) {
+      slot[st.peer] = static_cast<int>(peers.size());
+      peers.emplace_back();
+      peers.back().peer = st.peer;
+    }
+    PeerSteps& q = peers[slot[st.peer]];
+    (st.kind == StepKind::Send ? q.sends : q.recvs).push_back(i);
+  }
+}
+
+std::string describeCall(const CallInfo& c) {
+  return format("%s #%llu (%s, %zu x %s %s, rank %d/%d)", c.collective, static_cast<unsigned long long>(c.seq), c.algorithm, c.count,
+                dataTypeName(c.dtype), redOpName(c.op), c.rank, c.nranks);
+}
+
 void execute(const ExecArgs& args) {
-  CHORUS_ASSERT(args.schedule && args.connections);
+  CHORUS_ASSERT(args.plan && args.connections);
   Runner(args).run();
 }
 

@@ -21,8 +21,39 @@ namespace chorus {
 
 class Connection;
 
+// What an executor derives once from a RankSchedule: the per-peer queues and the local steps,
+// plus scratch state reused by each run. One run at a time per plan (the communicator
+// serializes its collectives); cache it next to the schedule.
+struct ExecPlan {
+  struct PeerSteps {
+    int peer = -1;
+    std::vector<uint32_t> sends, recvs;  // step indices, schedule order
+  };
+  explicit ExecPlan(const RankSchedule& schedule);
+  const RankSchedule& schedule;
+  std::vector<PeerSteps> peers;
+  std::vector<uint32_t> local;
+  // Scratch for a run, sized once.
+  std::vector<uint8_t> done;
+  std::vector<uint64_t> ticket;
+};
+
+// Identifies the call in errors; formatted only when something goes wrong.
+struct CallInfo {
+  const char* collective = "";  // "chorusAllReduce"
+  uint64_t seq = 0;
+  size_t count = 0;
+  chorusDataType_t dtype = chorusFloat32;
+  chorusRedOp_t op = chorusSum;
+  int rank = 0;
+  int nranks = 1;
+  const char* algorithm = "";
+};
+// "chorusAllReduce #12 (ring, 1000 x float sum, rank 3/8)"
+std::string describeCall(const CallInfo& call);
+
 struct ExecArgs {
-  const RankSchedule* schedule = nullptr;
+  ExecPlan* plan = nullptr;
   const void* input = nullptr;
   void* output = nullptr;
   size_t elemSize = 1;
@@ -32,7 +63,7 @@ struct ExecArgs {
   const std::vector<Connection*>* connections = nullptr;
   double timeoutSec = 300;
   const std::atomic<bool>* abortFlag = nullptr;  // set by chorusCommAbort
-  std::string what;                               // "chorusAllReduce #12 (ring, 1000 x float sum)"
+  CallInfo call;
 };
 
 // Runs the schedule to completion or throws chorus::Error.
