@@ -1,6 +1,11 @@
+// Streams: an in-order queue with a worker thread, where the waiter helps.
+//
+// Tasks run one at a time, in order, on whichever thread gets to them first: the worker (so
+// that enqueued work progresses while the caller does something else) or the thread blocked in
+// synchronize() (so that a caller who waits does not pay a hand-off to another thread and back:
+// on an oversubscribed host each hand-off costs a scheduler wake-up of tens of microseconds,
+// more than a small collective takes).
 #include "core/stream.h"
-
-#include "core/deadline.h"
 
 namespace chorus {
 
@@ -11,7 +16,7 @@ Stream::~Stream() {
     std::lock_guard<std::mutex> g(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  workCv_.notify_all();
   thread_.join();
 }
 
@@ -19,22 +24,31 @@ void Stream::enqueue(Task task) {
   {
     std::lock_guard<std::mutex> g(mu_);
     queue_.push_back(std::move(task));
-    enqueued_.fetch_add(1, std::memory_order_release);
   }
-  cv_.notify_all();
+  workCv_.notify_one();
 }
 
-// Both waits below spin for a few tens of microseconds before sleeping on the condition
-// variable: a futex wake-up costs 5-50 us here, more than a small collective.
-static constexpr auto kSpinBeforeSleep = std::chrono::microseconds(50);
+// Pops and runs the next task; the caller holds the lock, !running_ and the queue is not empty.
+void Stream::runOne(std::unique_lock<std::mutex>& g) {
+  Task task = std::move(queue_.front());
+  queue_.pop_front();
+  running_ = true;
+  g.unlock();
+  chorusResult_t r = task();
+  g.lock();
+  running_ = false;
+  if (r != chorusSuccess && firstError_ == chorusSuccess) firstError_ = r;
+  // Waiters sleep until the queue drains; they are not woken per task.
+  if (queue_.empty()) idleCv_.notify_all();
+}
 
 chorusResult_t Stream::synchronize() {
-  Backoff backoff;
-  while (finished_.load(std::memory_order_acquire) != enqueued_.load(std::memory_order_acquire) && backoff.idleFor() < kSpinBeforeSleep)
-    backoff.pause();
   std::unique_lock<std::mutex> g(mu_);
-  cv_.wait(g, [this] { return queue_.empty() && !running_; });
-  return firstError_;
+  for (;;) {
+    if (!running_ && !queue_.empty()) runOne(g);
+    else if (!running_) return firstError_;
+    else idleCv_.wait(g);
+  }
 }
 
 chorusResult_t Stream::query() {
@@ -46,25 +60,9 @@ chorusResult_t Stream::query() {
 void Stream::worker() {
   std::unique_lock<std::mutex> g(mu_);
   for (;;) {
-    if (queue_.empty() && !stop_) {
-      uint64_t seen = enqueued_.load(std::memory_order_acquire);
-      g.unlock();
-      Backoff backoff;
-      while (enqueued_.load(std::memory_order_acquire) == seen && backoff.idleFor() < kSpinBeforeSleep) backoff.pause();
-      g.lock();
-    }
-    cv_.wait(g, [this] { return stop_ || !queue_.empty(); });
+    workCv_.wait(g, [this] { return (stop_ && queue_.empty()) || (!running_ && !queue_.empty()); });
     if (queue_.empty()) return;  // stop requested and drained
-    Task task = std::move(queue_.front());
-    queue_.pop_front();
-    running_ = true;
-    g.unlock();
-    chorusResult_t r = task();
-    g.lock();
-    running_ = false;
-    finished_.fetch_add(1, std::memory_order_release);
-    if (r != chorusSuccess && firstError_ == chorusSuccess) firstError_ = r;
-    cv_.notify_all();
+    runOne(g);
   }
 }
 

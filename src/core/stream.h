@@ -1,10 +1,10 @@
 // chorusStream_t: an in-order queue of work with one worker thread. Enqueued calls run one
-// after another; the first failure is kept and reported by synchronize/query.
+// after another (on the worker, or on a thread waiting in synchronize, which helps); the first
+// failure is kept and reported by synchronize/query.
 #pragma once
 
 #include <chorus/chorus.h>
 
-#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -30,12 +30,13 @@ class Stream {
 
  private:
   void worker();
+  void runOne(std::unique_lock<std::mutex>& lock);
 
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable workCv_;  // the worker: a task may be runnable, or stop
+  std::condition_variable idleCv_;  // waiters: the queue drained
   std::deque<Task> queue_;
   bool running_ = false;  // a task is executing
-  std::atomic<uint64_t> enqueued_{0}, finished_{0};  // for the spin phase of the waits
   bool stop_ = false;
   chorusResult_t firstError_ = chorusSuccess;
   std::thread thread_;
