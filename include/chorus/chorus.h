@@ -116,6 +116,8 @@ const char* chorusGetLastError(chorusComm_t comm);
  * Creates a unique id on the calling process and starts the rendezvous service for one
  * communicator's initialization on it (a background thread that lives until every rank has
  * checked in or CHORUS_TIMEOUT has passed). Call it once per communicator, on one process.
+ * Do not fork() that process while the rendezvous is pending (the child would inherit the
+ * thread's locks and listening socket): fork first, then create the id, e.g. in rank 0.
  */
 chorusResult_t chorusGetUniqueId(chorusUniqueId* uniqueId);
 
@@ -160,7 +162,11 @@ chorusResult_t chorusAllReduce(const void* sendbuf, void* recvbuf, size_t count,
 
 /** A new in-order execution queue (backed by a worker thread). */
 chorusResult_t chorusStreamCreate(chorusStream_t* stream);
-/** Waits until every call enqueued on stream has finished; returns the first error among them. */
+/**
+ * Waits until every call enqueued on stream has finished (running queued calls on the calling
+ * thread where it can). Returns the first error any call on this stream ever hit: stream
+ * errors are sticky, like the communicator that failed.
+ */
 chorusResult_t chorusStreamSynchronize(chorusStream_t stream);
 /** chorusSuccess when idle, chorusInProgress while work is queued, or the first error. */
 chorusResult_t chorusStreamQuery(chorusStream_t stream);

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <set>
@@ -19,22 +20,27 @@
 #include "core/log.h"
 #include "core/stream.h"
 
-struct chorusComm {
-  std::unique_ptr<chorus::Communicator> impl;
+// Handles are pinned by every call that uses them: destroy/abort first unregister the handle
+// (so no new call can start) and then wait until the last pin is released before freeing it.
+struct chorusHandle {
   std::mutex mu;
-  std::condition_variable idle;
-  int pending = 0;  // calls enqueued on streams and not finished
-  std::string lastError;
+  std::condition_variable unpinned;
+  int pins = 0;  // calls using the handle right now, including calls queued on streams
 };
 
-struct chorusStream {
+struct chorusComm : chorusHandle {
+  std::unique_ptr<chorus::Communicator> impl;
+  std::string lastError;  // guarded by mu
+};
+
+struct chorusStream : chorusHandle {
   chorus::Stream impl;
 };
 
 namespace chorus {
 namespace {
 
-std::mutex gRegistryMutex;
+std::mutex gRegistryMutex;  // lock order: gRegistryMutex, then a handle's mu
 std::set<const chorusComm*> gComms;
 std::set<const chorusStream*> gStreams;
 thread_local std::string tLastError;
@@ -70,18 +76,51 @@ chorusResult_t apiCall(chorusComm* comm, F&& body) {
   }
 }
 
-void checkComm(const chorusComm* comm) {
-  CHORUS_CHECK_ARG(comm != nullptr, "communicator is NULL");
+// A use of a live handle; throws chorusInvalidUsage for a destroyed or unknown one.
+template <typename H>
+class Pin {
+ public:
+  Pin(H* h, const std::set<const H*>& registry, const char* what) : h_(h) {
+    CHORUS_CHECK_ARG(h != nullptr, "%s is NULL", what);
+    std::lock_guard<std::mutex> g(gRegistryMutex);
+    if (!registry.count(h))
+      CHORUS_THROW(chorusInvalidUsage, "%s %p is not valid (destroyed, aborted or never created)", what, static_cast<const void*>(h));
+    std::lock_guard<std::mutex> g2(h->mu);
+    ++h->pins;
+  }
+  ~Pin() {
+    if (!h_) return;
+    std::lock_guard<std::mutex> g(h_->mu);
+    if (--h_->pins == 0) h_->unpinned.notify_all();
+  }
+  Pin(Pin&& o) noexcept : h_(o.h_) { o.h_ = nullptr; }
+  Pin(const Pin&) = delete;
+  Pin& operator=(const Pin&) = delete;
+  H* operator->() const { return h_; }
+
+ private:
+  H* h_;
+};
+
+Pin<chorusComm> pinComm(chorusComm* c) { return Pin<chorusComm>(c, gComms, "communicator"); }
+Pin<chorusStream> pinStream(chorusStream* s) { return Pin<chorusStream>(s, gStreams, "stream"); }
+
+// Unregisters h (so that no new call can pin it); throws for a handle that is not live, so that
+// of two racing destroys only one proceeds.
+template <typename H>
+void unregister(H* h, std::set<const H*>& registry, const char* what) {
+  CHORUS_CHECK_ARG(h != nullptr, "%s is NULL", what);
   std::lock_guard<std::mutex> g(gRegistryMutex);
-  if (!gComms.count(comm))
-    CHORUS_THROW(chorusInvalidUsage, "communicator %p is not valid (destroyed, aborted or never created)", static_cast<const void*>(comm));
+  if (!registry.erase(h))
+    CHORUS_THROW(chorusInvalidUsage, "%s %p is not valid (destroyed, aborted or never created)", what, static_cast<const void*>(h));
 }
 
-Stream* checkStream(const chorusStream* s) {
-  CHORUS_CHECK_ARG(s != nullptr, "stream is NULL");
-  std::lock_guard<std::mutex> g(gRegistryMutex);
-  if (!gStreams.count(s)) CHORUS_THROW(chorusInvalidUsage, "stream %p is not valid (destroyed or never created)", static_cast<const void*>(s));
-  return &const_cast<chorusStream*>(s)->impl;
+// Waits until no call uses h any more. Every pinned call is bounded by CHORUS_TIMEOUT (its
+// waits all have deadlines), so this wait is bounded too.
+template <typename H>
+void waitUnpinned(H* h) {
+  std::unique_lock<std::mutex> g(h->mu);
+  h->unpinned.wait(g, [h] { return h->pins == 0; });
 }
 
 chorusComm* registerComm(std::unique_ptr<Communicator> impl) {
@@ -92,18 +131,10 @@ chorusComm* registerComm(std::unique_ptr<Communicator> impl) {
   return c;
 }
 
-// Removes comm from the registry (so no new call can start), waits for its enqueued calls,
-// then frees it.
 void retireComm(chorusComm* comm, bool abort) {
-  {
-    std::lock_guard<std::mutex> g(gRegistryMutex);
-    gComms.erase(comm);
-  }
+  unregister(comm, gComms, "communicator");
   if (abort) comm->impl->abort();
-  {
-    std::unique_lock<std::mutex> g(comm->mu);
-    comm->idle.wait(g, [comm] { return comm->pending == 0; });
-  }
+  waitUnpinned(comm);
   delete comm;
 }
 
@@ -180,12 +211,16 @@ chorusResult_t chorusCommInitAll(chorusComm_t* comms, int ndev, const int* devli
     std::vector<std::string> errors(ndev);
     std::vector<chorusResult_t> codes(ndev, chorusSuccess);
     std::vector<std::thread> threads;
+    threads.reserve(ndev);  // emplace_back cannot reallocate (and throw) with threads running
     for (int r = 0; r < ndev; ++r) {
       threads.emplace_back([&, r] {
         try {
           made[r] = Communicator::create(id, ndev, r, config);
         } catch (const Error& e) {
           codes[r] = e.code();
+          errors[r] = e.what();
+        } catch (const std::exception& e) {
+          codes[r] = chorusInternalError;
           errors[r] = e.what();
         }
       });
@@ -209,64 +244,55 @@ chorusResult_t chorusCommInitFromEnv(chorusComm_t* comm) {
 }
 
 chorusResult_t chorusCommDestroy(chorusComm_t comm) {
-  return apiCall(nullptr, [&] {
-    checkComm(comm);
-    retireComm(comm, false);
-  });
+  return apiCall(nullptr, [&] { retireComm(comm, false); });
 }
 
 chorusResult_t chorusCommAbort(chorusComm_t comm) {
-  return apiCall(nullptr, [&] {
-    checkComm(comm);
-    retireComm(comm, true);
-  });
+  return apiCall(nullptr, [&] { retireComm(comm, true); });
 }
 
 chorusResult_t chorusCommGetAsyncError(chorusComm_t comm, chorusResult_t* asyncError) {
   return apiCall(comm, [&] {
-    checkComm(comm);
+    auto c = pinComm(comm);
     CHORUS_CHECK_ARG(asyncError, "asyncError is NULL");
-    *asyncError = comm->impl->asyncError();
+    *asyncError = c->impl->asyncError();
   });
 }
 
 chorusResult_t chorusCommCount(const chorusComm_t comm, int* count) {
   return apiCall(comm, [&] {
-    checkComm(comm);
+    auto c = pinComm(comm);
     CHORUS_CHECK_ARG(count, "count is NULL");
-    *count = comm->impl->nranks();
+    *count = c->impl->nranks();
   });
 }
 
 chorusResult_t chorusCommUserRank(const chorusComm_t comm, int* rank) {
   return apiCall(comm, [&] {
-    checkComm(comm);
+    auto c = pinComm(comm);
     CHORUS_CHECK_ARG(rank, "rank is NULL");
-    *rank = comm->impl->rank();
+    *rank = c->impl->rank();
   });
 }
 
 chorusResult_t chorusAllReduce(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, chorusRedOp_t op,
                                chorusComm_t comm, chorusStream_t stream) {
-  Stream* s = nullptr;
-  chorusResult_t r = apiCall(comm, [&] {
-    checkComm(comm);
-    if (stream) s = checkStream(stream);
+  return apiCall(comm, [&] {
+    auto c = pinComm(comm);
     Communicator::validateAllReduce(sendbuf, recvbuf, count, datatype, op);
-    if (!s) comm->impl->allReduce(sendbuf, recvbuf, count, datatype, op);
+    if (!stream) {
+      c->impl->allReduce(sendbuf, recvbuf, count, datatype, op);
+      return;
+    }
+    auto s = pinStream(stream);
+    // The queued call keeps the communicator pinned until it has run.
+    auto held = std::make_shared<Pin<chorusComm>>(std::move(c));
+    s->impl.enqueue([=]() mutable -> chorusResult_t {
+      chorusResult_t res = apiCall(comm, [&] { comm->impl->allReduce(sendbuf, recvbuf, count, datatype, op); });
+      held.reset();
+      return res;
+    });
   });
-  if (r != chorusSuccess || !s) return r;
-  {
-    std::lock_guard<std::mutex> g(comm->mu);
-    ++comm->pending;
-  }
-  s->enqueue([=]() -> chorusResult_t {
-    chorusResult_t res = apiCall(comm, [&] { comm->impl->allReduce(sendbuf, recvbuf, count, datatype, op); });
-    std::lock_guard<std::mutex> g(comm->mu);
-    if (--comm->pending == 0) comm->idle.notify_all();
-    return res;
-  });
-  return chorusSuccess;
 }
 
 chorusResult_t chorusStreamCreate(chorusStream_t* stream) {
@@ -281,25 +307,22 @@ chorusResult_t chorusStreamCreate(chorusStream_t* stream) {
 
 chorusResult_t chorusStreamSynchronize(chorusStream_t stream) {
   chorusResult_t inner = chorusSuccess;
-  chorusResult_t r = apiCall(nullptr, [&] { inner = checkStream(stream)->synchronize(); });
+  chorusResult_t r = apiCall(nullptr, [&] { inner = pinStream(stream)->impl.synchronize(); });
   return r != chorusSuccess ? r : inner;
 }
 
 chorusResult_t chorusStreamQuery(chorusStream_t stream) {
   chorusResult_t inner = chorusSuccess;
-  chorusResult_t r = apiCall(nullptr, [&] { inner = checkStream(stream)->query(); });
+  chorusResult_t r = apiCall(nullptr, [&] { inner = pinStream(stream)->impl.query(); });
   return r != chorusSuccess ? r : inner;
 }
 
 chorusResult_t chorusStreamDestroy(chorusStream_t stream) {
   chorusResult_t inner = chorusSuccess;
   chorusResult_t r = apiCall(nullptr, [&] {
-    Stream* s = checkStream(stream);
-    inner = s->synchronize();
-    {
-      std::lock_guard<std::mutex> g(gRegistryMutex);
-      gStreams.erase(stream);
-    }
+    unregister(stream, gStreams, "stream");
+    waitUnpinned(stream);  // calls that were enqueueing on it have finished enqueueing
+    inner = stream->impl.synchronize();
     delete stream;
   });
   return r != chorusSuccess ? r : inner;

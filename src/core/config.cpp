@@ -1,6 +1,8 @@
 #include "core/config.h"
 
 #include <cerrno>
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -30,7 +32,7 @@ double envDouble(const char* name, double dflt) {
   char* end = nullptr;
   errno = 0;
   double x = strtod(v, &end);
-  CHORUS_CHECK_ARG(errno == 0 && end && *end == '\0', "environment variable %s=\"%s\" is not a number", name, v);
+  CHORUS_CHECK_ARG(errno == 0 && end && *end == '\0' && std::isfinite(x), "environment variable %s=\"%s\" is not a number", name, v);
   return x;
 }
 
@@ -50,6 +52,7 @@ size_t envBytes(const char* name, size_t dflt) {
     default: end = nullptr;
   }
   CHORUS_CHECK_ARG(end && *end == '\0', "environment variable %s=\"%s\" has an unknown suffix (use K, M or G)", name, v);
+  CHORUS_CHECK_ARG(x <= SIZE_MAX / mult, "environment variable %s=\"%s\" is too large", name, v);
   return static_cast<size_t>(x * mult);
 }
 
@@ -73,25 +76,29 @@ bool Config::cpuHasFastStringCopy() {
 Config Config::fromEnv() {
   Config c;
   c.timeoutSec = envDouble("CHORUS_TIMEOUT", c.timeoutSec);
-  CHORUS_CHECK_ARG(c.timeoutSec > 0, "CHORUS_TIMEOUT must be > 0 seconds");
+  // The cap keeps deadline arithmetic far from overflow (about 11.5 days).
+  CHORUS_CHECK_ARG(c.timeoutSec > 0 && c.timeoutSec <= 1e6, "CHORUS_TIMEOUT must be in (0, 1e6] seconds");
   c.transport = envString("CHORUS_TRANSPORT", "");
   CHORUS_CHECK_ARG(c.transport.empty() || c.transport == "shm" || c.transport == "tcp",
                    "CHORUS_TRANSPORT=\"%s\" is not one of: shm, tcp", c.transport.c_str());
   c.socketIfname = envString("CHORUS_SOCKET_IFNAME", "");
-  c.tcpNumSockets = static_cast<int>(envInt("CHORUS_TCP_NSOCKS", c.tcpNumSockets));
-  CHORUS_CHECK_ARG(c.tcpNumSockets >= 1 && c.tcpNumSockets <= 64, "CHORUS_TCP_NSOCKS must be in 1..64");
+  long long nsocks = envInt("CHORUS_TCP_NSOCKS", c.tcpNumSockets);
+  CHORUS_CHECK_ARG(nsocks >= 1 && nsocks <= 64, "CHORUS_TCP_NSOCKS must be in 1..64");
+  c.tcpNumSockets = static_cast<int>(nsocks);
   c.tcpChunkBytes = envBytes("CHORUS_TCP_CHUNK", c.tcpChunkBytes);
   CHORUS_CHECK_ARG(c.tcpChunkBytes >= 4096 && c.tcpChunkBytes % 64 == 0, "CHORUS_TCP_CHUNK must be >= 4096 and a multiple of 64");
   c.shmSlotBytes = envBytes("CHORUS_SHM_SLOT_BYTES", c.shmSlotBytes);
   CHORUS_CHECK_ARG(c.shmSlotBytes >= 4096 && c.shmSlotBytes % 64 == 0, "CHORUS_SHM_SLOT_BYTES must be >= 4096 and a multiple of 64");
-  c.shmNumSlots = static_cast<int>(envInt("CHORUS_SHM_NSLOTS", c.shmNumSlots));
-  CHORUS_CHECK_ARG(c.shmNumSlots >= 2 && c.shmNumSlots <= 1024, "CHORUS_SHM_NSLOTS must be in 2..1024");
+  long long nslots = envInt("CHORUS_SHM_NSLOTS", c.shmNumSlots);
+  CHORUS_CHECK_ARG(nslots >= 2 && nslots <= 1024, "CHORUS_SHM_NSLOTS must be in 2..1024");
+  c.shmNumSlots = static_cast<int>(nslots);
   std::string cma = envString("CHORUS_SHM_CMA", "auto");
   CHORUS_CHECK_ARG(cma == "auto" || cma == "0" || cma == "1", "CHORUS_SHM_CMA=\"%s\" is not one of: auto, 0, 1", cma.c_str());
   c.shmUseCma = cma == "auto" ? cpuHasFastStringCopy() : cma == "1";
   c.shmCmaThreshold = envBytes("CHORUS_SHM_CMA_THRESHOLD", c.shmCmaThreshold);
   c.sliceBytes = envBytes("CHORUS_SLICE_BYTES", c.sliceBytes);
-  CHORUS_CHECK_ARG(c.sliceBytes >= 64 && c.sliceBytes % 64 == 0, "CHORUS_SLICE_BYTES must be >= 64 and a multiple of 64");
+  // The floor keeps schedules small: a 1 GiB all-reduce in 4 KiB slices is ~0.5 M steps.
+  CHORUS_CHECK_ARG(c.sliceBytes >= 4096 && c.sliceBytes % 64 == 0, "CHORUS_SLICE_BYTES must be >= 4096 and a multiple of 64");
   c.hostId = envString("CHORUS_HOSTID", "");
   return c;
 }

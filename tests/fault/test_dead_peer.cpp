@@ -55,10 +55,8 @@ void strikeMidCall(int p, int victim, int signal, const char* transport, double 
   ScopedEnv timeout("CHORUS_TIMEOUT", std::to_string(timeoutSec).c_str());
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
-  chorusUniqueId id;
-  ASSERT_EQ(chorusGetUniqueId(&id), chorusSuccess);
-  auto exits = runRanks(
-      p, [&](int rank) { return loopUntilError(p, id, rank, victim, fds[1]); }, 120,
+  auto exits = runRanksWithId(
+      p, [&](int rank, const chorusUniqueId& id) { return loopUntilError(p, id, rank, victim, fds[1]); }, 120,
       [&](RankHandles& h) {
         pollfd pfd{fds[0], POLLIN, 0};
         ASSERT_EQ(poll(&pfd, 1, 60000), 1) << "the victim never reported";

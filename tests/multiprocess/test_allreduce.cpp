@@ -27,9 +27,7 @@ namespace {
 
 // Runs body(comm, rank) on p forked ranks sharing one communicator.
 std::vector<RankExit> withComm(int p, const std::function<int(chorusComm_t, int)>& body) {
-  chorusUniqueId id;
-  EXPECT_EQ(chorusGetUniqueId(&id), chorusSuccess);
-  return runRanks(p, [&](int rank) {
+  return runRanksWithId(p, [&](int rank, const chorusUniqueId& id) {
     chorusComm_t comm = nullptr;
     RANK_CHECK(chorusCommInitRank(&comm, p, id, rank));
     int code = body(comm, rank);
@@ -84,12 +82,12 @@ TEST_P(AllReduceEveryTypeAndOp, ExactResults) {
   ScopedEnv env("CHORUS_TRANSPORT", transport);
   ScopedEnv timeout("CHORUS_TIMEOUT", "60");
   // Small slices so that even these counts run through many pipelined rounds.
-  ScopedEnv slice("CHORUS_SLICE_BYTES", "1024");
+  ScopedEnv slice("CHORUS_SLICE_BYTES", "4096");
   auto exits = withComm(p, [p = p](chorusComm_t comm, int rank) {
     int bad = 0;
     for (chorusDataType_t type : kAllTypes)
       for (chorusRedOp_t op : kAllOps)
-        for (size_t count : {size_t{1}, size_t{13}, size_t{4099}})
+        for (size_t count : {size_t{1}, size_t{13}, size_t{4099}, size_t{100003}})
           bad += allReduceWrong(comm, rank, p, type, op, count, count == 13) != 0;
     return bad;
   });
