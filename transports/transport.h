@@ -19,6 +19,7 @@
 //  * abort() marks the connection failed so that the peer notices soon; it never throws.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -79,6 +80,8 @@ struct TransportContext {
   const std::vector<PeerCard>* cards;   // every rank's card, indexed by rank
   Oob* oob = nullptr;
   const Config* config = nullptr;
+  // Set by chorusCommAbort; long waits in connect() give up with chorusInvalidUsage when it is set.
+  const std::atomic<bool>* abortFlag = nullptr;
 };
 
 class Transport {

@@ -46,25 +46,6 @@ namespace {
 // Largest communicator the root accepts; a bigger nranks is taken for garbage.
 constexpr int kMaxRanks = 1 << 24;
 
-std::string remoteOf(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof(ss);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
-  WireAddr w;
-  if (ss.ss_family == AF_INET) {
-    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
-    w.family = AF_INET;
-    w.port = ntohs(in->sin_port);
-    memcpy(w.addr, &in->sin_addr, 4);
-  } else if (ss.ss_family == AF_INET6) {
-    auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    w.family = AF_INET6;
-    w.port = ntohs(in6->sin6_port);
-    memcpy(w.addr, &in6->sin6_addr, 16);
-  }
-  return addrToString(w);
-}
-
 // "3, 5-7, 12" (at most kMaxRanges ranges, then "...").
 std::string describeRanks(const std::vector<int>& ranks) {
   constexpr int kMaxRanges = 32;
@@ -125,7 +106,7 @@ class RootService {
       fds.clear();
       fds.push_back({listener_.get(), POLLIN, 0});
       for (auto& p : pending_) fds.push_back({p.fd.get(), POLLIN, 0});
-      int n = poll(fds.data(), fds.size(), deadline_.millisLeft(1000) + 1);
+      int n = poll(fds.data(), fds.size(), deadline_.millisLeft());
       if (n < 0 && errno != EINTR) CHORUS_THROW_ERRNO("poll");
       if (n <= 0) continue;
       // Read the pending connections first (their indices match fds[1..]), then accept.
@@ -146,7 +127,7 @@ class RootService {
       if (c >= 0) {
         Pending p;
         p.fd = Fd(c);
-        p.remote = remoteOf(c);
+        p.remote = peerAddressOf(c);
         CHORUS_TRACE(kLogBootstrap, "root: connection from %s", p.remote.c_str());
         pending_.push_back(std::move(p));
         continue;

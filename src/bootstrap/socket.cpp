@@ -31,24 +31,21 @@
 namespace chorus {
 namespace {
 
-// poll() timeout for the time left on a deadline, rounded up so that a deadline less than a
-// millisecond away sleeps instead of spinning. Capped at 1 s: infinite deadlines still return
-// to their loop (which re-checks its state) once a second.
-int pollTimeoutMs(const Deadline& deadline) {
-  constexpr int kCapMs = 1000;
-  if (deadline.infinite()) return kCapMs;
-  auto left = deadline.at() - Clock::now();
-  if (left <= Clock::duration::zero()) return 0;
-  auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-  return ms > kCapMs ? kCapMs : static_cast<int>(ms);
+// How often a wait that can be aborted looks at its abort flag.
+constexpr int kAbortCheckMs = 100;
+
+bool aborted(const std::atomic<bool>* abortFlag) {
+  return abortFlag && abortFlag->load(std::memory_order_acquire);
 }
 
 // Waits for `events` on fd until the deadline; returns the revents, or 0 when the deadline
-// passed. EINTR restarts the wait with the time that is left.
-short waitFor(int fd, short events, const Deadline& deadline) {
+// passed. EINTR restarts the wait with the time that is left. With an abort flag the wait
+// wakes every kAbortCheckMs to look at it, and ends with chorusInvalidUsage once it is set.
+short waitFor(int fd, short events, const Deadline& deadline, const std::atomic<bool>* abortFlag = nullptr) {
   for (;;) {
+    if (aborted(abortFlag)) CHORUS_THROW(chorusInvalidUsage, "wait aborted");
     pollfd p{fd, events, 0};
-    int n = poll(&p, 1, pollTimeoutMs(deadline));
+    int n = poll(&p, 1, deadline.millisLeft(abortFlag ? kAbortCheckMs : 1000));
     if (n > 0) return p.revents ? p.revents : events;
     if (n < 0 && errno != EINTR) CHORUS_THROW_ERRNO("poll");
     if (n == 0 && deadline.expired()) return 0;
@@ -88,14 +85,6 @@ WireAddr wireOf(const sockaddr* sa) {
     memcpy(w.addr, &in6->sin6_addr, 16);
   }
   return w;
-}
-
-// "a.b.c.d:port" of the remote end, for error messages ("?" when unknown).
-std::string peerName(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof(ss);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
-  return addrToString(wireOf(reinterpret_cast<sockaddr*>(&ss)));
 }
 
 bool isConnectionLoss(int err) { return err == ECONNRESET || err == EPIPE || err == ENOTCONN || err == ETIMEDOUT; }
@@ -181,6 +170,13 @@ std::string addrToString(const WireAddr& addr) {
   return format("<family %u>:%u", addr.family, addr.port);
 }
 
+std::string peerAddressOf(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  return addrToString(wireOf(reinterpret_cast<sockaddr*>(&ss)));
+}
+
 WireAddr parseAddress(const std::string& host, int port) {
   CHORUS_CHECK_ARG(port >= 0 && port <= 65535, "port %d out of range", port);
   std::string h = host;
@@ -235,7 +231,7 @@ Fd listenOn(const WireAddr& addr, WireAddr* bound, int backlog) {
   return fd;
 }
 
-Fd connectTo(const WireAddr& addr, Deadline deadline, bool retryRefused) {
+Fd connectTo(const WireAddr& addr, Deadline deadline, bool retryRefused, const std::atomic<bool>* abortFlag) {
   sockaddr_storage ss;
   socklen_t len = sockaddrOf(addr, &ss);
   // Backoff between refused attempts: 1 ms doubling to 100 ms. Short first steps because the
@@ -251,7 +247,7 @@ Fd connectTo(const WireAddr& addr, Deadline deadline, bool retryRefused) {
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
       err = errno;
       if (err == EINPROGRESS || err == EINTR) {
-        short ev = waitFor(fd.get(), POLLOUT, deadline);
+        short ev = waitFor(fd.get(), POLLOUT, deadline, abortFlag);
         if (ev == 0) {
           err = ETIMEDOUT;
         } else {
@@ -273,9 +269,10 @@ Fd connectTo(const WireAddr& addr, Deadline deadline, bool retryRefused) {
       CHORUS_THROW_ERRNO("connect to %s", addrToString(addr).c_str());
     }
     if (deadline.expired()) break;
-    int wait = std::min(backoffMs, std::max(pollTimeoutMs(deadline), 1));
+    if (aborted(abortFlag)) CHORUS_THROW(chorusInvalidUsage, "aborted while connecting to %s", addrToString(addr).c_str());
+    int wait = std::min(backoffMs, std::max(deadline.millisLeft(), 1));
     sleepMs(wait);
-    backoffMs = std::min(backoffMs * 2, 100);
+    backoffMs = std::min(backoffMs * 2, kAbortCheckMs);
     if (deadline.expired()) break;
   }
   CHORUS_THROW(chorusTimeout, "connect to %s timed out after %d attempt(s) (last error: %s)",
@@ -326,15 +323,15 @@ void sendAll(int fd, const void* data, size_t bytes, Deadline deadline) {
     if (n < 0 && err == EINTR) continue;
     if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
       if (waitFor(fd, POLLOUT, deadline) == 0)
-        CHORUS_THROW(chorusTimeout, "timed out sending to %s (sent %zu of %zu bytes)", peerName(fd).c_str(), done,
+        CHORUS_THROW(chorusTimeout, "timed out sending to %s (sent %zu of %zu bytes)", peerAddressOf(fd).c_str(), done,
                      bytes);
       continue;
     }
     if (n < 0 && isConnectionLoss(err))
       CHORUS_THROW(chorusRemoteError, "connection to %s lost while sending (%s; sent %zu of %zu bytes)",
-                   peerName(fd).c_str(), strerror(err), done, bytes);
+                   peerAddressOf(fd).c_str(), strerror(err), done, bytes);
     errno = err;
-    CHORUS_THROW_ERRNO("send to %s", peerName(fd).c_str());
+    CHORUS_THROW_ERRNO("send to %s", peerAddressOf(fd).c_str());
   }
 }
 
@@ -348,21 +345,21 @@ void recvAll(int fd, void* data, size_t bytes, Deadline deadline) {
       continue;
     }
     if (n == 0)
-      CHORUS_THROW(chorusRemoteError, "connection closed by %s (received %zu of %zu bytes)", peerName(fd).c_str(),
+      CHORUS_THROW(chorusRemoteError, "connection closed by %s (received %zu of %zu bytes)", peerAddressOf(fd).c_str(),
                    done, bytes);
     int err = errno;
     if (err == EINTR) continue;
     if (err == EAGAIN || err == EWOULDBLOCK) {
       if (waitFor(fd, POLLIN, deadline) == 0)
-        CHORUS_THROW(chorusTimeout, "timed out receiving from %s (received %zu of %zu bytes)", peerName(fd).c_str(),
+        CHORUS_THROW(chorusTimeout, "timed out receiving from %s (received %zu of %zu bytes)", peerAddressOf(fd).c_str(),
                      done, bytes);
       continue;
     }
     if (isConnectionLoss(err))
       CHORUS_THROW(chorusRemoteError, "connection to %s lost while receiving (%s; received %zu of %zu bytes)",
-                   peerName(fd).c_str(), strerror(err), done, bytes);
+                   peerAddressOf(fd).c_str(), strerror(err), done, bytes);
     errno = err;
-    CHORUS_THROW_ERRNO("recv from %s", peerName(fd).c_str());
+    CHORUS_THROW_ERRNO("recv from %s", peerAddressOf(fd).c_str());
   }
 }
 

@@ -3,6 +3,7 @@
 // passes, chorusRemoteError when the peer closed/reset, chorusSystemError on other failures.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <string>
 
@@ -34,14 +35,19 @@ class Fd {
 // or (ifname empty) the first up, non-loopback IPv4 interface, else loopback.
 WireAddr chooseLocalAddress(const std::string& ifname);
 std::string addrToString(const WireAddr& addr);            // "10.0.0.1:4242", "[::1]:4242"
+// addrToString of a connected socket's remote end, for messages; "?" when there is none.
+std::string peerAddressOf(int fd);
 WireAddr parseAddress(const std::string& host, int port);  // numeric or resolvable host name
 
 // Listening socket bound to addr (port 0 = ephemeral); *bound receives the actual address.
 Fd listenOn(const WireAddr& addr, WireAddr* bound, int backlog = 1024);
 // Connects with retries (ECONNREFUSED while the listener is not up yet) until the deadline.
 // retryRefused = false: the listener is known to have been up, so a refusal means its owner is
-// gone; it is reported at once as chorusRemoteError. The socket returned is in blocking mode.
-Fd connectTo(const WireAddr& addr, Deadline deadline, bool retryRefused = true);
+// gone; it is reported at once as chorusRemoteError. abortFlag (optional): checked at least
+// every 100 ms while waiting; once set, the wait ends with chorusInvalidUsage. The socket
+// returned is in blocking mode.
+Fd connectTo(const WireAddr& addr, Deadline deadline, bool retryRefused = true,
+             const std::atomic<bool>* abortFlag = nullptr);
 // Accepts one connection, waiting until the deadline.
 Fd acceptOne(int listenFd, Deadline deadline);
 

@@ -26,12 +26,15 @@ class Deadline {
   }
   bool expired() const { return at_ != Clock::time_point::max() && Clock::now() >= at_; }
   bool infinite() const { return at_ == Clock::time_point::max(); }
-  // Milliseconds left, clamped to [0, cap]; for poll() timeouts.
+  // The poll() timeout for the time left: milliseconds rounded up (a deadline less than a
+  // millisecond away sleeps instead of spinning), 0 once expired, at most cap (so that a loop
+  // waiting on an infinite deadline still wakes up to re-check its state).
   int millisLeft(int cap = 1000) const {
     if (infinite()) return cap;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(at_ - Clock::now()).count();
-    if (left < 0) return 0;
-    return left > cap ? cap : static_cast<int>(left);
+    auto left = at_ - Clock::now();
+    if (left <= Clock::duration::zero()) return 0;
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    return ms > cap ? cap : static_cast<int>(ms);
   }
   Clock::time_point at() const { return at_; }
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -139,6 +140,44 @@ TEST(Socket, ConnectRefusedFailsFastWhenAsked) {
     EXPECT_EQ(e.code(), chorusTimeout) << e.what();
   }
   EXPECT_LT(secondsSince(t0), 2.0);
+}
+
+TEST(Socket, ConnectRetriesEndWhenTheAbortFlagIsSet) {
+  WireAddr bound;
+  { Fd l = listenOn(chooseLocalAddress("lo"), &bound); }  // refuses: retried until aborted
+  std::atomic<bool> abortFlag{false};
+  std::thread aborter([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    abortFlag.store(true);
+  });
+  auto t0 = Clock::now();
+  try {
+    connectTo(bound, Deadline::after(30), /*retryRefused=*/true, &abortFlag);
+    ADD_FAILURE() << "connected to a closed port";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), chorusInvalidUsage) << e.what();
+  }
+  aborter.join();
+  EXPECT_LT(secondsSince(t0), 1.5);
+}
+
+TEST(Socket, PeerAddressOfNamesTheRemoteEnd) {
+  WireAddr bound;
+  Fd l = listenOn(chooseLocalAddress("lo"), &bound);
+  Fd c = connectTo(bound, Deadline::after(5));
+  Fd a = acceptOne(l.get(), Deadline::after(5));
+  EXPECT_EQ(peerAddressOf(c.get()), addrToString(bound));
+  EXPECT_EQ(peerAddressOf(a.get()).rfind("127.0.0.1:", 0), 0u) << peerAddressOf(a.get());
+  EXPECT_EQ(peerAddressOf(l.get()), "?");  // a listener has no remote end
+}
+
+TEST(Deadline, MillisLeftRoundsUpAndCaps) {
+  EXPECT_EQ(Deadline().millisLeft(), 1000);
+  EXPECT_EQ(Deadline().millisLeft(100), 100);
+  EXPECT_EQ(Deadline(Clock::now() - std::chrono::seconds(1)).millisLeft(), 0);
+  // Less than a millisecond left still sleeps (rounded up), never a busy poll(0).
+  EXPECT_EQ(Deadline(Clock::now() + std::chrono::microseconds(300)).millisLeft(), 1);
+  EXPECT_EQ(Deadline::after(60).millisLeft(250), 250);
 }
 
 class BootstrapJoin : public ::testing::TestWithParam<int> {};

@@ -48,7 +48,8 @@ Config loopbackConfig(int nsocks, size_t chunk) {
 // n ranks in one process: each has its own transport; the cards are filled by hand with each
 // transport's listen address, as the communicator does after its all-gather.
 struct Mesh {
-  Mesh(int n, const Config& c) : cfg(c), cards(n), box(std::make_shared<LocalMailbox>()) {
+  Mesh(int n, const Config& c, const std::atomic<bool>* abortFlag = nullptr)
+      : cfg(c), cards(n), box(std::make_shared<LocalMailbox>()) {
     for (int r = 0; r < n; ++r) oobs.push_back(std::make_unique<LocalOob>(box, r));
     for (int r = 0; r < n; ++r) {
       TransportContext ctx;
@@ -60,6 +61,7 @@ struct Mesh {
       ctx.cards = &cards;
       ctx.oob = oobs[r].get();
       ctx.config = &cfg;
+      ctx.abortFlag = abortFlag;
       transports.push_back(makeTcpTransport(ctx));
     }
     for (int r = 0; r < n; ++r) {
@@ -248,6 +250,51 @@ TEST(TcpTransport, ConnectTimesOutNamingMissingPeer) {
     EXPECT_NE(std::string(e.what()).find("rank(s) 0"), std::string::npos) << e.what();
   }
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 5.0);
+}
+
+TEST(TcpTransport, DialToADestroyedPeerFailsFastWithRemoteError) {
+  // Rank 1's transport (and so its data listener) is gone: its address now refuses. That is a
+  // dead peer, reported at once, not a listener that is not up yet and worth retrying.
+  Mesh m(2, loopbackConfig(2, 4096));
+  m.transports[1].reset();
+  auto start = Clock::now();
+  try {
+    m.transports[0]->connect({1}, Deadline::after(kWaitSec));
+    FAIL() << "connected to a destroyed transport";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), chorusRemoteError) << e.what();
+    EXPECT_NE(std::string(e.what()).find("rank 1"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 2.0);
+}
+
+TEST(TcpTransport, AbortFlagEndsAConnectWaitingForItsPeer) {
+  // Rank 1 waits for rank 0's sockets; rank 0 never calls connect. Setting the flag (as
+  // chorusCommAbort does) ends the wait well before the deadline.
+  std::atomic<bool> abortFlag{false};
+  Mesh m(2, loopbackConfig(2, 4096), &abortFlag);
+  std::thread aborter([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    abortFlag.store(true);
+  });
+  auto start = Clock::now();
+  try {
+    m.transports[1]->connect({0}, Deadline::after(kWaitSec));
+    ADD_FAILURE() << "connect returned without its peer";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), chorusInvalidUsage) << e.what();
+    EXPECT_NE(std::string(e.what()).find("aborted by chorusCommAbort while connecting to rank 0"), std::string::npos)
+        << e.what();
+  }
+  aborter.join();
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 1.2);
+  // The dialing side sees a flag that is already set before it dials.
+  try {
+    m.transports[0]->connect({1}, Deadline::after(kWaitSec));
+    ADD_FAILURE() << "connect ignored the abort flag";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), chorusInvalidUsage) << e.what();
+  }
 }
 
 // Connects to addr and sends a hello; returns the socket.

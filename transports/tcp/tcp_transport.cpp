@@ -11,9 +11,12 @@
 // Sockets that arrive for a peer (or for a connect ordinal) not asked for yet are kept for the
 // later connect() that asks for them. A hello with the wrong secret, communicator or layout is
 // closed with a warning.
-#include <arpa/inet.h>
+//
+// Failure: every peer's listener was open before the cards were exchanged, so a refused dial
+// means the peer is gone: chorusRemoteError at once, not retries until the deadline. The
+// context's abort flag (chorusCommAbort) is looked at before each dial, at least every 100 ms
+// while one is in progress, and on every waiting round (poll() <= 100 ms): chorusInvalidUsage.
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -55,24 +58,6 @@ std::pair<int, int> bufferSizes(int fd) {
   return {snd, rcv};
 }
 
-std::string remoteName(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof(ss);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
-  char host[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (ss.ss_family == AF_INET) {
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-    port = ntohs(a->sin_port);
-  } else if (ss.ss_family == AF_INET6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-    port = ntohs(a->sin6_port);
-  }
-  return format("%s:%d", host, port);
-}
-
 class TcpTransport final : public TcpTransportBase {
  public:
   explicit TcpTransport(const TransportContext& ctx);
@@ -95,6 +80,8 @@ class TcpTransport final : public TcpTransportBase {
 
   std::unique_ptr<Connection> makeConnection(int peer, std::vector<Fd> socks, const char* how);
   std::vector<Fd> dial(int peer, uint64_t ordinal, Deadline deadline);
+  // Throws chorusInvalidUsage once chorusCommAbort has set the context's abort flag.
+  void checkAbort(int peer) const;
   bool complete(const Key& key) const;
   void waitForSockets(Deadline deadline);
   void acceptQueued();
@@ -174,6 +161,7 @@ std::vector<std::unique_ptr<Connection>> TcpTransport::connect(const std::vector
       incoming.pop_back();
     }
     if (incoming.empty()) break;
+    checkAbort(incoming.front().second.first);
     if (deadline.expired()) {
       std::string missing;
       for (auto& [i, key] : incoming) {
@@ -199,11 +187,27 @@ std::unique_ptr<Connection> TcpTransport::makeConnection(int peer, std::vector<F
   return std::make_unique<TcpConnection>(ctx_.rank, peer, std::move(socks), chunkBytes_);
 }
 
+void TcpTransport::checkAbort(int peer) const {
+  if (ctx_.abortFlag && ctx_.abortFlag->load(std::memory_order_acquire))
+    CHORUS_THROW(chorusInvalidUsage, "tcp: rank %d: aborted by chorusCommAbort while connecting to rank %d", ctx_.rank,
+                 peer);
+}
+
 std::vector<Fd> TcpTransport::dial(int peer, uint64_t ordinal, Deadline deadline) {
   const WireAddr& addr = (*ctx_.cards)[peer].tcpAddr;
   std::vector<Fd> socks;
   for (int s = 0; s < numSockets_; ++s) {
-    Fd fd = connectTo(addr, deadline);
+    checkAbort(peer);
+    Fd fd;
+    try {
+      // The peer opened this listener before the cards were exchanged: a refusal means it is
+      // gone (closed or died), so it is reported at once instead of retried until the deadline.
+      fd = connectTo(addr, deadline, /*retryRefused=*/false, ctx_.abortFlag);
+    } catch (const Error& e) {
+      checkAbort(peer);
+      CHORUS_THROW(e.code(), "tcp: rank %d cannot connect to rank %d's data listener at %s: %s", ctx_.rank, peer,
+                   addrToString(addr).c_str(), e.what());
+    }
     setNoDelay(fd.get());
     tuneBuffers(fd.get());
     Hello h;
@@ -297,7 +301,7 @@ void TcpTransport::readHellos() {
       continue;
     }
     CHORUS_WARN(kLogTransport, "tcp: rank %d rejected a connection from %s: %s", ctx_.rank,
-                remoteName(h.fd.get()).c_str(), drop.c_str());
+                peerAddressOf(h.fd.get()).c_str(), drop.c_str());
     handshakes_[k] = std::move(handshakes_.back());
     handshakes_.pop_back();
   }
