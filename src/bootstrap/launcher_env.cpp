@@ -1,6 +1,8 @@
 #include "bootstrap/launcher_env.h"
 
+#include <atomic>
 #include <cstdlib>
+#include <string>
 
 #include "bootstrap/socket.h"
 #include "core/error.h"
@@ -39,7 +41,7 @@ std::string firstOf(std::initializer_list<const char*> names) {
 
 }  // namespace
 
-LaunchInfo detectLauncher(const Config& config) {
+LaunchInfo detectLauncher() {
   LaunchInfo info;
   std::string jobId;
   bool allLocal = false;
@@ -82,15 +84,22 @@ LaunchInfo detectLauncher(const Config& config) {
     CHORUS_CHECK_ARG(colon != std::string::npos, "CHORUS_ROOT_ADDR=\"%s\" must be host:port", rootAddr);
     std::string host = s.substr(0, colon);
     if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    info.id.root = parseAddress(host, atoi(s.c_str() + colon + 1));
+    char* end = nullptr;
+    long port = strtol(s.c_str() + colon + 1, &end, 10);
+    CHORUS_CHECK_ARG(end && *end == '\0' && port > 0 && port < 65536, "CHORUS_ROOT_ADDR=\"%s\": bad port", rootAddr);
+    info.id.root = parseAddress(host, static_cast<int>(port));
     info.rootFrom = "CHORUS_ROOT_ADDR";
   } else if (env("MASTER_ADDR") && env("MASTER_PORT")) {
-    int port = static_cast<int>(envInt("CHORUS_ROOT_PORT", atoi(env("MASTER_PORT")) + 1));
-    info.id.root = parseAddress(env("MASTER_ADDR"), port);
+    long long master = envInt("MASTER_PORT", 0);
+    CHORUS_CHECK_ARG(master > 0 && master < 65535, "MASTER_PORT=\"%s\" is not a port", env("MASTER_PORT"));
+    long long port = envInt("CHORUS_ROOT_PORT", master + 1);
+    CHORUS_CHECK_ARG(port > 0 && port < 65536, "CHORUS_ROOT_PORT must be a port number");
+    info.id.root = parseAddress(env("MASTER_ADDR"), static_cast<int>(port));
     info.rootFrom = "MASTER_ADDR and MASTER_PORT+1";
   } else if (allLocal || info.size == 1) {
-    int port = static_cast<int>(envInt("CHORUS_ROOT_PORT", 20000 + static_cast<long long>(fnv1a(jobId) % 30000)));
-    info.id.root = parseAddress("127.0.0.1", port);
+    long long port = envInt("CHORUS_ROOT_PORT", 20000 + static_cast<long long>(fnv1a(jobId) % 30000));
+    CHORUS_CHECK_ARG(port > 0 && port < 65536, "CHORUS_ROOT_PORT must be a port number");
+    info.id.root = parseAddress("127.0.0.1", static_cast<int>(port));
     info.rootFrom = "loopback (all ranks on this host), port from the job id";
   } else {
     CHORUS_THROW(chorusInvalidUsage,
@@ -106,11 +115,15 @@ LaunchInfo detectLauncher(const Config& config) {
     secretText = info.launcher + "|" + jobId + "|" + addrToString(info.id.root);
     CHORUS_INFO(kLogBootstrap, "no CHORUS_SECRET: secret derived from the launcher's job id (%s)", jobId.c_str());
   }
+  // The n-th chorusCommInitFromEnv of every rank forms the n-th communicator: mix n in, so that
+  // two communicators of one job never share a secret, comm id (shm names) or root port.
+  static std::atomic<unsigned> calls{0};
+  secretText += "|" + std::to_string(calls.fetch_add(1));
   info.id.secret[0] = fnv1a(secretText);
   info.id.secret[1] = fnv1a(secretText, info.id.secret[0] | 1);
   info.id.commId = fnv1a("comm|" + secretText);
-  (void)config;
-  CHORUS_INFO(kLogBootstrap, "launcher %s: rank %d of %d, root %s (%s)", info.launcher.c_str(), info.rank, info.size,
+  CHORUS_INFO(kLogBootstrap, "launcher %s: rank %d of %d (local rank %d), root %s (%s)", info.launcher.c_str(), info.rank, info.size,
+              info.localRank,
               addrToString(info.id.root).c_str(), info.rootFrom.c_str());
   return info;
 }

@@ -5,7 +5,6 @@
 #include <string>
 
 #include "bootstrap/unique_id.h"
-#include "core/config.h"
 
 namespace chorus {
 
@@ -20,6 +19,6 @@ struct LaunchInfo {
 
 // Reads the environment; throws chorusInvalidUsage when no launcher is recognized or the root
 // address cannot be determined (naming the variables to set).
-LaunchInfo detectLauncher(const Config& config);
+LaunchInfo detectLauncher();
 
 }  // namespace chorus

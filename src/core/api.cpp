@@ -237,7 +237,7 @@ chorusResult_t chorusCommInitFromEnv(chorusComm_t* comm) {
     CHORUS_CHECK_ARG(comm, "comm is NULL");
     *comm = nullptr;
     Config config = Config::fromEnv();
-    LaunchInfo info = detectLauncher(config);
+    LaunchInfo info = detectLauncher();
     if (info.rank == 0) startRootService(info.id, config);
     *comm = registerComm(Communicator::create(info.id, info.size, info.rank));
   });

@@ -25,6 +25,7 @@ Communicator::Communicator(int rank, int nranks, const Config& config)
   ctx_.cards = &cards_;
   ctx_.oob = &oob_;
   ctx_.config = &config_;
+  ctx_.abortFlag = &aborted_;
 }
 
 Communicator::~Communicator() {
@@ -212,13 +213,15 @@ void Communicator::allReduce(const void* sendbuf, void* recvbuf, size_t count, c
 void Communicator::abort() noexcept {
   aborted_.store(true);
   if (asyncError_.load() == chorusSuccess) recordError(chorusInvalidUsage, "communicator was aborted");
-  // A running collective sees the flag and aborts its connections itself; when none runs,
-  // abort them here so the peers learn now.
+  // The bootstrap's abort is thread-safe: it wakes a collective blocked in connection setup
+  // (out-of-band waits); the TCP connect loop watches the flag itself. A running collective
+  // sees the flag and aborts its connections; when none runs, abort them here so the peers
+  // learn now (connections are not thread-safe, hence the try_lock).
+  if (bootstrap_) bootstrap_->abort();
   std::unique_lock<std::mutex> lock(execMutex_, std::try_to_lock);
   if (lock.owns_lock()) {
     for (auto& c : connections_)
       if (c) c->abort();
-    if (bootstrap_) bootstrap_->abort();
   }
 }
 

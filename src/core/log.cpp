@@ -27,6 +27,13 @@ std::atomic<bool> gLoaded{false};
 LogConfig gConfig;
 thread_local int tRank = -1;
 
+// Problems with the logging variables themselves go straight to stderr (the log may be unusable).
+void warnEnv(const char* fmt, const char* value) {
+  fprintf(stderr, "CHORUS WARN ");
+  fprintf(stderr, fmt, value);
+  fprintf(stderr, "\n");
+}
+
 uint32_t parseSubsys(const char* text) {
   static const struct {
     const char* name;
@@ -41,8 +48,13 @@ uint32_t parseSubsys(const char* text) {
   while (pos <= s.size()) {
     size_t comma = s.find(',', pos);
     std::string tok = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    bool known = false;
     for (auto& n : kNames)
-      if (strcasecmp(tok.c_str(), n.name) == 0) mask |= n.bit;
+      if (strcasecmp(tok.c_str(), n.name) == 0) {
+        mask |= n.bit;
+        known = true;
+      }
+    if (!known && !tok.empty()) warnEnv("CHORUS_DEBUG_SUBSYS: unknown subsystem \"%s\" ignored", tok.c_str());
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
@@ -50,13 +62,15 @@ uint32_t parseSubsys(const char* text) {
 }
 
 void loadLocked() {
+  if (gConfig.out && gConfig.out != stderr) fclose(gConfig.out);
   gConfig = LogConfig{};
   gethostname(gConfig.host, sizeof(gConfig.host) - 1);
   if (const char* lvl = getenv("CHORUS_DEBUG")) {
     if (!strcasecmp(lvl, "NONE")) gConfig.level = LogLevel::None;
     else if (!strcasecmp(lvl, "INFO")) gConfig.level = LogLevel::Info;
     else if (!strcasecmp(lvl, "TRACE")) gConfig.level = LogLevel::Trace;
-    else gConfig.level = LogLevel::Warn;
+    else if (!strcasecmp(lvl, "WARN")) gConfig.level = LogLevel::Warn;
+    else warnEnv("CHORUS_DEBUG=\"%s\" is not one of NONE, WARN, INFO, TRACE: using WARN", lvl);
   }
   if (const char* sub = getenv("CHORUS_DEBUG_SUBSYS")) gConfig.subsys = parseSubsys(sub);
   if (const char* file = getenv("CHORUS_DEBUG_FILE")) {
@@ -67,6 +81,7 @@ void loadLocked() {
       else path += *c;
     }
     if (FILE* f = fopen(path.c_str(), "a")) gConfig.out = f;
+    else warnEnv("CHORUS_DEBUG_FILE: cannot open \"%s\": logging to stderr", path.c_str());
   }
   gLoaded.store(true, std::memory_order_release);
 }
