@@ -533,6 +533,91 @@ class PairOob : public Oob {
   std::map<uint32_t, std::vector<std::vector<char>>> stash_;
 };
 
+// One end of a shm connection between two forked processes, set up over a socketpair.
+struct ForkedEnd {
+  explicit ForkedEnd(int fd) : oob(fd) {}
+  PairOob oob;
+  std::vector<PeerCard> cards = std::vector<PeerCard>(2);
+  Config cfg;
+  TransportContext ctx;
+  std::unique_ptr<Transport> transport;
+  std::unique_ptr<Connection> conn;
+  int32_t peerPid = 0;
+};
+
+std::unique_ptr<ForkedEnd> connectForked(int rank, int fd, uint64_t commId, bool singleCopy) {
+  auto e = std::make_unique<ForkedEnd>(fd);
+  // Learn the peer's pid over the oob, then build the cards.
+  int32_t me = getpid();
+  e->oob.send(1 - rank, kTagUser, &me, sizeof(me), Deadline());
+  e->oob.recv(1 - rank, kTagUser, &e->peerPid, sizeof(e->peerPid), Deadline());
+  for (int r = 0; r < 2; ++r) {
+    e->cards[r].rank = r;
+    e->cards[r].hostHash = 7;
+    e->cards[r].pid = r == rank ? me : e->peerPid;
+  }
+  e->cfg = smallConfig(singleCopy);
+  e->ctx.rank = rank;
+  e->ctx.nranks = 2;
+  e->ctx.commId = commId;
+  e->ctx.cards = &e->cards;
+  e->ctx.oob = &e->oob;
+  e->ctx.config = &e->cfg;
+  e->transport = makeShmTransport(e->ctx);
+  e->conn = std::move(e->transport->connect({1 - rank}, Deadline::after(kWaitSec))[0]);
+  return e;
+}
+
+TEST(ShmTransport, DataSentBeforeThePeerExitedIsStillDelivered) {
+  // The sender's send completes once its bytes are in the FIFO; it may then exit at once (its
+  // part of a collective is over). The receiver must still get those bytes, not "peer died".
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  uint64_t commId = testCommId();
+  auto exits = test::runRanks(2, [&](int rank) -> int {
+    auto end = connectForked(rank, sv[rank], commId, false);
+    Connection& c = *end->conn;
+    std::vector<uint8_t> buf(3000);
+    if (rank == 1) {
+      for (size_t i = 0; i < buf.size(); ++i) buf[i] = pattern(1, 0, i);
+      c.postSend(buf.data(), buf.size());
+      waitAll(c, 1, 0);
+      _exit(0);  // no destructor, no close flag: as abrupt as a crash right after the send
+    }
+    // Post the receive, wait until the sender is gone (reaped by the fixture) without driving
+    // progress, then probe liveness first, as an idle executor does.
+    RecvSink sink;
+    sink.dst = buf.data();
+    sink.bytes = buf.size();
+    c.postRecv(sink);
+    Deadline gone = Deadline::after(kWaitSec);
+    while (kill(end->peerPid, 0) == 0) {
+      if (gone.expired()) return 2;
+      sched_yield();
+    }
+    try {
+      c.checkAlive();
+      waitAll(c, 0, 1);
+    } catch (const Error& e) {
+      fprintf(stderr, "receiver: %s\n", e.what());
+      return 3;
+    }
+    for (size_t i = 0; i < buf.size(); ++i)
+      if (buf[i] != pattern(1, 0, i)) return 4;
+    // And now that the FIFO is empty, the death is an error.
+    c.postRecv(sink);
+    try {
+      waitAll(c, 0, 2, 10);
+    } catch (const Error& e) {
+      return e.code() == chorusRemoteError ? 0 : 5;
+    }
+    return 6;
+  });
+  close(sv[0]);
+  close(sv[1]);
+  EXPECT_TRUE(test::allRanksSucceeded(exits));
+}
+
 TEST(ShmTransport, KilledPeerProcessIsRemoteErrorWithinSeconds) {
   int sv[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -542,28 +627,8 @@ TEST(ShmTransport, KilledPeerProcessIsRemoteErrorWithinSeconds) {
   auto exits = test::runRanks(
       2,
       [&](int rank) -> int {
-        PairOob oob(sv[rank]);
-        // Learn the peer's pid over the oob, then build the cards.
-        int32_t me = getpid(), other = 0;
-        oob.send(1 - rank, kTagUser, &me, sizeof(me), Deadline());
-        oob.recv(1 - rank, kTagUser, &other, sizeof(other), Deadline());
-        std::vector<PeerCard> cards(2);
-        for (int r = 0; r < 2; ++r) {
-          cards[r].rank = r;
-          cards[r].hostHash = 7;
-          cards[r].pid = r == rank ? me : other;
-        }
-        Config cfg = smallConfig(true);
-        TransportContext ctx;
-        ctx.rank = rank;
-        ctx.nranks = 2;
-        ctx.commId = commId;
-        ctx.cards = &cards;
-        ctx.oob = &oob;
-        ctx.config = &cfg;
-        auto t = makeShmTransport(ctx);
-        auto conns = t->connect({1 - rank}, Deadline::after(kWaitSec));
-        Connection& c = *conns[0];
+        auto end = connectForked(rank, sv[rank], commId, true);
+        Connection& c = *end->conn;
         // First a single-copy message across processes, to show the channel works.
         std::vector<uint8_t> buf(1 << 20);
         if (rank == 1) {

@@ -77,7 +77,12 @@ bool ShmConnection::progress() {
 void ShmConnection::checkAlive() {
   rethrowIfFailed();
   if (peerFlags() & kFlagAborted) SHM_FAIL(chorusRemoteError, "rank %d aborted the connection", peer());
-  if (!watch_.alive()) SHM_FAIL(chorusRemoteError, "rank %d (pid %d) died", peer(), static_cast<int>(watch_.pid()));
+  if (watch_.alive()) return;
+  // A peer that finished its part of a collective may exit while its last messages still sit in
+  // our inbound FIFO (its sends completed when it copied them into the slots). Death is final,
+  // so everything it published is visible now: drain, and fail only when nothing is left to move.
+  if (progress()) return;
+  SHM_FAIL(chorusRemoteError, "rank %d (pid %d) died", peer(), static_cast<int>(watch_.pid()));
 }
 
 void ShmConnection::abort() noexcept {
