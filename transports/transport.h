@@ -77,7 +77,7 @@ struct TransportContext {
   int nranks = 0;
   uint64_t commId = 0;                  // random per communicator; part of shm names, TCP hellos
   uint64_t secret[2] = {0, 0};          // shared by the communicator's ranks only
-  const std::vector<PeerCard>* cards;   // every rank's card, indexed by rank
+  const std::vector<PeerCard>* cards = nullptr;  // every rank's card, indexed by rank
   Oob* oob = nullptr;
   const Config* config = nullptr;
   // Set by chorusCommAbort; long waits in connect() give up with chorusInvalidUsage when it is set.
@@ -99,11 +99,11 @@ class Transport {
 // Factories, one per transport folder.
 std::unique_ptr<Transport> makeShmTransport(const TransportContext& ctx);
 // The TCP transport opens its data listener at construction; its address goes in the card
-// (listenAddress) before the cards are all-gathered.
+// (listenAddress) before the cards are all-gathered. The context's cards are read only from
+// the first connect() on, by which time the communicator has filled them in.
 class TcpTransportBase : public Transport {
  public:
   virtual WireAddr listenAddress() const = 0;
-  // Called once the cards have been all-gathered (the context's cards pointer is then valid).
 };
 std::unique_ptr<TcpTransportBase> makeTcpTransport(const TransportContext& ctx);
 
