@@ -503,10 +503,12 @@ TEST(Bootstrap, DuplicateAndOutOfRangeRanksAreErrors) {
 TEST(BootstrapProcesses, ForkedRanksJoinGatherAndBarrier) {
   const int p = 5;
   Config cfg = testConfig(20);
-  UniqueIdData id = createUniqueIdAndRoot(cfg);
-  auto exits = test::runRanks(
+  // The rendezvous starts in rank 0's process, after the forks (never fork a process whose
+  // root thread is running: the children would inherit its locks).
+  auto exits = test::runRanksWithId(
       p,
-      [&](int r) {
+      [&](int r, const chorusUniqueId& publicId) {
+        UniqueIdData id = decodeUniqueId(publicId);
         PeerCard card = makeCard(r);
         card.pid = static_cast<int32_t>(getpid());
         auto bs = Bootstrap::join(id, r, p, card, cfg, Deadline::after(15));
@@ -531,10 +533,10 @@ TEST(BootstrapProcesses, DeadPeerBecomesAnErrorNamingIt) {
   const int p = 4;
   const int dead = 2;
   Config cfg = testConfig(20);
-  UniqueIdData id = createUniqueIdAndRoot(cfg);
-  auto exits = test::runRanks(
+  auto exits = test::runRanksWithId(
       p,
-      [&](int r) {
+      [&](int r, const chorusUniqueId& publicId) {
+        UniqueIdData id = decodeUniqueId(publicId);
         auto bs = Bootstrap::join(id, r, p, makeCard(r), cfg, Deadline::after(15));
         if (r == dead) return 0;  // leaves: its process exits and its sockets close
         std::vector<int32_t> buf(p, r);
