@@ -77,7 +77,11 @@ typedef enum {
   chorusFloat64 = 8,
   chorusDouble = 8,
   chorusBfloat16 = 9,
-  chorusNumTypes = 10
+  chorusNumTypes = 10,
+  /* Not types: they make every int a valid value of the enum, so that a bad value passed in
+     is reported as chorusInvalidArgument rather than being undefined behaviour in C++. */
+  chorusDataTypeMinEnum_ = -0x7fffffff - 1,
+  chorusDataTypeMaxEnum_ = 0x7fffffff
 } chorusDataType_t;
 
 /** Reduction operators. chorusAvg sums, then divides by the rank count (integer types truncate). */
@@ -87,7 +91,9 @@ typedef enum {
   chorusMax = 2,
   chorusMin = 3,
   chorusAvg = 4,
-  chorusNumOps = 5
+  chorusNumOps = 5,
+  chorusRedOpMinEnum_ = -0x7fffffff - 1, /* not ops: see chorusDataTypeMinEnum_ */
+  chorusRedOpMaxEnum_ = 0x7fffffff
 } chorusRedOp_t;
 
 #define CHORUS_UNIQUE_ID_BYTES 128
