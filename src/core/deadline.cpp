@@ -8,11 +8,9 @@
 namespace chorus {
 
 void Backoff::pause() {
-  if (idle_++ == 0) {
-    since_ = Clock::now();
-    spinning_ = true;
-  }
-  // Read the clock only every 16th pass while spinning: it costs about as much as the check.
+  if (idle_++ == 0) spinning_ = true;
+  // Read the clock only every 16th pass while spinning: a clock read costs as much as a short
+  // wait. The stretch is timed from the first read (16 passes, well under a microsecond, in).
   if (spinning_ && (idle_ & 15) != 0) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -21,7 +19,9 @@ void Backoff::pause() {
 #endif
     return;
   }
-  auto waited = Clock::now() - since_;
+  Clock::time_point now = Clock::now();
+  if (idle_ <= 16) since_ = now;
+  auto waited = now - since_;
   if (waited < std::chrono::microseconds(2)) return;
   spinning_ = false;
   if (waited < std::chrono::milliseconds(2)) {

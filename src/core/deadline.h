@@ -51,7 +51,7 @@ class Backoff {
   // Number of consecutive idle passes; loops use it to run costly checks (liveness) rarely.
   uint64_t idlePasses() const { return idle_; }
   // How long this idle stretch has lasted (zero before the first pause).
-  Clock::duration idleFor() const { return idle_ ? Clock::now() - since_ : Clock::duration::zero(); }
+  Clock::duration idleFor() const { return idle_ > 16 ? Clock::now() - since_ : Clock::duration::zero(); }
 
  private:
   uint64_t idle_ = 0;
