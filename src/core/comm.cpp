@@ -60,6 +60,7 @@ void Communicator::init(const UniqueIdData& id) {
   card.rank = rank_;
   card.pid = getpid();
   card.hostHash = hostHash(config_.hostId);
+  card.pidNamespace = pidNamespaceId();
   std::string host = hostName();
   snprintf(card.hostname, sizeof(card.hostname), "%s", host.c_str());
   if (config_.transport != "shm") {

@@ -22,6 +22,11 @@ std::string hostName() {
   return buf;
 }
 
+uint64_t pidNamespaceId() {
+  struct stat st {};
+  return stat("/proc/self/ns/pid", &st) == 0 ? static_cast<uint64_t>(st.st_ino) : 0;
+}
+
 uint64_t hostHash(const std::string& overrideId) {
   if (!overrideId.empty()) return fnv1a("id:" + overrideId);
   std::string id = hostName();

@@ -11,5 +11,7 @@ namespace chorus {
 
 uint64_t hostHash(const std::string& overrideId);
 std::string hostName();
+// The pid namespace of the calling process (inode of /proc/self/ns/pid; 0 if unknown).
+uint64_t pidNamespaceId();
 
 }  // namespace chorus

@@ -20,6 +20,7 @@ struct PeerCard {
   int32_t rank = -1;
   int32_t pid = 0;
   uint64_t hostHash = 0;  // equal for ranks that share a host (and so may use shm)
+  uint64_t pidNamespace = 0;  // equal when pids mean the same process to both ranks
   char hostname[64] = {};
   WireAddr bootstrapAddr;  // the rank's bootstrap listener (out-of-band messages)
   WireAddr tcpAddr;        // the TCP transport's data listener

@@ -86,6 +86,7 @@ class ShmTransport final : public Transport {
 
   void announce(Pending& pe, int p, uint32_t gen, Deadline deadline);
   bool probeSingleCopy(int peer, const SetupMsg& m) const;
+  bool samePidNamespace(int peer) const;
   void sendReady(int peer, bool ok, bool canReadYou, const char* why, Deadline deadline);
   static void markAborted(std::vector<Pending>& pend);
 
@@ -95,12 +96,17 @@ class ShmTransport final : public Transport {
   alignas(64) volatile uint64_t probeValue_;
 };
 
+bool ShmTransport::samePidNamespace(int peer) const {
+  const auto& cards = *ctx_.cards;
+  return cards[peer].pidNamespace == cards[ctx_.rank].pidNamespace;
+}
+
 bool ShmTransport::probeSingleCopy(int peer, const SetupMsg& m) const {
   if (!ctx_.config->shmUseCma || !m.singleCopy) return false;  // chosen off: no probe, no warning
   pid_t pid = (*ctx_.cards)[peer].pid;
   std::string why;
-  if (m.pid != pid) {
-    why = format("the pid it reports (%d) differs from its card (%d), separate pid namespaces", m.pid, static_cast<int>(pid));
+  if (!samePidNamespace(peer)) {
+    why = "it runs in another pid namespace, where its pid names a different process";
   } else {
     uint64_t v = 0;
     int err = cmaRead(pid, &v, m.probeAddr, sizeof(v));
@@ -259,7 +265,11 @@ std::vector<std::unique_ptr<Connection>> ShmTransport::connect(const std::vector
   for (auto& pe : pend) {
     ShmConnectionOptions opts;
     opts.rank = ctx_.rank;
-    opts.peerPid = cards[pe.peer].pid;
+    // Across pid namespaces the peer's pid means nothing here: no process watch then; its
+    // death shows as its abort flag or, if it dies abruptly, as the deadline.
+    opts.peerPid = samePidNamespace(pe.peer) ? cards[pe.peer].pid : 0;
+    if (!opts.peerPid)
+      CHORUS_INFO(kLogTransport, "shm: rank %d is in another pid namespace: no liveness watch, the deadline covers it", pe.peer);
     opts.singleCopySend = cfg.shmUseCma && pe.peerCanReadUs;
     opts.singleCopyThreshold = cfg.shmCmaThreshold;
     CHORUS_INFO(kLogTransport, "shm: rank %d -> rank %d connected: %u slots x %zu bytes, single copy from %zu bytes: %s",
