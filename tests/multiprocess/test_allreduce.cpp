@@ -87,7 +87,7 @@ TEST_P(AllReduceEveryTypeAndOp, ExactResults) {
     int bad = 0;
     for (chorusDataType_t type : kAllTypes)
       for (chorusRedOp_t op : kAllOps)
-        for (size_t count : {size_t{1}, size_t{13}, size_t{4099}, size_t{100003}})
+        for (size_t count : {size_t{0}, size_t{1}, size_t{13}, size_t{4099}, size_t{100003}})
           bad += allReduceWrong(comm, rank, p, type, op, count, count == 13) != 0;
     return bad;
   });
@@ -95,8 +95,9 @@ TEST_P(AllReduceEveryTypeAndOp, ExactResults) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, AllReduceEveryTypeAndOp,
-                         ::testing::Values(std::make_tuple("shm", 3), std::make_tuple("shm", 5), std::make_tuple("tcp", 2),
-                                           std::make_tuple("tcp", 3)),
+                         ::testing::Values(std::make_tuple("shm", 1), std::make_tuple("shm", 2), std::make_tuple("shm", 3),
+                                           std::make_tuple("shm", 5), std::make_tuple("shm", 8), std::make_tuple("tcp", 2),
+                                           std::make_tuple("tcp", 3), std::make_tuple("tcp", 5)),
                          [](const auto& info) {
                            return std::string(std::get<0>(info.param)) + "_np" + std::to_string(std::get<1>(info.param));
                          });
