@@ -14,7 +14,7 @@ namespace chorus {
 
 class Error : public std::runtime_error {
  public:
-  Error(chorusResult_t code, std::string message) : std::runtime_error(std::move(message)), code_(code) {}
+  Error(chorusResult_t code, const std::string& message) : std::runtime_error(message), code_(code) {}
   chorusResult_t code() const noexcept { return code_; }
 
  private:

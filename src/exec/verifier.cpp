@@ -29,7 +29,7 @@ class Verifier {
 
   VerifyResult run() {
     int p = static_cast<int>(s_.size());
-    if (p > kMaxRanks) return fail(format("%d ranks: the verifier supports at most %d", p, kMaxRanks));
+    if (p < 1 || p > kMaxRanks) return fail(format("%d ranks: the verifier supports 1 to %d", p, kMaxRanks));
     st_.resize(p);
     channels_.assign(static_cast<size_t>(p) * p, {});
     for (int r = 0; r < p; ++r) {
