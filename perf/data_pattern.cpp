@@ -1,5 +1,7 @@
 // See perf_common.h: fp16/bf16 storage helpers, the exact data pattern and its checker.
 #include "perf_common.h"
+
+#include "exec/half.h"
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -25,58 +27,11 @@ namespace chorus::perf {
 // fp16 / bf16
 // ---------------------------------------------------------------------------------------------
 
-uint16_t floatToHalf(float f) {
-  uint32_t x;
-  memcpy(&x, &f, sizeof x);
-  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
-  const uint32_t a = x & 0x7FFFFFFFu;
-  if (a > 0x7F800000u) return sign | 0x7E00u | static_cast<uint16_t>((a >> 13) & 0x3FFu);  // NaN
-  if (a >= 0x477FF000u) return sign | 0x7C00u;  // >= 65520 rounds to infinity
-  if (a >= 0x38800000u) {                       // normal half (>= 2^-14)
-    uint32_t h = (a >> 13) - (112u << 10);
-    const uint32_t rem = a & 0x1FFFu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
-    return sign | static_cast<uint16_t>(h);
-  }
-  const int e = static_cast<int>(a >> 23);
-  if (e < 102) return sign;  // below half the smallest subnormal: +-0
-  const uint32_t mant = (a & 0x7FFFFFu) | 0x800000u;
-  const int shift = 126 - e;  // 14..24
-  uint32_t h = mant >> shift;
-  const uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
-  if (rem > half || (rem == half && (h & 1u))) ++h;
-  return sign | static_cast<uint16_t>(h);
-}
-
-float halfToFloat(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1Fu, mant = h & 0x3FFu;
-  uint32_t x;
-  if (exp == 0) {
-    float v = static_cast<float>(mant) * (1.0f / 16777216.0f);
-    return sign ? -v : v;
-  }
-  if (exp == 31) x = sign | 0x7F800000u | (mant << 13);
-  else x = sign | ((exp + 112u) << 23) | (mant << 13);
-  float f;
-  memcpy(&f, &x, sizeof f);
-  return f;
-}
-
-uint16_t floatToBfloat16(float f) {
-  uint32_t x;
-  memcpy(&x, &f, sizeof x);
-  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);  // NaN
-  x += 0x7FFFu + ((x >> 16) & 1u);
-  return static_cast<uint16_t>(x >> 16);
-}
-
-float bfloat16ToFloat(uint16_t b) {
-  uint32_t x = static_cast<uint32_t>(b) << 16;
-  float f;
-  memcpy(&f, &x, sizeof f);
-  return f;
-}
+// The library's own conversions (src/exec/half.h, header-only): one rounding rule in the project.
+uint16_t floatToHalf(float f) { return half::floatToHalfBits(f); }
+float halfToFloat(uint16_t h) { return half::halfBitsToFloat(h); }
+uint16_t floatToBfloat16(float f) { return half::floatToBf16Bits(f); }
+float bfloat16ToFloat(uint16_t b) { return half::bf16BitsToFloat(b); }
 
 // ---------------------------------------------------------------------------------------------
 // Data pattern and checker

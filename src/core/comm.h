@@ -35,7 +35,8 @@ class Communicator {
 
   // Checks an all-reduce's arguments (chorusInvalidArgument), without communicating.
   static void validateAllReduce(const void* sendbuf, const void* recvbuf, size_t count, chorusDataType_t dtype, chorusRedOp_t op);
-  // Runs an all-reduce to completion on the calling thread.
+  // Runs an all-reduce to completion on the calling thread. Precondition: the arguments passed
+  // validateAllReduce (the C API checks them once, before running or queuing the call).
   void allReduce(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t dtype, chorusRedOp_t op);
 
   // Makes every pending and future call fail promptly and tells the peers (never throws).
