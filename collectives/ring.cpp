@@ -18,8 +18,12 @@
 // region to complete (WAR: with single-copy transports the peer reads our buffer late).
 #include "collectives/ring.h"
 
+#include "collectives/families.h"
+
 #include <algorithm>
 #include <vector>
+
+#include "core/error.h"
 
 namespace chorus {
 
@@ -34,9 +38,10 @@ size_t RingChunks::offset(int c) const { return std::min(count, static_cast<size
 
 size_t RingChunks::size(int c) const { return std::min(count, offset(c) + chunkElems) - offset(c); }
 
-RankSchedule buildRingAllReduce(const RingAllReduceParams& prm) {
+namespace {
+
+RankSchedule buildRingAllReduce(const CollArgs& prm) {
   RankSchedule s;
-  s.algorithm = "ring";
   s.rank = prm.rank;
   s.nranks = prm.nranks;
   const int p = prm.nranks;
@@ -96,6 +101,16 @@ RankSchedule buildRingAllReduce(const RingAllReduceParams& prm) {
     }
   }
   return s;
+}
+
+}  // namespace
+
+RankSchedule buildRing(const CollArgs& args) {
+  switch (args.coll) {
+    case Coll::AllReduce: return buildRingAllReduce(args);
+    default: break;
+  }
+  CHORUS_THROW(chorusInternalError, "ring: %s is not written yet", collName(args.coll));
 }
 
 }  // namespace chorus

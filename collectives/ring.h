@@ -1,23 +1,9 @@
-// Ring all-reduce as a schedule builder (pure function: no sockets, no buffers).
+// Ring helpers shared with other builders (the ring builder itself: collectives/families.h).
 #pragma once
 
 #include <cstddef>
 
-#include "exec/schedule.h"
-
 namespace chorus {
-
-struct RingAllReduceParams {
-  int rank = 0;
-  int nranks = 1;
-  size_t count = 0;        // elements
-  size_t elemSize = 4;     // bytes per element (for alignment and slicing)
-  size_t sliceBytes = 256 * 1024;
-  bool inPlace = false;    // input and output are the same buffer
-  bool average = false;    // divide the reduced chunk by nranks before the all-gather
-};
-
-RankSchedule buildRingAllReduce(const RingAllReduceParams& params);
 
 // Chunk layout shared by the ring builders: chunk c covers [chunkOffset(c), +chunkCount(c)).
 struct RingChunks {

@@ -94,6 +94,11 @@ class Transport {
   // Returns one connection per listed peer, in the same order. Sends all setup messages before
   // waiting on any, so that rings of connects cannot deadlock.
   virtual std::vector<std::unique_ptr<Connection>> connect(const std::vector<int>& peers, Deadline deadline) = 0;
+  // The link class this transport declares for the tuner's alpha-beta model: one message's
+  // fixed cost and the sustained bandwidth of one pair (docs/TUNING.md says where each
+  // transport's numbers come from).
+  virtual double latencyUs() const = 0;
+  virtual double bandwidthGBps() const = 0;
 };
 
 // Factories, one per transport folder.

@@ -77,14 +77,20 @@ typedef enum {
   chorusFloat64 = 8,
   chorusDouble = 8,
   chorusBfloat16 = 9,
-  chorusNumTypes = 10,
+  chorusFloat8e4m3 = 10, /**< OCP fp8 E4M3 (no infinities; 0x7f/0xff are NaN), reduced through float */
+  chorusFloat8e5m2 = 11, /**< OCP fp8 E5M2 (IEEE-like), reduced through float */
+  chorusNumTypes = 12,
   /* Not types: they make every int a valid value of the enum, so that a bad value passed in
      is reported as chorusInvalidArgument rather than being undefined behaviour in C++. */
   chorusDataTypeMinEnum_ = -0x7fffffff - 1,
   chorusDataTypeMaxEnum_ = 0x7fffffff
 } chorusDataType_t;
 
-/** Reduction operators. chorusAvg sums, then divides by the rank count (integer types truncate). */
+/**
+ * Reduction operators. chorusAvg sums, then divides by the rank count (integer types truncate).
+ * Values from chorusNumOps up are operators made by chorusRedOpCreatePreMulSum on one
+ * communicator (valid only there).
+ */
 typedef enum {
   chorusSum = 0,
   chorusProd = 1,
@@ -165,6 +171,127 @@ chorusResult_t chorusCommUserRank(const chorusComm_t comm, int* rank);
 chorusResult_t chorusAllReduce(const void* sendbuf, void* recvbuf, size_t count,
                                chorusDataType_t datatype, chorusRedOp_t op, chorusComm_t comm,
                                chorusStream_t stream);
+
+/**
+ * Copies root's sendbuf (count elements) into every rank's recvbuf. sendbuf is read on root
+ * only (others may pass NULL); in place on root when sendbuf == recvbuf.
+ */
+chorusResult_t chorusBroadcast(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, int root,
+                               chorusComm_t comm, chorusStream_t stream);
+
+/**
+ * Reduces count elements across ranks into root's recvbuf. recvbuf is written on root only
+ * (others may pass NULL); in place on root when sendbuf == recvbuf.
+ */
+chorusResult_t chorusReduce(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, chorusRedOp_t op,
+                            int root, chorusComm_t comm, chorusStream_t stream);
+
+/**
+ * Gathers sendcount elements from every rank into every rank's recvbuf (nranks * sendcount
+ * elements, rank r's block at r * sendcount). In place when sendbuf == recvbuf + rank * sendcount.
+ */
+chorusResult_t chorusAllGather(const void* sendbuf, void* recvbuf, size_t sendcount, chorusDataType_t datatype,
+                               chorusComm_t comm, chorusStream_t stream);
+
+/**
+ * Reduces nranks * recvcount elements across ranks and leaves block r (recvcount elements at
+ * r * recvcount) on rank r. In place when recvbuf == sendbuf + rank * recvcount.
+ */
+chorusResult_t chorusReduceScatter(const void* sendbuf, void* recvbuf, size_t recvcount, chorusDataType_t datatype,
+                                   chorusRedOp_t op, chorusComm_t comm, chorusStream_t stream);
+
+/**
+ * Every rank sends block j (count elements at j * count of sendbuf) to rank j; block i of
+ * recvbuf (at i * count) comes from rank i. Not in place (sendbuf and recvbuf must not overlap).
+ */
+chorusResult_t chorusAlltoAll(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, chorusComm_t comm,
+                              chorusStream_t stream);
+
+/**
+ * Root collects count elements from every rank: rank i's block lands at i * count of root's
+ * recvbuf (nranks * count elements; others may pass NULL). In place on root when
+ * sendbuf == recvbuf + root * count.
+ */
+chorusResult_t chorusGather(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, int root,
+                            chorusComm_t comm, chorusStream_t stream);
+
+/**
+ * Root sends block i (count elements at i * count of its sendbuf) to rank i's recvbuf. sendbuf
+ * is read on root only. In place on root when recvbuf == sendbuf + root * count.
+ */
+chorusResult_t chorusScatter(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, int root,
+                             chorusComm_t comm, chorusStream_t stream);
+
+/**
+ * Chorus extension (no NCCL equivalent). Rank r contributes sendcount == recvcounts[r]
+ * elements; every rank receives them at recvbuf + displs[r] (elements). recvcounts and displs
+ * have nranks entries and must be the same on every rank; blocks must not overlap. In place
+ * when sendbuf == recvbuf + displs[rank].
+ */
+chorusResult_t chorusAllGatherV(const void* sendbuf, size_t sendcount, void* recvbuf, const size_t* recvcounts,
+                                const size_t* displs, chorusDataType_t datatype, chorusComm_t comm, chorusStream_t stream);
+
+/**
+ * Chorus extension. Reduces sendbuf across ranks; rank r receives the recvcounts[r] elements
+ * of block r, which starts at sendbuf + displs[r] (displs == NULL: blocks packed in rank
+ * order). recvcounts/displs must be the same on every rank; blocks must not overlap. In place
+ * when recvbuf == sendbuf + displs[rank].
+ */
+chorusResult_t chorusReduceScatterV(const void* sendbuf, void* recvbuf, const size_t* recvcounts, const size_t* displs,
+                                    chorusDataType_t datatype, chorusRedOp_t op, chorusComm_t comm, chorusStream_t stream);
+
+/**
+ * Chorus extension. Rank r sends sendcounts[j] elements from sendbuf + sdispls[j] to rank j,
+ * and receives recvcounts[i] elements from rank i at recvbuf + rdispls[i]. sendcounts[j] on r
+ * must equal recvcounts[r] on j. Not in place.
+ */
+chorusResult_t chorusAlltoAllV(const void* sendbuf, const size_t* sendcounts, const size_t* sdispls, void* recvbuf,
+                               const size_t* recvcounts, const size_t* rdispls, chorusDataType_t datatype, chorusComm_t comm,
+                               chorusStream_t stream);
+
+/**
+ * Point to point: sends count elements to peer, which must post a matching chorusRecv (same
+ * count and datatype). Sends from one rank to one peer match that peer's receives in order.
+ * Outside a group, a send may block until the peer receives: pair them with
+ * chorusGroupStart/End to avoid a deadlock.
+ */
+chorusResult_t chorusSend(const void* sendbuf, size_t count, chorusDataType_t datatype, int peer, chorusComm_t comm,
+                          chorusStream_t stream);
+chorusResult_t chorusRecv(void* recvbuf, size_t count, chorusDataType_t datatype, int peer, chorusComm_t comm,
+                          chorusStream_t stream);
+
+/** Chorus extension: returns once every rank of comm has entered the barrier (stream-ordered). */
+chorusResult_t chorusBarrier(chorusComm_t comm, chorusStream_t stream);
+
+/**
+ * Groups: calls between chorusGroupStart and chorusGroupEnd (per thread; groups nest) are
+ * only recorded; chorusGroupEnd issues them together, one merged operation per communicator,
+ * so any set of matching sends and receives inside one group completes without deadlock.
+ * Argument errors are reported by the call that made them (and the group is then cancelled
+ * at chorusGroupEnd with that error). Calls on different communicators in one group run one
+ * communicator after another, in the order each communicator was first used.
+ */
+chorusResult_t chorusGroupStart(void);
+chorusResult_t chorusGroupEnd(void);
+
+/** chorusCommSplit color meaning "not in any new communicator" (*newcomm becomes NULL). */
+#define CHORUS_SPLIT_NOCOLOR (-1)
+/**
+ * Collective over comm: ranks with the same color form a new communicator, ranked by key
+ * (ties by rank in comm). color must be >= 0 or CHORUS_SPLIT_NOCOLOR.
+ */
+chorusResult_t chorusCommSplit(chorusComm_t comm, int color, int key, chorusComm_t* newcomm);
+
+/** Where the scalar of chorusRedOpCreatePreMulSum lives: host memory (read when the op is created). */
+typedef enum { chorusScalarDevice = 0, chorusScalarHostImmediate = 1 } chorusScalarResidence_t;
+/**
+ * Creates a reduction operator on comm: sum of (scalar * input) over ranks. The scalar has the
+ * given datatype and is read once, at creation (both residences: CPU ranks have only host
+ * memory). The op may be used only with that datatype on that communicator.
+ */
+chorusResult_t chorusRedOpCreatePreMulSum(chorusRedOp_t* op, void* scalar, chorusDataType_t datatype,
+                                          chorusScalarResidence_t residence, chorusComm_t comm);
+chorusResult_t chorusRedOpDestroy(chorusRedOp_t op, chorusComm_t comm);
 
 /** A new in-order execution queue (backed by a worker thread). */
 chorusResult_t chorusStreamCreate(chorusStream_t* stream);

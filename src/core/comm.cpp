@@ -4,7 +4,7 @@
 
 #include <chrono>
 
-#include "collectives/ring.h"
+#include "collectives/collective.h"
 #include "core/error.h"
 #include "core/host_identity.h"
 #include "core/log.h"
@@ -124,7 +124,7 @@ Communicator::CachedSchedule& Communicator::allReduceSchedule(size_t count, size
   *fresh = it == scheduleCache_.end();
   if (!*fresh) return it->second;
   if (scheduleCache_.size() >= 256) scheduleCache_.clear();  // bounded memory for sweeps over many sizes
-  RingAllReduceParams prm;
+  CollArgs prm;
   prm.rank = rank_;
   prm.nranks = nranks_;
   prm.count = count;
@@ -133,7 +133,7 @@ Communicator::CachedSchedule& Communicator::allReduceSchedule(size_t count, size
   prm.inPlace = inPlace;
   prm.average = average;
   CachedSchedule& entry = scheduleCache_[key];
-  entry.schedule = buildRingAllReduce(prm);
+  entry.schedule = buildSchedule(Algo::Ring, prm);
   entry.plan = std::make_unique<ExecPlan>(entry.schedule);
   return entry;
 }
@@ -189,11 +189,11 @@ void Communicator::allReduce(const void* sendbuf, void* recvbuf, size_t count, c
       }
     }
     args.plan = cached.plan.get();
-    args.input = sendbuf;
-    args.output = recvbuf;
-    args.elemSize = elemSize;
-    args.dtype = dtype;
-    args.reduce = reduce;
+    ExecBuffer bufs[2];
+    bufs[0] = {const_cast<void*>(sendbuf), elemSize, dtype, reduce};
+    bufs[1] = {recvbuf, elemSize, dtype, reduce};
+    args.buffers = bufs;
+    args.numBuffers = 2;
     args.connections = &connectionPtrs_;
     args.timeoutSec = config_.timeoutSec;
     args.abortFlag = &aborted_;

@@ -100,6 +100,10 @@ Config Config::fromEnv() {
   // The floor keeps schedules small: a 1 GiB all-reduce in 4 KiB slices is ~0.5 M steps.
   CHORUS_CHECK_ARG(c.sliceBytes >= 4096 && c.sliceBytes % 64 == 0, "CHORUS_SLICE_BYTES must be >= 4096 and a multiple of 64");
   c.hostId = envString("CHORUS_HOSTID", "");
+  c.algoTune = envString("CHORUS_ALGO", "");
+  c.tuneLatencyUs = envDouble("CHORUS_TUNE_LATENCY_US", 0);
+  c.tuneBandwidthGBps = envDouble("CHORUS_TUNE_BANDWIDTH_GBPS", 0);
+  CHORUS_CHECK_ARG(c.tuneLatencyUs >= 0 && c.tuneBandwidthGBps >= 0, "CHORUS_TUNE_LATENCY_US and CHORUS_TUNE_BANDWIDTH_GBPS must be >= 0");
   return c;
 }
 

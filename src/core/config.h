@@ -29,6 +29,12 @@ struct Config {
   size_t shmCmaThreshold = 1024 * 1024;
   // CHORUS_SLICE_BYTES: pipelining slice of the ring algorithm.
   size_t sliceBytes = 256 * 1024;
+  // CHORUS_ALGO: tune string forcing algorithms per collective and size (docs/TUNING.md).
+  std::string algoTune;
+  // CHORUS_TUNE_LATENCY_US / CHORUS_TUNE_BANDWIDTH_GBPS: override the link class the
+  // transports declare for the tuner's model (0 = use the transport's).
+  double tuneLatencyUs = 0;
+  double tuneBandwidthGBps = 0;
   // CHORUS_HOSTID: overrides the host identity used to decide which ranks share a host.
   std::string hostId;
 

@@ -32,6 +32,7 @@ class Runner {
       peers_.push_back(c);
     }
     remaining_ = s_.steps.size();
+    CHORUS_ASSERT(a.plan->numBuffers <= a.numBuffers);
   }
 
   void run() {
@@ -80,10 +81,12 @@ class Runner {
     return true;
   }
 
+  const ExecBuffer& buffer(const Region& r) const { return a_.buffers[static_cast<size_t>(r.buf)]; }
   void* ptr(const Region& r) const {
-    const char* base = r.buf == BufferId::Input ? static_cast<const char*>(a_.input) : static_cast<const char*>(a_.output);
-    return const_cast<char*>(base) + r.offset * a_.elemSize;
+    const ExecBuffer& b = buffer(r);
+    return static_cast<char*>(b.base) + r.offset * b.elemSize;
   }
+  size_t bytes(const Region& r) const { return r.count * buffer(r).elemSize; }
 
   void finish(uint32_t i) {
     done_[i] = 1;
@@ -97,19 +100,20 @@ class Runner {
     while (q.sendIssued < sends.size() && depsDone(sends[q.sendIssued])) {
       uint32_t i = sends[q.sendIssued++];
       const Step& st = s_.steps[i];
-      ticket_[i] = q.conn->postSend(ptr(st.src), st.src.count * a_.elemSize);
+      ticket_[i] = q.conn->postSend(ptr(st.src), bytes(st.src));
       progressed = true;
     }
     while (q.recvIssued < recvs.size() && depsDone(recvs[q.recvIssued])) {
       uint32_t i = recvs[q.recvIssued++];
       const Step& st = s_.steps[i];
       RecvSink sink;
+      const ExecBuffer& b = buffer(st.dst);
       sink.dst = ptr(st.dst);
-      sink.bytes = st.dst.count * a_.elemSize;
-      sink.elemSize = a_.elemSize;
+      sink.bytes = st.dst.count * b.elemSize;
+      sink.elemSize = b.elemSize;
       if (st.kind == StepKind::RecvReduce) {
         sink.local = ptr(st.src);
-        sink.reduce = a_.reduce;
+        sink.reduce = b.reduce;
       }
       ticket_[i] = q.conn->postRecv(sink);
       progressed = true;
@@ -137,9 +141,9 @@ class Runner {
       if (done_[i] || !depsDone(i)) continue;
       const Step& st = s_.steps[i];
       if (st.kind == StepKind::Copy) {
-        if (ptr(st.src) != ptr(st.dst)) memcpy(ptr(st.dst), ptr(st.src), st.dst.count * a_.elemSize);
+        if (ptr(st.src) != ptr(st.dst)) memmove(ptr(st.dst), ptr(st.src), bytes(st.dst));
       } else if (st.kind == StepKind::Divide) {
-        divideInPlace(ptr(st.dst), st.dst.count, a_.dtype, st.divisor);
+        divideInPlace(ptr(st.dst), st.dst.count, buffer(st.dst).dtype, st.divisor);
       } else {
         CHORUS_THROW(chorusInternalError, "step %u: %s without a peer", i, stepKindName(st.kind));
       }
@@ -176,6 +180,8 @@ ExecPlan::ExecPlan(const RankSchedule& s) : schedule(s), done(s.steps.size(), 0)
   std::vector<int> slot(s.nranks, -1);
   for (uint32_t i = 0; i < s.steps.size(); ++i) {
     const Step& st = s.steps[i];
+    for (const Region* r : {&st.src, &st.dst})
+      if (r->count) numBuffers = std::max(numBuffers, static_cast<size_t>(r->buf) + 1);
     if (st.peer < 0) {
       local.push_back(i);
       continue;
@@ -196,7 +202,7 @@ std::string describeCall(const CallInfo& c) {
 }
 
 void execute(const ExecArgs& args) {
-  CHORUS_ASSERT(args.plan && args.connections);
+  CHORUS_ASSERT(args.plan && args.connections && args.buffers);
   Runner(args).run();
 }
 

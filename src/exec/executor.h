@@ -33,6 +33,7 @@ struct ExecPlan {
   const RankSchedule& schedule;
   std::vector<PeerSteps> peers;
   std::vector<uint32_t> local;
+  size_t numBuffers = 0;  // 1 + the highest BufferId a step uses
   // Scratch for a run, sized once.
   std::vector<uint8_t> done;
   std::vector<uint64_t> ticket;
@@ -52,13 +53,19 @@ struct CallInfo {
 // "chorusAllReduce #12 (ring, 1000 x float sum, rank 3/8)"
 std::string describeCall(const CallInfo& call);
 
+// What a BufferId of the schedule refers to in this run.
+struct ExecBuffer {
+  void* base = nullptr;
+  size_t elemSize = 1;
+  chorusDataType_t dtype = chorusInt8;  // for Divide
+  ReduceFn reduce = nullptr;            // for RecvReduce into this buffer
+};
+
 struct ExecArgs {
   ExecPlan* plan = nullptr;
-  const void* input = nullptr;
-  void* output = nullptr;
-  size_t elemSize = 1;
-  chorusDataType_t dtype = chorusInt8;
-  ReduceFn reduce = nullptr;
+  // buffers[b] for every BufferId b the schedule uses (kBuffersPerCall per merged call).
+  const ExecBuffer* buffers = nullptr;
+  size_t numBuffers = 0;
   // connections[peer] for every peer the schedule uses (others may be null).
   const std::vector<Connection*>* connections = nullptr;
   double timeoutSec = 300;

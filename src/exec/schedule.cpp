@@ -39,9 +39,37 @@ const char* stepKindName(StepKind kind) {
   return "?";
 }
 
+RankSchedule mergeSchedules(const std::vector<const RankSchedule*>& calls) {
+  RankSchedule out;
+  CHORUS_ASSERT(!calls.empty());
+  out.rank = calls[0]->rank;
+  out.nranks = calls[0]->nranks;
+  for (size_t k = 0; k < calls.size(); ++k) {
+    const RankSchedule& c = *calls[k];
+    out.algorithm += (k ? "+" : "") + c.algorithm;
+    uint32_t base = static_cast<uint32_t>(out.steps.size());
+    auto renumber = [k](Region r) {
+      r.buf = bufferOfCall(static_cast<int>(k), r.buf);
+      return r;
+    };
+    for (const Step& st : c.steps) {
+      Step s = st;
+      s.src = renumber(s.src);
+      s.dst = renumber(s.dst);
+      s.depBegin = static_cast<uint32_t>(out.deps.size());
+      for (uint32_t d = 0; d < st.depCount; ++d) out.deps.push_back(base + c.deps[st.depBegin + d]);
+      out.steps.push_back(s);
+    }
+  }
+  return out;
+}
+
 static std::string regionText(const Region& r) {
+  static const char* const kNames[] = {"in", "out", "scratch"};
   std::ostringstream os;
-  os << (r.buf == BufferId::Input ? "in" : "out") << "[" << r.offset << "+" << r.count << "]";
+  int b = static_cast<int>(r.buf);
+  if (b >= kBuffersPerCall) os << "call" << b / kBuffersPerCall << ".";
+  os << kNames[b % kBuffersPerCall] << "[" << r.offset << "+" << r.count << "]";
   return os.str();
 }
 

@@ -14,7 +14,13 @@
 
 namespace chorus {
 
-enum class BufferId : uint8_t { Input, Output };
+// The buffers a step may touch. Input and Output are the caller's (for an in-place call they
+// overlap as the collective defines, see collectives/collective.h); Scratch is library memory
+// of RankSchedule::scratchElems elements that the executor's caller provides. A schedule
+// merged from several calls (a group) numbers the buffers of call k as 3k + {0, 1, 2}.
+enum class BufferId : uint16_t { Input = 0, Output = 1, Scratch = 2 };
+constexpr int kBuffersPerCall = 3;
+inline BufferId bufferOfCall(int call, BufferId b) { return static_cast<BufferId>(call * kBuffersPerCall + static_cast<int>(b)); }
 
 struct Region {
   BufferId buf = BufferId::Output;
@@ -46,6 +52,7 @@ struct RankSchedule {
   int nranks = 1;
   std::vector<Step> steps;
   std::vector<uint32_t> deps;  // step indices, referenced by Step::depBegin/depCount
+  size_t scratchElems = 0;     // size of the Scratch buffer the steps use (elements)
 
   // Appends a step with the given dependencies (indices of earlier steps); returns its index.
   uint32_t add(const Step& step, std::initializer_list<uint32_t> dependsOn = {});
@@ -56,5 +63,11 @@ struct RankSchedule {
 };
 
 const char* stepKindName(StepKind kind);
+
+// Concatenates the schedules of several calls of one rank into one (a group): call k's
+// buffers are renumbered to bufferOfCall(k, .) and its dependencies shifted. Steps of different
+// calls do not depend on each other; per peer, call k's messages precede call k+1's (so both
+// sides must list the calls in the same order, which a group requires).
+RankSchedule mergeSchedules(const std::vector<const RankSchedule*>& calls);
 
 }  // namespace chorus

@@ -1,10 +1,10 @@
-// The ring all-reduce schedule, checked symbolically (src/exec/verifier.h) for every rank
+// The ring all-reduce schedule, checked symbolically (collectives/verifier.h) for every rank
 // count 1..16 and awkward element counts, in place and out of place, with slices small
 // enough that many pipelined rounds are in flight.
 #include <gtest/gtest.h>
 
-#include "collectives/ring.h"
-#include "exec/verifier.h"
+#include "collectives/collective.h"
+#include "collectives/verifier.h"
 
 namespace chorus {
 namespace {
@@ -12,7 +12,7 @@ namespace {
 std::vector<RankSchedule> ringSchedules(int p, size_t count, size_t elemSize, size_t sliceBytes, bool inPlace, bool average) {
   std::vector<RankSchedule> out;
   for (int r = 0; r < p; ++r) {
-    RingAllReduceParams prm;
+    CollArgs prm;
     prm.rank = r;
     prm.nranks = p;
     prm.count = count;
@@ -20,7 +20,7 @@ std::vector<RankSchedule> ringSchedules(int p, size_t count, size_t elemSize, si
     prm.sliceBytes = sliceBytes;
     prm.inPlace = inPlace;
     prm.average = average;
-    out.push_back(buildRingAllReduce(prm));
+    out.push_back(buildSchedule(Algo::Ring, prm));
   }
   return out;
 }

@@ -1,4 +1,4 @@
-#include "exec/verifier.h"
+#include "collectives/verifier.h"
 
 #include <bitset>
 #include <deque>

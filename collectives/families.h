@@ -1,0 +1,19 @@
+// The algorithm families, one file each (collectives/<family>.cpp). Each builder serves the
+// collectives algoServes() lists for it and is reached through buildSchedule(), which checks
+// that pairing first; a builder may assume args.coll is one it serves.
+#pragma once
+
+#include "collectives/collective.h"
+#include "exec/schedule.h"
+
+namespace chorus {
+
+RankSchedule buildRing(const CollArgs& args);               // ring.cpp
+RankSchedule buildTree(const CollArgs& args);               // tree.cpp
+RankSchedule buildHalvingDoubling(const CollArgs& args);    // halving_doubling.cpp
+RankSchedule buildRecursiveDoubling(const CollArgs& args);  // recursive_doubling.cpp
+RankSchedule buildBruck(const CollArgs& args);              // bruck.cpp
+RankSchedule buildPairwise(const CollArgs& args);           // pairwise.cpp
+RankSchedule buildDirect(const CollArgs& args);             // direct.cpp
+
+}  // namespace chorus
