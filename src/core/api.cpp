@@ -3,6 +3,8 @@
 // message for chorusGetLastError.
 #include <chorus/chorus.h>
 
+#include <algorithm>
+#include <array>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
@@ -15,6 +17,7 @@
 
 #include "bootstrap/launcher_env.h"
 #include "bootstrap/unique_id.h"
+#include "core/coll_call.h"
 #include "core/comm.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -136,6 +139,103 @@ void retireComm(chorusComm* comm, bool abort) {
   if (abort) comm->impl->abort();
   waitUnpinned(comm);
   delete comm;
+}
+
+CollCall collective(Coll coll, const char* name, const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t dtype) {
+  CollCall c;
+  c.coll = coll;
+  c.apiName = name;
+  c.sendbuf = sendbuf;
+  c.recvbuf = recvbuf;
+  c.count = count;
+  c.dtype = dtype;
+  return c;
+}
+
+// A call recorded inside a group: it keeps its communicator (and stream) pinned until issued.
+struct PendingCall {
+  std::shared_ptr<Pin<chorusComm>> comm;
+  std::shared_ptr<Pin<chorusStream>> stream;  // null: run on the calling thread
+  chorusComm* handle = nullptr;
+  chorusStream* streamHandle = nullptr;
+  CollCall call;
+};
+
+struct GroupState {
+  int depth = 0;
+  std::vector<PendingCall> pending;
+  chorusResult_t failed = chorusSuccess;  // the first error of a call in the open group
+};
+thread_local GroupState tGroup;
+
+// Runs calls of one communicator now, or queues them on the stream.
+void issue(const std::shared_ptr<Pin<chorusComm>>& comm, chorusComm* handle, const std::shared_ptr<Pin<chorusStream>>& stream,
+           std::vector<CollCall> calls) {
+  if (!stream) {
+    (*comm)->impl->run(calls);
+    return;
+  }
+  // The queued work keeps the communicator pinned until it has run.
+  auto held = comm;
+  (*stream)->impl.enqueue([held, handle, calls]() mutable -> chorusResult_t {
+    chorusResult_t res = apiCall(handle, [&] { (*held)->impl->run(calls); });
+    held.reset();
+    return res;
+  });
+}
+
+// chorusGroupEnd: one merged run per communicator, in the order communicators were first used.
+void issueGroup(std::vector<PendingCall> pending) {
+  std::vector<chorusComm*> order;
+  for (const PendingCall& p : pending)
+    if (std::find(order.begin(), order.end(), p.handle) == order.end()) order.push_back(p.handle);
+  for (chorusComm* h : order) {
+    std::vector<CollCall> calls;
+    std::shared_ptr<Pin<chorusComm>> comm;
+    std::shared_ptr<Pin<chorusStream>> stream;
+    chorusStream* streamHandle = nullptr;
+    bool first = true;
+    for (PendingCall& p : pending) {
+      if (p.handle != h) continue;
+      if (first) {
+        comm = p.comm;
+        stream = p.stream;
+        streamHandle = p.streamHandle;
+        first = false;
+      } else if (p.streamHandle != streamHandle) {
+        CHORUS_THROW(chorusInvalidUsage, "calls on one communicator in a group must use one stream (%s used another)", p.call.apiName);
+      }
+      calls.push_back(std::move(p.call));
+    }
+    issue(comm, h, stream, std::move(calls));
+  }
+}
+
+// Every collective and point-to-point entry point: pin, copy vector arguments (fill), validate,
+// then run now, queue on the stream, or record in the open group.
+template <typename Fill>
+chorusResult_t submit(chorusComm* comm, chorusStream* stream, CollCall call, Fill&& fill) {
+  chorusResult_t r = apiCall(comm, [&] {
+    auto c = std::make_shared<Pin<chorusComm>>(pinComm(comm));
+    int n = (*c)->impl->nranks();
+    fill(call, n);
+    (*c)->impl->validate(call);
+    std::shared_ptr<Pin<chorusStream>> s;
+    if (stream) s = std::make_shared<Pin<chorusStream>>(pinStream(stream));
+    if (tGroup.depth > 0) {
+      tGroup.pending.push_back({c, s, comm, stream, std::move(call)});
+      return;
+    }
+    std::vector<CollCall> calls;
+    calls.push_back(std::move(call));
+    issue(c, comm, s, std::move(calls));
+  });
+  if (r != chorusSuccess && tGroup.depth > 0 && tGroup.failed == chorusSuccess) tGroup.failed = r;
+  return r;
+}
+
+chorusResult_t submit(chorusComm* comm, chorusStream* stream, CollCall call) {
+  return submit(comm, stream, std::move(call), [](CollCall&, int) {});
 }
 
 }  // namespace
@@ -277,21 +377,168 @@ chorusResult_t chorusCommUserRank(const chorusComm_t comm, int* rank) {
 
 chorusResult_t chorusAllReduce(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, chorusRedOp_t op,
                                chorusComm_t comm, chorusStream_t stream) {
+  CollCall c = collective(Coll::AllReduce, "chorusAllReduce", sendbuf, recvbuf, count, datatype);
+  c.op = op;
+  return submit(comm, stream, std::move(c));
+}
+
+chorusResult_t chorusBroadcast(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, int root,
+                               chorusComm_t comm, chorusStream_t stream) {
+  CollCall c = collective(Coll::Broadcast, "chorusBroadcast", sendbuf, recvbuf, count, datatype);
+  c.root = root;
+  return submit(comm, stream, std::move(c));
+}
+
+chorusResult_t chorusReduce(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, chorusRedOp_t op, int root,
+                            chorusComm_t comm, chorusStream_t stream) {
+  CollCall c = collective(Coll::Reduce, "chorusReduce", sendbuf, recvbuf, count, datatype);
+  c.op = op;
+  c.root = root;
+  return submit(comm, stream, std::move(c));
+}
+
+chorusResult_t chorusAllGather(const void* sendbuf, void* recvbuf, size_t sendcount, chorusDataType_t datatype, chorusComm_t comm,
+                               chorusStream_t stream) {
+  return submit(comm, stream, collective(Coll::AllGather, "chorusAllGather", sendbuf, recvbuf, sendcount, datatype));
+}
+
+chorusResult_t chorusReduceScatter(const void* sendbuf, void* recvbuf, size_t recvcount, chorusDataType_t datatype, chorusRedOp_t op,
+                                   chorusComm_t comm, chorusStream_t stream) {
+  CollCall c = collective(Coll::ReduceScatter, "chorusReduceScatter", sendbuf, recvbuf, recvcount, datatype);
+  c.op = op;
+  return submit(comm, stream, std::move(c));
+}
+
+chorusResult_t chorusAlltoAll(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, chorusComm_t comm,
+                              chorusStream_t stream) {
+  return submit(comm, stream, collective(Coll::AlltoAll, "chorusAlltoAll", sendbuf, recvbuf, count, datatype));
+}
+
+chorusResult_t chorusGather(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, int root, chorusComm_t comm,
+                            chorusStream_t stream) {
+  CollCall c = collective(Coll::Gather, "chorusGather", sendbuf, recvbuf, count, datatype);
+  c.root = root;
+  return submit(comm, stream, std::move(c));
+}
+
+chorusResult_t chorusScatter(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, int root, chorusComm_t comm,
+                             chorusStream_t stream) {
+  CollCall c = collective(Coll::Scatter, "chorusScatter", sendbuf, recvbuf, count, datatype);
+  c.root = root;
+  return submit(comm, stream, std::move(c));
+}
+
+chorusResult_t chorusAllGatherV(const void* sendbuf, size_t sendcount, void* recvbuf, const size_t* recvcounts, const size_t* displs,
+                                chorusDataType_t datatype, chorusComm_t comm, chorusStream_t stream) {
+  CollCall c = collective(Coll::AllGatherV, "chorusAllGatherV", sendbuf, recvbuf, sendcount, datatype);
+  return submit(comm, stream, std::move(c), [&](CollCall& call, int n) {
+    call.counts = copyCounts(recvcounts, n, "recvcounts");
+    call.displs = copyCounts(displs, n, "displs");
+  });
+}
+
+chorusResult_t chorusReduceScatterV(const void* sendbuf, void* recvbuf, const size_t* recvcounts, const size_t* displs,
+                                    chorusDataType_t datatype, chorusRedOp_t op, chorusComm_t comm, chorusStream_t stream) {
+  CollCall c = collective(Coll::ReduceScatterV, "chorusReduceScatterV", sendbuf, recvbuf, 0, datatype);
+  c.op = op;
+  return submit(comm, stream, std::move(c), [&](CollCall& call, int n) {
+    call.counts = copyCounts(recvcounts, n, "recvcounts");
+    if (displs) {
+      call.displs = copyCounts(displs, n, "displs");
+    } else {  // packed in rank order
+      call.displs.assign(n, 0);
+      for (int r = 1; r < n; ++r) {
+        CHORUS_CHECK_ARG(call.displs[r - 1] <= SIZE_MAX - call.counts[r - 1], "chorusReduceScatterV: recvcounts overflow size_t");
+        call.displs[r] = call.displs[r - 1] + call.counts[r - 1];
+      }
+    }
+  });
+}
+
+chorusResult_t chorusAlltoAllV(const void* sendbuf, const size_t* sendcounts, const size_t* sdispls, void* recvbuf,
+                               const size_t* recvcounts, const size_t* rdispls, chorusDataType_t datatype, chorusComm_t comm,
+                               chorusStream_t stream) {
+  CollCall c = collective(Coll::AlltoAllV, "chorusAlltoAllV", sendbuf, recvbuf, 0, datatype);
+  return submit(comm, stream, std::move(c), [&](CollCall& call, int n) {
+    call.sendCounts = copyCounts(sendcounts, n, "sendcounts");
+    call.sendDispls = copyCounts(sdispls, n, "sdispls");
+    call.recvCounts = copyCounts(recvcounts, n, "recvcounts");
+    call.recvDispls = copyCounts(rdispls, n, "rdispls");
+  });
+}
+
+chorusResult_t chorusSend(const void* sendbuf, size_t count, chorusDataType_t datatype, int peer, chorusComm_t comm,
+                          chorusStream_t stream) {
+  CollCall c = collective(Coll::AllReduce, "chorusSend", sendbuf, nullptr, count, datatype);
+  c.kind = CallKind::Send;
+  c.peer = peer;
+  return submit(comm, stream, std::move(c));
+}
+
+chorusResult_t chorusRecv(void* recvbuf, size_t count, chorusDataType_t datatype, int peer, chorusComm_t comm, chorusStream_t stream) {
+  CollCall c = collective(Coll::AllReduce, "chorusRecv", nullptr, recvbuf, count, datatype);
+  c.kind = CallKind::Recv;
+  c.peer = peer;
+  return submit(comm, stream, std::move(c));
+}
+
+chorusResult_t chorusBarrier(chorusComm_t comm, chorusStream_t stream) {
+  // A one-byte max all-reduce: every rank's byte must reach every rank, so nobody leaves early.
+  auto bytes = std::make_shared<std::array<uint8_t, 2>>();
+  CollCall c = collective(Coll::AllReduce, "chorusBarrier", bytes->data(), bytes->data() + 1, 1, chorusUint8);
+  c.op = chorusMax;
+  c.owned = bytes;
+  return submit(comm, stream, std::move(c));
+}
+
+chorusResult_t chorusGroupStart(void) {
+  return apiCall(nullptr, [&] {
+    CHORUS_CHECK_ARG(tGroup.depth < 1 << 20, "chorusGroupStart nested too deeply");
+    ++tGroup.depth;
+  });
+}
+
+chorusResult_t chorusGroupEnd(void) {
+  chorusResult_t r = apiCall(nullptr, [&] {
+    if (tGroup.depth == 0) CHORUS_THROW(chorusInvalidUsage, "chorusGroupEnd without chorusGroupStart");
+    if (--tGroup.depth > 0) return;
+    std::vector<PendingCall> pending = std::move(tGroup.pending);
+    tGroup.pending.clear();
+    chorusResult_t failed = tGroup.failed;
+    tGroup.failed = chorusSuccess;
+    if (failed != chorusSuccess)
+      throw Error(failed, format("group cancelled: a call in it failed (%s)", tLastError.c_str()));
+    issueGroup(std::move(pending));
+  });
+  return r;
+}
+
+chorusResult_t chorusCommSplit(chorusComm_t comm, int color, int key, chorusComm_t* newcomm) {
   return apiCall(comm, [&] {
     auto c = pinComm(comm);
-    Communicator::validateAllReduce(sendbuf, recvbuf, count, datatype, op);
-    if (!stream) {
-      c->impl->allReduce(sendbuf, recvbuf, count, datatype, op);
-      return;
-    }
-    auto s = pinStream(stream);
-    // The queued call keeps the communicator pinned until it has run.
-    auto held = std::make_shared<Pin<chorusComm>>(std::move(c));
-    s->impl.enqueue([=]() mutable -> chorusResult_t {
-      chorusResult_t res = apiCall(comm, [&] { comm->impl->allReduce(sendbuf, recvbuf, count, datatype, op); });
-      held.reset();
-      return res;
-    });
+    CHORUS_CHECK_ARG(newcomm, "newcomm is NULL");
+    *newcomm = nullptr;
+    CHORUS_CHECK_ARG(tGroup.depth == 0, "chorusCommSplit inside a group is not supported");
+    std::unique_ptr<Communicator> made = c->impl->split(color, key);
+    if (made) *newcomm = registerComm(std::move(made));
+  });
+}
+
+chorusResult_t chorusRedOpCreatePreMulSum(chorusRedOp_t* op, void* scalar, chorusDataType_t datatype,
+                                          chorusScalarResidence_t residence, chorusComm_t comm) {
+  return apiCall(comm, [&] {
+    auto c = pinComm(comm);
+    CHORUS_CHECK_ARG(op, "op is NULL");
+    CHORUS_CHECK_ARG(residence == chorusScalarDevice || residence == chorusScalarHostImmediate, "unknown scalar residence %d",
+                     static_cast<int>(residence));
+    *op = c->impl->preMulSumOps().create(scalar, datatype);
+  });
+}
+
+chorusResult_t chorusRedOpDestroy(chorusRedOp_t op, chorusComm_t comm) {
+  return apiCall(comm, [&] {
+    auto c = pinComm(comm);
+    c->impl->preMulSumOps().destroy(op);
   });
 }
 

@@ -2,10 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <deque>
 
 #include "collectives/collective.h"
 #include "core/error.h"
+#include "core/validate.h"
 #include "core/host_identity.h"
 #include "core/log.h"
 #include "exec/executor.h"
@@ -55,6 +58,7 @@ void Communicator::init(const UniqueIdData& id) {
   ctx_.commId = id.commId;
   ctx_.secret[0] = id.secret[0];
   ctx_.secret[1] = id.secret[1];
+  parseTuneString(config_.algoTune);  // a bad CHORUS_ALGO fails here, before any rank waits on us
 
   PeerCard card;
   card.rank = rank_;
@@ -73,6 +77,7 @@ void Communicator::init(const UniqueIdData& id) {
   cards_ = bootstrap_->cards();
   auto t2 = Clock::now();
   shm_ = makeShmTransport(ctx_);
+  tuner_ = std::make_unique<Tuner>(config_.algoTune, linkModel(), config_.sliceBytes);
   int localRanks = 0;
   for (const PeerCard& c : cards_) localRanks += c.hostHash == card.hostHash;
   CHORUS_INFO(kLogInit, "init rank %d/%d on %s (pid %d, %d ranks on this host): transports %.3f ms, bootstrap %.3f ms, total %.3f ms",
@@ -117,83 +122,181 @@ void Communicator::ensureConnected(const std::vector<int>& peers) {
   CHORUS_INFO(kLogInit, "connected %zu peer(s) in %.3f ms", shmPeers.size() + tcpPeers.size(), secondsSince(t0) * 1e3);
 }
 
-Communicator::CachedSchedule& Communicator::allReduceSchedule(size_t count, size_t elemSize, bool inPlace, bool average,
-                                                              bool* fresh) {
-  auto key = std::make_tuple(count, elemSize, inPlace, average);
-  auto it = scheduleCache_.find(key);
-  *fresh = it == scheduleCache_.end();
-  if (!*fresh) return it->second;
-  if (scheduleCache_.size() >= 256) scheduleCache_.clear();  // bounded memory for sweeps over many sizes
-  CollArgs prm;
-  prm.rank = rank_;
-  prm.nranks = nranks_;
-  prm.count = count;
-  prm.elemSize = elemSize;
-  prm.sliceBytes = config_.sliceBytes;
-  prm.inPlace = inPlace;
-  prm.average = average;
-  CachedSchedule& entry = scheduleCache_[key];
-  entry.schedule = buildSchedule(Algo::Ring, prm);
-  entry.plan = std::make_unique<ExecPlan>(entry.schedule);
-  return entry;
+LinkModel Communicator::linkModel() const {
+  // The slowest link class any pair of this communicator uses decides: every rank computes the
+  // same answer from the same cards, so every rank's tuner makes the same choices.
+  bool multiHost = false;
+  for (const PeerCard& c : cards_) multiHost |= c.hostHash != cards_[0].hostHash;
+  bool tcp = config_.transport == "tcp" || (config_.transport.empty() && multiHost);
+  LinkModel m;
+  if (tcp && tcp_) {
+    m.latencyUs = tcp_->latencyUs();
+    m.bandwidthGBps = tcp_->bandwidthGBps();
+  } else if (shm_) {
+    m.latencyUs = shm_->latencyUs();
+    m.bandwidthGBps = shm_->bandwidthGBps();
+  }
+  if (config_.tuneLatencyUs > 0) m.latencyUs = config_.tuneLatencyUs;
+  if (config_.tuneBandwidthGBps > 0) m.bandwidthGBps = config_.tuneBandwidthGBps;
+  return m;
 }
 
-void Communicator::validateAllReduce(const void* sendbuf, const void* recvbuf, size_t count, chorusDataType_t dtype,
-                                     chorusRedOp_t op) {
-  size_t elemSize = dataTypeSize(dtype);
-  CHORUS_CHECK_ARG(elemSize != 0, "unknown datatype %d", static_cast<int>(dtype));
-  reduceFunction(dtype, op);  // throws chorusInvalidArgument for an unknown op
-  CHORUS_CHECK_ARG(count <= SIZE_MAX / elemSize, "count %zu x %zu-byte %s overflows size_t", count, elemSize, dataTypeName(dtype));
-  CHORUS_CHECK_ARG(count == 0 || (sendbuf && recvbuf), "NULL %s with count %zu > 0", sendbuf ? "recvbuf" : "sendbuf", count);
-  if (sendbuf != recvbuf && count > 0) {
-    const char* s = static_cast<const char*>(sendbuf);
-    const char* r = static_cast<const char*>(recvbuf);
-    size_t bytes = count * elemSize;
-    CHORUS_CHECK_ARG(s + bytes <= r || r + bytes <= s, "sendbuf and recvbuf overlap without being equal (in place needs sendbuf == recvbuf)");
+namespace {
+
+// nccl-tests' S for a call: the larger of one rank's send and receive buffers.
+size_t callBytes(const CollArgs& a) {
+  size_t most = 0;
+  for (int r : {a.rank, a.root}) most = std::max({most, inputElems(a, r), outputElems(a, r)});
+  return most * a.elemSize;
+}
+
+// In a group, the k-th send to itself is the k-th receive from itself: a local copy.
+void addSelfCopies(const std::vector<CollCall>& calls, int rank, RankSchedule* merged) {
+  std::vector<size_t> sends, recvs;
+  for (size_t k = 0; k < calls.size(); ++k) {
+    const CollCall& c = calls[k];
+    if (c.kind == CallKind::Collective || c.peer != rank || c.count == 0) continue;
+    (c.kind == CallKind::Send ? sends : recvs).push_back(k);
+  }
+  if (sends.size() != recvs.size())
+    CHORUS_THROW(chorusInvalidUsage, "group on rank %d has %zu send(s) to itself but %zu receive(s) from itself", rank, sends.size(),
+                 recvs.size());
+  for (size_t i = 0; i < sends.size(); ++i) {
+    const CollCall& s = calls[sends[i]];
+    const CollCall& r = calls[recvs[i]];
+    if (s.count * dataTypeSize(s.dtype) != r.count * dataTypeSize(r.dtype) || s.dtype != r.dtype)
+      CHORUS_THROW(chorusInvalidUsage, "rank %d: send to itself of %zu x %s does not match the receive of %zu x %s", rank, s.count,
+                   dataTypeName(s.dtype), r.count, dataTypeName(r.dtype));
+    merged->add({StepKind::Copy, -1, 1, {bufferOfCall(static_cast<int>(sends[i]), BufferId::Input), 0, s.count},
+                 {bufferOfCall(static_cast<int>(recvs[i]), BufferId::Output), 0, r.count}});
   }
 }
 
-void Communicator::allReduce(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t dtype, chorusRedOp_t op) {
-  // The arguments were checked by validateAllReduce before the call was run or queued.
-  size_t elemSize = dataTypeSize(dtype);
-  ReduceFn reduce = reduceFunction(dtype, op);
+RankSchedule pointToPoint(const CollCall& c, int rank, int nranks) {
+  RankSchedule s;
+  s.algorithm = c.kind == CallKind::Send ? "send" : "recv";
+  s.rank = rank;
+  s.nranks = nranks;
+  if (c.count == 0 || c.peer == rank) return s;  // a self send/recv becomes a copy in its group
+  if (c.kind == CallKind::Send)
+    s.add({StepKind::Send, c.peer, 1, {BufferId::Input, 0, c.count}, {}});
+  else
+    s.add({StepKind::Recv, c.peer, 1, {}, {BufferId::Output, 0, c.count}});
+  return s;
+}
 
+}  // namespace
+
+void Communicator::validate(CollCall& call) const { validateCall(call, rank_, nranks_, preMulOps_); }
+
+Communicator::CachedSchedule& Communicator::scheduleFor(const CollCall& call, CachedSchedule& temp, bool* fresh) {
+  *fresh = true;
+  if (call.kind != CallKind::Collective) {
+    temp.schedule = pointToPoint(call, rank_, nranks_);
+    temp.plan = std::make_unique<ExecPlan>(temp.schedule);
+    return temp;
+  }
+  CollArgs args = collArgsFor(call, rank_, nranks_);
+  bool vector = call.coll == Coll::AllGatherV || call.coll == Coll::ReduceScatterV || call.coll == Coll::AlltoAllV;
+  CachedSchedule* entry = &temp;
+  if (!vector) {
+    auto key = std::make_tuple(static_cast<int>(call.coll), call.count, args.elemSize, args.inPlace, args.average, call.root);
+    auto it = scheduleCache_.find(key);
+    if (it != scheduleCache_.end()) {
+      *fresh = false;
+      return it->second;
+    }
+    if (scheduleCache_.size() >= 256) scheduleCache_.clear();  // bounded memory for sweeps over many sizes
+    entry = &scheduleCache_[key];
+  }
+  TuneChoice choice = tuner_->choose(call.coll, callBytes(args), nranks_);
+  args.sliceBytes = choice.sliceBytes;
+  entry->forced = choice.forced;
+  entry->schedule = buildSchedule(choice.algo, args);
+  entry->plan = std::make_unique<ExecPlan>(entry->schedule);
+  entry->scratch.assign(entry->schedule.scratchElems * args.elemSize, 0);
+  return *entry;
+}
+
+void Communicator::run(std::vector<CollCall>& calls) {
+  CHORUS_ASSERT(!calls.empty());
   std::lock_guard<std::mutex> guard(execMutex_);
   logSetThreadRank(rank_);  // streams run calls on their own threads
   if (aborted_.load()) CHORUS_THROW(chorusInvalidUsage, "communicator was aborted");
   if (asyncError_.load() != chorusSuccess)
     CHORUS_THROW(chorusInvalidUsage, "communicator is broken by an earlier error: %s", lastError().c_str());
+  const CollCall& first = calls[0];
+  if (calls.size() == 1 && first.kind != CallKind::Collective && first.peer == rank_ && first.count > 0)
+    CHORUS_THROW(chorusInvalidUsage, "%s to itself (rank %d) needs the matching %s in the same group", first.apiName, rank_,
+                 first.kind == CallKind::Send ? "chorusRecv" : "chorusSend");
   uint64_t seq = ++seq_;
-  bool inPlace = sendbuf == recvbuf;
-  bool fresh = false;
-  CachedSchedule& cached = allReduceSchedule(count, elemSize, inPlace, op == chorusAvg, &fresh);
-  const RankSchedule& sched = cached.schedule;
   ExecArgs args;
-  args.call.collective = "chorusAllReduce";
+  args.call.collective = calls.size() == 1 ? first.apiName : "chorusGroupEnd";
   args.call.seq = seq;
-  args.call.count = count;
-  args.call.dtype = dtype;
-  args.call.op = op;
+  args.call.count = first.count;
+  args.call.dtype = first.dtype;
+  args.call.op = first.op;
   args.call.rank = rank_;
   args.call.nranks = nranks_;
-  args.call.algorithm = sched.algorithm.c_str();
+  std::string algorithms;
   try {
-    if (fresh) {
-      std::vector<int> peers = sched.peers();
-      ensureConnected(peers);
-      if (logEnabled(LogLevel::Info, kLogColl)) {
-        std::string via;
-        for (int p : peers) via += format(" %d:%s", p, connectionPtrs_[p]->kind());
-        CHORUS_INFO(kLogColl, "AllReduce %zu x %s %s%s: algorithm %s, %zu steps, peers%s", count, dataTypeName(dtype), redOpName(op),
-                    inPlace ? " in place" : "", sched.algorithm.c_str(), sched.steps.size(), via.empty() ? " none" : via.c_str());
+    std::deque<CachedSchedule> temps;
+    std::vector<ExecBuffer> buffers(calls.size() * kBuffersPerCall);
+    std::vector<const RankSchedule*> parts;
+    std::vector<CachedSchedule*> entries;
+    std::vector<std::vector<uint8_t>> scaled;  // PreMulSum inputs
+    bool anyFresh = false;
+    for (size_t k = 0; k < calls.size(); ++k) {
+      CollCall& c = calls[k];
+      size_t es = dataTypeSize(c.dtype);
+      const void* input = c.sendbuf;
+      ReduceFn reduce = nullptr;
+      PreMulSum pm;
+      if (c.kind == CallKind::Collective && isReduction(c.coll)) {
+        if (preMulOps_.lookup(c.op, &pm)) {
+          // Scale the input into a temporary, then sum; the call is no longer in place.
+          CollArgs a = collArgsFor(c, rank_, nranks_);
+          size_t n = inputElems(a, rank_);
+          scaled.emplace_back(n * es);
+          scaleInto(scaled.back().data(), c.sendbuf, n, pm);
+          input = scaled.back().data();
+          c.inPlace = false;
+          reduce = reduceFunction(c.dtype, chorusSum);
+        } else {
+          reduce = reduceFunction(c.dtype, c.op);
+        }
       }
+      bool fresh = false;
+      temps.emplace_back();
+      CachedSchedule& entry = scheduleFor(c, temps.back(), &fresh);
+      anyFresh |= fresh;
+      entries.push_back(&entry);
+      parts.push_back(&entry.schedule);
+      algorithms += (k ? "+" : "") + entry.schedule.algorithm;
+      buffers[k * kBuffersPerCall + 0] = {const_cast<void*>(input), es, c.dtype, reduce};
+      buffers[k * kBuffersPerCall + 1] = {c.recvbuf, es, c.dtype, reduce};
+      buffers[k * kBuffersPerCall + 2] = {entry.scratch.data(), es, c.dtype, reduce};
+      if (fresh && logEnabled(LogLevel::Info, kLogColl))
+        CHORUS_INFO(kLogColl, "%s %zu x %s%s%s: algorithm %s%s, %zu steps", c.apiName, c.count, dataTypeName(c.dtype),
+                    c.kind == CallKind::Collective && isReduction(c.coll) ? " " : "",
+                    c.kind == CallKind::Collective && isReduction(c.coll) ? redOpName(c.op) : "", entry.schedule.algorithm.c_str(),
+                    entry.forced ? " (CHORUS_ALGO)" : "", entry.schedule.steps.size());
     }
-    args.plan = cached.plan.get();
-    ExecBuffer bufs[2];
-    bufs[0] = {const_cast<void*>(sendbuf), elemSize, dtype, reduce};
-    bufs[1] = {recvbuf, elemSize, dtype, reduce};
-    args.buffers = bufs;
-    args.numBuffers = 2;
+    args.call.algorithm = algorithms.c_str();
+    ExecPlan* plan = entries[0]->plan.get();
+    RankSchedule merged;
+    std::unique_ptr<ExecPlan> mergedPlan;
+    if (calls.size() > 1) {
+      merged = mergeSchedules(parts);
+      addSelfCopies(calls, rank_, &merged);
+      mergedPlan = std::make_unique<ExecPlan>(merged);
+      plan = mergedPlan.get();
+      anyFresh = true;
+    }
+    if (anyFresh) ensureConnected(plan->schedule.peers());
+    args.plan = plan;
+    args.buffers = buffers.data();
+    args.numBuffers = buffers.size();
     args.connections = &connectionPtrs_;
     args.timeoutSec = config_.timeoutSec;
     args.abortFlag = &aborted_;
@@ -209,6 +312,36 @@ void Communicator::allReduce(const void* sendbuf, void* recvbuf, size_t count, c
       if (c) c->abort();
     throw Error(e.code(), text);
   }
+}
+
+std::unique_ptr<Communicator> Communicator::split(int color, int key) {
+  CHORUS_CHECK_ARG(color >= 0 || color == CHORUS_SPLIT_NOCOLOR, "color must be >= 0 or CHORUS_SPLIT_NOCOLOR (got %d)", color);
+  std::lock_guard<std::mutex> guard(execMutex_);  // the bootstrap's messages stay in call order
+  if (aborted_.load()) CHORUS_THROW(chorusInvalidUsage, "communicator was aborted");
+  Deadline deadline = Deadline::after(config_.timeoutSec);
+  struct Entry {
+    int32_t color, key;
+  };
+  std::vector<Entry> all(nranks_);
+  all[rank_] = {color, key};
+  bootstrap_->allgather(all.data(), sizeof(Entry), deadline);
+  ++splitCount_;
+  if (color == CHORUS_SPLIT_NOCOLOR) return nullptr;
+  std::vector<int> members;
+  for (int r = 0; r < nranks_; ++r)
+    if (all[r].color == color) members.push_back(r);
+  std::stable_sort(members.begin(), members.end(), [&](int a, int b) { return all[a].key < all[b].key; });
+  int newRank = static_cast<int>(std::find(members.begin(), members.end(), rank_) - members.begin());
+  // The first member of the new order hosts the new communicator's rendezvous and sends its id.
+  UniqueIdData id;
+  if (newRank == 0) {
+    id = createUniqueIdAndRoot(config_);
+    for (size_t i = 1; i < members.size(); ++i) bootstrap_->send(members[i], kTagSplit, &id, sizeof id, deadline);
+  } else {
+    bootstrap_->recv(members[0], kTagSplit, &id, sizeof id, deadline);
+  }
+  CHORUS_INFO(kLogInit, "split #%u: color %d key %d -> rank %d of %zu", splitCount_, color, key, newRank, members.size());
+  return create(id, static_cast<int>(members.size()), newRank, config_);
 }
 
 void Communicator::abort() noexcept {

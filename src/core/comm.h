@@ -15,10 +15,13 @@
 
 #include "bootstrap/bootstrap.h"
 #include "bootstrap/unique_id.h"
+#include "core/coll_call.h"
 #include "core/config.h"
+#include "core/premul.h"
 #include "exec/executor.h"
 #include "exec/schedule.h"
 #include "transports/transport.h"
+#include "tune/tuner.h"
 
 namespace chorus {
 
@@ -33,11 +36,19 @@ class Communicator {
   int nranks() const { return nranks_; }
   const Config& config() const { return config_; }
 
-  // Checks an all-reduce's arguments (chorusInvalidArgument), without communicating.
-  static void validateAllReduce(const void* sendbuf, const void* recvbuf, size_t count, chorusDataType_t dtype, chorusRedOp_t op);
-  // Runs an all-reduce to completion on the calling thread. Precondition: the arguments passed
-  // validateAllReduce (the C API checks them once, before running or queuing the call).
-  void allReduce(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t dtype, chorusRedOp_t op);
+  // Checks a call's arguments (chorusInvalidArgument), without communicating; sets inPlace.
+  void validate(CollCall& call) const;
+  // Runs calls to completion on the calling thread: one call, or the calls a group made on
+  // this communicator, issued together (their messages to one peer in call order). Every call
+  // passed validate() first (the C API checks each once, before running or queuing it).
+  void run(std::vector<CollCall>& calls);
+
+  // Collective over this communicator: the ranks with the same color (>= 0) form a new one,
+  // ranked by (key, rank). Returns null for CHORUS_SPLIT_NOCOLOR.
+  std::unique_ptr<Communicator> split(int color, int key);
+
+  PreMulSumOps& preMulSumOps() { return preMulOps_; }
+  const Tuner& tuner() const { return *tuner_; }
 
   // Makes every pending and future call fail promptly and tells the peers (never throws).
   void abort() noexcept;
@@ -53,13 +64,17 @@ class Communicator {
   // Connects (once) to every peer in `peers`, choosing the transport per pair.
   void ensureConnected(const std::vector<int>& peers);
   Transport* transportFor(int peer);
-  // A built schedule and its executor plan (which refers to it: entries never move).
+  // A built schedule, its executor plan (which refers to it: entries never move) and scratch.
   struct CachedSchedule {
     RankSchedule schedule;
     std::unique_ptr<ExecPlan> plan;
+    std::vector<uint8_t> scratch;
+    bool forced = false;  // algorithm chosen by CHORUS_ALGO rather than the model
   };
-  // Returns the cached entry for the shape, building it on first use (*fresh = true then).
-  CachedSchedule& allReduceSchedule(size_t count, size_t elemSize, bool inPlace, bool average, bool* fresh);
+  // The schedule of one call: cached by shape for the fixed-size collectives (*fresh = true on
+  // first use), built into `temp` for the V forms and point-to-point halves.
+  CachedSchedule& scheduleFor(const CollCall& call, CachedSchedule& temp, bool* fresh);
+  LinkModel linkModel() const;
 
   // Forwards Oob calls to the bootstrap, which exists only after the TCP listener does.
   struct OobForwarder : Oob {
@@ -82,7 +97,11 @@ class Communicator {
 
   std::mutex execMutex_;  // one collective at a time
   uint64_t seq_ = 0;
-  std::map<std::tuple<size_t, size_t, bool, bool>, CachedSchedule> scheduleCache_;
+  // Key: collective, count, element size, in place, average, root.
+  std::map<std::tuple<int, size_t, size_t, bool, bool, int>, CachedSchedule> scheduleCache_;
+  std::unique_ptr<Tuner> tuner_;
+  PreMulSumOps preMulOps_;
+  uint32_t splitCount_ = 0;  // tags of successive splits
 
   std::atomic<bool> aborted_{false};
   std::atomic<chorusResult_t> asyncError_{chorusSuccess};

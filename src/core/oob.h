@@ -24,6 +24,7 @@ enum OobTag : uint32_t {
   kTagShmSetup = 16,
   kTagShmReady = 17,
   kTagTcpSetup = 32,
+  kTagSplit = 48,  // chorusCommSplit: the leader of each color sends the new unique id
   kTagUser = 1024,  // first tag free for tests and later subsystems
 };
 

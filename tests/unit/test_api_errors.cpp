@@ -30,8 +30,8 @@ class ApiErrors : public ::testing::Test {
 };
 
 TEST_F(ApiErrors, NullBuffersWithPositiveCount) {
-  expectError(chorusAllReduce(nullptr, buf_.data(), 4, chorusFloat32, chorusSum, comm_, nullptr), chorusInvalidArgument, "NULL sendbuf");
-  expectError(chorusAllReduce(buf_.data(), nullptr, 4, chorusFloat32, chorusSum, comm_, nullptr), chorusInvalidArgument, "NULL recvbuf");
+  expectError(chorusAllReduce(nullptr, buf_.data(), 4, chorusFloat32, chorusSum, comm_, nullptr), chorusInvalidArgument, "sendbuf is NULL");
+  expectError(chorusAllReduce(buf_.data(), nullptr, 4, chorusFloat32, chorusSum, comm_, nullptr), chorusInvalidArgument, "recvbuf is NULL");
   // count 0 with NULL buffers is a valid no-op
   EXPECT_EQ(chorusAllReduce(nullptr, nullptr, 0, chorusFloat32, chorusSum, comm_, nullptr), chorusSuccess);
 }

@@ -1,0 +1,39 @@
+// One call as the C API received it: which collective (or point-to-point half), its buffers and
+// arguments. The communicator validates it (validateCall), turns it into CollArgs for the
+// schedule builders, and runs one call or a group of them.
+#pragma once
+
+#include <chorus/chorus.h>
+
+#include <memory>
+#include <vector>
+
+#include "collectives/collective.h"
+
+namespace chorus {
+
+enum class CallKind : uint8_t { Collective, Send, Recv };
+
+struct CollCall {
+  CallKind kind = CallKind::Collective;
+  Coll coll = Coll::AllReduce;
+  const char* apiName = "chorusAllReduce";  // for errors and logs
+  const void* sendbuf = nullptr;
+  void* recvbuf = nullptr;
+  size_t count = 0;
+  chorusDataType_t dtype = chorusFloat32;
+  chorusRedOp_t op = chorusSum;  // reductions only
+  int root = 0;                  // Broadcast, Reduce, Gather, Scatter
+  int peer = -1;                 // Send, Recv
+  // V forms, copied from the caller's arrays (nranks entries each).
+  std::vector<size_t> counts, displs;                                  // AllGatherV, ReduceScatterV
+  std::vector<size_t> sendCounts, sendDispls, recvCounts, recvDispls;  // AlltoAllV
+  // Filled in by validation.
+  bool inPlace = false;
+  std::shared_ptr<void> owned;  // memory the call owns (the barrier's byte)
+};
+
+// Copies a caller's array of n entries (throws chorusInvalidArgument naming `what` if NULL).
+std::vector<size_t> copyCounts(const size_t* array, int n, const char* what);
+
+}  // namespace chorus
