@@ -238,6 +238,7 @@ void Communicator::run(std::vector<CollCall>& calls) {
   args.call.op = first.op;
   args.call.rank = rank_;
   args.call.nranks = nranks_;
+  args.call.algorithm = "choosing";  // until the schedules are known
   std::string algorithms;
   try {
     std::deque<CachedSchedule> temps;

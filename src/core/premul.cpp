@@ -60,6 +60,8 @@ chorusRedOp_t PreMulSumOps::create(const void* scalar, chorusDataType_t dtype) {
     case chorusBfloat16: op.scalar = half::bf16BitsToFloat(load<uint16_t>(scalar)); break;
     case chorusFloat32: op.scalar = load<float>(scalar); break;
     case chorusFloat64: op.scalar = load<double>(scalar); break;
+    case chorusFloat8e4m3: op.scalar = half::fp8e4m3BitsToFloat(load<uint8_t>(scalar)); break;
+    case chorusFloat8e5m2: op.scalar = half::fp8e5m2BitsToFloat(load<uint8_t>(scalar)); break;
     default: CHORUS_THROW(chorusInvalidArgument, "chorusRedOpCreatePreMulSum: %s is not supported", dataTypeName(dtype));
   }
   std::lock_guard<std::mutex> g(mu_);
@@ -103,6 +105,8 @@ void scaleInto(void* dst, const void* src, size_t n, const PreMulSum& op) {
     case chorusFloat64: return scaleFloat<double>(dst, src, n, op.scalar);
     case chorusFloat16: return scaleBits(dst, src, n, op.scalar, half::halfBitsToFloat, half::floatToHalfBits);
     case chorusBfloat16: return scaleBits(dst, src, n, op.scalar, half::bf16BitsToFloat, half::floatToBf16Bits);
+    case chorusFloat8e4m3: return scaleBits(dst, src, n, op.scalar, half::fp8e4m3BitsToFloat, half::floatToFp8e4m3Bits);
+    case chorusFloat8e5m2: return scaleBits(dst, src, n, op.scalar, half::fp8e5m2BitsToFloat, half::floatToFp8e5m2Bits);
     default: break;
   }
   CHORUS_THROW(chorusInvalidArgument, "PreMulSum: %s is not supported", dataTypeName(op.dtype));
