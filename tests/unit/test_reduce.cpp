@@ -1,6 +1,6 @@
 // Reduction kernels (src/exec/reduce.h): every type x op against a plain reference, on both
 // kernel implementations (portable and AVX2+F16C where the CPU has it), with aliasing, odd
-// lengths, integer wrap-around, and the fp16/bf16 conversions down to the last bit.
+// lengths, integer wrap-around, and the fp16/bf16/fp8 conversions down to the last bit.
 //
 // The fp16/bf16 references work in double and round once with their own (slow, obvious)
 // rounding code. Double holds any sum or product of two fp16 values exactly, and rounding a
@@ -23,9 +23,9 @@
 namespace chorus {
 namespace {
 
-constexpr chorusDataType_t kAllTypes[] = {chorusInt8,    chorusUint8,   chorusInt32,  chorusUint32,
-                                          chorusInt64,   chorusUint64,  chorusFloat16, chorusFloat32,
-                                          chorusFloat64, chorusBfloat16};
+constexpr chorusDataType_t kAllTypes[] = {chorusInt8,     chorusUint8,      chorusInt32,     chorusUint32,
+                                          chorusInt64,    chorusUint64,     chorusFloat16,   chorusFloat32,
+                                          chorusFloat64,  chorusBfloat16,   chorusFloat8e4m3, chorusFloat8e5m2};
 constexpr chorusRedOp_t kKernelOps[] = {chorusSum, chorusProd, chorusMax, chorusMin};
 
 // ---- reference conversions (independent of half.h) -----------------------------------------
@@ -78,8 +78,39 @@ uint16_t refRound(double x, int mantissaBits, int bias, int exponentBits) {
 uint16_t refDoubleToHalf(double x) { return refRound(x, 10, 15, 5); }
 uint16_t refDoubleToBf16(double x) { return refRound(x, 7, 127, 8); }
 
+// OCP fp8. E4M3: bias 7, no infinities, S.1111.111 is NaN; E5M2: bias 15, IEEE-like.
+double refE4m3ToDouble(uint8_t b) {
+  const double sign = (b & 0x80) ? -1.0 : 1.0;
+  const int exponent = (b >> 3) & 0xf;
+  const int mantissa = b & 0x7;
+  if (exponent == 15 && mantissa == 7) return std::numeric_limits<double>::quiet_NaN();
+  if (exponent == 0) return sign * std::ldexp(mantissa, -9);
+  return sign * std::ldexp(mantissa + 8, exponent - 10);
+}
+
+double refE5m2ToDouble(uint8_t b) {
+  const double sign = (b & 0x80) ? -1.0 : 1.0;
+  const int exponent = (b >> 2) & 0x1f;
+  const int mantissa = b & 0x3;
+  if (exponent == 31) return mantissa ? std::numeric_limits<double>::quiet_NaN() : sign * INFINITY;
+  if (exponent == 0) return sign * std::ldexp(mantissa, -16);
+  return sign * std::ldexp(mantissa + 4, exponent - 17);
+}
+
+// E4M3 "satfinite": |x| >= 448 (infinity included) is +-448; below that, round as a format with
+// one more exponent bit would (so that exponent 15 is not taken for infinity) and keep the low
+// 7 bits, which are then E4M3's exponent and mantissa.
+uint8_t refDoubleToE4m3(double x) {
+  const uint8_t sign = std::signbit(x) ? 0x80 : 0;
+  if (std::fabs(x) >= 448.0) return sign | 0x7e;
+  return sign | uint8_t(refRound(std::fabs(x), 3, 7, 5) & 0x7f);
+}
+uint8_t refDoubleToE5m2(double x) { return uint8_t(refRound(x, 2, 15, 5)); }
+
 bool isHalfNan(uint16_t h) { return (h & 0x7c00) == 0x7c00 && (h & 0x3ff); }
 bool isBf16Nan(uint16_t b) { return (b & 0x7f80) == 0x7f80 && (b & 0x7f); }
+bool isE4m3Nan(uint8_t b) { return (b & 0x7f) == 0x7f; }
+bool isE5m2Nan(uint8_t b) { return (b & 0x7c) == 0x7c && (b & 0x3); }
 
 // ---- reference reductions --------------------------------------------------------------------
 
@@ -157,6 +188,23 @@ std::string checkNarrow(const uint8_t* pa, const uint8_t* pb, const uint8_t* pr,
          " got " + hex(got);
 }
 
+template <bool kE4m3>
+std::string checkFp8(const uint8_t* pa, const uint8_t* pb, const uint8_t* pr, chorusRedOp_t op) {
+  const uint8_t a = *pa, b = *pb, got = *pr;
+  const double exact = kE4m3 ? refFloat(refE4m3ToDouble(a), refE4m3ToDouble(b), op)
+                             : refFloat(refE5m2ToDouble(a), refE5m2ToDouble(b), op);
+  bool ok;
+  uint8_t want = 0;
+  if (std::isnan(exact)) {
+    ok = kE4m3 ? isE4m3Nan(got) : (isE5m2Nan(got) && (got & 0x2));  // E5M2: quiet NaN
+  } else {
+    want = kE4m3 ? refDoubleToE4m3(exact) : refDoubleToE5m2(exact);
+    ok = want == got;
+  }
+  if (ok) return {};
+  return "a " + hex(a) + " b " + hex(b) + " want " + (std::isnan(exact) ? "NaN" : hex(want)) + " got " + hex(got);
+}
+
 // "" when *pr is the right result of *pa op *pb for type t, else what went wrong.
 std::string checkElement(chorusDataType_t t, chorusRedOp_t op, const uint8_t* pa, const uint8_t* pb,
                          const uint8_t* pr) {
@@ -171,6 +219,8 @@ std::string checkElement(chorusDataType_t t, chorusRedOp_t op, const uint8_t* pa
     case chorusFloat32: return checkFloat<float>(pa, pb, pr, op);
     case chorusFloat64: return checkFloat<double>(pa, pb, pr, op);
     case chorusBfloat16: return checkNarrow<false>(pa, pb, pr, op);
+    case chorusFloat8e4m3: return checkFp8<true>(pa, pb, pr, op);
+    case chorusFloat8e5m2: return checkFp8<false>(pa, pb, pr, op);
     default: return "bad type";
   }
 }
@@ -200,6 +250,8 @@ std::vector<uint64_t> specialBits(chorusDataType_t t) {
     case chorusFloat64:
       return {0x0, 0x8000000000000000, 0x7ff0000000000000, 0xfff0000000000000, 0x7ff8000000000000,
               0x7ff0000000000001, 0x1, 0x0010000000000000, 0x7fefffffffffffff, 0x3ff0000000000000};
+    case chorusFloat8e4m3: return {0x00, 0x80, 0x7f, 0xff, 0x7e, 0xfe, 0x01, 0x81, 0x07, 0x08, 0x38, 0x39, 0x77, 0x3f};
+    case chorusFloat8e5m2: return {0x00, 0x80, 0x7c, 0xfc, 0x7e, 0x7d, 0xfd, 0x01, 0x03, 0x04, 0x7b, 0xfb, 0x3c, 0x3d};
     default: return {};
   }
 }
@@ -500,6 +552,49 @@ TEST_P(ReduceKernelTest, AllHalfAndBf16PatternsThroughKernels) {
   }
 }
 
+// Every pair of fp8 codes (256 x 256) under every op, through the kernels, against the reference:
+// rounding ties, subnormals, E4M3 saturation, E5M2 overflow to infinity and NaN all occur.
+TEST_P(ReduceKernelTest, AllFp8PairsThroughKernels) {
+  std::vector<uint8_t> a(65536), b(65536), r(65536);
+  for (uint32_t i = 0; i < 65536; ++i) {
+    a[i] = uint8_t(i);
+    b[i] = uint8_t(i >> 8);
+  }
+  for (chorusDataType_t t : {chorusFloat8e4m3, chorusFloat8e5m2}) {
+    for (chorusRedOp_t op : kKernelOps) {
+      reduceFunctionForIsa(t, op, GetParam())(r.data(), a.data(), b.data(), a.size());
+      int failures = 0;
+      for (size_t i = 0; i < a.size() && failures < 5; ++i) {
+        const std::string why = checkElement(t, op, &a[i], &b[i], &r[i]);
+        if (!why.empty()) {
+          ADD_FAILURE() << dataTypeName(t) << " " << redOpName(op) << ": " << why;
+          ++failures;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(ReduceKernelTest, Fp8SaturationAndOverflow) {
+  // E4M3: 448 + 448, 448 * 2 and -448 - 448 saturate; E5M2: 57344 + 57344 is infinity.
+  const uint8_t e4a[] = {0x7e, 0x7e, 0xfe, 0x77, 0x7e};
+  const uint8_t e4b[] = {0x7e, 0x40, 0xfe, 0x01, 0xfe};  // 448, 2, -448, 2^-9, -448
+  uint8_t r[5];
+  reduceFunctionForIsa(chorusFloat8e4m3, chorusSum, GetParam())(r, e4a, e4b, 5);
+  EXPECT_EQ(r[0], 0x7e);
+  EXPECT_EQ(r[2], 0xfe);
+  EXPECT_EQ(r[3], 0x77);  // 240 + 2^-9 rounds back to 240
+  EXPECT_EQ(r[4], 0x00);  // 448 - 448 = +0
+  reduceFunctionForIsa(chorusFloat8e4m3, chorusProd, GetParam())(r, e4a, e4b, 5);
+  EXPECT_EQ(r[1], 0x7e);
+  const uint8_t e5a[] = {0x7b, 0xfb, 0x7c};
+  const uint8_t e5b[] = {0x7b, 0xfb, 0xfc};  // inf + -inf = NaN
+  reduceFunctionForIsa(chorusFloat8e5m2, chorusSum, GetParam())(r, e5a, e5b, 3);
+  EXPECT_EQ(r[0], 0x7c);
+  EXPECT_EQ(r[1], 0xfc);
+  EXPECT_TRUE(isE5m2Nan(r[2])) << hex(r[2]);
+}
+
 // ---- the two implementations agree bit for bit ------------------------------------------------
 
 TEST(ReduceIsaTest, Avx2MatchesPortableBitForBit) {
@@ -526,6 +621,8 @@ TEST(ReduceIsaTest, Avx2MatchesPortableBitForBit) {
             case chorusBfloat16: return isBf16Nan(uint16_t(bits));
             case chorusFloat32: return std::isnan(std::bit_cast<float>(uint32_t(bits)));
             case chorusFloat64: return std::isnan(std::bit_cast<double>(bits));
+            case chorusFloat8e4m3: return isE4m3Nan(uint8_t(bits));
+            case chorusFloat8e5m2: return isE5m2Nan(uint8_t(bits));
             default: return false;
           }
         };
@@ -637,6 +734,108 @@ TEST(ReduceBf16Test, AllPatternsRoundTripAndRoundingCases) {
   }
 }
 
+TEST(ReduceFp8Test, AllPatternsRoundTripThroughFloat) {
+  for (uint32_t i = 0; i < 256; ++i) {
+    const uint8_t c = uint8_t(i);
+    const float e4 = fp8e4m3ToFloat(c);
+    if (isE4m3Nan(c)) {
+      ASSERT_TRUE(std::isnan(e4)) << hex(c);
+      ASSERT_EQ(std::signbit(e4), bool(c & 0x80)) << hex(c);
+      ASSERT_EQ(floatToFp8e4m3(e4), c) << hex(c);  // one NaN per sign: comes back as itself
+    } else {
+      ASSERT_EQ(double(e4), refE4m3ToDouble(c)) << hex(c);
+      ASSERT_EQ(std::signbit(e4), bool(c & 0x80)) << hex(c);
+      ASSERT_EQ(floatToFp8e4m3(e4), c) << hex(c);
+    }
+    const float e5 = fp8e5m2ToFloat(c);
+    if (isE5m2Nan(c)) {
+      // Quiet NaN, sign and payload kept, as fp16 does; back in E5M2 the quiet bit is set.
+      ASSERT_EQ(std::bit_cast<uint32_t>(e5), (uint32_t(c & 0x80) << 24) | 0x7fc00000u | (uint32_t(c & 0x3) << 21)) << hex(c);
+      ASSERT_EQ(floatToFp8e5m2(e5), c | 0x2) << hex(c);
+    } else {
+      ASSERT_EQ(double(e5), refE5m2ToDouble(c)) << hex(c);
+      ASSERT_EQ(std::signbit(e5), bool(c & 0x80)) << hex(c);
+      ASSERT_EQ(floatToFp8e5m2(e5), c) << hex(c);
+      ASSERT_EQ(e5, halfToFloat(uint16_t(c << 8))) << hex(c);  // the top byte of fp16
+    }
+  }
+  EXPECT_EQ(fp8e4m3ToFloat(0x7e), 448.0f);
+  EXPECT_EQ(fp8e4m3ToFloat(0x01), 0x1p-9f);
+  EXPECT_EQ(fp8e4m3ToFloat(0x08), 0x1p-6f);
+  EXPECT_EQ(fp8e5m2ToFloat(0x7b), 57344.0f);
+  EXPECT_EQ(fp8e5m2ToFloat(0x01), 0x1p-16f);
+  EXPECT_TRUE(std::isinf(fp8e5m2ToFloat(0xfc)) && fp8e5m2ToFloat(0xfc) < 0);
+}
+
+TEST(ReduceFp8Test, E4m3RoundsToNearestEvenAndSaturates) {
+  EXPECT_EQ(floatToFp8e4m3(1.0f), 0x38);
+  EXPECT_EQ(floatToFp8e4m3(1.0f + 0x1p-4f), 0x38);              // tie: to even
+  EXPECT_EQ(floatToFp8e4m3(1.0f + 3 * 0x1p-4f), 0x3a);          // tie: to even, upwards
+  EXPECT_EQ(floatToFp8e4m3(1.0f + 0x1p-4f + 0x1p-20f), 0x39);   // just above the tie
+  EXPECT_EQ(floatToFp8e4m3(17.0f), 0x58);                        // 16 | 18: tie to 16
+  EXPECT_EQ(floatToFp8e4m3(448.0f), 0x7e);
+  EXPECT_EQ(floatToFp8e4m3(464.0f), 0x7e);                       // tie above the largest
+  EXPECT_EQ(floatToFp8e4m3(465.0f), 0x7e);                       // would round to 480: saturates
+  EXPECT_EQ(floatToFp8e4m3(1e30f), 0x7e);
+  EXPECT_EQ(floatToFp8e4m3(-1000.0f), 0xfe);
+  EXPECT_EQ(floatToFp8e4m3(INFINITY), 0x7e);                     // satfinite: no infinity
+  EXPECT_EQ(floatToFp8e4m3(-INFINITY), 0xfe);
+  EXPECT_EQ(floatToFp8e4m3(0x1p-9f), 0x01);                      // smallest subnormal
+  EXPECT_EQ(floatToFp8e4m3(0x1p-10f), 0x00);                     // tie: to even zero
+  EXPECT_EQ(floatToFp8e4m3(0x1p-10f + 0x1p-30f), 0x01);
+  EXPECT_EQ(floatToFp8e4m3(3 * 0x1p-10f), 0x02);                 // tie: to even
+  EXPECT_EQ(floatToFp8e4m3(0x1p-6f - 0x1p-10f), 0x08);           // tie between 0x07 and 0x08
+  EXPECT_EQ(floatToFp8e4m3(-0x1p-12f), 0x80);                    // underflow keeps the sign
+  EXPECT_EQ(floatToFp8e4m3(-0.0f), 0x80);
+  EXPECT_EQ(floatToFp8e4m3(std::bit_cast<float>(0x00000001u)), 0x00);  // float subnormal
+  EXPECT_EQ(floatToFp8e4m3(NAN), 0x7f);
+  EXPECT_EQ(floatToFp8e4m3(std::bit_cast<float>(0xff800001u)), 0xff);  // signaling, negative
+}
+
+TEST(ReduceFp8Test, E5m2RoundsToNearestEvenAndOverflowsToInfinity) {
+  EXPECT_EQ(floatToFp8e5m2(1.0f), 0x3c);
+  EXPECT_EQ(floatToFp8e5m2(1.0f + 0x1p-3f), 0x3c);             // tie: to even
+  EXPECT_EQ(floatToFp8e5m2(1.0f + 3 * 0x1p-3f), 0x3e);         // tie: to even, upwards
+  EXPECT_EQ(floatToFp8e5m2(1.0f + 0x1p-3f + 0x1p-20f), 0x3d);
+  EXPECT_EQ(floatToFp8e5m2(9.0f), 0x48);                        // 8 | 10: tie to 8
+  EXPECT_EQ(floatToFp8e5m2(57344.0f), 0x7b);
+  EXPECT_EQ(floatToFp8e5m2(61439.0f), 0x7b);
+  EXPECT_EQ(floatToFp8e5m2(61440.0f), 0x7c);                    // tie above the largest: infinity
+  EXPECT_EQ(floatToFp8e5m2(-1e9f), 0xfc);
+  EXPECT_EQ(floatToFp8e5m2(INFINITY), 0x7c);
+  EXPECT_EQ(floatToFp8e5m2(0x1p-16f), 0x01);
+  EXPECT_EQ(floatToFp8e5m2(0x1p-17f), 0x00);                    // tie: to even zero
+  EXPECT_EQ(floatToFp8e5m2(3 * 0x1p-17f), 0x02);
+  EXPECT_EQ(floatToFp8e5m2(0x1p-14f - 0x1p-17f), 0x04);         // tie between 0x03 and 0x04
+  EXPECT_EQ(floatToFp8e5m2(-0x1p-20f), 0x80);
+  EXPECT_EQ(floatToFp8e5m2(std::bit_cast<float>(0x7fc00000u)), 0x7e);  // quiet NaN
+  EXPECT_EQ(floatToFp8e5m2(std::bit_cast<float>(0x7fa00000u)), 0x7f);  // signaling: quiet, payload bit kept
+  EXPECT_EQ(floatToFp8e5m2(std::bit_cast<float>(0xff800001u)), 0xfe);
+}
+
+// Random floats and floats at every rounding boundary of both formats, against the reference.
+TEST(ReduceFp8Test, ConversionsMatchReference) {
+  auto check = [](uint32_t bits) {
+    const float f = std::bit_cast<float>(bits);
+    if (std::isnan(f)) return;
+    ASSERT_EQ(floatToFp8e4m3(f), refDoubleToE4m3(f)) << hex(bits);
+    ASSERT_EQ(floatToFp8e5m2(f), refDoubleToE5m2(f)) << hex(bits);
+  };
+  std::mt19937_64 rng(8);
+  for (int i = 0; i < 1000000; ++i) check(uint32_t(rng()));
+  // Every exponent that reaches either format, with the dropped bits at and around the halfway
+  // point of the E5M2 (21 dropped bits) and E4M3 (20) grids, and random kept bits.
+  const uint32_t lows[] = {0, 1, 0x7ffff, 0x80000, 0x80001, 0xfffff, 0x100000, 0x100001, 0x17ffff, 0x1fffff};
+  for (uint32_t exponent = 95; exponent < 146; ++exponent) {
+    for (int k = 0; k < 200; ++k) {
+      const uint32_t kept = uint32_t(rng()) & 0x3;
+      for (uint32_t low : lows) {
+        for (uint32_t sign : {0u, 0x80000000u}) check(sign | (exponent << 23) | (kept << 21) | low);
+      }
+    }
+  }
+}
+
 // ---- divideInPlace -------------------------------------------------------------------------------
 
 TEST(ReduceDivideTest, IntegersTruncateTowardZero) {
@@ -711,6 +910,29 @@ TEST(ReduceDivideTest, HalfAndBf16AllPatterns) {
   }
 }
 
+// Every fp8 value divided by 3 and by 7: correctly rounded (via float).
+TEST(ReduceDivideTest, Fp8AllPatterns) {
+  for (int divisor : {3, 7}) {
+    std::vector<uint8_t> e4(256), e5(256);
+    for (uint32_t i = 0; i < 256; ++i) e4[i] = e5[i] = uint8_t(i);
+    divideInPlace(e4.data(), e4.size(), chorusFloat8e4m3, divisor);
+    divideInPlace(e5.data(), e5.size(), chorusFloat8e5m2, divisor);
+    for (uint32_t i = 0; i < 256; ++i) {
+      const uint8_t x = uint8_t(i);
+      if (isE4m3Nan(x)) {
+        ASSERT_EQ(e4[i], x) << hex(x);
+      } else {
+        ASSERT_EQ(e4[i], refDoubleToE4m3(refE4m3ToDouble(x) / divisor)) << hex(x) << " / " << divisor;
+      }
+      if (isE5m2Nan(x)) {
+        ASSERT_EQ(e5[i], x | 0x2) << hex(x);
+      } else {
+        ASSERT_EQ(e5[i], refDoubleToE5m2(refE5m2ToDouble(x) / divisor)) << hex(x) << " / " << divisor;
+      }
+    }
+  }
+}
+
 TEST(ReduceDivideTest, BadArgumentsThrow) {
   int32_t v[] = {4};
   for (int divisor : {0, -1}) {
@@ -736,12 +958,15 @@ TEST(ReduceDivideTest, BadArgumentsThrow) {
 TEST(ReduceLookupTest, NamesAndSizes) {
   const std::pair<chorusDataType_t, size_t> sizes[] = {
       {chorusInt8, 1},    {chorusUint8, 1},   {chorusInt32, 4},   {chorusUint32, 4},  {chorusInt64, 8},
-      {chorusUint64, 8},  {chorusFloat16, 2}, {chorusFloat32, 4}, {chorusFloat64, 8}, {chorusBfloat16, 2}};
+      {chorusUint64, 8},  {chorusFloat16, 2}, {chorusFloat32, 4}, {chorusFloat64, 8}, {chorusBfloat16, 2},
+      {chorusFloat8e4m3, 1}, {chorusFloat8e5m2, 1}};
   for (auto [t, size] : sizes) EXPECT_EQ(dataTypeSize(t), size) << dataTypeName(t);
   EXPECT_EQ(dataTypeSize(chorusNumTypes), 0u);
   EXPECT_STREQ(dataTypeName(chorusFloat32), "float");
   EXPECT_STREQ(dataTypeName(chorusFloat16), "half");
   EXPECT_STREQ(dataTypeName(chorusBfloat16), "bfloat16");
+  EXPECT_STREQ(dataTypeName(chorusFloat8e4m3), "float8e4m3");
+  EXPECT_STREQ(dataTypeName(chorusFloat8e5m2), "float8e5m2");
   EXPECT_STREQ(dataTypeName(chorusInt32), "int32");
   EXPECT_STREQ(dataTypeName(chorusUint64), "uint64");
   EXPECT_STREQ(dataTypeName(chorusNumTypes), "unknown");
