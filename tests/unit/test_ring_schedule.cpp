@@ -1,6 +1,7 @@
-// The ring all-reduce schedule, checked symbolically (collectives/verifier.h) for every rank
+// The ring family. All-reduce: checked symbolically (collectives/verifier.h) for every rank
 // count 1..16 and awkward element counts, in place and out of place, with slices small
-// enough that many pipelined rounds are in flight.
+// enough that many pipelined rounds are in flight. The other collectives: the bytes per rank
+// and the shape collectives/ring.cpp's header claims, and bounded scratch.
 #include <gtest/gtest.h>
 
 #include "collectives/collective.h"
@@ -77,6 +78,108 @@ TEST(RingSchedule, SingleRankCopiesOutOfPlaceAndDoesNothingInPlace) {
   ASSERT_EQ(out[0].steps.size(), 1u);
   EXPECT_EQ(out[0].steps[0].kind, StepKind::Copy);
   EXPECT_TRUE(ringSchedules(1, 10, 4, 64, true, false)[0].steps.empty());
+}
+
+CollArgs ringArgs(Coll coll, int p, size_t count, size_t sliceBytes) {
+  CollArgs a;
+  a.coll = coll;
+  a.nranks = p;
+  a.count = count;
+  a.sliceBytes = sliceBytes;
+  return a;
+}
+
+// Irregular blocks for the V forms: some empty, with gaps between them.
+void irregularBlocks(CollArgs* a) {
+  size_t off = 0;
+  for (int q = 0; q < a->nranks; ++q) {
+    size_t n = q % 3 == 1 ? 0 : 7 * q + 1;
+    a->counts.push_back(n);
+    a->displs.push_back(off);
+    off += n + (q % 4 == 3 ? 5 : 0);
+  }
+}
+
+struct RankTraffic {
+  size_t sent = 0, received = 0;
+  std::vector<int> peers;
+};
+
+RankTraffic trafficAt(CollArgs a, int rank) {
+  a.rank = rank;
+  RankSchedule s = buildSchedule(Algo::Ring, a);
+  RankTraffic t;
+  t.peers = s.peers();
+  for (const Step& st : s.steps) {
+    if (st.kind == StepKind::Send) t.sent += st.src.count;
+    if (st.kind == StepKind::Recv || st.kind == StepKind::RecvReduce) t.received += st.dst.count;
+    if (st.peer >= 0) EXPECT_GT(st.kind == StepKind::Send ? st.src.count : st.dst.count, 0u) << "zero-element message";
+  }
+  return t;
+}
+
+TEST(RingSchedule, GatherAndScatterMoveEveryOtherBlockOnceToTheNeighbours) {
+  for (int p : {2, 3, 5, 8}) {
+    for (Coll c : {Coll::AllGather, Coll::ReduceScatter, Coll::AllGatherV, Coll::ReduceScatterV}) {
+      CollArgs a = ringArgs(c, p, 100, 64);
+      if (c == Coll::AllGatherV || c == Coll::ReduceScatterV) irregularBlocks(&a);
+      size_t total = 0;
+      for (size_t n : a.counts) total += n;
+      for (int r = 0; r < p; ++r) {
+        RankTraffic t = trafficAt(a, r);
+        const int left = (r + p - 1) % p, right = (r + 1) % p;
+        for (int peer : t.peers) EXPECT_TRUE(peer == left || peer == right) << peer;
+        if (c == Coll::AllGather || c == Coll::ReduceScatter) {
+          EXPECT_EQ(t.sent, (p - 1) * a.count);
+          EXPECT_EQ(t.received, (p - 1) * a.count);
+        } else if (c == Coll::AllGatherV) {
+          EXPECT_EQ(t.sent, total - a.counts[right]) << r;
+          EXPECT_EQ(t.received, total - a.counts[r]) << r;
+        } else {
+          EXPECT_EQ(t.sent, total - a.counts[r]) << r;
+          EXPECT_EQ(t.received, total - a.counts[left]) << r;
+        }
+      }
+    }
+  }
+}
+
+TEST(RingSchedule, BroadcastAndReduceAreAChainThroughTheRoot) {
+  for (int p : {2, 3, 6}) {
+    for (int root : {0, p - 1}) {
+      CollArgs a = ringArgs(Coll::Broadcast, p, 1000, 256);
+      a.root = root;
+      CollArgs b = a;
+      b.coll = Coll::Reduce;
+      for (int r = 0; r < p; ++r) {
+        RankTraffic bc = trafficAt(a, r), rd = trafficAt(b, r);
+        const bool last = r == (root + p - 1) % p;  // the broadcast chain's end
+        EXPECT_EQ(bc.received, r == root ? 0u : 1000u);
+        EXPECT_EQ(bc.sent, last ? 0u : 1000u);
+        EXPECT_EQ(rd.sent, r == root ? 0u : 1000u);
+        EXPECT_EQ(rd.received, r == (root + 1) % p ? 0u : 1000u);
+      }
+    }
+  }
+}
+
+TEST(RingSchedule, ForwardedPartialSumsUseAFewScratchSlices) {
+  const size_t sliceBytes = 4096, sliceElems = sliceBytes / 4;
+  for (int p : {2, 3, 7}) {
+    CollArgs rs = ringArgs(Coll::ReduceScatter, p, 1 << 18, sliceBytes);
+    CollArgs rd = ringArgs(Coll::Reduce, p, 1 << 18, sliceBytes);
+    rd.root = 1 % p;
+    for (int r = 0; r < p; ++r) {
+      rs.rank = rd.rank = r;
+      size_t scratch = buildSchedule(Algo::Ring, rs).scratchElems;
+      EXPECT_LE(scratch, 8 * sliceElems);
+      EXPECT_EQ(scratch > 0, p > 2) << "p=2 forwards no partial sums";
+      // The reduce chain's ends (root+1 sends its Input, the root reduces into Output) need none.
+      bool middle = r != rd.root && r != (rd.root + 1) % p;
+      EXPECT_EQ(buildSchedule(Algo::Ring, rd).scratchElems > 0, middle) << r;
+      EXPECT_LE(buildSchedule(Algo::Ring, rd).scratchElems, 8 * sliceElems);
+    }
+  }
 }
 
 TEST(Verifier, CatchesASendBeforeItsDataIsReduced) {
