@@ -1,29 +1,125 @@
-// PLACEHOLDER while the tuner is being written (replaced in this same change): ring for
-// all-reduce, direct for everything else, tune strings unparsed.
+// The tuner: the tune string's rules first, then the cost model (cost_model.cpp).
+//
+// Ties: the model cannot tell apart predictions within kTieFraction of each other (its
+// constants are single numbers for a link whose speed drifts by more than that), so among the
+// algorithms within that band of the cheapest, the one that talks to the fewest distinct peers
+// wins (each peer is a connection to set up and a FIFO or socket buffer to keep warm), then
+// the earlier in Algo order. Without this, direct would take all-reduce from ring by the
+// fraction of a percent its fewer messages save, at the price of connecting every pair.
 #include "tune/tuner.h"
 
+#include <cmath>
 #include <limits>
 
 #include "core/error.h"
+#include "core/log.h"
 
 namespace chorus {
+namespace {
 
-std::vector<TuneRule> parseTuneString(const std::string& text) {
-  std::vector<TuneRule> rules;
-  if (!text.empty()) CHORUS_THROW(chorusInvalidArgument, "CHORUS_ALGO is not parsed yet");
-  return rules;
+constexpr double kTieFraction = 0.05;
+// The smallest slice the tuner hands out: CHORUS_SLICE_BYTES's floor (core/config.cpp).
+constexpr size_t kMinSlice = 4096;
+
+// Distinct peers one rank of `algo` exchanges data with (the tie-break above).
+double peersTouched(Algo algo, int p) {
+  double lg = std::ceil(std::log2(std::max(1, p)));
+  switch (algo) {
+    case Algo::Ring: return std::min(2, p - 1);
+    case Algo::Tree: return std::min(3, p - 1);
+    case Algo::HalvingDoubling:
+    case Algo::RecursiveDoubling: return lg + 1;  // a partner per round, and a fold partner
+    case Algo::Bruck: return 2 * lg;              // a sender and a receiver per round
+    case Algo::Pairwise:
+    case Algo::Direct:
+    case Algo::kCount: break;
+  }
+  return p - 1;
+}
+
+const char* kindName(const TuneChoice& c) { return c.forced ? "forced by CHORUS_ALGO" : "model"; }
+
+}  // namespace
+
+LinkModel effectiveLink(const std::vector<LinkModel>& declared, double latencyOverrideUs, double bandwidthOverrideGBps) {
+  LinkModel link;
+  for (size_t i = 0; i < declared.size(); ++i) {
+    const LinkModel& d = declared[i];
+    CHORUS_CHECK_ARG(d.latencyUs > 0 && d.bandwidthGBps > 0 && std::isfinite(d.latencyUs) && std::isfinite(d.bandwidthGBps),
+                     "link class %zu declares latency %g us, bandwidth %g GB/s; both must be positive", i, d.latencyUs,
+                     d.bandwidthGBps);
+    link.latencyUs = i == 0 ? d.latencyUs : std::max(link.latencyUs, d.latencyUs);
+    link.bandwidthGBps = i == 0 ? d.bandwidthGBps : std::min(link.bandwidthGBps, d.bandwidthGBps);
+  }
+  CHORUS_CHECK_ARG(latencyOverrideUs >= 0 && bandwidthOverrideGBps >= 0,
+                   "CHORUS_TUNE_LATENCY_US (%g) and CHORUS_TUNE_BANDWIDTH_GBPS (%g) must be >= 0", latencyOverrideUs,
+                   bandwidthOverrideGBps);
+  if (latencyOverrideUs > 0) link.latencyUs = latencyOverrideUs;
+  if (bandwidthOverrideGBps > 0) link.bandwidthGBps = bandwidthOverrideGBps;
+  return link;
 }
 
 Tuner::Tuner(const std::string& tuneString, LinkModel link, size_t sliceBytes)
-    : rules_(parseTuneString(tuneString)), link_(link), sliceBytes_(sliceBytes) {}
-
-TuneChoice Tuner::choose(Coll coll, size_t bytes, int nranks) const {
-  TuneChoice c;
-  c.algo = coll == Coll::AllReduce ? Algo::Ring : Algo::Direct;
-  c.sliceBytes = sliceBytes_;
-  return c;
+    : rules_(parseTuneString(tuneString)), link_(link), sliceBytes_(sliceBytes) {
+  CHORUS_CHECK_ARG(link.latencyUs > 0 && link.bandwidthGBps > 0, "tuner link model needs latency > 0 and bandwidth > 0 (got %g us, %g GB/s)",
+                   link.latencyUs, link.bandwidthGBps);
+  CHORUS_CHECK_ARG(sliceBytes > 0, "tuner slice must be > 0 bytes");
 }
 
-double Tuner::predictUs(Algo, Coll, size_t, int) const { return std::numeric_limits<double>::infinity(); }
+size_t Tuner::sliceFor(Algo algo, Coll coll, size_t bytes, int nranks) const {
+  if (!algoPipelines(algo, coll)) return sliceBytes_;
+  // Halvings of the configured slice, rounded to 64 bytes, down to the floor; the cheapest
+  // wins, the larger on a tie (fewer steps in the schedule).
+  size_t best = sliceBytes_;
+  double bestUs = predictCostUs(algo, coll, bytes, nranks, best, link_);
+  for (size_t s = sliceBytes_ / 2 / 64 * 64; s >= kMinSlice; s = s / 2 / 64 * 64) {
+    if (s >= bytes) continue;  // a message smaller than the slice is one piece either way
+    double us = predictCostUs(algo, coll, bytes, nranks, s, link_);
+    if (us < bestUs) bestUs = us, best = s;
+  }
+  return best;
+}
+
+double Tuner::predictUs(Algo algo, Coll coll, size_t bytes, int nranks) const {
+  return predictCostUs(algo, coll, bytes, nranks, sliceFor(algo, coll, bytes, nranks), link_);
+}
+
+TuneChoice Tuner::choose(Coll coll, size_t bytes, int nranks) const {
+  CHORUS_ASSERT(coll < Coll::kCount);
+  constexpr int kAlgos = static_cast<int>(Algo::kCount);
+  double us[kAlgos];
+  for (int i = 0; i < kAlgos; ++i) us[i] = predictUs(static_cast<Algo>(i), coll, bytes, nranks);
+
+  TuneChoice choice;
+  const TuneRule* rule = nullptr;
+  for (const TuneRule& r : rules_)
+    if (r.coll == coll && bytes >= r.minBytes && bytes < r.maxBytes) rule = &r;
+  if (rule) {
+    choice.algo = rule->algo;
+    choice.forced = true;
+  } else {
+    double cheapest = std::numeric_limits<double>::infinity();
+    for (double u : us) cheapest = std::min(cheapest, u);
+    int best = -1;
+    for (int i = 0; i < kAlgos; ++i) {
+      if (!algoServes(static_cast<Algo>(i), coll) || us[i] > cheapest * (1 + kTieFraction)) continue;
+      if (best < 0 || peersTouched(static_cast<Algo>(i), nranks) < peersTouched(static_cast<Algo>(best), nranks)) best = i;
+    }
+    CHORUS_ASSERT(best >= 0);  // direct serves every collective
+    choice.algo = static_cast<Algo>(best);
+  }
+  choice.sliceBytes = sliceFor(choice.algo, coll, bytes, nranks);
+  choice.predictedUs = us[static_cast<int>(choice.algo)];
+
+  if (logEnabled(LogLevel::Info, kLogTuning)) {
+    std::string others;
+    for (int i = 0; i < kAlgos; ++i)
+      if (algoServes(static_cast<Algo>(i), coll) && i != static_cast<int>(choice.algo))
+        others += format("%s%s %.3g us", others.empty() ? "" : ", ", algoName(static_cast<Algo>(i)), us[i]);
+    CHORUS_INFO(kLogTuning, "%s %zu B on %d ranks: %s (%s), slice %zu B, predicted %.3g us; others: %s", collName(coll), bytes, nranks,
+                algoName(choice.algo), kindName(choice), choice.sliceBytes, choice.predictedUs, others.empty() ? "none" : others.c_str());
+  }
+  return choice;
+}
 
 }  // namespace chorus

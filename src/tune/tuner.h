@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,12 @@ struct LinkModel {
   double latencyUs = 1.0;      // alpha: one message's fixed cost
   double bandwidthGBps = 5.0;  // 1 / beta: bytes per nanosecond
 };
+
+// The link class a communicator's model uses: the slowest of the classes its peers are reached
+// by (the largest latency, the smallest bandwidth: a collective waits for its slowest link),
+// then the overrides (> 0) replace either number. No declared class (a single rank) leaves the
+// LinkModel defaults. Throws chorusInvalidArgument for a declared or resulting value <= 0.
+LinkModel effectiveLink(const std::vector<LinkModel>& declared, double latencyOverrideUs, double bandwidthOverrideGBps);
 
 struct TuneChoice {
   Algo algo = Algo::Ring;
@@ -35,23 +42,39 @@ struct TuneRule {
   Algo algo = Algo::Ring;
 };
 
-// Parses "allreduce:0-64K:tree,64K-inf:ring;allgather:bruck". Throws chorusInvalidArgument with
-// the offending text for a syntax error, an unknown collective or algorithm, or an algorithm
-// that cannot serve the collective (naming the ones that can).
+// Parses "allreduce:0-64K:tree,64K-inf:ring;allgather:bruck" (grammar in tune_string.cpp and
+// docs/TUNING.md). Throws chorusInvalidArgument with the offending text for a syntax error, an
+// unknown collective or algorithm, an empty or overlapping range, or an algorithm that cannot
+// serve the collective (naming the ones that can).
 std::vector<TuneRule> parseTuneString(const std::string& text);
+
+// The cost model (cost_model.cpp): predicted microseconds of one call of `coll` over `bytes`
+// (nccl-tests' S, see Tuner::choose) on `nranks` ranks with `algo` cutting its pipelined
+// messages into slices of about `sliceBytes`; infinity if `algo` does not serve `coll`.
+double predictCostUs(Algo algo, Coll coll, size_t bytes, int nranks, size_t sliceBytes, const LinkModel& link);
+// Whether `algo` cuts its messages into slices for `coll` (the slice then changes its cost).
+bool algoPipelines(Algo algo, Coll coll);
 
 class Tuner {
  public:
-  // tuneString: CHORUS_ALGO ("" = the model everywhere). sliceBytes: CHORUS_SLICE_BYTES.
+  // tuneString: CHORUS_ALGO ("" = the model everywhere). sliceBytes: CHORUS_SLICE_BYTES, the
+  // largest slice the tuner hands out. Throws chorusInvalidArgument for a bad tune string.
   Tuner(const std::string& tuneString, LinkModel link, size_t sliceBytes);
 
   // bytes: the call's size as nccl-tests counts it (S: the larger of the send and receive
-  // buffer of one rank). Logs the choice under CHORUS_DEBUG_SUBSYS=TUNING.
+  // buffer of one rank). The first tune-string rule covering (coll, bytes) decides; otherwise
+  // the model's cheapest algorithm among those that serve coll. Logs the choice under
+  // CHORUS_DEBUG_SUBSYS=TUNING.
   TuneChoice choose(Coll coll, size_t bytes, int nranks) const;
-  // The model's estimate for one algorithm (microseconds); infinity if it cannot serve.
+  // The model's estimate for one algorithm (microseconds) with the slice choose() would give
+  // it; infinity if it cannot serve.
   double predictUs(Algo algo, Coll coll, size_t bytes, int nranks) const;
+  // The slice choose() gives `algo`: for the pipelined algorithms the model's best among the
+  // configured slice and its halvings down to 4 KiB, else the configured slice.
+  size_t sliceFor(Algo algo, Coll coll, size_t bytes, int nranks) const;
 
   const LinkModel& link() const { return link_; }
+  const std::vector<TuneRule>& rules() const { return rules_; }
 
  private:
   std::vector<TuneRule> rules_;
