@@ -1,0 +1,514 @@
+// The symbolic verifier (collectives/verifier.h) against hand-written schedules: each class of
+// bug it must catch, shown on a small schedule that verifies before the bug is put in (so a
+// test fails only because of that bug), plus direct-family schedules that must verify.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "collectives/collective.h"
+#include "collectives/verifier.h"
+
+namespace chorus {
+namespace {
+
+Region in(size_t off, size_t n) { return {BufferId::Input, off, n}; }
+Region out(size_t off, size_t n) { return {BufferId::Output, off, n}; }
+Region scratch(size_t off, size_t n) { return {BufferId::Scratch, off, n}; }
+
+Step send(int peer, Region src) { return {StepKind::Send, peer, 1, src, {}}; }
+Step recv(int peer, Region dst) { return {StepKind::Recv, peer, 1, {}, dst}; }
+Step recvReduce(int peer, Region local, Region dst) { return {StepKind::RecvReduce, peer, 1, local, dst}; }
+Step copy(Region src, Region dst) { return {StepKind::Copy, -1, 1, src, dst}; }
+Step divide(int divisor, Region dst) { return {StepKind::Divide, -1, divisor, {}, dst}; }
+
+std::vector<CollArgs> argsFor(Coll coll, int p, size_t count, bool inPlace = false, bool average = false, int root = 0) {
+  std::vector<CollArgs> perRank(p);
+  for (int r = 0; r < p; ++r) {
+    perRank[r].coll = coll;
+    perRank[r].rank = r;
+    perRank[r].nranks = p;
+    perRank[r].count = count;
+    perRank[r].inPlace = inPlace;
+    perRank[r].average = average;
+    perRank[r].root = root;
+  }
+  return perRank;
+}
+
+std::vector<RankSchedule> emptySchedules(int p) {
+  std::vector<RankSchedule> s(p);
+  for (int r = 0; r < p; ++r) {
+    s[r].rank = r;
+    s[r].nranks = p;
+    s[r].algorithm = "test";
+  }
+  return s;
+}
+
+std::vector<RankSchedule> directSchedules(const std::vector<CollArgs>& perRank) {
+  std::vector<RankSchedule> s;
+  for (const CollArgs& a : perRank) s.push_back(buildSchedule(Algo::Direct, a));
+  return s;
+}
+
+// Expects the verifier to reject the schedules with an error containing every fragment.
+void expectError(const std::vector<CollArgs>& args, const std::vector<RankSchedule>& s, std::initializer_list<const char*> fragments) {
+  VerifyResult v = verifyCollective(args, s);
+  ASSERT_FALSE(v.ok) << "the verifier accepted a broken schedule";
+  for (const char* f : fragments) EXPECT_NE(v.error.find(f), std::string::npos) << "missing '" << f << "' in: " << v.error;
+}
+
+void expectOk(const std::vector<CollArgs>& args, const std::vector<RankSchedule>& s) {
+  VerifyResult v = verifyCollective(args, s);
+  EXPECT_TRUE(v.ok) << v.error;
+}
+
+// ---- positive ----------------------------------------------------------------------------------
+
+TEST(VerifierAccepts, DirectSchedulesOfEveryCollective) {
+  for (int c = 0; c < static_cast<int>(Coll::kCount); ++c) {
+    Coll coll = static_cast<Coll>(c);
+    for (int p : {1, 2, 3, 5}) {
+      for (bool inPlace : {false, true}) {
+        if (inPlace && (coll == Coll::AlltoAll || coll == Coll::AlltoAllV)) continue;
+        auto args = argsFor(coll, p, 7, inPlace, isReduction(coll), p - 1);
+        for (CollArgs& a : args) {
+          a.counts.assign(p, 0);
+          a.displs.assign(p, 0);
+          for (int j = 0; j < p; ++j) {
+            a.counts[j] = (j * 3) % 4;          // 0, 3, 2, 1, 0: zeros included
+            a.displs[j] = 2 * (p - 1 - j) * 4;  // reverse order, with gaps
+          }
+          // AlltoAllV: rank i sends (i + j) % 3 elements to rank j.
+          a.sendCounts.assign(p, 0);
+          a.recvCounts.assign(p, 0);
+          a.sendDispls.assign(p, 0);
+          a.recvDispls.assign(p, 0);
+          for (int j = 0; j < p; ++j) {
+            a.sendCounts[j] = (a.rank + j) % 3;
+            a.recvCounts[j] = (j + a.rank) % 3;
+            a.sendDispls[j] = 3 * j + 1;
+            a.recvDispls[j] = 3 * (p - 1 - j);
+          }
+        }
+        VerifyResult v = verifyAlgorithm(Algo::Direct, args);
+        EXPECT_TRUE(v.ok) << collName(coll) << " p=" << p << " inPlace=" << inPlace << ": " << v.error;
+      }
+    }
+  }
+}
+
+TEST(VerifierAccepts, CompatibilityFormTakesAnAverageFromItsDivides) {
+  auto sum = argsFor(Coll::AllReduce, 4, 10);
+  auto avg = argsFor(Coll::AllReduce, 4, 10, false, true);
+  EXPECT_TRUE(verifyAllReduce(directSchedules(sum), 10, false).ok);
+  EXPECT_TRUE(verifyAllReduce(directSchedules(avg), 10, false).ok);
+}
+
+TEST(VerifierAccepts, LargeRankCountsFitAndRunQuickly) {
+  // 1024 ranks: an all-gather moves 1024 x 1023 messages; rank sets stay ids.
+  auto args = argsFor(Coll::AllGather, 1024, 1);
+  EXPECT_TRUE(verifyAlgorithm(Algo::Direct, args).ok);
+  auto reduce = argsFor(Coll::Reduce, 1024, 3, false, true, 1000);
+  EXPECT_TRUE(verifyAlgorithm(Algo::Direct, reduce).ok);
+  VerifyResult tooMany = verifyAlgorithm(Algo::Direct, argsFor(Coll::AllGather, 1025, 1));
+  EXPECT_FALSE(tooMany.ok);
+}
+
+// ---- reductions --------------------------------------------------------------------------------
+
+// All-reduce of one element on 3 ranks by a chain: rank 2 -> rank 1 (reduces) -> rank 0
+// (reduces: the total), then rank 0 sends the total back to both.
+std::vector<RankSchedule> chainAllReduce() {
+  auto s = emptySchedules(3);
+  s[2].add(send(1, in(0, 1)));
+  s[2].add(recv(0, out(0, 1)));
+  uint32_t r1 = s[1].add(recvReduce(2, in(0, 1), out(0, 1)));
+  uint32_t f1 = s[1].add(send(0, out(0, 1)), {r1});
+  s[1].add(recv(0, out(0, 1)), {f1});
+  uint32_t r0 = s[0].add(recvReduce(1, in(0, 1), out(0, 1)));
+  s[0].add(send(1, out(0, 1)), {r0});
+  s[0].add(send(2, out(0, 1)), {r0});
+  return s;
+}
+
+TEST(VerifierCatches, DoubleCount) {
+  auto args = argsFor(Coll::AllReduce, 3, 1);
+  expectOk(args, chainAllReduce());
+  // Rank 2 also sends its input straight to rank 0, which adds it to a sum that has it.
+  auto s = chainAllReduce();
+  s[2].add(send(0, in(0, 1)));
+  s[0].add(recvReduce(2, out(0, 1), out(0, 1)), {1, 2});
+  expectError(args, s, {"rank 0 step 3 (recvReduce from 2", "counts rank 2 twice in out[0]"});
+}
+
+TEST(VerifierCatches, MissingContribution) {
+  auto args = argsFor(Coll::AllReduce, 3, 1);
+  // Rank 1 forwards its own input instead of the partial sum: rank 2's input is lost.
+  auto s = chainAllReduce();
+  s[1].steps[1].src = in(0, 1);
+  expectError(args, s, {"holds element 0 reduced over 2 of 3 ranks {0-1}", "should hold element 0 reduced over 3 of 3 ranks"});
+}
+
+TEST(VerifierCatches, ReducingDifferentElements) {
+  // All-reduce of 2 elements on 2 ranks; rank 1 sends its elements swapped.
+  auto args = argsFor(Coll::AllReduce, 2, 2);
+  auto s = emptySchedules(2);
+  for (int r = 0; r < 2; ++r) {
+    s[r].add(send(1 - r, in(0, 2)));
+    s[r].add(recvReduce(1 - r, in(0, 2), out(0, 2)));
+  }
+  expectOk(args, s);
+  s[1].scratchElems = 2;
+  s[1].add(copy(in(1, 1), scratch(0, 1)));
+  s[1].add(copy(in(0, 1), scratch(1, 1)));
+  s[1].steps[0].src = scratch(0, 2);
+  s[1].steps[0].depBegin = static_cast<uint32_t>(s[1].deps.size());
+  s[1].steps[0].depCount = 2;
+  s[1].deps.push_back(2);
+  s[1].deps.push_back(3);
+  expectError(args, s, {"rank 0 step 1 (recvReduce from 1", "combines element 0 of rank 0's input with element 1 of rank 1's input"});
+}
+
+// ---- dependencies and timing -------------------------------------------------------------------
+
+// Reduce of one element to rank 0 on 3 ranks through rank 1, which accumulates in Scratch.
+std::vector<RankSchedule> chainReduce(bool forwardWaits) {
+  auto s = emptySchedules(3);
+  s[2].add(send(1, in(0, 1)));
+  s[1].scratchElems = 1;
+  uint32_t c = s[1].add(copy(in(0, 1), scratch(0, 1)));
+  uint32_t rr = s[1].add(recvReduce(2, scratch(0, 1), scratch(0, 1)), {c});
+  if (forwardWaits) {
+    s[1].add(send(0, scratch(0, 1)), {rr});
+  } else {
+    s[1].add(send(0, scratch(0, 1)), {c});
+  }
+  s[0].add(recvReduce(1, in(0, 1), out(0, 1)));
+  return s;
+}
+
+TEST(VerifierCatches, MissingReadAfterWriteDependency) {
+  auto args = argsFor(Coll::Reduce, 3, 1);
+  expectOk(args, chainReduce(true));
+  // The forward waits only for the copy: it would send scratch while rank 2's data lands in it.
+  expectError(args, chainReduce(false), {"rank 1 step 2 (send to 0", "may be writing it", "rank 1 step 1 (recvReduce from 2"});
+}
+
+// All-gather of one element on 2 ranks where rank 0 stages its block through Scratch and then
+// reuses Scratch for the block it receives.
+std::vector<RankSchedule> stagedAllGather(bool receiveWaitsForSend) {
+  auto s = emptySchedules(2);
+  s[0].scratchElems = 1;
+  uint32_t c = s[0].add(copy(in(0, 1), scratch(0, 1)));
+  uint32_t sd = s[0].add(send(1, scratch(0, 1)), {c});
+  uint32_t rv = receiveWaitsForSend ? s[0].add(recv(1, scratch(0, 1)), {sd}) : s[0].add(recv(1, scratch(0, 1)), {c});
+  s[0].add(copy(scratch(0, 1), out(1, 1)), {rv});
+  s[0].add(copy(in(0, 1), out(0, 1)));
+  s[1].add(send(0, in(0, 1)));
+  s[1].add(recv(0, out(0, 1)));
+  s[1].add(copy(in(0, 1), out(1, 1)));
+  return s;
+}
+
+TEST(VerifierCatches, MissingWriteAfterReadDependency) {
+  auto args = argsFor(Coll::AllGather, 2, 1);
+  expectOk(args, stagedAllGather(true));
+  // The receive may land in Scratch before rank 1 has read the send out of it (a single-copy
+  // transport reads late), whatever order the two messages happen to complete in.
+  expectError(args, stagedAllGather(false), {"rank 0 step 2 (recv from 1", "may still be reading it", "rank 0 step 1 (send to 1"});
+}
+
+TEST(VerifierCatches, LocalStepOverwritingASendInFlight) {
+  auto args = argsFor(Coll::Broadcast, 2, 2);
+  auto s = emptySchedules(2);
+  s[0].scratchElems = 2;
+  uint32_t c = s[0].add(copy(in(0, 2), scratch(0, 2)));
+  s[0].add(send(1, scratch(0, 2)), {c});
+  s[0].add(copy(in(0, 2), out(0, 2)));
+  s[1].add(recv(0, out(0, 2)));
+  expectOk(args, s);
+  s[0].add(copy(out(1, 1), scratch(0, 1)), {2});  // reuses scratch without waiting for the send
+  expectError(args, s, {"rank 0 step 3 (copy", "writes scratch[0] while rank 0 step 1 (send to 1"});
+}
+
+TEST(VerifierCatches, TwoReceivesIntoOneRegion) {
+  auto args = argsFor(Coll::Gather, 3, 1);
+  auto s = emptySchedules(3);
+  s[1].add(send(0, in(0, 1)));
+  s[2].add(send(0, in(0, 1)));
+  s[0].add(recv(1, out(1, 1)));
+  s[0].add(recv(2, out(1, 1)));  // should be out[2]
+  s[0].add(copy(in(0, 1), out(0, 1)));
+  expectError(args, s, {"rank 0 step 1 (recv from 2", "may also be writing it"});
+}
+
+TEST(VerifierCatches, ReadBeforeWrite) {
+  auto args = argsFor(Coll::AllReduce, 2, 2);
+  auto s = emptySchedules(2);
+  for (int r = 0; r < 2; ++r) {
+    s[r].add(send(1 - r, in(0, 2)));
+    s[r].add(recvReduce(1 - r, in(0, 2), out(0, 2)));
+  }
+  s[1].steps[0].src = out(0, 2);  // out-of-place Output holds nothing yet
+  expectError(args, s, {"rank 1 step 0 (send to 0, out[0+2])", "reads out[0] before anything wrote it"});
+
+  // Scratch starts empty too.
+  auto t = emptySchedules(2);
+  t[0].scratchElems = 4;
+  t[0].add(copy(scratch(2, 2), out(0, 2)));
+  t[1].add(copy(in(0, 2), out(0, 2)));
+  expectError(argsFor(Coll::Broadcast, 2, 2, false, false, 1), t, {"rank 0 step 0 (copy", "reads scratch[2] before anything wrote it"});
+}
+
+TEST(VerifierCatches, InputReadOnARankThatHasNone) {
+  // Broadcast from rank 0: rank 1 has no Input, so forwarding "its input" is an error.
+  auto args = argsFor(Coll::Broadcast, 3, 2);
+  auto s = emptySchedules(3);
+  s[0].add(send(1, in(0, 2)));
+  s[0].add(copy(in(0, 2), out(0, 2)));
+  uint32_t r1 = s[1].add(recv(0, out(0, 2)));
+  s[1].add(send(2, out(0, 2)), {r1});
+  s[2].add(recv(1, out(0, 2)));
+  expectOk(args, s);
+  s[1].steps[1].src = in(0, 2);
+  expectError(args, s, {"rank 1 step 1 (send to 2, in[0+2])", "outside the buffer's 0 elements"});
+}
+
+TEST(VerifierCatches, RegionOutOfRange) {
+  auto args = argsFor(Coll::AllReduce, 1, 4);
+  auto s = emptySchedules(1);
+  s[0].add(copy(in(0, 4), out(1, 4)));
+  expectError(args, s, {"rank 0 step 0 (copy", "out[1+4] is outside the buffer's 4 elements"});
+  s[0].steps[0] = copy(in(0, 4), out(0, 4));
+  expectOk(args, s);
+  s[0].scratchElems = 2;
+  s[0].add(copy(out(0, 3), scratch(0, 3)), {0});
+  expectError(args, s, {"scratch[0+3] is outside the buffer's 2 elements"});
+  s[0].steps[1].dst = {static_cast<BufferId>(3), 0, 1};
+  expectError(args, s, {"uses buffer 3"});
+}
+
+TEST(VerifierCatches, WritingTheCallersInput) {
+  auto args = argsFor(Coll::AllReduce, 1, 4);
+  auto s = emptySchedules(1);
+  s[0].add(copy(in(0, 4), out(0, 4)));
+  s[0].add(copy(out(0, 1), in(3, 1)), {0});
+  expectError(args, s, {"writes in[3], which the call must leave unchanged (the caller's input)"});
+}
+
+TEST(VerifierCatches, WritingAGapOfAVOutput) {
+  // AllGatherV on 2 ranks: blocks of 1 at out[0] and out[2]; out[1] is the caller's.
+  auto args = argsFor(Coll::AllGatherV, 2, 0);
+  for (CollArgs& a : args) {
+    a.counts = {1, 1};
+    a.displs = {0, 2};
+  }
+  auto s = emptySchedules(2);
+  for (int r = 0; r < 2; ++r) {
+    s[r].add(send(1 - r, in(0, 1)));
+    s[r].add(recv(1 - r, out(2 * (1 - r), 1)));
+    s[r].add(copy(in(0, 1), out(2 * r, 1)));
+  }
+  expectOk(args, s);
+  s[1].steps[2].dst = out(1, 1);
+  expectError(args, s, {"rank 1 step 2 (copy", "writes out[1]", "outside the blocks the collective defines"});
+}
+
+TEST(VerifierCatches, DeadlockAndNamesTheCycle) {
+  auto args = argsFor(Coll::AllGather, 2, 1);
+  auto s = emptySchedules(2);
+  for (int r = 0; r < 2; ++r) {
+    uint32_t rv = s[r].add(recv(1 - r, out(1 - r, 1)));
+    s[r].add(send(1 - r, in(0, 1)), {rv});  // each waits to receive before it sends
+    s[r].add(copy(in(0, 1), out(r, 1)));
+  }
+  expectError(args, s, {"never ran (deadlock)", "rank 0 step 0 (recv from 1", "rank 1 step 1 (send to 0", "(a cycle)"});
+  // Sends first: fine.
+  for (int r = 0; r < 2; ++r) s[r].steps[1].depCount = 0;
+  expectOk(args, s);
+}
+
+TEST(VerifierCatches, UnmatchedMessages) {
+  auto args = argsFor(Coll::Broadcast, 2, 2);
+  auto s = emptySchedules(2);
+  s[0].add(send(1, in(0, 1)));
+  s[0].add(send(1, in(1, 1)));
+  s[0].add(copy(in(0, 2), out(0, 2)));
+  s[1].add(recv(0, out(0, 2)));  // one receive for two sends (of the right total size)
+  expectError(args, s, {"message 0 from rank 0 to rank 1", "sends 1 elements", "receives 2"});
+  s[1].steps[0].dst = out(0, 1);
+  expectError(args, s, {"never ran", "rank 0 sends 2 messages to rank 1, which receives 1 from it"});
+  s[1].add(recv(0, out(1, 1)));
+  expectOk(args, s);
+}
+
+TEST(VerifierCatches, SizeMismatchOfALocalStep) {
+  auto args = argsFor(Coll::AllReduce, 1, 4);
+  auto s = emptySchedules(1);
+  s[0].add(copy(in(0, 4), out(0, 3)));
+  expectError(args, s, {"source and destination sizes differ"});
+}
+
+TEST(VerifierCatches, BadPeers) {
+  auto args = argsFor(Coll::AllReduce, 2, 1);
+  auto s = emptySchedules(2);
+  s[0].add(send(0, in(0, 1)));
+  expectError(args, s, {"rank 0 step 0 (send to 0", "bad peer 0"});
+  s[0].steps[0] = send(2, in(0, 1));
+  expectError(args, s, {"bad peer 2"});
+  s[0].steps[0] = copy(in(0, 1), out(0, 1));
+  s[0].steps[0].peer = 1;
+  expectError(args, s, {"the executor would queue it as a receive"});
+}
+
+// ---- collectives' results ----------------------------------------------------------------------
+
+TEST(VerifierCatches, WrongGatherBlock) {
+  auto args = argsFor(Coll::Gather, 3, 2, false, false, 0);
+  auto s = directSchedules(args);
+  expectOk(args, s);
+  // The root swaps where it puts rank 1's and rank 2's blocks.
+  for (Step& st : s[0].steps)
+    if (st.kind == StepKind::Recv) st.dst.offset = st.peer == 1 ? 4 : 2;
+  expectError(args, s, {"rank 0: out[2] holds element 0 of rank 2's input; it should hold element 0 of rank 1's input"});
+}
+
+TEST(VerifierCatches, ResultOnTheWrongRank) {
+  // Reduce to root 2, but the direct schedule is built for root 0.
+  auto args = argsFor(Coll::Reduce, 3, 1, false, false, 2);
+  auto wrong = argsFor(Coll::Reduce, 3, 1, false, false, 0);
+  expectError(args, directSchedules(wrong), {"rank 0 step"});  // root 0 writes an Output it does not have
+}
+
+TEST(VerifierCatches, MissingDivide) {
+  auto args = argsFor(Coll::AllReduce, 3, 5, false, true);
+  auto s = directSchedules(args);
+  expectOk(args, s);
+  for (RankSchedule& rs : s)
+    for (Step& st : rs.steps)
+      if (st.kind == StepKind::Divide) {  // a no-op in its place, with the same dependencies
+        st.kind = StepKind::Copy;
+        st.src = st.dst;
+      }
+  expectError(args, s, {"holds element", "reduced over 3 of 3 ranks {0-2}; it should hold", "{0-2}, divided"});
+}
+
+TEST(VerifierCatches, DoubleDivide) {
+  auto args = argsFor(Coll::Reduce, 3, 2, false, true, 1);
+  auto s = directSchedules(args);
+  uint32_t last = static_cast<uint32_t>(s[1].steps.size() - 1);
+  ASSERT_EQ(s[1].steps[last].kind, StepKind::Divide);
+  s[1].add(s[1].steps[last], {last});
+  expectError(args, s, {"rank 1 step", "divides out[0] a second time"});
+}
+
+TEST(VerifierCatches, DivideThatDoesNotBelong) {
+  // A sum that divides.
+  auto sum = argsFor(Coll::Reduce, 2, 1);
+  auto s = directSchedules(sum);
+  s[0].add(divide(2, out(0, 1)), {0});
+  expectError(sum, s, {"the call does not average"});
+  // Divisor other than nranks.
+  auto avg = argsFor(Coll::Reduce, 2, 1, false, true);
+  s[0].steps.back().divisor = 3;
+  expectError(avg, s, {"divides by 3, not by nranks = 2"});
+  // Dividing a partial sum: rank 0 divides before the reduction.
+  auto t = emptySchedules(2);
+  uint32_t c = t[0].add(copy(in(0, 1), out(0, 1)));
+  uint32_t d = t[0].add(divide(2, out(0, 1)), {c});
+  t[0].add(recvReduce(1, out(0, 1), out(0, 1)), {d});
+  t[1].add(send(0, in(0, 1)));
+  expectError(avg, t, {"divides out[0], which holds element 0 of rank 0's input, before it is fully reduced"});
+  // Reducing what was divided.
+  t[0].steps[1] = divide(2, out(0, 1));
+  auto u = directSchedules(avg);
+  u[0].add(recvReduce(1, out(0, 1), out(0, 1)), {static_cast<uint32_t>(u[0].steps.size() - 1)});
+  u[1].add(send(0, in(0, 1)));
+  expectError(avg, u, {"reduces out[0] after it was divided"});
+  // A Divide in a collective that is not a reduction.
+  auto bc = argsFor(Coll::Broadcast, 2, 1, false, true);
+  auto b = directSchedules(bc);
+  b[1].add(divide(2, out(0, 1)), {0});
+  expectError(bc, b, {"broadcast is not a reduction"});
+}
+
+// ---- in place ----------------------------------------------------------------------------------
+
+TEST(VerifierCatches, InPlaceAliasingHazard) {
+  // Direct all-reduce: rank r sends chunk j of Input to rank j, then receives chunk j of the
+  // result into Output. In place those are the same bytes, so the receive must wait for the
+  // send; out of place it need not. Drop those waits: out of place still verifies, in place
+  // it must not.
+  for (bool inPlace : {false, true}) {
+    auto args = argsFor(Coll::AllReduce, 4, 64, inPlace);
+    auto s = directSchedules(args);
+    expectOk(args, s);
+    int dropped = 0;
+    for (RankSchedule& rs : s)
+      for (Step& st : rs.steps)
+        if (st.kind == StepKind::Recv && st.depCount == 1 && rs.steps[rs.deps[st.depBegin]].kind == StepKind::Send) {
+          st.depCount = 0;
+          ++dropped;
+        }
+    EXPECT_EQ(dropped, inPlace ? 12 : 0);
+    if (inPlace) {
+      expectError(args, s, {"may still be reading it"});
+    } else {
+      expectOk(args, s);
+    }
+  }
+}
+
+TEST(VerifierCatches, InPlaceWriteOverTheInput) {
+  // In-place all-gather on 2 ranks: rank r's Input is out[r].
+  auto args = argsFor(Coll::AllGather, 2, 1, true);
+  auto s = emptySchedules(2);
+  for (int r = 0; r < 2; ++r) {
+    s[r].add(send(1 - r, in(0, 1)));
+    s[r].add(recv(1 - r, out(1 - r, 1)));
+  }
+  expectOk(args, s);
+  // Rank 0 receives into its own slot first, which is its input, then sends "its input".
+  s[0] = emptySchedules(2)[0];
+  uint32_t rv = s[0].add(recv(1, out(0, 1)));
+  s[0].add(send(1, in(0, 1)), {rv});
+  expectError(args, s, {"rank 0: out[0] holds element 0 of rank 1's input; it should hold element 0 of rank 0's input"});
+}
+
+// ---- arguments ---------------------------------------------------------------------------------
+
+TEST(VerifierCatches, InconsistentArguments) {
+  auto args = argsFor(Coll::AlltoAllV, 2, 0);
+  for (CollArgs& a : args) {
+    a.sendCounts = {1, 1};
+    a.sendDispls = {0, 1};
+    a.recvCounts = {1, 1};
+    a.recvDispls = {0, 1};
+  }
+  EXPECT_TRUE(verifyAlgorithm(Algo::Direct, args).ok);
+  args[1].recvCounts[0] = 2;
+  VerifyResult v = verifyCollective(args, emptySchedules(2));
+  ASSERT_FALSE(v.ok);
+  EXPECT_NE(v.error.find("rank 0 sends 1 elements to rank 1, which expects 2"), std::string::npos) << v.error;
+  auto a2 = argsFor(Coll::AllReduce, 2, 4);
+  a2[1].count = 5;
+  v = verifyCollective(a2, emptySchedules(2));
+  EXPECT_FALSE(v.ok);
+  EXPECT_NE(v.error.find("rank 1's arguments differ"), std::string::npos) << v.error;
+  v = verifyCollective(a2, emptySchedules(3));
+  EXPECT_FALSE(v.ok);
+}
+
+TEST(VerifierCatches, ABuilderThatThrows) {
+  CollArgs a;
+  a.coll = Coll::Gather;
+  a.nranks = 2;
+  VerifyResult v = verifyAlgorithm(Algo::Ring, a);  // ring has no gather
+  ASSERT_FALSE(v.ok);
+  EXPECT_NE(v.error.find("building the ring gather schedule failed"), std::string::npos) << v.error;
+}
+
+}  // namespace
+}  // namespace chorus
