@@ -1,7 +1,6 @@
 #include "collectives/verifier.h"
 
 #include <algorithm>
-#include <deque>
 #include <exception>
 #include <unordered_map>
 #include <unordered_set>
@@ -385,49 +384,51 @@ class Verifier {
     return a >= m.base[0] && a < m.base[0] + m.size[0];
   }
 
-  // Pairs every rank's sends with its peers' receives (sorted by (from, to), then schedule
-  // order), checks the paired sizes, and builds the reverse dependency lists.
+  // Pairs every rank's sends with its peers' receives: channel (from, to) lists its sends and
+  // its receives in schedule order (two counting passes over the steps; a p x p table finds a
+  // pair's channel). Checks the paired sizes, and builds the reverse dependency lists.
   bool buildChannels() {
     const uint32_t total = stepBase_[p_];
-    std::vector<std::pair<uint64_t, uint32_t>> sends, recvs;
-    for (uint32_t g = 0; g < total; ++g) {
-      const Step& st = step(g);
-      uint64_t r = rankOf_[g], peer = static_cast<uint64_t>(st.peer);
-      if (st.kind == StepKind::Send) sends.push_back({r << 32 | peer, g});
-      if (isRecv(st.kind)) recvs.push_back({peer << 32 | r, g});
-    }
-    std::sort(sends.begin(), sends.end());
-    std::sort(recvs.begin(), recvs.end());
+    std::vector<uint32_t> table(static_cast<size_t>(p_) * p_, kNoChannel);
     chanOf_.assign(total, kNoChannel);
     posOf_.assign(total, 0);
-    sendSteps_.resize(sends.size());
-    recvSteps_.resize(recvs.size());
-    size_t i = 0, j = 0;
-    while (i < sends.size() || j < recvs.size()) {
-      uint64_t key = std::min(i < sends.size() ? sends[i].first : ~0ull, j < recvs.size() ? recvs[j].first : ~0ull);
-      Channel ch;
-      ch.from = static_cast<int>(key >> 32);
-      ch.to = static_cast<int>(key & 0xffffffffu);
-      uint32_t c = static_cast<uint32_t>(channels_.size());
-      ch.sendBegin = static_cast<uint32_t>(i);
-      for (; i < sends.size() && sends[i].first == key; ++i) {
-        sendSteps_[i] = sends[i].second;
-        chanOf_[sends[i].second] = c;
-        posOf_[sends[i].second] = ch.sends++;
+    for (uint32_t g = 0; g < total; ++g) {
+      const Step& st = step(g);
+      bool sending = st.kind == StepKind::Send;
+      if (!sending && !isRecv(st.kind)) continue;
+      int from = sending ? rankOf_[g] : st.peer, to = sending ? st.peer : rankOf_[g];
+      uint32_t& c = table[static_cast<size_t>(from) * p_ + to];
+      if (c == kNoChannel) {
+        c = static_cast<uint32_t>(channels_.size());
+        channels_.push_back({});
+        channels_.back().from = from;
+        channels_.back().to = to;
       }
-      ch.recvBegin = static_cast<uint32_t>(j);
-      for (; j < recvs.size() && recvs[j].first == key; ++j) {
-        recvSteps_[j] = recvs[j].second;
-        chanOf_[recvs[j].second] = c;
-        posOf_[recvs[j].second] = ch.recvs++;
-      }
+      chanOf_[g] = c;
+      posOf_[g] = sending ? channels_[c].sends++ : channels_[c].recvs++;
+    }
+    uint32_t sends = 0, recvs = 0;
+    for (Channel& ch : channels_) {
+      ch.sendBegin = sends;
+      ch.recvBegin = recvs;
+      sends += ch.sends;
+      recvs += ch.recvs;
+    }
+    sendSteps_.resize(sends);
+    recvSteps_.resize(recvs);
+    for (uint32_t g = 0; g < total; ++g) {
+      if (chanOf_[g] == kNoChannel) continue;
+      const Channel& ch = channels_[chanOf_[g]];
+      if (step(g).kind == StepKind::Send) sendSteps_[ch.sendBegin + posOf_[g]] = g;
+      else recvSteps_[ch.recvBegin + posOf_[g]] = g;
+    }
+    for (const Channel& ch : channels_) {
       for (uint32_t k = 0; k < std::min(ch.sends, ch.recvs); ++k) {
         uint32_t sg = sendSteps_[ch.sendBegin + k], rg = recvSteps_[ch.recvBegin + k];
         if (step(sg).src.count != step(rg).dst.count)
           return fail(format("message %u from rank %d to rank %d: %s sends %zu elements, %s receives %zu", k, ch.from, ch.to,
                              text(sg).c_str(), step(sg).src.count, text(rg).c_str(), step(rg).dst.count));
       }
-      channels_.push_back(ch);
     }
     // Reverse dependencies (CSR) and counters.
     depsLeft_.assign(total, 0);
@@ -459,23 +460,30 @@ class Verifier {
     state_.assign(total, kWaiting);
     remaining_ = total;
     for (uint32_t g = 0; g < total; ++g)
-      if (depsLeft_[g] == 0) ready_.push_back(g);
-    // Everything that can be posted or run locally goes first; only when nothing can, one
-    // message completes. That keeps every in-flight window as wide as the executor allows.
+      if (depsLeft_[g] == 0) makeReady(g);
+    // The order is the adversary's. Among steps that are ready together, messages are posted
+    // before local steps run: a send then reads before a copy that it does not wait for
+    // writes (the executor may do that: it posts before it runs local steps in a pass), and
+    // a copy that does not wait for a send or receive of the same elements meets it in
+    // flight. Local steps that are ready together run as one batch that may go in any order,
+    // so two of them touching the same elements without a dependency are a conflict too.
+    // Only when nothing else can happen does a message complete, one at a time, so every
+    // in-flight window is as wide as the executor allows.
     while (result_.ok) {
-      if (!ready_.empty()) {
-        uint32_t g = ready_.front();
-        ready_.pop_front();
-        start(g);
-      } else if (!matches_.empty()) {
-        auto [c, k] = matches_.front();
-        matches_.pop_front();
+      if (postHead_ < readyPosts_.size()) {
+        start(readyPosts_[postHead_++]);
+      } else if (localHead_ < readyLocal_.size()) {
+        runLocalBatch();
+      } else if (matchHead_ < matches_.size()) {
+        auto [c, k] = matches_[matchHead_++];
         deliver(c, k);
       } else {
         break;
       }
     }
   }
+
+  void makeReady(uint32_t g) { (chanOf_[g] == kNoChannel ? readyLocal_ : readyPosts_).push_back(g); }
 
   void start(uint32_t g) {
     const Step& st = step(g);
@@ -489,8 +497,8 @@ class Verifier {
         state_[g] = kReady;
         postRecvs(chanOf_[g]);
         break;
-      case StepKind::Copy: runCopy(g); break;
-      case StepKind::Divide: runDivide(g); break;
+      case StepKind::Copy:
+      case StepKind::Divide: break;  // runLocalBatch()
     }
   }
 
@@ -498,10 +506,7 @@ class Verifier {
     Channel& ch = channels_[c];
     while (ch.sendsPosted < ch.sends) {
       uint32_t g = sendSteps_[ch.sendBegin + ch.sendsPosted];
-      if (state_[g] != kReady) return;
-      const Step& st = step(g);
-      if (!canRead(g, st.src)) return;
-      addReaders(rankOf_[g], st.src, 1);
+      if (state_[g] != kReady || !beginRead(g, step(g).src)) return;
       state_[g] = kPosted;
       if (ch.sendsPosted++ < ch.recvsPosted) matches_.push_back({c, ch.sendsPosted - 1});
     }
@@ -513,10 +518,8 @@ class Verifier {
       uint32_t g = recvSteps_[ch.recvBegin + ch.recvsPosted];
       if (state_[g] != kReady) return;
       const Step& st = step(g);
-      bool reduce = st.kind == StepKind::RecvReduce;
-      if ((reduce && !canRead(g, st.src)) || !canWrite(g, st.dst)) return;
-      if (reduce) addReaders(rankOf_[g], st.src, 1);
-      setWriter(rankOf_[g], st.dst, g + 1);
+      // The destination first: a local operand that is the destination is this step's own.
+      if (!beginWrite(g, st.dst) || (st.kind == StepKind::RecvReduce && !beginRead(g, st.src))) return;
       state_[g] = kPosted;
       if (ch.recvsPosted++ < ch.sendsPosted) matches_.push_back({c, ch.recvsPosted - 1});
     }
@@ -529,19 +532,30 @@ class Verifier {
     uint32_t sg = sendSteps_[ch.sendBegin + k], rg = recvSteps_[ch.recvBegin + k];
     const Step& ss = step(sg);
     const Step& rs = step(rg);
-    addReaders(ch.from, ss.src, -1);
-    if (rs.kind == StepKind::RecvReduce) addReaders(ch.to, rs.src, -1);
-    setWriter(ch.to, rs.dst, 0);
-    const Cell* in = cells(ch.from, ss.src);
+    Cell* in = cells(ch.from, ss.src);
     Cell* dst = cells(ch.to, rs.dst);
+    const size_t n = rs.dst.count;
+    for (size_t i = 0; i < n; ++i) --in[i].readers;
     if (rs.kind == StepKind::Recv) {
-      for (size_t i = 0; i < rs.dst.count; ++i) dst[i].sym = in[i].sym;
+      for (size_t i = 0; i < n; ++i) {
+        dst[i].sym = in[i].sym;
+        dst[i].writer = 0;
+      }
     } else {
-      const Cell* local = cells(ch.to, rs.src);
-      for (size_t i = 0; i < rs.dst.count; ++i) {
-        Sym s = reduce(rg, i, local[i].sym, in[i].sym);
-        if (!result_.ok) return;
-        dst[i].sym = s;
+      Cell* local = cells(ch.to, rs.src);
+      for (size_t i = 0; i < n; ++i) {
+        --local[i].readers;
+        Sym l = local[i].sym, m = in[i].sym;
+        // Runs of elements share their sets: the last union is reused without a lookup.
+        if (((l ^ m) & 0xffffffffu) == 0 && ((l | m) & kDivided) == 0 && symSet(l) == lastA_ && symSet(m) == lastB_ &&
+            lastUnion_ != RankSets::kOverlap) {
+          dst[i].sym = makeSym(symIndex(l), lastUnion_, false);
+        } else {
+          Sym s = reduce(rg, i, l, m);
+          if (!result_.ok) return;
+          dst[i].sym = s;
+        }
+        dst[i].writer = 0;
       }
     }
     complete(sg);
@@ -574,69 +588,107 @@ class Verifier {
     return makeSym(symIndex(local), lastUnion_, false);
   }
 
-  void runCopy(uint32_t g) {
-    const Step& st = step(g);
-    const int r = rankOf_[g];
-    if (addr(r, st.src) != addr(r, st.dst)) {  // the executor skips a copy onto itself
-      if (!canRead(g, st.src) || !canWrite(g, st.dst)) return;
-      const Cell* src = cells(r, st.src);
-      copyBuf_.resize(st.src.count);
-      for (size_t i = 0; i < st.src.count; ++i) copyBuf_[i] = src[i].sym;  // memmove: the regions may overlap
-      Cell* dst = cells(r, st.dst);
-      for (size_t i = 0; i < st.dst.count; ++i) dst[i].sym = copyBuf_[i];
+  // Runs the local steps that are ready now: all start (their accesses are marked, so two
+  // that conflict fail), then each runs and completes.
+  void runLocalBatch() {
+    const size_t begin = localHead_, end = readyLocal_.size();
+    localHead_ = end;
+    for (size_t i = begin; i < end; ++i) {
+      uint32_t g = readyLocal_[i];
+      const Step& st = step(g);
+      if (selfCopy(g)) continue;
+      const Region& src = st.kind == StepKind::Copy ? st.src : st.dst;  // a Divide reads what it writes
+      if (!beginWrite(g, st.dst) || !beginRead(g, src)) return;
+      state_[g] = kPosted;
     }
-    complete(g);
+    for (size_t i = begin; i < end; ++i) {
+      uint32_t g = readyLocal_[i];
+      const Step& st = step(g);
+      if (!selfCopy(g)) {
+        const int r = rankOf_[g];
+        Cell* dst = cells(r, st.dst);
+        if (st.kind == StepKind::Copy) {
+          Cell* src = cells(r, st.src);
+          copyBuf_.resize(st.src.count);
+          for (size_t k = 0; k < st.src.count; ++k) {  // memmove: the regions may overlap
+            copyBuf_[k] = src[k].sym;
+            --src[k].readers;
+          }
+          for (size_t k = 0; k < st.dst.count; ++k) dst[k].sym = copyBuf_[k];
+        } else {
+          for (size_t k = 0; k < st.dst.count; ++k) {
+            if (!divide(g, k)) return;
+            --dst[k].readers;
+          }
+        }
+        for (size_t k = 0; k < st.dst.count; ++k) dst[k].writer = 0;
+      }
+      complete(g);
+    }
   }
 
-  void runDivide(uint32_t g) {
+  // The executor skips a copy onto itself: it touches nothing.
+  bool selfCopy(uint32_t g) const {
     const Step& st = step(g);
-    if (!canRead(g, st.dst) || !canWrite(g, st.dst)) return;
-    Cell* c = cells(rankOf_[g], st.dst);
-    for (size_t i = 0; i < st.dst.count; ++i) {
-      Sym s = c[i].sym;
-      if (symDivided(s)) return (void)fail(format("%s divides %s a second time", text(g).c_str(), elem(st.dst, i).c_str()));
-      if (symSet(s) != sets_.full())
-        return (void)fail(format("%s divides %s, which holds %s, before it is fully reduced", text(g).c_str(), elem(st.dst, i).c_str(),
-                                 symText(s).c_str()));
-      c[i].sym = s | kDivided;
-    }
-    complete(g);
+    return st.kind == StepKind::Copy && addr(rankOf_[g], st.src) == addr(rankOf_[g], st.dst);
+  }
+
+  bool divide(uint32_t g, size_t k) {
+    const Step& st = step(g);
+    Sym& s = cells(rankOf_[g], st.dst)[k].sym;
+    if (symDivided(s)) return fail(format("%s divides %s a second time", text(g).c_str(), elem(st.dst, k).c_str()));
+    if (symSet(s) != sets_.full())
+      return fail(format("%s divides %s, which holds %s, before it is fully reduced", text(g).c_str(), elem(st.dst, k).c_str(),
+                         symText(s).c_str()));
+    s |= kDivided;
+    return true;
   }
 
   void complete(uint32_t g) {
     state_[g] = kDone;
     --remaining_;
     for (uint32_t i = revBegin_[g]; i < revBegin_[g + 1]; ++i)
-      if (--depsLeft_[rev_[i]] == 0) ready_.push_back(rev_[i]);
+      if (--depsLeft_[rev_[i]] == 0) makeReady(rev_[i]);
   }
 
   // ---- hazards -------------------------------------------------------------------------------
 
-  // Step g reads `reg` now, or from now until it completes.
-  bool canRead(uint32_t g, const Region& reg) {
-    const Cell* c = cells(rankOf_[g], reg);
+  // Step g reads `reg` from now until it completes: the element is marked as read.
+  bool beginRead(uint32_t g, const Region& reg) {
+    Cell* c = cells(rankOf_[g], reg);
     for (size_t k = 0; k < reg.count; ++k) {
-      if (c[k].sym == 0) return fail(format("%s reads %s before anything wrote it", text(g).c_str(), elem(reg, k).c_str()));
-      if (c[k].writer && c[k].writer != g + 1)
-        return fail(format("%s reads %s while %s may be writing it (missing dependency on that receive)", text(g).c_str(),
-                           elem(reg, k).c_str(), text(c[k].writer - 1).c_str()));
+      if (c[k].sym == 0 || (c[k].writer && c[k].writer != g + 1)) return readError(g, reg, k);
+      if (c[k].readers == 0xffff) return fail(format("%s: more than 65535 steps read %s at once", text(g).c_str(), elem(reg, k).c_str()));
+      ++c[k].readers;
     }
     return true;
   }
 
-  // Step g writes `reg` now, or from now until it completes.
-  bool canWrite(uint32_t g, const Region& reg) {
-    const int r = rankOf_[g];
-    const Cell* c = cells(r, reg);
+  bool readError(uint32_t g, const Region& reg, size_t k) {
+    const Cell& c = cells(rankOf_[g], reg)[k];
+    if (c.sym == 0) return fail(format("%s reads %s before anything wrote it", text(g).c_str(), elem(reg, k).c_str()));
+    return fail(format("%s reads %s while %s may be writing it (missing dependency on that receive)", text(g).c_str(), elem(reg, k).c_str(),
+                       text(c.writer - 1).c_str()));
+  }
+
+  // Step g writes `reg` from now until it completes: the element is marked as written.
+  bool beginWrite(uint32_t g, const Region& reg) {
+    Cell* c = cells(rankOf_[g], reg);
     for (size_t k = 0; k < reg.count; ++k) {
-      if (c[k].readers)
-        return fail(format("%s writes %s while %s may still be reading it (missing write-after-read dependency)", text(g).c_str(),
-                           elem(reg, k).c_str(), text(inFlightReader(r, addr(r, reg) + k)).c_str()));
-      if (c[k].writer)
-        return fail(format("%s writes %s while %s may also be writing it (missing dependency)", text(g).c_str(), elem(reg, k).c_str(),
-                           text(c[k].writer - 1).c_str()));
+      if (c[k].readers || c[k].writer) return writeError(g, reg, k);
+      c[k].writer = g + 1;
     }
     return true;
+  }
+
+  bool writeError(uint32_t g, const Region& reg, size_t k) {
+    const int r = rankOf_[g];
+    const Cell& c = cells(r, reg)[k];
+    if (c.readers)
+      return fail(format("%s writes %s while %s may still be reading it (missing write-after-read dependency)", text(g).c_str(),
+                         elem(reg, k).c_str(), text(inFlightReader(r, addr(r, reg) + k)).c_str()));
+    return fail(format("%s writes %s while %s may also be writing it (missing dependency)", text(g).c_str(), elem(reg, k).c_str(),
+                       text(c.writer - 1).c_str()));
   }
 
   // For an error message: the posted step of rank r that reads element `a`.
@@ -646,19 +698,6 @@ class Verifier {
       if (state_[g] == kPosted && readsSrc(st.kind) && a >= addr(r, st.src) && a < addr(r, st.src) + st.src.count) return g;
     }
     return stepBase_[r];
-  }
-
-  void addReaders(int r, const Region& reg, int delta) {
-    Cell* c = cells(r, reg);
-    for (size_t k = 0; k < reg.count; ++k) {
-      CHORUS_ASSERT(delta < 0 || c[k].readers < 0xffff);
-      c[k].readers = static_cast<uint16_t>(c[k].readers + delta);
-    }
-  }
-
-  void setWriter(int r, const Region& reg, uint32_t writer) {
-    Cell* c = cells(r, reg);
-    for (size_t k = 0; k < reg.count; ++k) c[k].writer = writer;
   }
 
   // ---- the end -------------------------------------------------------------------------------
@@ -744,8 +783,10 @@ class Verifier {
   std::vector<uint32_t> depsLeft_, revBegin_, rev_, chanOf_, posOf_;
   std::vector<Channel> channels_;
   std::vector<uint32_t> sendSteps_, recvSteps_;
-  std::deque<uint32_t> ready_;
-  std::deque<std::pair<uint32_t, uint32_t>> matches_;  // (channel, message index): both sides posted
+  // FIFO queues (every step is queued once, every message once).
+  std::vector<uint32_t> readyPosts_, readyLocal_;        // steps whose dependencies are done
+  std::vector<std::pair<uint32_t, uint32_t>> matches_;  // (channel, message index): both sides posted
+  size_t postHead_ = 0, localHead_ = 0, matchHead_ = 0;
   size_t remaining_ = 0;
   uint32_t lastA_ = 0, lastB_ = 0, lastUnion_ = 0;  // reduce(): the last union (runs of elements share it)
   std::vector<Sym> copyBuf_;
