@@ -1,21 +1,24 @@
 // Ring: every rank talks only to its neighbours, r-1 (left) and r+1 (right); data flows one way
 // round the ring. The bandwidth family: each link carries every byte once, whatever p.
 //
-// Cost (p ranks, n elements of s bytes, J slices of about sliceBytes; "steps" are latency terms
-// of the alpha-beta model, bytes are per rank):
-//   all-reduce        2(p-1) steps per slice round; sends and receives 2(p-1)/p n s (the optimum).
-//   all-gather        p-1 steps + J-1 to drain; sends and receives (p-1) n s (n: one rank's block).
-//   reduce-scatter    p-1 steps + J-1; sends and receives (p-1) n s (n: one rank's block).
-//   all-gather-v      p-1 steps + J-1; rank r sends every block but r+1's, receives every block
-//                     but its own (empty blocks cost nothing: no message is sent for them).
-//   reduce-scatter-v  p-1 steps + J-1; rank r sends every block but its own and receives every
-//                     block but r-1's.
+// Cost (p ranks, n elements of s bytes, J slices of about sliceBytes per chunk or block; "steps"
+// are latency terms of the alpha-beta model, bytes are per rank):
+//   all-reduce        2(p-1) steps per slice round, J rounds; sends and receives 2(p-1)/p n s
+//                     (the optimum).
+//   reduce-scatter    p-1 steps per slice round, J rounds; sends and receives (p-1) n s
+//                     (n: one rank's block).
+//   reduce-scatter-v  the same with irregular blocks: rank r sends every block but its own and
+//                     receives every block but r-1's (an empty block costs no message).
+//   all-gather        p-1 + J-1 steps (each block streams round the ring); sends and receives
+//                     (p-1) n s (n: one rank's block).
+//   all-gather-v      p-1 + J-1 steps; rank r sends every block but r+1's and receives every
+//                     block but its own.
 //   broadcast         p-1 + J-1 steps (a pipelined chain root -> root+1 -> ... -> root-1);
-//                     every rank but the last receives and every rank but root-1 sends n s.
+//                     every rank but the root receives n s, every rank but root-1 sends n s.
 //   reduce            p-1 + J-1 steps (the chain root+1 -> ... -> root-1 -> root); every rank
-//                     but root+1 receives n s and every rank but the root sends n s.
-// So the chain broadcast/reduce move n s per rank (the tree family moves the same with a log p
-// latency instead of p), and the all-gather/reduce-scatter move the minimum.
+//                     but root+1 receives n s, every rank but the root sends n s.
+// The all-gathers and reduce-scatters move the minimum; the chains move n s per rank like the
+// tree family does, with p latency steps where the trees take log2 p.
 //
 // All-reduce: reduce-scatter, then all-gather. The buffer is cut into p chunks (chunk c is
 // owned, at the end of the reduce-scatter, by rank c-1). Reduce-scatter: at step k = 0 rank r

@@ -1,7 +1,10 @@
-// The ring family. All-reduce: checked symbolically (collectives/verifier.h) for every rank
-// count 1..16 and awkward element counts, in place and out of place, with slices small
-// enough that many pipelined rounds are in flight. The other collectives: the bytes per rank
-// and the shape collectives/ring.cpp's header claims, and bounded scratch.
+// The ring family (and, sharing its matrix, the tree family), checked symbolically
+// (collectives/verifier.h): every collective each serves for p = 1..64, counts 0, 1, 13 and
+// one that spans many slices (slices small enough that many pipelined rounds are in flight),
+// in place and out of place, average on and off, roots first, middle and last, and for the V
+// forms irregular blocks with empty ones and gaps. Then the bytes per rank and the shape
+// collectives/ring.cpp's header claims, bounded scratch, and that the hazard dependencies are
+// all needed.
 #include <gtest/gtest.h>
 
 #include "collectives/collective.h"
@@ -89,11 +92,12 @@ CollArgs ringArgs(Coll coll, int p, size_t count, size_t sliceBytes) {
   return a;
 }
 
-// Irregular blocks for the V forms: some empty, with gaps between them.
-void irregularBlocks(CollArgs* a) {
+// Irregular blocks for the V forms, about `scale` elements each: some empty, with gaps between
+// them.
+void irregularBlocks(CollArgs* a, size_t scale) {
   size_t off = 0;
   for (int q = 0; q < a->nranks; ++q) {
-    size_t n = q % 3 == 1 ? 0 : 7 * q + 1;
+    size_t n = q % 3 == 1 ? 0 : (7 * q + scale) % (2 * scale + 1);
     a->counts.push_back(n);
     a->displs.push_back(off);
     off += n + (q % 4 == 3 ? 5 : 0);
@@ -118,11 +122,142 @@ RankTraffic trafficAt(CollArgs a, int rank) {
   return t;
 }
 
+// Every case of the matrix for one (family, collective) through verifyAlgorithm; reports the
+// first few failing cases and counts them all.
+void verifyMatrix(Algo algo, Coll coll, size_t elemSize, int maxRanks) {
+  const bool rooted = coll == Coll::Broadcast || coll == Coll::Reduce;
+  const bool vForm = coll == Coll::AllGatherV || coll == Coll::ReduceScatterV;
+  // Many 64-byte slices: 1200 bytes where count is the whole buffer (all-reduce chunks, chain
+  // and tree halves), 160 where it is one rank's block (p of them).
+  const bool wholeBuffer = coll == Coll::AllReduce || rooted;
+  const size_t several = (wholeBuffer ? 1200 : 160) / elemSize;
+  int failures = 0;
+  for (int p = 1; p <= maxRanks; ++p)
+    for (int root : {0, p / 2, p - 1}) {
+      if (!rooted && root) continue;
+      for (size_t count : {size_t{0}, size_t{1}, size_t{13}, several}) {
+        for (bool inPlace : {false, true})
+          for (bool average : {false, true}) {
+            if (average && !isReduction(coll)) continue;
+            CollArgs a = ringArgs(coll, p, count, 64);
+            a.root = root;
+            a.elemSize = elemSize;
+            a.inPlace = inPlace;
+            a.average = average;
+            // V forms: `count` scales irregular blocks (some empty, gaps between some).
+            if (vForm) irregularBlocks(&a, count);
+            VerifyResult v = verifyAlgorithm(algo, a);
+            if (!v.ok && ++failures <= 5)
+              ADD_FAILURE() << algoName(algo) << " " << collName(coll) << " p=" << p << " root=" << root << " count=" << count
+                            << " elemSize=" << elemSize << " inPlace=" << inPlace << " average=" << average << ": " << v.error;
+          }
+      }
+    }
+  EXPECT_EQ(failures, 0);
+}
+
+struct FamilyColl {
+  Algo algo;
+  Coll coll;
+};
+
+class RingAndTreeMatrix : public testing::TestWithParam<FamilyColl> {};
+
+TEST_P(RingAndTreeMatrix, VerifiesUpTo64Ranks) {
+  verifyMatrix(GetParam().algo, GetParam().coll, 4, 64);
+}
+
+TEST_P(RingAndTreeMatrix, VerifiesWithOneTwoAndEightByteElements) {
+  for (size_t elemSize : {1, 2, 8}) verifyMatrix(GetParam().algo, GetParam().coll, elemSize, 9);
+}
+
+INSTANTIATE_TEST_SUITE_P(Served, RingAndTreeMatrix,
+                         testing::Values(FamilyColl{Algo::Ring, Coll::AllReduce}, FamilyColl{Algo::Ring, Coll::AllGather},
+                                         FamilyColl{Algo::Ring, Coll::ReduceScatter}, FamilyColl{Algo::Ring, Coll::AllGatherV},
+                                         FamilyColl{Algo::Ring, Coll::ReduceScatterV}, FamilyColl{Algo::Ring, Coll::Broadcast},
+                                         FamilyColl{Algo::Ring, Coll::Reduce}, FamilyColl{Algo::Tree, Coll::AllReduce},
+                                         FamilyColl{Algo::Tree, Coll::Broadcast}, FamilyColl{Algo::Tree, Coll::Reduce}),
+                         [](const testing::TestParamInfo<FamilyColl>& info) {
+                           return std::string(algoName(info.param.algo)) + "_" + collName(info.param.coll);
+                         });
+
+TEST(RingSchedule, VFormsWithOneNonEmptyBlockOrNone) {
+  for (Coll c : {Coll::AllGatherV, Coll::ReduceScatterV})
+    for (int p : {1, 2, 3, 6})
+      for (int only = -1; only < p; ++only) {
+        CollArgs a = ringArgs(c, p, 0, 64);
+        for (int q = 0; q < p; ++q) {
+          a.counts.push_back(q == only ? 100 : 0);
+          a.displs.push_back(q == only ? 3 : 0);
+        }
+        VerifyResult v = verifyAlgorithm(Algo::Ring, a);
+        EXPECT_TRUE(v.ok) << collName(c) << " p=" << p << " only=" << only << ": " << v.error;
+      }
+}
+
+// The hazards the ring and tree builders' dependencies are there for (both forward partial
+// sums through the ScratchSlots of collectives/ring.h): the schedules as built verify, and
+// dropping the dependencies of the steps `pick` selects, on every rank, must be caught.
+struct Hazard {
+  const char* what;
+  Algo algo;
+  Coll coll;
+  int p;
+  size_t count;
+  bool inPlace;
+  bool (*pick)(const Step&);
+};
+
+bool startsAPartialInScratch(const Step& st) {
+  // The first RecvReduce of a partial sum reads Input; its only dependency is the slot's reuse.
+  return st.kind == StepKind::RecvReduce && st.dst.buf == BufferId::Scratch && st.src.buf == BufferId::Input;
+}
+bool isRecv(const Step& st) {
+  return st.kind == StepKind::Recv;
+}
+
+TEST(RingAndTreeSchedules, EveryHazardDependencyIsNeeded) {
+  // 64-byte slices: with 320 elements per block or 1280 per tree half, more slices than slots.
+  const Hazard hazards[] = {
+      {"ring reduce-scatter: a scratch slot is rewritten only after its partial was sent", Algo::Ring, Coll::ReduceScatter, 4,
+       320, false, startsAPartialInScratch},
+      {"ring reduce: the same along the chain", Algo::Ring, Coll::Reduce, 5, 320, false, startsAPartialInScratch},
+      {"tree reduce: the same up the trees", Algo::Tree, Coll::Reduce, 5, 2560, false, startsAPartialInScratch},
+      {"tree all-reduce: the result lands in Output after the partial sum sent from there left", Algo::Tree, Coll::AllReduce, 7,
+       64, false, isRecv},
+      {"tree all-reduce in place: on a leaf too, whose Input is Output", Algo::Tree, Coll::AllReduce, 2, 64, true, isRecv},
+      {"ring all-reduce: all-gather receives wait for the reduce-scatter sends from the same chunk", Algo::Ring, Coll::AllReduce,
+       4, 64, true, isRecv},
+  };
+  for (const Hazard& h : hazards) {
+    CollArgs a = ringArgs(h.coll, h.p, h.count, 64);
+    a.inPlace = h.inPlace;
+    a.root = h.p - 1;
+    std::vector<CollArgs> perRank(h.p, a);
+    std::vector<RankSchedule> s;
+    for (int r = 0; r < h.p; ++r) {
+      perRank[r].rank = r;
+      s.push_back(buildSchedule(h.algo, perRank[r]));
+    }
+    VerifyResult built = verifyCollective(perRank, s);
+    ASSERT_TRUE(built.ok) << h.what << ": " << built.error;
+    int dropped = 0;
+    for (RankSchedule& rs : s)
+      for (Step& st : rs.steps)
+        if (h.pick(st) && st.depCount) {
+          st.depCount = 0;
+          ++dropped;
+        }
+    EXPECT_GT(dropped, 0) << h.what;
+    EXPECT_FALSE(verifyCollective(perRank, s).ok) << h.what;
+  }
+}
+
 TEST(RingSchedule, GatherAndScatterMoveEveryOtherBlockOnceToTheNeighbours) {
   for (int p : {2, 3, 5, 8}) {
     for (Coll c : {Coll::AllGather, Coll::ReduceScatter, Coll::AllGatherV, Coll::ReduceScatterV}) {
       CollArgs a = ringArgs(c, p, 100, 64);
-      if (c == Coll::AllGatherV || c == Coll::ReduceScatterV) irregularBlocks(&a);
+      if (c == Coll::AllGatherV || c == Coll::ReduceScatterV) irregularBlocks(&a, 50);
       size_t total = 0;
       for (size_t n : a.counts) total += n;
       for (int r = 0; r < p; ++r) {

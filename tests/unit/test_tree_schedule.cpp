@@ -1,6 +1,8 @@
 // The tree family: the shape of the double binary tree (collectives/tree.h) and the claims of
-// collectives/tree.cpp's header about its schedules: latency steps (a critical path counted
-// in messages), bytes per rank, bounded scratch.
+// collectives/tree.cpp's header about its schedules: latency steps (a critical path counted in
+// messages), bytes per rank, bounded scratch. The symbolic verification of its schedules (p =
+// 1..64, roots, in place, average, counts) shares the ring's matrix: RingAndTreeMatrix in
+// test_ring_schedule.cpp.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -83,16 +85,13 @@ TEST(TreeShape, SmallTreesAreTheExpectedOnes) {
 
 std::vector<RankSchedule> build(Algo algo, Coll coll, int p, size_t count, int root, size_t sliceBytes = 256 * 1024) {
   std::vector<RankSchedule> out;
-  for (int r = 0; r < p; ++r) {
-    CollArgs a;
-    a.coll = coll;
-    a.rank = r;
-    a.nranks = p;
-    a.root = root;
-    a.count = count;
-    a.sliceBytes = sliceBytes;
-    out.push_back(buildSchedule(algo, a));
-  }
+  CollArgs a;
+  a.coll = coll;
+  a.nranks = p;
+  a.root = root;
+  a.count = count;
+  a.sliceBytes = sliceBytes;
+  for (a.rank = 0; a.rank < p; ++a.rank) out.push_back(buildSchedule(algo, a));
   return out;
 }
 
