@@ -21,13 +21,19 @@
 namespace chorus::test {
 namespace {
 
-#define RANK_CALL(call)                                                                                                    \
-  do {                                                                                                                     \
-    chorusResult_t r_ = (call);                                                                                            \
-    if (r_ != chorusSuccess) {                                                                                             \
-      fprintf(stderr, "rank %d: %s failed: %s: %s\n", rank, #call, chorusGetErrorString(r_), chorusGetLastError(nullptr)); \
-      return 10 + static_cast<int>(r_);                                                                                    \
-    }                                                                                                                      \
+// Errors of calls run by a stream's worker are recorded on the communicator, not on this thread.
+const char* errorText(chorusComm_t comm) {
+  const char* text = comm ? chorusGetLastError(comm) : "";
+  return *text ? text : chorusGetLastError(nullptr);
+}
+
+#define RANK_CALL(call)                                                                                        \
+  do {                                                                                                         \
+    chorusResult_t r_ = (call);                                                                                \
+    if (r_ != chorusSuccess) {                                                                                 \
+      fprintf(stderr, "rank %d: %s failed: %s: %s\n", rank, #call, chorusGetErrorString(r_), errorText(comm)); \
+      return 10 + static_cast<int>(r_);                                                                        \
+    }                                                                                                          \
   } while (0)
 
 // Element i of message `msg` from src to dst: distinct for every (src, dst, msg, i) in use.
@@ -109,38 +115,58 @@ TEST(Groups, BothDirectionsSeveralMessagesPerPeerAndASelfPair) {
   EXPECT_TRUE(allRanksSucceeded(exits));
 }
 
-TEST(Groups, CollectiveMixedWithPointToPointOnAStream) {
-  const int p = 3;
-  auto exits = runRanksWithComm(p, [p](chorusComm_t comm, int rank) {
-    const int next = (rank + 1) % p, prev = (rank + p - 1) % p;
-    chorusStream_t stream;
-    RANK_CALL(chorusStreamCreate(&stream));
-    int bad = 0;
-    for (int round = 0; round < 3; ++round) {
-      CollCase c;
-      c.coll = round == 1 ? Coll::AllGather : Coll::AllReduce;
-      c.dtype = round == 2 ? chorusBfloat16 : chorusInt64;
-      c.count = 1031;
-      c.salt = 77 + round;
-      PreparedCall coll(c, rank, p);
-      std::vector<int32_t> out = message(rank, next, round, 5003), in(5003, -1);
-      RANK_CALL(chorusGroupStart());
-      RANK_CALL(chorusSend(out.data(), out.size(), chorusInt32, next, comm, stream));
-      RANK_CALL(coll.issue(comm, stream));
-      RANK_CALL(chorusRecv(in.data(), in.size(), chorusInt32, prev, comm, stream));
-      RANK_CALL(chorusGroupEnd());
-      RANK_CALL(chorusStreamSynchronize(stream));
-      std::string report;
-      if (size_t wrong = coll.check(&report)) {
-        fprintf(stderr, "rank %d: %s in a group: %zu wrong: %s\n", rank, c.describe().c_str(), wrong, report.c_str());
-        ++bad;
-      }
-      bad += reportWrong(rank, "p2p next to a collective", wrongIn(in, prev, rank, round));
+// One group per round holding a ring send, a collective and a ring receive in the order
+// `order` gives ('S', 'C', 'R'), on a stream; checks both the collective and the message.
+int mixedGroups(chorusComm_t comm, int rank, int p, const char* order) {
+  const int next = (rank + 1) % p, prev = (rank + p - 1) % p;
+  chorusStream_t stream;
+  RANK_CALL(chorusStreamCreate(&stream));
+  int bad = 0;
+  for (int round = 0; round < 3; ++round) {
+    CollCase c;
+    c.coll = round == 1 ? Coll::AllGather : Coll::AllReduce;
+    c.dtype = round == 2 ? chorusBfloat16 : chorusInt64;
+    c.count = 1031;
+    c.salt = 77 + round;
+    PreparedCall coll(c, rank, p);
+    std::vector<int32_t> out = message(rank, next, round, 5003), in(5003, -1);
+    RANK_CALL(chorusGroupStart());
+    for (const char* k = order; *k; ++k) {
+      if (*k == 'S') RANK_CALL(chorusSend(out.data(), out.size(), chorusInt32, next, comm, stream));
+      if (*k == 'C') RANK_CALL(coll.issue(comm, stream));
+      if (*k == 'R') RANK_CALL(chorusRecv(in.data(), in.size(), chorusInt32, prev, comm, stream));
     }
-    RANK_CALL(chorusStreamDestroy(stream));
-    return bad;
-  });
-  EXPECT_TRUE(allRanksSucceeded(exits));
+    RANK_CALL(chorusGroupEnd());
+    RANK_CALL(chorusStreamSynchronize(stream));
+    std::string report;
+    if (size_t wrong = coll.check(&report)) {
+      fprintf(stderr, "rank %d: %s in group %s: %zu wrong: %s\n", rank, c.describe().c_str(), order, wrong, report.c_str());
+      ++bad;
+    }
+    bad += reportWrong(rank, "p2p next to a collective", wrongIn(in, prev, rank, round));
+  }
+  RANK_CALL(chorusStreamDestroy(stream));
+  return bad;
+}
+
+TEST(Groups, CollectiveMixedWithPointToPointBeforeOrAfterIt) {
+  for (const char* order : {"SRC", "CSR", "RSC"}) {
+    auto exits = runRanksWithComm(3, [order](chorusComm_t comm, int rank) { return mixedGroups(comm, rank, 3, order); });
+    EXPECT_TRUE(allRanksSucceeded(exits)) << "group order " << order;
+  }
+}
+
+// KNOWN BUG (fails as of this writing): with the collective between a rank's send and its
+// receive, the merged schedule orders each pair's messages by call index, so rank 2's p2p send
+// to rank 0 (its call 0) precedes its all-reduce messages to 0 (call 1), while rank 0 expects
+// the all-reduce messages from 2 (call 1) before the p2p receive (call 2): "size mismatch: rank 2
+// sent a message of 20012 bytes, the matching recv #0 expects 2744". chorus.h promises that
+// any matching sends and receives in one group complete (p2p matched per peer in order).
+TEST(Groups, CollectiveBetweenSendAndRecvInOneGroup) {
+  for (const char* order : {"SCR", "RCS"}) {
+    auto exits = runRanksWithComm(3, [order](chorusComm_t comm, int rank) { return mixedGroups(comm, rank, 3, order); });
+    EXPECT_TRUE(allRanksSucceeded(exits)) << "group order " << order;
+  }
 }
 
 TEST(Groups, BadArgumentCancelsTheWholeGroup) {
