@@ -1,5 +1,5 @@
-// See perf_common.h. Command line and output (the data pattern is in data_pattern.cpp, the local
-// launcher in launcher.cpp).
+// See perf_common.h. The collectives' sizes, command line and output (the data patterns are in
+// data_pattern.cpp, the local launcher in launcher.cpp).
 #include "perf_common.h"
 
 #include <fcntl.h>
@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -55,7 +56,7 @@ constexpr TypeInfo kTypes[] = {
     {chorusInt8, "int8", 1},     {chorusUint8, "uint8", 1},   {chorusInt32, "int32", 4},
     {chorusUint32, "uint32", 4}, {chorusInt64, "int64", 8},   {chorusUint64, "uint64", 8},
     {chorusFloat16, "half", 2},  {chorusFloat32, "float", 4}, {chorusFloat64, "double", 8},
-    {chorusBfloat16, "bfloat16", 2}};
+    {chorusBfloat16, "bfloat16", 2}, {chorusFloat8e4m3, "f8e4m3", 1}, {chorusFloat8e5m2, "f8e5m2", 1}};
 constexpr const char* kOpNames[] = {"sum", "prod", "max", "min", "avg"};
 
 // Long option -> the short name used below. Every option but -h takes a value.
@@ -68,10 +69,84 @@ constexpr LongName kLongNames[] = {
     {"iters", "n"},      {"warmup_iters", "w"}, {"agg_iters", "m"},    {"check", "c"},
     {"average", "a"},    {"blocking", "z"},     {"run_cycles", "N"},   {"datatype", "d"},
     {"op", "o"},         {"nthreads", "t"},     {"ngpus", "g"},        {"help", "h"},
-    {"json", "J"},       {"np", "np"}};
-constexpr const char* kShortNames = "beifnwmcazNdotghJ";
+    {"json", "J"},       {"np", "np"},          {"root", "r"},         {"algo", "A"}};
+constexpr const char* kShortNames = "beifnwmcazNdotghJrA";
+
+constexpr CollInfo kColls[] = {
+    {PerfColl::AllReduce, "all_reduce_perf", "allreduce", true, false, true},
+    {PerfColl::AllGather, "all_gather_perf", "allgather", false, false, true},
+    {PerfColl::Broadcast, "broadcast_perf", "broadcast", false, true, true},
+    {PerfColl::Reduce, "reduce_perf", "reduce", true, true, true},
+    {PerfColl::ReduceScatter, "reduce_scatter_perf", "reducescatter", true, false, true},
+    {PerfColl::AlltoAll, "alltoall_perf", "alltoall", false, false, false},
+    {PerfColl::Gather, "gather_perf", "gather", false, true, true},
+    {PerfColl::Scatter, "scatter_perf", "scatter", false, true, true},
+    {PerfColl::SendRecv, "sendrecv_perf", "sendrecv", false, false, false},
+};
+static_assert(sizeof kColls / sizeof kColls[0] == static_cast<size_t>(PerfColl::kCount));
+
+// Whether the receive buffer is n blocks (gathers, all-to-all) / the send buffer is (scatters,
+// reduce-scatter, all-to-all).
+bool recvIsBlocks(PerfColl c) { return c == PerfColl::AllGather || c == PerfColl::Gather || c == PerfColl::AlltoAll; }
+bool sendIsBlocks(PerfColl c) { return c == PerfColl::ReduceScatter || c == PerfColl::Scatter || c == PerfColl::AlltoAll; }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Collectives
+// ---------------------------------------------------------------------------------------------
+
+const CollInfo& collInfo(PerfColl coll) { return kColls[static_cast<size_t>(coll) % static_cast<size_t>(PerfColl::kCount)]; }
+
+bool findColl(const std::string& name, PerfColl* coll) {
+  std::string base = name.substr(name.find_last_of('/') == std::string::npos ? 0 : name.find_last_of('/') + 1);
+  for (const CollInfo& c : kColls) {
+    // The tool name, also with a suffix after it ("all_gather_perf_mpi", "all_gather_perf.exe").
+    const size_t len = strlen(c.tool);
+    const bool toolMatch = base.compare(0, len, c.tool) == 0 && (base.size() == len || !isalnum(static_cast<unsigned char>(base[len])));
+    if (toolMatch || base == c.name) return *coll = c.coll, true;
+  }
+  return false;
+}
+
+double busFactor(PerfColl coll, int nranks) {
+  if (nranks < 1) return 0.0;
+  const double n = nranks;
+  switch (coll) {
+    case PerfColl::AllReduce: return 2.0 * (n - 1) / n;
+    case PerfColl::Broadcast:
+    case PerfColl::Reduce:
+    case PerfColl::SendRecv: return 1.0;
+    default: return (n - 1) / n;  // all-gather, reduce-scatter, all-to-all, gather, scatter
+  }
+}
+
+size_t sendElems(PerfColl coll, size_t count, int nranks) {
+  return sendIsBlocks(coll) ? count * static_cast<size_t>(nranks) : count;
+}
+
+size_t recvElems(PerfColl coll, size_t count, int nranks) {
+  return recvIsBlocks(coll) ? count * static_cast<size_t>(nranks) : count;
+}
+
+bool readsSend(PerfColl coll, int rank, int root) {
+  return (coll != PerfColl::Broadcast && coll != PerfColl::Scatter) || rank == root;
+}
+
+bool writesRecv(PerfColl coll, int rank, int root) {
+  return (coll != PerfColl::Reduce && coll != PerfColl::Gather) || rank == root;
+}
+
+CollSizes collSizes(PerfColl coll, size_t totalCount, int nranks) {
+  CollSizes s;
+  const bool perRank = sendIsBlocks(coll) || recvIsBlocks(coll);
+  s.count = perRank && nranks > 0 ? totalCount / static_cast<size_t>(nranks) : totalCount;
+  s.sendCount = sendElems(coll, s.count, nranks);
+  s.recvCount = recvElems(coll, s.count, nranks);
+  if (coll == PerfColl::AllGather || coll == PerfColl::Gather) s.sendInPlace = s.count;  // own block of the output
+  if (coll == PerfColl::ReduceScatter || coll == PerfColl::Scatter) s.recvInPlace = s.count;  // own block of the input
+  return s;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Command line
@@ -100,9 +175,14 @@ bool parseSize(const char* text, size_t* bytes) {
   return true;
 }
 
-std::string usage(const char* prog) {
-  std::string p = prog ? prog : "all_reduce_perf";
-  return "Usage: " + p + " [options]\n"
+std::string usage(const char* prog, PerfColl coll) {
+  const CollInfo& info = collInfo(coll);
+  std::string p = prog ? prog : info.tool;
+  const std::string opLine = info.reduction ? "    -o, --op <op|all>           sum prod max min avg (default sum)\n"
+                                            : "    -o, --op <op|all>           accepted and ignored (no reduction)\n";
+  const std::string rootLine = info.rooted ? "    -r, --root <rank|-1>        the root (default 0); -1: every rank in turn\n" : "";
+  const std::string algoName = info.name;
+  return "Usage: " + p + " [options]   (" + algoName + ")\n"
       "  Sizes (K/M/G suffixes are powers of 1024):\n"
       "    -b, --minbytes <bytes>      first size (default 32M)\n"
       "    -e, --maxbytes <bytes>      last size (default 32M)\n"
@@ -110,8 +190,9 @@ std::string usage(const char* prog) {
       "    -f, --stepfactor <factor>   multiply by this between sizes (not with -i)\n"
       "  Operation:\n"
       "    -d, --datatype <type|all>   int8 uint8 int32 uint32 int64 uint64 half (float16)\n"
-      "                                bfloat16 float (float32) double (float64); default float\n"
-      "    -o, --op <op|all>           sum prod max min avg (default sum)\n"
+      "                                bfloat16 float (float32) double (float64) f8e4m3\n"
+      "                                (float8e4m3) f8e5m2 (float8e5m2); default float\n" +
+      opLine + rootLine +
       "  Performance:\n"
       "    -n, --iters <n>             timed iterations (default 20)\n"
       "    -w, --warmup_iters <n>      untimed iterations first (default 5)\n"
@@ -126,6 +207,9 @@ std::string usage(const char* prog) {
       "                                chorusStream_t, synchronized after the loop (default 0)\n"
       "  Chorus:\n"
       "    -np <n>                     fork n local ranks (standalone, no launcher needed)\n"
+      "    -A, --algo <algo>           force the algorithm: sets CHORUS_ALGO=" + algoName + ":<algo>\n"
+      "                                before the communicator is created (ring tree hd rd\n"
+      "                                bruck pairwise direct, or size ranges as in CHORUS_ALGO)\n"
       "    -J, --json <file>           also write the results as JSON (rank 0)\n"
       "    -g, --ngpus 1 / -t, --nthreads 1   accepted for nccl-tests scripts; only 1\n"
       "    -h, --help                  this text\n"
@@ -211,6 +295,12 @@ ParseOutcome parseArgs(int argc, const char* const* argv) {
       if (!parseInt(value, 0, 1, &o.blocking)) return badValue("0 or 1");
     } else if (name == "N") {
       if (!parseInt(value, 0, INT_MAX, &o.runCycles)) return badValue("an integer >= 0");
+    } else if (name == "r") {
+      if (!parseInt(value, -1, INT_MAX, &o.root)) return badValue("a rank >= 0, or -1 for every rank");
+    } else if (name == "A") {
+      if (value.empty() || value.find_first_of(" \t;") != std::string::npos)
+        return badValue("an algorithm name like ring, tree or direct");
+      o.algo = value;
     } else if (name == "np") {
       if (!parseInt(value, 1, 1 << 16, &o.np)) return badValue("an integer >= 1");
     } else if (name == "g" || name == "t") {
@@ -226,7 +316,7 @@ ParseOutcome parseArgs(int argc, const char* const* argv) {
       } else {
         chorusDataType_t t;
         if (!parseType(value, &t))
-          return badValue("int8 uint8 int32 uint32 int64 uint64 half bfloat16 float double all");
+          return badValue("int8 uint8 int32 uint32 int64 uint64 half bfloat16 float double f8e4m3 f8e5m2 all");
         o.types.push_back(t);
       }
     } else if (name == "o") {
@@ -295,8 +385,9 @@ bool parseType(const std::string& name, chorusDataType_t* type) {
   static const struct {
     const char* alias;
     chorusDataType_t type;
-  } kAliases[] = {{"float16", chorusFloat16}, {"float32", chorusFloat32},
-                  {"float64", chorusFloat64}, {"bf16", chorusBfloat16}};
+  } kAliases[] = {{"float16", chorusFloat16},       {"float32", chorusFloat32},       {"float64", chorusFloat64},
+                  {"bf16", chorusBfloat16},         {"float8e4m3", chorusFloat8e4m3}, {"fp8e4m3", chorusFloat8e4m3},
+                  {"float8e5m2", chorusFloat8e5m2}, {"fp8e5m2", chorusFloat8e5m2}};
   for (const auto& t : kTypes)
     if (name == t.name) return *type = t.type, true;
   for (const auto& a : kAliases)
@@ -314,9 +405,6 @@ double algBandwidth(size_t bytes, double seconds) {
   return seconds > 0 ? static_cast<double>(bytes) / seconds / 1e9 : 0.0;
 }
 
-double allReduceBusBandwidth(double algbw, int nranks) {
-  return nranks > 0 ? algbw * 2.0 * (nranks - 1) / nranks : 0.0;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Output
@@ -367,6 +455,7 @@ std::string jsonString(const std::string& s) {
 }
 std::string jsonNumber(double v) { return std::isfinite(v) ? format("%.6g", v) : "null"; }
 std::string jsonMode(const ModeResult& m) {
+  if (m.skipped) return "null";
   return format("{\"time_us\": %s, \"algbw_GBps\": %s, \"busbw_GBps\": %s, \"wrong\": %s}",
                 jsonNumber(m.timeUs).c_str(), jsonNumber(m.algBw).c_str(),
                 jsonNumber(m.busBw).c_str(), m.wrong < 0 ? "null" : format("%lld", m.wrong).c_str());
@@ -405,8 +494,12 @@ std::string formatHeader(const std::string& commandLine, const Options& o, int n
 
 std::string formatRow(const Row& r) {
   std::string s = format("%12zu  %12zu  %8s  %6s  %6d", r.bytes, r.count, typeName(r.type),
-                         opName(r.op), r.root);
+                         r.hasOp ? opName(r.op) : "none", r.root);
   for (const ModeResult* m : {&r.outOfPlace, &r.inPlace}) {
+    if (m->skipped) {
+      s += modeColumns("N/A", "N/A", "N/A", "N/A");
+      continue;
+    }
     std::string wrong = m->wrong < 0 ? "N/A" : format("%lld", m->wrong);
     s += format("  %7s  %6.2f  %6.2f  %6s", formatTime(m->timeUs).c_str(), m->algBw, m->busBw,
                 wrong.c_str());
@@ -415,10 +508,12 @@ std::string formatRow(const Row& r) {
 }
 
 double averageBusBandwidth(const std::vector<Row>& rows) {
-  if (rows.empty()) return 0.0;
   double sum = 0;
-  for (const auto& r : rows) sum += r.outOfPlace.busBw + r.inPlace.busBw;
-  return sum / (2.0 * static_cast<double>(rows.size()));
+  size_t modes = 0;
+  for (const auto& r : rows)
+    for (const ModeResult* m : {&r.outOfPlace, &r.inPlace})
+      if (!m->skipped) sum += m->busBw, ++modes;
+  return modes ? sum / static_cast<double>(modes) : 0.0;
 }
 
 long long totalWrong(const std::vector<Row>& rows) {
@@ -435,15 +530,18 @@ std::string formatFooter(const std::vector<Row>& rows) {
 
 std::string formatJson(const std::string& commandLine, const Options& o, int nranks,
                        const std::vector<RankPlace>& places, const std::vector<Row>& rows,
-                       const std::string& error) {
-  std::string j = "{\n  \"tool\": \"all_reduce_perf\",\n";
+                       const std::string& error, PerfColl coll) {
+  const CollInfo& info = collInfo(coll);
+  std::string j = format("{\n  \"tool\": \"%s\",\n  \"collective\": \"%s\",\n", info.tool, info.name);
   j += "  \"command\": " + jsonString(commandLine) + ",\n";
   j += format("  \"nranks\": %d,\n", nranks);
   j += format("  \"options\": {\"minbytes\": %zu, \"maxbytes\": %zu, \"stepbytes\": %zu, "
               "\"stepfactor\": %d, \"iters\": %d, \"warmup_iters\": %d, \"agg_iters\": %d, "
-              "\"check\": %d, \"average\": \"%s\", \"blocking\": %d, \"run_cycles\": %d},\n",
+              "\"check\": %d, \"average\": \"%s\", \"blocking\": %d, \"run_cycles\": %d, \"root\": %d, "
+              "\"algo\": ",
               o.minBytes, o.maxBytes, o.stepBytes, o.stepFactor, o.iters, o.warmup, o.aggIters,
-              o.check, averageName(o.average), o.blocking, o.runCycles);
+              o.check, averageName(o.average), o.blocking, o.runCycles, o.root);
+  j += (o.algo.empty() ? "null" : jsonString(o.algo)) + "},\n";
   j += "  \"ranks\": [";
   for (size_t i = 0; i < places.size(); ++i)
     j += format("%s{\"rank\": %d, \"pid\": %ld, \"host\": ", i ? ", " : "", places[i].rank,
@@ -453,7 +551,7 @@ std::string formatJson(const std::string& commandLine, const Options& o, int nra
     const Row& r = rows[i];
     j += format("%s\n    {\"size\": %zu, \"count\": %zu, \"type\": \"%s\", \"redop\": \"%s\", "
                 "\"root\": %d,\n     \"out_of_place\": ",
-                i ? "," : "", r.bytes, r.count, typeName(r.type), opName(r.op), r.root);
+                i ? "," : "", r.bytes, r.count, typeName(r.type), r.hasOp ? opName(r.op) : "none", r.root);
     j += jsonMode(r.outOfPlace) + ",\n     \"in_place\": " + jsonMode(r.inPlace) + "}";
   }
   j += rows.empty() ? "],\n" : "\n  ],\n";

@@ -1,7 +1,8 @@
 // Pieces of the perf sweep binaries that do not need a communicator, kept apart so that unit
-// tests can exercise them: argument parsing (nccl-tests' flags), the size ladder, bandwidth
-// arithmetic, the table / JSON output, the deterministic data pattern and its checker, and the
-// local launcher that forks N ranks for `-np N`.
+// tests can exercise them: argument parsing (nccl-tests' flags), the collectives' sizes and
+// bus-bandwidth factors, the table / JSON output, the deterministic data patterns and their
+// checkers, and the local launcher that forks N ranks for `-np N`. The driver that calls
+// Chorus is coll_perf.{h,cpp}.
 //
 // Written only against the public C API (include/chorus/chorus.h): this file uses its enums and
 // types, never the library's internals. perf_common.cpp itself calls no Chorus function.
@@ -17,6 +18,51 @@
 #include "chorus/chorus.h"
 
 namespace chorus::perf {
+
+// ---------------------------------------------------------------------------------------------
+// Collectives
+// ---------------------------------------------------------------------------------------------
+
+/** The collective a perf tool measures (one tool each). */
+enum class PerfColl : uint8_t { AllReduce, AllGather, Broadcast, Reduce, ReduceScatter, AlltoAll, Gather, Scatter, SendRecv, kCount };
+
+struct CollInfo {
+  PerfColl coll;
+  const char* tool;      // the executable: "all_gather_perf"
+  const char* name;      // the collective's name in CHORUS_ALGO: "allgather" ("sendrecv" has none)
+  bool reduction;        // takes an op (-o); the redop column says "none" otherwise
+  bool rooted;           // takes a root (-r); the root column says -1 otherwise
+  bool inPlace;          // has an in-place form (AlltoAll and SendRecv do not: their in-place columns are N/A)
+};
+const CollInfo& collInfo(PerfColl coll);
+/** By tool name ("all_gather_perf", any directory and suffix after it ignored) or collective name ("allgather"). */
+bool findColl(const std::string& name, PerfColl* coll);
+
+/** busbw = algbw * busFactor: 2(n-1)/n all-reduce; (n-1)/n all-gather, reduce-scatter, all-to-all, gather, scatter; 1 broadcast, reduce, send/recv (nccl-tests' PERFORMANCE.md). */
+double busFactor(PerfColl coll, int nranks);
+
+/** Elements of the send / receive buffer of one call with count argument `count` (0 where the rank does not use it is NOT applied: see readsSend / writesRecv). */
+size_t sendElems(PerfColl coll, size_t count, int nranks);
+size_t recvElems(PerfColl coll, size_t count, int nranks);
+/** Whether `rank` reads its send buffer / writes its receive buffer (Broadcast, Scatter: send on root only; Reduce, Gather: receive on root only). */
+bool readsSend(PerfColl coll, int rank, int root);
+bool writesRecv(PerfColl coll, int rank, int root);
+
+/**
+ * nccl-tests' size semantics: a sweep size S (bytes) is the whole buffer. From totalCount = S /
+ * type size elements: AllReduce, Broadcast, Reduce, SendRecv move totalCount; the others move
+ * totalCount / n per rank (the count argument), and their larger buffer holds n times that.
+ */
+struct CollSizes {
+  size_t count = 0;        // the call's count argument; the "count" column
+  size_t sendCount = 0;    // elements of the send buffer
+  size_t recvCount = 0;    // elements of the receive buffer
+  size_t sendInPlace = 0;  // in place: send = buf + rank * sendInPlace (elements)...
+  size_t recvInPlace = 0;  // ...and recv = buf + rank * recvInPlace, one buffer of max(send, recv)
+  /** The "size" column: the larger buffer in bytes. */
+  size_t bytes(size_t typeSize) const { return (sendCount > recvCount ? sendCount : recvCount) * typeSize; }
+};
+CollSizes collSizes(PerfColl coll, size_t totalCount, int nranks);
 
 /** printf into a std::string (at most 511 characters). */
 std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -40,8 +86,10 @@ struct Options {
   int runCycles = 1;            // -N: repeat the whole sweep (0 = until interrupted)
   std::vector<chorusDataType_t> types{chorusFloat32};  // -d
   std::vector<chorusRedOp_t> ops{chorusSum};           // -o
+  int root = 0;                 // -r: root of rooted collectives; -1 = every rank in turn
   int np = 0;                   // -np: fork this many local ranks (0 = not standalone)
   std::string jsonPath;         // -J
+  std::string algo;             // -A: CHORUS_ALGO=<collective>:<algo> ("" = the tuner's choice)
 };
 
 /** Result of parseArgs: ok, a request for help, or an error message (exit code 2). */
@@ -55,8 +103,8 @@ struct ParseOutcome {
 /** Parses argv[1..argc). Never exits and never prints. */
 ParseOutcome parseArgs(int argc, const char* const* argv);
 
-/** The usage text printed by -h and after a bad argument. */
-std::string usage(const char* prog);
+/** The usage text printed by -h and after a bad argument; coll adds its own notes (-r, -o). */
+std::string usage(const char* prog, PerfColl coll = PerfColl::AllReduce);
 
 /** "8", "4K", "1M", "2G", "64KiB", "1MB" -> bytes (suffixes are powers of 1024). */
 bool parseSize(const char* text, size_t* bytes);
@@ -76,8 +124,6 @@ bool parseOp(const std::string& name, chorusRedOp_t* op);
 
 /** algbw in GB/s (1 GB = 1e9 B): bytes / seconds. */
 double algBandwidth(size_t bytes, double seconds);
-/** busbw of an all-reduce: algbw * 2 (n - 1) / n. */
-double allReduceBusBandwidth(double algbw, int nranks);
 
 // ---------------------------------------------------------------------------------------------
 // Output: the nccl-tests table and JSON
@@ -89,6 +135,7 @@ struct ModeResult {
   double algBw = 0;
   double busBw = 0;
   long long wrong = -1;  // -1: not checked (printed as N/A)
+  bool skipped = false;  // not run: no such mode for this collective (every column N/A)
 };
 
 /** One line of the table. */
@@ -97,6 +144,7 @@ struct Row {
   size_t count = 0;
   chorusDataType_t type = chorusFloat32;
   chorusRedOp_t op = chorusSum;
+  bool hasOp = true;  // false: the redop column says "none"
   int root = -1;
   ModeResult outOfPlace;
   ModeResult inPlace;
@@ -116,7 +164,7 @@ std::string formatHeader(const std::string& commandLine, const Options& opts, in
                          const std::vector<RankPlace>& places);
 /** One table row (no trailing newline). */
 std::string formatRow(const Row& row);
-/** Mean of busbw over every measured mode of every row (nccl-tests' "Avg bus bandwidth"). */
+/** Mean of busbw over every measured (not skipped) mode of every row (nccl-tests' "Avg bus bandwidth"). */
 double averageBusBandwidth(const std::vector<Row>& rows);
 /** Total wrong elements over all rows (unchecked modes count 0). */
 long long totalWrong(const std::vector<Row>& rows);
@@ -125,17 +173,23 @@ std::string formatFooter(const std::vector<Row>& rows);
 /** The whole run as one JSON document. error is "" when every call succeeded. */
 std::string formatJson(const std::string& commandLine, const Options& opts, int nranks,
                        const std::vector<RankPlace>& places, const std::vector<Row>& rows,
-                       const std::string& error);
+                       const std::string& error, PerfColl coll = PerfColl::AllReduce);
 
 // ---------------------------------------------------------------------------------------------
-// Data pattern and checker
+// Data patterns and checkers
 // ---------------------------------------------------------------------------------------------
-// Rank r's input element i is a small integer chosen from (r, i, seed) such that the reduction
-// over n ranks is exact in the type: sums stay below the type's exact-integer range (2048 for
-// half, 256 for bfloat16, 2^24 for float, ...), products are products of +-1 and +-2 with at most
-// 14 factors of 2, max/min draw from [-32, 32). Integer sums and products that leave the type's
-// range wrap, and the expected value wraps the same way. Avg of a float type is compared within
-// two units in the last place of the type (the division may round); everything else is exact.
+// Reductions: rank r's input element i is a small integer chosen from (r, i, seed) such that the
+// reduction over n ranks is exact in the type: sums stay below the type's exact-integer range
+// (8 for fp8 E5M2, 16 for E4M3, 2048 for half, 256 for bfloat16, 2^24 for float, ...), products
+// are products of +-1 and +-2 with at most 14 factors of 2 (8 for E4M3, whose largest value is
+// 448), max/min draw from [-32, 32) (fp8: [-limit, limit)). Integer sums and products that leave
+// the type's range wrap, and the expected value wraps the same way. Every check is exact: float
+// inputs and partial results are integers, so no result depends on the order of the steps, and
+// Avg (which chorus.h defines as the sum divided once by the rank count) must be the correctly
+// rounded quotient of the exact sum; integer Avg truncates.
+//
+// Copies (broadcast, gathers, scatter, all-to-all, send/recv): element i of source rank s is
+// hash bytes of (s, i, seed), compared bit for bit, and never kPoisonByte in every byte.
 
 /** Rank `rank`'s input value of element `index` (before conversion to the type). */
 long long patternValue(chorusDataType_t type, chorusRedOp_t op, int rank, int nranks,
@@ -153,11 +207,36 @@ size_t countWrongResult(const void* buf, size_t count, chorusDataType_t type, ch
 size_t countChangedInput(const void* buf, size_t count, chorusDataType_t type, chorusRedOp_t op,
                          int rank, int nranks, uint32_t seed);
 
-/** IEEE binary16 and bfloat16 conversions (round to nearest even). */
+/** Receive buffers are filled with this byte before a checked call. */
+constexpr uint8_t kPoisonByte = 0xA5;
+
+/** One rank's view of one checked call; count is the call's count argument. */
+struct CollCase {
+  PerfColl coll = PerfColl::AllReduce;
+  chorusDataType_t type = chorusFloat32;
+  chorusRedOp_t op = chorusSum;
+  int rank = 0;
+  int nranks = 1;
+  int root = 0;
+  size_t count = 0;
+  uint32_t seed = 0;
+};
+/** Writes this rank's input into send (sendElems elements; nothing where the rank reads none). */
+void fillCollInput(const CollCase& c, void* send);
+/** Wrong elements of this rank's output (recvElems elements; 0 where the rank writes none). */
+size_t countWrongCollOutput(const CollCase& c, const void* recv);
+/** Elements of an out-of-place send buffer that no longer hold this rank's input. */
+size_t countChangedCollInput(const CollCase& c, const void* send);
+
+/** IEEE binary16, bfloat16 and OCP fp8 conversions (round to nearest even; see src/exec/half.h). */
 uint16_t floatToHalf(float f);
 float halfToFloat(uint16_t h);
 uint16_t floatToBfloat16(float f);
 float bfloat16ToFloat(uint16_t b);
+uint8_t floatToFp8e4m3(float f);
+float fp8e4m3ToFloat(uint8_t b);
+uint8_t floatToFp8e5m2(float f);
+float fp8e5m2ToFloat(uint8_t b);
 
 // ---------------------------------------------------------------------------------------------
 // Launching
