@@ -1,18 +1,23 @@
 // The alpha-beta cost model behind the tuner (docs/TUNING.md has the formulas as a table).
 //
-// Both transports are driven by the ranks' own threads: a shm message is copied into a FIFO
-// slot by the sender and out of it by the receiver, a TCP message crosses two system calls.
-// So a message costs CPU time on both ends, and messages in flight at once do not hide each
-// other's fixed cost (measured: cutting an np=2 all-reduce into 4 KiB slices costs ~0.35 us
-// per extra message on shm, about the whole per-message latency). The model therefore charges
-// one rank, for each message it sends and each it receives, half of alpha plus half of beta
-// per byte; a step in which a rank sends and receives one message of b bytes costs
-// alpha + b beta (that is how alpha and beta are calibrated: docs/TUNING.md). A call takes
-// the longer of its busiest rank's work and its critical path of dependent hops; for the
-// pipelined algorithms (slices) that is the first slice's trip plus the busiest rank's work
-// per further slice. Reductions are fused into the receive (RecvReduce reduces out of the
-// slot or socket buffer), so their cost is inside beta; local Copy steps are charged at
-// memory-copy speed.
+// Both transports are driven by the ranks' own threads: a shm message is copied into FIFO
+// slots by the sender and out of them by the receiver, a TCP message crosses two system calls
+// per stripe chunk. So a message costs CPU time on both ends, and messages in flight at once do
+// not hide each other's fixed cost (measured: cutting an np=2 all-reduce into 4 KiB slices
+// costs ~0.35 us per extra message on shm, about the whole per-message latency). The model
+// therefore charges a rank, for each message it sends and each it receives, half of alpha per
+// fragment (the transport's unit; a message is at least one) plus half of beta per byte. A step
+// in which a rank sends and receives one message of b bytes then costs hop(b) = alpha + b beta,
+// which is how alpha and beta are calibrated (np=2 ring all-reduce, docs/TUNING.md).
+//
+// A call takes its busiest rank's work or its critical path of dependent hops, whichever is
+// longer; for the pipelined algorithms that is the first slice's trip plus the busiest rank's
+// work per further slice. Reductions are fused into the receive (RecvReduce reduces out of the
+// slot or socket buffer), so their cost is inside beta. Local copies that some algorithms make
+// and others do not (Bruck's rotations and packing) are charged at memory-copy speed; the copy
+// of a rank's own block in an out-of-place call is the same for every algorithm of a
+// collective and is left out. tests/unit/test_tuner.cpp runs the schedules the families build
+// under these same rules and checks that the formulas here stay close to them.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -22,23 +27,27 @@
 namespace chorus {
 namespace {
 
-// Local copy bandwidth (Copy steps: Bruck's rotations and packing, own blocks out of place).
-// memcpy of 64 MiB ran at 7.7-8.0 GB/s on the development machines (docs/PERFORMANCE.md);
-// the copies that matter are the large ones, which run from memory.
+// Local copy bandwidth (Bruck's Copy steps). memcpy of 64 MiB ran at 7.7-8.0 GB/s on the
+// development machines (docs/PERFORMANCE.md); the copies that decide anything are the large
+// ones, which run from memory.
 constexpr double kCopyGBps = 8.0;
+constexpr double kInf = std::numeric_limits<double>::infinity();
 
 struct Model {
-  double alpha;  // us per message
+  double alpha;  // us per fragment of a message
   double beta;   // us per byte
+  double frag;   // bytes per fragment
   double p;      // ranks
   double S;      // bytes (nccl-tests' S)
-  int lg;        // ceil(log2 p): rounds of Bruck / dissemination
+  int lg;        // ceil(log2 p): rounds of Bruck
   double P2;     // largest power of two <= p (halving-doubling, recursive doubling)
   int k;         // log2 P2
   bool fold;     // p is not a power of two: the extra ranks fold into partners first
 
-  // One dependent hop of b bytes: the sender's and the receiver's halves together.
-  double hop(double b) const { return alpha + b * beta; }
+  // One message's fixed cost, both ends together.
+  double msg(double b) const { return alpha * std::max(1.0, std::ceil(b / frag)); }
+  // One dependent hop of b bytes (or one step that sends and receives b bytes).
+  double hop(double b) const { return msg(b) + b * beta; }
   double copy(double b) const { return b / (kCopyGBps * 1e3); }
 };
 
@@ -46,130 +55,152 @@ struct Model {
 // at least one, never a sliver).
 double pieces(double bytes, size_t slice) { return std::max(1.0, std::ceil(bytes / static_cast<double>(std::max<size_t>(slice, 1)))); }
 
-// A pipeline: the first slice travels `hops` dependent hops, then every further slice costs
-// the busiest rank `perSlice` hops' worth of work (messages it sends and receives per slice,
-// halved: see the file comment).
-double pipeline(const Model& m, double bytes, size_t slice, double hops, double perSlice) {
-  double R = pieces(bytes, slice);
-  return (hops + (R - 1) * perSlice) * m.hop(bytes / R);
-}
-
-// Binary trees (tree.cpp): the depth of a p-node heap-shaped tree, and the work per slice, in
-// hops, of its busiest node. One way, a node with k children and a parent handles k + 1
-// messages per slice (the root k), each half a hop of its own work.
-double treeDepth(double p) { return std::floor(std::log2(p)); }
-double treeBusiest(double p, bool bothWays) {
-  double rootKids = std::min(2.0, p - 1);
-  double innerKids = p >= 5 ? 2 : p == 4 ? 1 : 0;
-  return (bothWays ? 2 : 1) * std::max(rootKids, innerKids + 1) / 2;
-}
+// A pipeline of `n` slices of `b` bytes: the first travels `hops` dependent hops, and every
+// further one costs the busiest rank `perSlice` hops' worth of work.
+double pipeline(const Model& m, double n, double b, double hops, double perSlice) { return (hops + (n - 1) * perSlice) * m.hop(b); }
 
 double ring(const Model& m, Coll c, size_t slice) {
   const double p = m.p, S = m.S;
   switch (c) {
-    case Coll::AllReduce: {  // reduce-scatter + all-gather around the ring, chunks of S/p in slices
+    case Coll::AllReduce: {  // 2(p-1) steps of every slice of a chunk (S/p); all links busy throughout
       double R = pieces(S / p, slice);
-      return 2 * (p - 1) * R * m.alpha + 2 * (p - 1) / p * S * m.beta;
+      return 2 * (p - 1) * R * m.hop(S / p / R);
     }
     case Coll::ReduceScatter:
     case Coll::ReduceScatterV:
     case Coll::AllGather:
-    case Coll::AllGatherV: {  // p-1 steps of one block (S/p), in slices; the own block is copied out of place
+    case Coll::AllGatherV: {  // p-1 steps of one block (S/p), slice by slice
       double R = pieces(S / p, slice);
-      return (p - 1) * R * m.alpha + (p - 1) / p * S * m.beta + m.copy(S / p);
+      return (p - 1) * R * m.hop(S / p / R);
     }
     case Coll::Broadcast:
-    case Coll::Reduce:  // a pipelined chain of p-1 hops; inner ranks receive and send each slice
-      return pipeline(m, S, slice, p - 1, p > 2 ? 1 : 0.5);
+    case Coll::Reduce: {  // a chain of p-1 hops; inner ranks receive and send every slice
+      double R = pieces(S, slice);
+      return pipeline(m, R, S / R, p - 1, p > 2 ? 1 : 0.5);
+    }
     default: break;
   }
-  return std::numeric_limits<double>::infinity();
+  return kInf;
 }
 
+// The double binary tree (tree.cpp): each tree carries half of the data, J slices of b bytes
+// each, d hops from the root to the deepest rank. A slice's trip is one and a half hops per
+// level (a parent serves its two children one after the other): 1.5 d for broadcast and
+// reduce, 3 d for all-reduce, and the other tree's first slice half a hop more. After that the
+// busiest rank's work per slice: a rank is interior in at most one tree, so per pair of slices
+// it handles (all-reduce) 3 messages each way in one tree and 1 in the other, two hops per
+// slice from p = 4; from p = 6 on, running tree.cpp's schedules under the model's rules
+// (test_tuner.cpp) shows the busiest ranks idle a fifth of the time on top (the up and down
+// streams meet at ranks that are parent in one tree and child in the other): two and a half.
+// With p = 3 the interior ranks have one child (one and a half), with p = 2 none (one).
+// Broadcast and reduce move each slice one way: half of that, one hop per slice.
 double tree(const Model& m, Coll c, size_t slice) {
-  const double p = m.p, S = m.S, d = treeDepth(p);
+  const double p = m.p, S = m.S;
+  const double d = std::floor(std::log2(p - 1)) + 1;
+  const double J = pieces(S / 2, slice), b = S / 2 / J;
+  const double perSlice = p == 2 ? 1 : p == 3 ? 1.5 : p <= 5 ? 2 : 2.5;
   switch (c) {
-    case Coll::AllReduce:  // reduce up, broadcast down, slice by slice
-      return pipeline(m, S, slice, 2 * d, treeBusiest(p, true));
+    case Coll::AllReduce: return (3 * d + 0.5 + (2 * J - 2) * perSlice) * m.hop(b);
     case Coll::Broadcast:
-    case Coll::Reduce: return pipeline(m, S, slice, d, treeBusiest(p, false));
+    case Coll::Reduce: return (1.5 * d + 0.5 + (2 * J - 2) * std::min(1.0, perSlice / 2)) * m.hop(b);
     default: break;
   }
-  return std::numeric_limits<double>::infinity();
+  return kInf;
 }
 
-// Non-power-of-two ranks: each of the p - P2 extra ranks first hands its data to a partner
-// (`in` bytes) and gets its result back at the end (`out` bytes): two more dependent hops.
+// Non-power-of-two ranks (collectives/logstep.h): each of the p - P2 extra ranks first hands
+// its data to a partner (`in` bytes) and gets its result back at the end (`out` bytes): two
+// more dependent hops.
 double foldCost(const Model& m, double in, double out) { return m.fold ? m.hop(in) + m.hop(out) : 0; }
 
+// Recursive halving over P2 units of S: rounds of S/2, S/4, ..., S/P2.
+double halving(const Model& m) {
+  double t = 0;
+  for (int i = 1; i <= m.k; ++i) t += m.hop(m.S / std::ldexp(1.0, i));
+  return t;
+}
+
 double halvingDoubling(const Model& m, Coll c) {
-  const double S = m.S, P2 = m.P2;
   switch (c) {
-    case Coll::AllReduce:  // Rabenseifner: recursive-halving reduce-scatter + recursive-doubling all-gather
-      return 2 * m.k * m.alpha + 2 * (P2 - 1) / P2 * S * m.beta + foldCost(m, S, S);
-    case Coll::ReduceScatter:  // recursive halving of the whole input
-      return m.k * m.alpha + (P2 - 1) / P2 * S * m.beta + foldCost(m, S, S / m.p);
+    case Coll::AllReduce:  // halving reduce-scatter, then the same rounds backwards as an all-gather
+      return 2 * halving(m) + foldCost(m, m.S, m.S);
+    case Coll::ReduceScatter: return halving(m) + foldCost(m, m.S, m.S / m.p);
     default: break;
   }
-  return std::numeric_limits<double>::infinity();
+  return kInf;
 }
 
 double recursiveDoubling(const Model& m, Coll c) {
-  const double S = m.S, P2 = m.P2;
   switch (c) {
-    case Coll::AllReduce:  // log2 p exchanges of the whole vector
-      return m.k * m.hop(S) + foldCost(m, S, S);
-    case Coll::AllGather:  // log2 p exchanges, the data doubling each time
-      return m.k * m.alpha + (P2 - 1) / P2 * S * m.beta + foldCost(m, S / m.p, S) + m.copy(S / m.p);
+    case Coll::AllReduce:  // log2 P2 exchanges of the whole vector
+      return m.k * m.hop(m.S) + foldCost(m, m.S, m.S);
+    case Coll::AllGather:  // the halving's rounds in reverse: S/P2, 2S/P2, ..., S/2
+      return halving(m) + foldCost(m, m.S / m.p, m.S);
     default: break;
   }
-  return std::numeric_limits<double>::infinity();
+  return kInf;
+}
+
+// How many of 0..p-1 have bit `bit` set: Bruck's all-to-all moves those blocks in round `bit`.
+double withBit(double p, int bit) {
+  double period = std::ldexp(1.0, bit + 1), half = period / 2;
+  return std::floor(p / period) * half + std::max(0.0, std::fmod(p, period) - half);
 }
 
 double bruck(const Model& m, Coll c) {
-  const double p = m.p, S = m.S;
+  const double p = m.p, S = m.S, block = S / p;
+  double t = 0;
   switch (c) {
-    case Coll::AllGather:  // ceil(log2 p) rounds, (p-1)/p S in all; rotations into place at both ends
-      return m.lg * m.alpha + (p - 1) / p * S * m.beta + m.copy(2 * S);
-    case Coll::AlltoAll:  // ceil(log2 p) rounds of about half the buffer, packed and unpacked each round
-      return m.lg * m.hop(S / 2) + m.copy((2 + m.lg) * S);
+    case Coll::AllGather:  // round k moves min(2^k, p - 2^k) blocks; one rotation into Output at the end
+      for (int r = 0; r < m.lg; ++r) t += m.hop(std::min(std::ldexp(1.0, r), p - std::ldexp(1.0, r)) * block);
+      return t + m.copy(S);
+    case Coll::AlltoAll: {
+      // Round k moves the blocks whose index has bit k set. Counted from bruck.cpp's schedules:
+      // the rotation in, packing, unpacking and final placement copy about twice the bytes sent
+      // plus half the buffer.
+      double sent = 0;
+      for (int r = 0; r < m.lg; ++r) {
+        t += m.hop(withBit(p, r) * block);
+        sent += withBit(p, r) * block;
+      }
+      return t + m.copy(2 * sent + S / 2);
+    }
     default: break;
   }
-  return std::numeric_limits<double>::infinity();
+  return kInf;
 }
 
 double pairwise(const Model& m, Coll c) {
-  const double p = m.p, S = m.S;
   switch (c) {
     case Coll::AlltoAll:
     case Coll::AlltoAllV:  // p-1 exchanges of one block with one partner each
-      return (p - 1) * m.hop(S / p) + m.copy(S / p);
+      return (m.p - 1) * m.hop(m.S / m.p);
     default: break;
   }
-  return std::numeric_limits<double>::infinity();
+  return kInf;
 }
 
 double direct(const Model& m, Coll c) {
   const double p = m.p, S = m.S;
-  // One round (two for all-reduce); every message posted at once, but each still costs its
-  // ends alpha/2 and beta/2 per byte (collectives/direct.cpp lists the bytes).
+  // One round (two for all-reduce) with every message posted at once; each still costs both
+  // its ends (collectives/direct.cpp lists the bytes).
   switch (c) {
-    case Coll::AllReduce: return 2 * (p - 1) * m.alpha + 2 * (p - 1) / p * S * m.beta;
+    case Coll::AllReduce: return 2 * (p - 1) * m.hop(S / p);
     case Coll::ReduceScatter:
     case Coll::ReduceScatterV:
     case Coll::AllGather:
     case Coll::AllGatherV:
     case Coll::AlltoAll:
-    case Coll::AlltoAllV: return (p - 1) * m.alpha + (p - 1) / p * S * m.beta + m.copy(S / p);
+    case Coll::AlltoAllV: return (p - 1) * m.hop(S / p);
     case Coll::Broadcast:
-    case Coll::Reduce:  // the root sends (receives) p-1 whole vectors; the last peer waits for all
-      return (p - 1) / 2 * m.hop(S) + m.hop(S) / 2;
+    case Coll::Reduce:  // the root's p-1 whole vectors, then the last peer's end of the last one
+      return p / 2 * m.hop(S);
     case Coll::Gather:
-    case Coll::Scatter:  // S is the root's p blocks; it moves p-1 of them
-      return (p - 1) / 2 * m.hop(S / p) + m.hop(S / p) / 2 + m.copy(S / p);
+    case Coll::Scatter:  // S is the root's p blocks
+      return p / 2 * m.hop(S / p);
     default: break;
   }
-  return std::numeric_limits<double>::infinity();
+  return kInf;
 }
 
 }  // namespace
@@ -177,18 +208,20 @@ double direct(const Model& m, Coll c) {
 bool algoPipelines(Algo algo, Coll coll) { return (algo == Algo::Ring || algo == Algo::Tree) && algoServes(algo, coll); }
 
 double predictCostUs(Algo algo, Coll coll, size_t bytes, int nranks, size_t sliceBytes, const LinkModel& link) {
-  if (!algoServes(algo, coll)) return std::numeric_limits<double>::infinity();
+  if (!algoServes(algo, coll)) return kInf;
+  // One rank: every algorithm is at most the own-block copy, left out (see above).
+  if (nranks <= 1 || bytes == 0) return 0;
   Model m;
   m.alpha = link.latencyUs;
   m.beta = 1.0 / (link.bandwidthGBps * 1e3);
-  m.p = std::max(1, nranks);
+  m.frag = static_cast<double>(std::max<size_t>(link.fragmentBytes, 1));
+  m.p = nranks;
   m.S = static_cast<double>(bytes);
-  m.lg = static_cast<int>(std::ceil(std::log2(m.p) - 1e-9));
-  m.k = static_cast<int>(std::floor(std::log2(m.p) + 1e-9));
+  m.lg = 0;
+  while ((1 << m.lg) < nranks) ++m.lg;
+  m.k = m.lg - ((1 << m.lg) == nranks ? 0 : 1);
   m.P2 = std::ldexp(1.0, m.k);
   m.fold = m.P2 != m.p;
-  // One rank: every algorithm is (at most) a local copy.
-  if (nranks <= 1) return m.copy(m.S);
   switch (algo) {
     case Algo::Ring: return ring(m, coll, sliceBytes);
     case Algo::Tree: return tree(m, coll, sliceBytes);
@@ -199,7 +232,7 @@ double predictCostUs(Algo algo, Coll coll, size_t bytes, int nranks, size_t slic
     case Algo::Direct: return direct(m, coll);
     case Algo::kCount: break;
   }
-  return std::numeric_limits<double>::infinity();
+  return kInf;
 }
 
 }  // namespace chorus

@@ -19,12 +19,17 @@ namespace chorus {
 struct LinkModel {
   double latencyUs = 1.0;      // alpha: one message's fixed cost
   double bandwidthGBps = 5.0;  // 1 / beta: bytes per nanosecond
+  // The transport's unit of transfer (a shm FIFO slot, a TCP stripe chunk): a message pays
+  // alpha once per started fragment, so cutting a message into slices no smaller than this
+  // costs no more than sending it whole.
+  size_t fragmentBytes = 256 * 1024;
 };
 
 // The link class a communicator's model uses: the slowest of the classes its peers are reached
 // by (the largest latency, the smallest bandwidth: a collective waits for its slowest link),
-// then the overrides (> 0) replace either number. No declared class (a single rank) leaves the
-// LinkModel defaults. Throws chorusInvalidArgument for a declared or resulting value <= 0.
+// then the overrides (> 0) replace either number; the fragment is the smallest declared. No
+// declared class (a single rank) leaves the LinkModel defaults. Throws chorusInvalidArgument
+// for a declared value <= 0 or a negative override.
 LinkModel effectiveLink(const std::vector<LinkModel>& declared, double latencyOverrideUs, double bandwidthOverrideGBps);
 
 struct TuneChoice {

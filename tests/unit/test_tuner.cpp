@@ -223,7 +223,8 @@ bool logStep(Algo a) { return a == Algo::RecursiveDoubling || a == Algo::Halving
 TEST(CostModel, SmallMessagesAtScaleTakeALogStepAlgorithm) {
   for (LinkModel link : {LinkModel{0.3, 10}, LinkModel{10, 2}}) {
     Tuner t("", link, 256 * K);
-    for (int p : {8, 16, 64, 256}) {
+    // (At p = 8 a direct broadcast's 7 posts still beat the tree's 3 levels of one and a half hops.)
+    for (int p : {16, 64, 256}) {
       for (size_t bytes : {size_t{8}, size_t{1024}}) {
         for (Coll coll : {Coll::AllReduce, Coll::AllGather, Coll::Broadcast, Coll::Reduce, Coll::AlltoAll}) {
           Algo a = t.choose(coll, bytes, p).algo;
@@ -372,12 +373,17 @@ TEST(Tuner, LogsEachChoiceUnderTuning) {
 //
 // Runs every rank's schedule under the model's own rules, event by event: each rank has one
 // thread that does its steps one at a time in the order they become ready; a Send costs its
-// rank alpha/2 + bytes beta/2, and the matching receive costs the receiver the same once the
-// send is done; a Copy costs bytes at memory-copy speed. The closed forms of cost_model.cpp
-// should land near the simulated time; far off means a formula no longer describes the
-// schedule its family builds.
+// rank alpha/2 per fragment + bytes beta/2 and is then complete (its data sits in the
+// transport's buffers), and the matching receive costs the receiver the same once the send is
+// done; a Copy costs bytes at memory-copy speed, except the own-block copy from
+// Input to Output that every algorithm of an out-of-place call makes (the model leaves it out).
+// The closed forms of cost_model.cpp should land near the simulated time; far off means a
+// formula no longer describes the schedule its family builds.
 double simulateUs(const std::vector<RankSchedule>& ranks, size_t elemSize, const LinkModel& link) {
   const double alpha = link.latencyUs, beta = 1.0 / (link.bandwidthGBps * 1e3), copyBeta = 1.0 / 8e3;
+  auto end1 = [&](double bytes) {  // one end of a message
+    return alpha / 2 * std::max(1.0, std::ceil(bytes / static_cast<double>(link.fragmentBytes))) + bytes * beta / 2;
+  };
   const int p = static_cast<int>(ranks.size());
   struct StepState {
     int depsLeft = 0;
@@ -386,10 +392,8 @@ double simulateUs(const std::vector<RankSchedule>& ranks, size_t elemSize, const
   };
   std::vector<std::vector<StepState>> st(p);
   std::vector<double> cpu(p, 0.0);
-  // Per ordered pair: times at which the k-th send from a to b was done (and its step), and
-  // the k-th receive waiting for it.
-  std::vector<std::vector<std::vector<std::pair<double, uint32_t>>>> sent(p, std::vector<std::vector<std::pair<double, uint32_t>>>(p));
-  std::vector<std::vector<size_t>> recvsPosted(p, std::vector<size_t>(p, 0));
+  // Per ordered pair (a, b): when the k-th send from a to b was done.
+  std::vector<std::vector<std::vector<double>>> sent(p, std::vector<std::vector<double>>(p));
   using Event = std::tuple<double, int, uint32_t>;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> ready;
   std::vector<std::vector<std::pair<size_t, std::pair<int, uint32_t>>>> parked(p);  // receives whose send is not posted yet
@@ -427,8 +431,8 @@ double simulateUs(const std::vector<RankSchedule>& ranks, size_t elemSize, const
     switch (s.kind) {
       case StepKind::Send: {
         double bytes = static_cast<double>(s.src.count * elemSize);
-        cpu[r] = start + alpha / 2 + bytes * beta / 2;
-        sent[r][s.peer].push_back({cpu[r], i});
+        cpu[r] = start + end1(bytes);
+        sent[r][s.peer].push_back(cpu[r]);
         // A receive that waited for this send can go now.
         auto& wait = parked[s.peer];
         for (size_t w = 0; w < wait.size(); ++w)
@@ -446,16 +450,22 @@ double simulateUs(const std::vector<RankSchedule>& ranks, size_t elemSize, const
           parked[r].push_back({k, {s.peer, i}});
           continue;
         }
-        start = std::max(start, sent[s.peer][r][k].first);
-        double bytes = static_cast<double>(s.dst.count * elemSize);
-        cpu[r] = start + alpha / 2 + bytes * beta / 2;
-        complete(s.peer, sent[s.peer][r][k].second, cpu[r]);  // the send completes when received
+        if (sent[s.peer][r][k] > t) {  // its data is not there yet: the thread does other steps meanwhile
+          ready.push({sent[s.peer][r][k], r, i});
+          continue;
+        }
+        cpu[r] = start + end1(static_cast<double>(s.dst.count * elemSize));
         break;
       }
       case StepKind::Copy:
+        if (s.src.buf == BufferId::Input && s.dst.buf == BufferId::Output) {
+          cpu[r] = start;
+          break;
+        }
+        [[fallthrough]];
       case StepKind::Divide: cpu[r] = start + static_cast<double>(s.dst.count * elemSize) * copyBeta; break;
     }
-    if (s.kind != StepKind::Send) complete(r, i, cpu[r]);
+    complete(r, i, cpu[r]);
     end = std::max(end, cpu[r]);
   }
   for (int r = 0; r < p; ++r)
@@ -505,7 +515,7 @@ TEST(CostModel, MatchesTheSchedulesAsBuilt) {
               double sim = simulateUs(ranks, 4, link);
               double model = predictCostUs(algo, coll, bytes, p, slice, link);
               ++checked;
-              EXPECT_TRUE(model >= sim * 0.6 && model <= sim * 1.6)
+              EXPECT_TRUE(model >= sim * 0.6 && model <= sim * 1.5)
                   << algoName(algo) << " " << collName(coll) << " p=" << p << " S=" << bytes << " slice=" << slice << " link "
                   << link.latencyUs << " us, " << link.bandwidthGBps << " GB/s: model " << model << " us, simulated " << sim
                   << " us";
