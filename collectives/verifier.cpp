@@ -12,6 +12,10 @@ namespace chorus {
 namespace {
 
 constexpr int kMaxRanks = 1024;
+
+std::string rankCountError(size_t p) {
+  return p >= 1 && p <= static_cast<size_t>(kMaxRanks) ? "" : format("%zu ranks: the verifier supports 1 to %d", p, kMaxRanks);
+}
 // The run keeps 16 bytes per element of every rank's buffers; more than this many elements in
 // all is a test that asks too much of one process, not a schedule bug.
 constexpr size_t kMaxElements = size_t{1} << 27;
@@ -196,7 +200,7 @@ class Verifier {
   // ---- arguments and memory ----------------------------------------------------------------
 
   bool checkArgs() {
-    if (p_ < 1 || p_ > kMaxRanks) return fail(format("%d ranks: the verifier supports 1 to %d", p_, kMaxRanks));
+    if (!rankCountError(a_.size()).empty()) return fail(rankCountError(a_.size()));
     if (s_.size() != a_.size()) return fail(format("%zu schedules for %d ranks", s_.size(), p_));
     const CollArgs& a0 = a_[0];
     if (a0.coll >= Coll::kCount) return fail(format("unknown collective %d", static_cast<int>(a0.coll)));
@@ -800,6 +804,7 @@ VerifyResult verifyCollective(const std::vector<CollArgs>& perRank, const std::v
 }
 
 VerifyResult verifyAlgorithm(Algo algo, const std::vector<CollArgs>& perRank) {
+  if (!rankCountError(perRank.size()).empty()) return {false, rankCountError(perRank.size())};
   std::vector<RankSchedule> schedules;
   schedules.reserve(perRank.size());
   for (size_t r = 0; r < perRank.size(); ++r) {
@@ -813,9 +818,9 @@ VerifyResult verifyAlgorithm(Algo algo, const std::vector<CollArgs>& perRank) {
 }
 
 VerifyResult verifyAlgorithm(Algo algo, const CollArgs& proto) {
-  std::vector<CollArgs> perRank(proto.nranks > 0 ? proto.nranks : 0, proto);
+  if (proto.nranks < 1 || proto.nranks > kMaxRanks) return {false, format("%d ranks: the verifier supports 1 to %d", proto.nranks, kMaxRanks)};
+  std::vector<CollArgs> perRank(proto.nranks, proto);
   for (size_t r = 0; r < perRank.size(); ++r) perRank[r].rank = static_cast<int>(r);
-  if (perRank.empty()) return {false, format("%d ranks: the verifier supports 1 to %d", proto.nranks, kMaxRanks)};
   return verifyAlgorithm(algo, perRank);
 }
 

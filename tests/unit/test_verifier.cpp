@@ -106,14 +106,30 @@ TEST(VerifierAccepts, CompatibilityFormTakesAnAverageFromItsDivides) {
   EXPECT_TRUE(verifyAllReduce(directSchedules(avg), 10, false).ok);
 }
 
-TEST(VerifierAccepts, LargeRankCountsFitAndRunQuickly) {
-  // 1024 ranks: an all-gather moves 1024 x 1023 messages; rank sets stay ids.
-  auto args = argsFor(Coll::AllGather, 1024, 1);
-  EXPECT_TRUE(verifyAlgorithm(Algo::Direct, args).ok);
+TEST(VerifierAccepts, LargeRankCounts) {
+  // 1024 ranks: 1023 messages into the root, each element a set of up to 1024 ranks.
   auto reduce = argsFor(Coll::Reduce, 1024, 3, false, true, 1000);
   EXPECT_TRUE(verifyAlgorithm(Algo::Direct, reduce).ok);
+  auto scatter = argsFor(Coll::Scatter, 1024, 2, true, false, 5);
+  EXPECT_TRUE(verifyAlgorithm(Algo::Direct, scatter).ok);
   VerifyResult tooMany = verifyAlgorithm(Algo::Direct, argsFor(Coll::AllGather, 1025, 1));
   EXPECT_FALSE(tooMany.ok);
+  EXPECT_NE(tooMany.error.find("1025 ranks: the verifier supports 1 to 1024"), std::string::npos) << tooMany.error;
+}
+
+TEST(VerifierAccepts, EmptySchedulesForEmptyCalls) {
+  for (int c = 0; c < static_cast<int>(Coll::kCount); ++c) {
+    auto args = argsFor(static_cast<Coll>(c), 3, 0);
+    for (CollArgs& a : args) {
+      a.counts.assign(3, 0);
+      a.displs.assign(3, 0);
+      a.sendCounts.assign(3, 0);
+      a.sendDispls.assign(3, 0);
+      a.recvCounts.assign(3, 0);
+      a.recvDispls.assign(3, 0);
+    }
+    expectOk(args, emptySchedules(3));
+  }
 }
 
 // ---- reductions --------------------------------------------------------------------------------
@@ -231,6 +247,32 @@ TEST(VerifierCatches, LocalStepOverwritingASendInFlight) {
   expectOk(args, s);
   s[0].add(copy(out(1, 1), scratch(0, 1)), {2});  // reuses scratch without waiting for the send
   expectError(args, s, {"rank 0 step 3 (copy", "writes scratch[0] while rank 0 step 1 (send to 1"});
+}
+
+TEST(VerifierCatches, SendPostedBeforeTheCopyThatFillsIt) {
+  // The executor posts ready messages before it runs ready local steps: a send that does not
+  // wait for the copy filling its buffer reads it first.
+  auto args = argsFor(Coll::Broadcast, 2, 2);
+  auto s = emptySchedules(2);
+  s[0].scratchElems = 2;
+  uint32_t c = s[0].add(copy(in(0, 2), scratch(0, 2)));
+  s[0].add(send(1, scratch(0, 2)), {c});
+  s[0].add(copy(in(0, 2), out(0, 2)));
+  s[1].add(recv(0, out(0, 2)));
+  expectOk(args, s);
+  s[0].steps[1].depCount = 0;
+  expectError(args, s, {"rank 0 step 1 (send to 1, scratch[0+2]) reads scratch[0] before anything wrote it"});
+}
+
+TEST(VerifierCatches, TwoUnorderedLocalStepsOnTheSameElements) {
+  // Two copies into out[0] with no dependency between them: either may land last.
+  auto args = argsFor(Coll::AllReduce, 1, 2);
+  auto s = emptySchedules(1);
+  uint32_t c = s[0].add(copy(in(0, 2), out(0, 2)));
+  s[0].add(copy(in(0, 1), out(0, 1)), {c});
+  expectOk(args, s);
+  s[0].steps[1].depCount = 0;
+  expectError(args, s, {"rank 0 step 1 (copy, in[0+1] -> out[0+1]) writes out[0] while rank 0 step 0 (copy", "may also be writing it"});
 }
 
 TEST(VerifierCatches, TwoReceivesIntoOneRegion) {
