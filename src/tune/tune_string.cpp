@@ -6,6 +6,7 @@
 //   size   := digits [K|M|G] | "inf"       K/M/G are powers of 1024; a range is [lo, hi)
 //
 // Names match collName()/algoName() case-insensitively; blanks around any piece are ignored.
+// alltoallv rules take no range: its ranks' sizes differ, and all must choose alike.
 // Ranges of one collective may not overlap (whichever entry names them), so at most one rule
 // applies to a call and the order of rules never matters. Every error names the piece it
 // could not use, and where a name was wrong, the names that would have been right.
@@ -86,6 +87,8 @@ void parseRule(Coll coll, std::string_view ruleText, const std::string& text, st
   std::vector<std::string_view> parts = split(ruleText, ':');
   if (parts.size() > 2) fail(w, "a rule is [lo-hi:]algorithm, with one ':'");
   if (parts.size() == 2) {
+    // Each rank of an all-to-all-v has its own S: a size rule could send ranks different ways.
+    if (coll == Coll::AlltoAllV) fail(w, "alltoallv sizes differ between ranks, so its rules cannot name sizes");
     std::vector<std::string_view> bounds = split(parts[0], '-');
     if (bounds.size() != 2) fail(w, "range \"" + std::string(trim(parts[0])) + "\" is not lo-hi");
     rule.minBytes = parseSize(bounds[0], w);

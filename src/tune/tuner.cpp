@@ -97,6 +97,10 @@ TuneChoice Tuner::choose(Coll coll, size_t bytes, int nranks) const {
   if (rule) {
     choice.algo = rule->algo;
     choice.forced = true;
+  } else if (coll == Coll::AlltoAllV) {
+    // Every rank must run the same algorithm, but each has its own S: a choice by size could
+    // split them. Pairwise, the exchange for uneven blocks (pairwise.cpp), whatever the size.
+    choice.algo = Algo::Pairwise;
   } else {
     double cheapest = std::numeric_limits<double>::infinity();
     for (double u : us) cheapest = std::min(cheapest, u);

@@ -124,6 +124,7 @@ TEST(TuneString, ErrorsQuoteTheOffendingPieceAndNameTheValidChoices) {
       {"allreduce:0-1K:tree:ring", {"one ':'"}},
       {"allreduce:tree,,ring", {"empty rule"}},
       {"allreduce:", {"empty rule"}},
+      {"alltoallv:0-1M:direct", {"alltoallv sizes differ between ranks"}},
   };
   for (const Case& c : cases) {
     std::string err = parseError(c.text);
@@ -186,13 +187,24 @@ TEST(Tuner, EveryChoiceServesItsCollectiveWithAUsableSlice) {
           EXPECT_TRUE(std::isfinite(ch.predictedUs) && ch.predictedUs >= 0) << collName(coll) << " " << bytes << " " << p;
           EXPECT_LE(ch.sliceBytes, slice);
           EXPECT_TRUE(ch.sliceBytes == slice || (ch.sliceBytes >= 4096 && ch.sliceBytes % 64 == 0)) << ch.sliceBytes;
-          // The winner is never beaten by more than the tie band.
-          for (int a = 0; a < kAlgos; ++a)
+          // The winner is never beaten by more than the tie band (all-to-all-v: by rule, below).
+          for (int a = 0; a < kAlgos && coll != Coll::AlltoAllV; ++a)
             EXPECT_LE(ch.predictedUs, t.predictUs(static_cast<Algo>(a), coll, bytes, p) * 1.05 + 1e-9)
                 << collName(coll) << " " << bytes << " p=" << p << ": " << algoName(ch.algo) << " vs " << algoName(static_cast<Algo>(a));
         }
       }
   }
+}
+
+TEST(Tuner, AlltoAllVChoosesAlikeWhateverEachRanksSize) {
+  // Its ranks' S differ (each has its own counts): the choice must not depend on it.
+  EXPECT_EQ(parseTuneString("alltoallv:direct")[0].algo, Algo::Direct);
+  for (LinkModel link : {LinkModel{0.3, 10}, LinkModel{10, 2}, LinkModel{1000, 100}})
+    for (int p : {2, 3, 8, 64}) {
+      Tuner t("", link, 256 * K);
+      Algo first = t.choose(Coll::AlltoAllV, 0, p).algo;
+      for (size_t bytes = 1; bytes <= (size_t{1} << 34); bytes *= 2) EXPECT_EQ(t.choose(Coll::AlltoAllV, bytes, p).algo, first);
+    }
 }
 
 TEST(CostModel, AlgorithmsThatDoNotServeCostInfinity) {
