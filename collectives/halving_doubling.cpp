@@ -83,13 +83,9 @@ Region out(size_t off, size_t n) { return {BufferId::Output, off, n}; }
 
 RankSchedule allReduce(const CollArgs& a) {
   RankSchedule s;
+  if (nothingToExchange(a, &s)) return s;
   const int p = a.nranks, r = a.rank;
   const size_t n = a.count;
-  if (n == 0) return s;
-  if (p == 1) {
-    if (!a.inPlace) s.add({StepKind::Copy, -1, 1, in(0, n), out(0, n)});
-    return s;
-  }
   Pow2Fold fold(p);
   const int partner = fold.partner(r);
   if (fold.sitsOut(r)) {
@@ -117,13 +113,9 @@ RankSchedule allReduce(const CollArgs& a) {
 
 RankSchedule reduceScatter(const CollArgs& a) {
   RankSchedule s;
+  if (nothingToExchange(a, &s)) return s;
   const int p = a.nranks, r = a.rank;
   const size_t n = a.count;
-  if (n == 0) return s;
-  if (p == 1) {
-    if (!a.inPlace) s.add({StepKind::Copy, -1, 1, in(0, n), out(0, n)});
-    return s;
-  }
   Pow2Fold fold(p);
   const int partner = fold.partner(r);
   const size_t total = static_cast<size_t>(p) * n;

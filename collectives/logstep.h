@@ -20,6 +20,7 @@
 #include <functional>
 #include <vector>
 
+#include "collectives/collective.h"
 #include "collectives/ring.h"
 #include "exec/schedule.h"
 
@@ -51,6 +52,11 @@ struct Pow2Fold {
 // Element offsets of the units the core ranks hold: core rank c's unit is [at(c), at(c + 1)),
 // at(0) == 0, nondecreasing (a unit may be empty).
 using UnitBounds = std::function<size_t(int)>;
+
+// Count 0 (nothing to do) or one rank (Output = Input: a copy unless in place), for the
+// collectives whose Output has the size of Input at p == 1. True when `a` is such a call;
+// *s is then its schedule.
+bool nothingToExchange(const CollArgs& a, RankSchedule* s);
 
 // Appends `step` after every step in `deps` that is not kNoStep; returns its index.
 uint32_t addStepAfterAll(RankSchedule& s, const Step& step, const std::vector<uint32_t>& deps);

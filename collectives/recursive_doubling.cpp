@@ -47,6 +47,12 @@ uint32_t addStepAfterAll(RankSchedule& s, const Step& step, const std::vector<ui
   return i;
 }
 
+bool nothingToExchange(const CollArgs& a, RankSchedule* s) {
+  if (a.count && a.nranks > 1) return false;
+  if (a.count && !a.inPlace) s->add({StepKind::Copy, -1, 1, {BufferId::Input, 0, a.count}, {BufferId::Output, 0, a.count}});
+  return true;
+}
+
 void sitOut(RankSchedule& s, int partner, Region mine, Region result) {
   uint32_t sent = mine.count ? s.add({StepKind::Send, partner, 1, mine, {}}) : kNoStep;
   if (result.count) addStepAfter(s, {StepKind::Recv, partner, 1, {}, result}, sent);
@@ -73,9 +79,9 @@ Region out(size_t off, size_t n) { return {BufferId::Output, off, n}; }
 
 RankSchedule allReduce(const CollArgs& a) {
   RankSchedule s;
+  if (nothingToExchange(a, &s)) return s;
   const size_t n = a.count;
   const int r = a.rank;
-  if (n == 0) return s;
   Pow2Fold fold(a.nranks);
   Region output = out(0, n), scratch{BufferId::Scratch, 0, n};
   if (fold.sitsOut(r)) {
@@ -91,7 +97,7 @@ RankSchedule allReduce(const CollArgs& a) {
   bool copyOut = false;
   if (!folded) {
     buf[0] = a.inPlace ? output : in(0, n);
-    if (L > 0 && a.inPlace && buf[1].buf == BufferId::Output) {
+    if (a.inPlace && buf[1].buf == BufferId::Output) {
       // Odd L in place: alternate forward from Output instead and copy the result back.
       for (int k = 1; k <= L; ++k) buf[k] = k % 2 ? scratch : output;
       copyOut = true;
@@ -109,8 +115,7 @@ RankSchedule allReduce(const CollArgs& a) {
     prevSend = send;
   }
   if (copyOut) produced = addStepAfter(s, {StepKind::Copy, -1, 1, buf[L], output}, produced, prevSend);
-  if (L == 0 && !folded && !a.inPlace) produced = s.add({StepKind::Copy, -1, 1, in(0, n), output});  // p == 1
-  if (a.average && a.nranks > 1) produced = s.add({StepKind::Divide, -1, a.nranks, {}, output}, {produced});
+  if (a.average) produced = s.add({StepKind::Divide, -1, a.nranks, {}, output}, {produced});
   if (folded) s.add({StepKind::Send, fold.partner(r), 1, output, {}}, {produced});
   s.scratchElems = std::any_of(buf.begin(), buf.end(), [](const Region& b) { return b.buf == BufferId::Scratch; }) ? n : 0;
   return s;
@@ -118,9 +123,9 @@ RankSchedule allReduce(const CollArgs& a) {
 
 RankSchedule allGather(const CollArgs& a) {
   RankSchedule s;
+  if (nothingToExchange(a, &s)) return s;
   const size_t n = a.count;
   const int r = a.rank;
-  if (n == 0) return s;
   Pow2Fold fold(a.nranks);
   const size_t total = static_cast<size_t>(a.nranks) * n;
   if (fold.sitsOut(r)) {
