@@ -489,21 +489,12 @@ class Verifier {
 
   void makeReady(uint32_t g) { (chanOf_[g] == kNoChannel ? readyLocal_ : readyPosts_).push_back(g); }
 
+  // A message step's dependencies are done: it is posted once the steps before it on its
+  // channel are (the executor's per-peer order).
   void start(uint32_t g) {
-    const Step& st = step(g);
-    switch (st.kind) {
-      case StepKind::Send:
-        state_[g] = kReady;
-        postSends(chanOf_[g]);
-        break;
-      case StepKind::Recv:
-      case StepKind::RecvReduce:
-        state_[g] = kReady;
-        postRecvs(chanOf_[g]);
-        break;
-      case StepKind::Copy:
-      case StepKind::Divide: break;  // runLocalBatch()
-    }
+    state_[g] = kReady;
+    if (step(g).kind == StepKind::Send) postSends(chanOf_[g]);
+    else postRecvs(chanOf_[g]);
   }
 
   void postSends(uint32_t c) {

@@ -25,16 +25,19 @@
 // posted only after the steps before it; everything is posted as soon as its dependencies are
 // done) and the transport's worst case (a Send's data is read any time until its receiver has
 // it, as a single-copy transport does; a Recv's destination is written any time between its
-// post and its completion; a RecvReduce reads its local operand in that window too). Local
-// steps and posts run before any message completes, so these windows are as wide as possible,
-// and any other step that writes a region an in-flight step still reads, or reads or writes a
-// region an in-flight receive writes, is a missing dependency and fails. A schedule that
-// cannot finish (a dependency cycle, or send/receive counts that do not pair up) fails naming
-// what it waits for, and so does a message whose send and receive sizes differ.
+// post and its completion; a RecvReduce reads its local operand in that window too). Messages
+// are posted before local steps that became ready with them, local steps ready together may
+// run in any order, and a message completes only when nothing else can happen, so these
+// windows are as wide as the executor allows. Any step that writes a region an in-flight step
+// still reads, or reads or writes a region an in-flight step writes, is a missing dependency
+// and fails. A schedule that cannot finish (a dependency cycle, or send/receive counts that do
+// not pair up) fails naming what it waits for, and so does a message whose send and receive
+// sizes differ.
 //
 // Cost: one pass over the steps driven by dependency counters and per-pair message queues,
-// plus the elements each step touches; rank sets are interned, so an element is 8 bytes and
-// the run fits p = 1024 with a few thousand elements per rank.
+// plus the elements each step touches. Rank sets are interned (an element holds a set id,
+// 16 bytes per element with its in-flight marks), so p = 1024 with a few thousand elements per
+// rank fits in a few hundred MB at most.
 #pragma once
 
 #include <string>

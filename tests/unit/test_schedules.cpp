@@ -68,15 +68,8 @@ size_t irregular(size_t i, size_t j, size_t base, size_t seed) {
 // The per-rank arguments of one case (V forms get their vectors from `count` and `seed`).
 std::vector<CollArgs> caseArgs(Coll coll, int p, size_t count, size_t elemSize, size_t sliceBytes, bool inPlace, bool average, int root,
                                size_t seed) {
-  CollArgs a;
-  a.coll = coll;
-  a.nranks = p;
-  a.root = root;
-  a.count = count;
-  a.elemSize = elemSize;
-  a.sliceBytes = sliceBytes;
-  a.inPlace = inPlace;
-  a.average = average;
+  CollArgs a{.coll = coll, .nranks = p, .root = root, .count = count, .elemSize = elemSize, .sliceBytes = sliceBytes, .inPlace = inPlace,
+             .average = average};
   if (coll == Coll::AllGatherV || coll == Coll::ReduceScatterV) {
     a.counts.resize(p);
     for (int j = 0; j < p; ++j) a.counts[j] = irregular(j, 0, count, seed);

@@ -23,16 +23,8 @@ Step copy(Region src, Region dst) { return {StepKind::Copy, -1, 1, src, dst}; }
 Step divide(int divisor, Region dst) { return {StepKind::Divide, -1, divisor, {}, dst}; }
 
 std::vector<CollArgs> argsFor(Coll coll, int p, size_t count, bool inPlace = false, bool average = false, int root = 0) {
-  std::vector<CollArgs> perRank(p);
-  for (int r = 0; r < p; ++r) {
-    perRank[r].coll = coll;
-    perRank[r].rank = r;
-    perRank[r].nranks = p;
-    perRank[r].count = count;
-    perRank[r].inPlace = inPlace;
-    perRank[r].average = average;
-    perRank[r].root = root;
-  }
+  std::vector<CollArgs> perRank(p, CollArgs{.coll = coll, .nranks = p, .root = root, .count = count, .inPlace = inPlace, .average = average});
+  for (int r = 0; r < p; ++r) perRank[r].rank = r;
   return perRank;
 }
 
@@ -42,6 +34,17 @@ std::vector<RankSchedule> emptySchedules(int p) {
     s[r].rank = r;
     s[r].nranks = p;
     s[r].algorithm = "test";
+  }
+  return s;
+}
+
+// Two ranks swap their inputs of n elements: each sends in[0, n) to the other and receives
+// the other's at out[blockOf(1 - r) * n] (reduce: adds it to its own input into out[0, n)).
+std::vector<RankSchedule> swapInputs(size_t n, bool reduce, size_t (*blockOf)(int rank) = nullptr) {
+  auto s = emptySchedules(2);
+  for (int r = 0; r < 2; ++r) {
+    s[r].add(send(1 - r, in(0, n)));
+    s[r].add(reduce ? recvReduce(1 - r, in(0, n), out(0, n)) : recv(1 - r, out(blockOf(1 - r) * n, n)));
   }
   return s;
 }
@@ -170,11 +173,7 @@ TEST(VerifierCatches, MissingContribution) {
 TEST(VerifierCatches, ReducingDifferentElements) {
   // All-reduce of 2 elements on 2 ranks; rank 1 sends its elements swapped.
   auto args = argsFor(Coll::AllReduce, 2, 2);
-  auto s = emptySchedules(2);
-  for (int r = 0; r < 2; ++r) {
-    s[r].add(send(1 - r, in(0, 2)));
-    s[r].add(recvReduce(1 - r, in(0, 2), out(0, 2)));
-  }
+  auto s = swapInputs(2, true);
   expectOk(args, s);
   s[1].scratchElems = 2;
   s[1].add(copy(in(1, 1), scratch(0, 1)));
@@ -288,11 +287,7 @@ TEST(VerifierCatches, TwoReceivesIntoOneRegion) {
 
 TEST(VerifierCatches, ReadBeforeWrite) {
   auto args = argsFor(Coll::AllReduce, 2, 2);
-  auto s = emptySchedules(2);
-  for (int r = 0; r < 2; ++r) {
-    s[r].add(send(1 - r, in(0, 2)));
-    s[r].add(recvReduce(1 - r, in(0, 2), out(0, 2)));
-  }
+  auto s = swapInputs(2, true);
   s[1].steps[0].src = out(0, 2);  // out-of-place Output holds nothing yet
   expectError(args, s, {"rank 1 step 0 (send to 0, out[0+2])", "reads out[0] before anything wrote it"});
 
@@ -347,12 +342,8 @@ TEST(VerifierCatches, WritingAGapOfAVOutput) {
     a.counts = {1, 1};
     a.displs = {0, 2};
   }
-  auto s = emptySchedules(2);
-  for (int r = 0; r < 2; ++r) {
-    s[r].add(send(1 - r, in(0, 1)));
-    s[r].add(recv(1 - r, out(2 * (1 - r), 1)));
-    s[r].add(copy(in(0, 1), out(2 * r, 1)));
-  }
+  auto s = swapInputs(1, false, [](int rank) { return static_cast<size_t>(2 * rank); });
+  for (int r = 0; r < 2; ++r) s[r].add(copy(in(0, 1), out(2 * r, 1)));
   expectOk(args, s);
   s[1].steps[2].dst = out(1, 1);
   expectError(args, s, {"rank 1 step 2 (copy", "writes out[1]", "outside the blocks the collective defines"});
@@ -506,11 +497,7 @@ TEST(VerifierCatches, InPlaceAliasingHazard) {
 TEST(VerifierCatches, InPlaceWriteOverTheInput) {
   // In-place all-gather on 2 ranks: rank r's Input is out[r].
   auto args = argsFor(Coll::AllGather, 2, 1, true);
-  auto s = emptySchedules(2);
-  for (int r = 0; r < 2; ++r) {
-    s[r].add(send(1 - r, in(0, 1)));
-    s[r].add(recv(1 - r, out(1 - r, 1)));
-  }
+  auto s = swapInputs(1, false, [](int rank) { return static_cast<size_t>(rank); });
   expectOk(args, s);
   // Rank 0 receives into its own slot first, which is its input, then sends "its input".
   s[0] = emptySchedules(2)[0];
