@@ -14,6 +14,7 @@
 #include <queue>
 #include <sstream>
 #include <tuple>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "collectives/collective.h"
@@ -336,38 +337,27 @@ TEST(LinkModel, OverridesChangeTheChoice) {
   EXPECT_EQ(dearMessages, Algo::RecursiveDoubling) << algoName(dearMessages);
 }
 
-// Sets an environment variable for one scope.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    const char* old = getenv(name);
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (had_) setenv(name_.c_str(), old_.c_str(), 1);
-    else unsetenv(name_.c_str());
-  }
-
- private:
-  std::string name_, old_;
-  bool had_ = false;
-};
-
 TEST(Tuner, LogsEachChoiceUnderTuning) {
   char path[] = "/tmp/chorus_tuner_logXXXXXX";
   int fd = mkstemp(path);
   ASSERT_GE(fd, 0);
   close(fd);
-  {
-    ScopedEnv level("CHORUS_DEBUG", "INFO"), subsys("CHORUS_DEBUG_SUBSYS", "TUNING"), file("CHORUS_DEBUG_FILE", path);
+  // The logging variables are set in a child, so this process's logging stays as it was.
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    setenv("CHORUS_DEBUG", "INFO", 1);
+    setenv("CHORUS_DEBUG_SUBSYS", "TUNING", 1);
+    setenv("CHORUS_DEBUG_FILE", path, 1);
     logReloadConfig();
     Tuner t("allreduce:0-1K:tree", LinkModel{1, 5}, 256 * K);
     t.choose(Coll::AllReduce, 512, 8);
     t.choose(Coll::AllReduce, 4 * M, 8);
+    _exit(0);
   }
-  logReloadConfig();
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   std::ifstream in(path);
   std::stringstream text;
   text << in.rdbuf();
