@@ -366,14 +366,7 @@ class Sweep {
       c.send = readsSend(coll_, rank_, root) ? sendbuf_ : nullptr;
       c.recv = writesRecv(coll_, rank_, root) ? recvbuf_ : nullptr;
     }
-    CollCase k;
-    k.coll = coll_;
-    k.type = row.type;
-    k.op = row.op;
-    k.rank = rank_;
-    k.nranks = nranks_;
-    k.root = root;
-    k.count = row.count;
+    CollCase k{coll_, row.type, row.op, rank_, nranks_, root, row.count, 0};
 
     // Timed data: the pattern out of place; zeros in place, so that repeated in-place
     // reductions cannot overflow.

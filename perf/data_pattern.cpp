@@ -194,7 +194,8 @@ size_t countWrongReduced(const void* buf, size_t count, size_t first, chorusData
         // Avg: chorus.h says the sum is divided by the rank count; the sum is exact, so one
         // correctly rounded division gives exactly this (the double quotient rounds to the same
         // float, as 53 >= 2 * 24 + 2, and then to the same narrow value).
-        const double want = op == chorusAvg ? C::toDouble(C::fromDouble(static_cast<double>(r) / nranks)) : static_cast<double>(r);
+        const double want =
+            op == chorusAvg ? C::toDouble(C::fromDouble(static_cast<double>(r) / nranks)) : static_cast<double>(r);
         if (!(got == want)) ++wrong;  // NaN counts as wrong
       } else {
         const auto want = C::fromInt(op == chorusAvg ? r / nranks : r);

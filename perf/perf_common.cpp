@@ -103,7 +103,8 @@ bool findColl(const std::string& name, PerfColl* coll) {
   for (const CollInfo& c : kColls) {
     // The tool name, also with a suffix after it ("all_gather_perf_mpi", "all_gather_perf.exe").
     const size_t len = strlen(c.tool);
-    const bool toolMatch = base.compare(0, len, c.tool) == 0 && (base.size() == len || !isalnum(static_cast<unsigned char>(base[len])));
+    const bool toolMatch =
+        base.compare(0, len, c.tool) == 0 && (base.size() == len || !isalnum(static_cast<unsigned char>(base[len])));
     if (toolMatch || base == c.name) return *coll = c.coll, true;
   }
   return false;
@@ -180,7 +181,8 @@ std::string usage(const char* prog, PerfColl coll) {
   std::string p = prog ? prog : info.tool;
   const std::string opLine = info.reduction ? "    -o, --op <op|all>           sum prod max min avg (default sum)\n"
                                             : "    -o, --op <op|all>           accepted and ignored (no reduction)\n";
-  const std::string rootLine = info.rooted ? "    -r, --root <rank|-1>        the root (default 0); -1: every rank in turn\n" : "";
+  const std::string rootLine =
+      info.rooted ? "    -r, --root <rank|-1>        the root (default 0); -1: every rank in turn\n" : "";
   const std::string algoName = info.name;
   return "Usage: " + p + " [options]   (" + algoName + ")\n"
       "  Sizes (K/M/G suffixes are powers of 1024):\n"
@@ -209,7 +211,9 @@ std::string usage(const char* prog, PerfColl coll) {
       "    -np <n>                     fork n local ranks (standalone, no launcher needed)\n"
       "    -A, --algo <algo>           force the algorithm: sets CHORUS_ALGO=" + algoName + ":<algo>\n"
       "                                before the communicator is created (ring tree hd rd\n"
-      "                                bruck pairwise direct, or size ranges as in CHORUS_ALGO)\n"
+      "                                bruck pairwise direct, or size ranges as in CHORUS_ALGO)\n" +
+      (coll == PerfColl::SendRecv ? "                                (send/recv has no algorithm: the library refuses it)\n"
+                                  : "") +
       "    -J, --json <file>           also write the results as JSON (rank 0)\n"
       "    -g, --ngpus 1 / -t, --nthreads 1   accepted for nccl-tests scripts; only 1\n"
       "    -h, --help                  this text\n"

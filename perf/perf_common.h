@@ -24,27 +24,42 @@ namespace chorus::perf {
 // ---------------------------------------------------------------------------------------------
 
 /** The collective a perf tool measures (one tool each). */
-enum class PerfColl : uint8_t { AllReduce, AllGather, Broadcast, Reduce, ReduceScatter, AlltoAll, Gather, Scatter, SendRecv, kCount };
+enum class PerfColl : uint8_t {
+  AllReduce,
+  AllGather,
+  Broadcast,
+  Reduce,
+  ReduceScatter,
+  AlltoAll,
+  Gather,
+  Scatter,
+  SendRecv,
+  kCount
+};
 
 struct CollInfo {
   PerfColl coll;
-  const char* tool;      // the executable: "all_gather_perf"
-  const char* name;      // the collective's name in CHORUS_ALGO: "allgather" ("sendrecv" has none)
-  bool reduction;        // takes an op (-o); the redop column says "none" otherwise
-  bool rooted;           // takes a root (-r); the root column says -1 otherwise
-  bool inPlace;          // has an in-place form (AlltoAll and SendRecv do not: their in-place columns are N/A)
+  const char* tool;  // the executable: "all_gather_perf"
+  const char* name;  // the collective's name in CHORUS_ALGO: "allgather" (the library knows no "sendrecv")
+  bool reduction;    // takes an op (-o); the redop column says "none" otherwise
+  bool rooted;       // takes a root (-r); the root column says -1 otherwise
+  bool inPlace;      // has an in-place form (AlltoAll and SendRecv do not: their in-place columns are N/A)
 };
 const CollInfo& collInfo(PerfColl coll);
-/** By tool name ("all_gather_perf", any directory and suffix after it ignored) or collective name ("allgather"). */
+/** By tool name ("all_gather_perf"; a directory before it and a suffix after it are ignored) or
+ *  by collective name ("allgather"). */
 bool findColl(const std::string& name, PerfColl* coll);
 
-/** busbw = algbw * busFactor: 2(n-1)/n all-reduce; (n-1)/n all-gather, reduce-scatter, all-to-all, gather, scatter; 1 broadcast, reduce, send/recv (nccl-tests' PERFORMANCE.md). */
+/** busbw = algbw * busFactor (nccl-tests' PERFORMANCE.md): 2(n-1)/n for all-reduce; (n-1)/n for
+ *  all-gather, reduce-scatter, all-to-all, gather and scatter; 1 for broadcast, reduce, send/recv. */
 double busFactor(PerfColl coll, int nranks);
 
-/** Elements of the send / receive buffer of one call with count argument `count` (0 where the rank does not use it is NOT applied: see readsSend / writesRecv). */
+/** Elements of the send / receive buffer of one call whose count argument is `count`, on a rank
+ *  that uses that buffer (see readsSend / writesRecv). */
 size_t sendElems(PerfColl coll, size_t count, int nranks);
 size_t recvElems(PerfColl coll, size_t count, int nranks);
-/** Whether `rank` reads its send buffer / writes its receive buffer (Broadcast, Scatter: send on root only; Reduce, Gather: receive on root only). */
+/** Whether `rank` reads its send buffer / writes its receive buffer: Broadcast and Scatter read
+ *  on the root only, Reduce and Gather write on the root only; every other collective, always. */
 bool readsSend(PerfColl coll, int rank, int root);
 bool writesRecv(PerfColl coll, int rank, int root);
 

@@ -71,43 +71,23 @@ template <> struct TypeTraits<chorusUint64> : PlainTraits<uint64_t> {};
 template <> struct TypeTraits<chorusFloat32> : PlainTraits<float> {};
 template <> struct TypeTraits<chorusFloat64> : PlainTraits<double> {};
 
-// fp16 and bf16 are reduced in float. Rounding a float sum, product, max or min of two fp16
-// (or bf16) values back to fp16 gives the correctly rounded fp16 result: float carries more
-// than 2p+2 bits of the narrow type's p, so the double rounding is harmless.
-template <>
-struct TypeTraits<chorusFloat16> {
-  using Storage = uint16_t;
+// fp16, bf16 and fp8 are reduced in float. Rounding a float sum, product, max or min of two
+// such values back to the narrow type gives the correctly rounded result: float carries more
+// than 2p+2 bits of the narrow type's p, so the double rounding is harmless. Overflow follows
+// half.h (fp8 E4M3 saturates at +-448; the others go to infinity). The conversions are
+// template arguments, so they are inlined into the loops as direct calls would be.
+template <typename S, float (*kLoad)(S), S (*kStore)(float)>
+struct NarrowFloatTraits {
+  using Storage = S;
   using Value = float;
-  static CHORUS_ALWAYS_INLINE Value load(Storage s) { return half::halfBitsToFloat(s); }
-  static CHORUS_ALWAYS_INLINE Storage store(Value v) { return half::floatToHalfBits(v); }
+  static CHORUS_ALWAYS_INLINE Value load(Storage s) { return kLoad(s); }
+  static CHORUS_ALWAYS_INLINE Storage store(Value v) { return kStore(v); }
 };
 
-template <>
-struct TypeTraits<chorusBfloat16> {
-  using Storage = uint16_t;
-  using Value = float;
-  static CHORUS_ALWAYS_INLINE Value load(Storage s) { return half::bf16BitsToFloat(s); }
-  static CHORUS_ALWAYS_INLINE Storage store(Value v) { return half::floatToBf16Bits(v); }
-};
-
-// fp8 too: a sum or product of two E4M3 values is exact in float, and for E5M2 float's 24 bits
-// are more than 2p+2 of fp8's 3, so rounding the float result once is the correctly rounded fp8
-// result. Overflow follows half.h: E4M3 saturates at +-448, E5M2 goes to infinity.
-template <>
-struct TypeTraits<chorusFloat8e4m3> {
-  using Storage = uint8_t;
-  using Value = float;
-  static CHORUS_ALWAYS_INLINE Value load(Storage s) { return half::fp8e4m3BitsToFloat(s); }
-  static CHORUS_ALWAYS_INLINE Storage store(Value v) { return half::floatToFp8e4m3Bits(v); }
-};
-
-template <>
-struct TypeTraits<chorusFloat8e5m2> {
-  using Storage = uint8_t;
-  using Value = float;
-  static CHORUS_ALWAYS_INLINE Value load(Storage s) { return half::fp8e5m2BitsToFloat(s); }
-  static CHORUS_ALWAYS_INLINE Storage store(Value v) { return half::floatToFp8e5m2Bits(v); }
-};
+template <> struct TypeTraits<chorusFloat16> : NarrowFloatTraits<uint16_t, half::halfBitsToFloat, half::floatToHalfBits> {};
+template <> struct TypeTraits<chorusBfloat16> : NarrowFloatTraits<uint16_t, half::bf16BitsToFloat, half::floatToBf16Bits> {};
+template <> struct TypeTraits<chorusFloat8e4m3> : NarrowFloatTraits<uint8_t, half::fp8e4m3BitsToFloat, half::floatToFp8e4m3Bits> {};
+template <> struct TypeTraits<chorusFloat8e5m2> : NarrowFloatTraits<uint8_t, half::fp8e5m2BitsToFloat, half::floatToFp8e5m2Bits> {};
 
 // ---- operators ----------------------------------------------------------------------------
 

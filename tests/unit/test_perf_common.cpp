@@ -699,16 +699,7 @@ TEST(PerfCheck, ReducedValuesStayInExactRange) {
 // ---------------------------------------------------------------------------------------------
 
 CollCase collCase(PerfColl coll, chorusDataType_t t, chorusRedOp_t op, int rank, int n, int root, size_t count, uint32_t seed) {
-  CollCase k;
-  k.coll = coll;
-  k.type = t;
-  k.op = op;
-  k.rank = rank;
-  k.nranks = n;
-  k.root = root;
-  k.count = count;
-  k.seed = seed;
-  return k;
+  return CollCase{coll, t, op, rank, n, root, count, seed};
 }
 
 // Runs coll over n ranks in memory: inputs from fillCollInput, outputs (poisoned first) written

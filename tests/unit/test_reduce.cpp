@@ -30,23 +30,26 @@ constexpr chorusRedOp_t kKernelOps[] = {chorusSum, chorusProd, chorusMax, chorus
 
 // ---- reference conversions (independent of half.h) -----------------------------------------
 
-double refHalfToDouble(uint16_t h) {
-  const double sign = (h & 0x8000) ? -1.0 : 1.0;
-  const int exponent = (h >> 10) & 0x1f;
-  const int mantissa = h & 0x3ff;
-  if (exponent == 31) return mantissa ? std::numeric_limits<double>::quiet_NaN() : sign * INFINITY;
-  if (exponent == 0) return sign * std::ldexp(mantissa, -24);
-  return sign * std::ldexp(mantissa + 1024, exponent - 25);
+// Decodes a binary float of 1 + exponentBits + mantissaBits bits with the given exponent bias.
+// IEEE-like formats: an all-ones exponent is infinity (mantissa 0) or NaN. Otherwise (fp8 E4M3)
+// only the all-ones code is NaN and the rest of the top binade holds normal numbers.
+double refDecode(uint32_t bits, int mantissaBits, int exponentBits, int bias, bool ieeeSpecials) {
+  const double sign = ((bits >> (mantissaBits + exponentBits)) & 1) ? -1.0 : 1.0;
+  const int maxExponent = (1 << exponentBits) - 1, maxMantissa = (1 << mantissaBits) - 1;
+  const int exponent = (bits >> mantissaBits) & maxExponent;
+  const int mantissa = bits & maxMantissa;
+  if (exponent == maxExponent && (ieeeSpecials || mantissa == maxMantissa)) {
+    return (mantissa || !ieeeSpecials) ? std::numeric_limits<double>::quiet_NaN() : sign * INFINITY;
+  }
+  if (exponent == 0) return sign * std::ldexp(mantissa, 1 - bias - mantissaBits);
+  return sign * std::ldexp(mantissa + maxMantissa + 1, exponent - bias - mantissaBits);
 }
 
-double refBf16ToDouble(uint16_t b) {
-  const double sign = (b & 0x8000) ? -1.0 : 1.0;
-  const int exponent = (b >> 7) & 0xff;
-  const int mantissa = b & 0x7f;
-  if (exponent == 255) return mantissa ? std::numeric_limits<double>::quiet_NaN() : sign * INFINITY;
-  if (exponent == 0) return sign * std::ldexp(mantissa, -133);
-  return sign * std::ldexp(mantissa + 128, exponent - 134);
-}
+double refHalfToDouble(uint16_t h) { return refDecode(h, 10, 5, 15, true); }
+double refBf16ToDouble(uint16_t b) { return refDecode(b, 7, 8, 127, true); }
+// OCP fp8. E4M3: bias 7, no infinities, S.1111.111 is NaN; E5M2: bias 15, IEEE-like.
+double refE4m3ToDouble(uint8_t b) { return refDecode(b, 3, 4, 7, false); }
+double refE5m2ToDouble(uint8_t b) { return refDecode(b, 2, 5, 15, true); }
 
 // Rounds a non-NaN double to a binary format with `mantissaBits` stored mantissa bits and the
 // given exponent bias, to nearest even. Returns sign | exponent | mantissa bits.
@@ -77,25 +80,6 @@ uint16_t refRound(double x, int mantissaBits, int bias, int exponentBits) {
 
 uint16_t refDoubleToHalf(double x) { return refRound(x, 10, 15, 5); }
 uint16_t refDoubleToBf16(double x) { return refRound(x, 7, 127, 8); }
-
-// OCP fp8. E4M3: bias 7, no infinities, S.1111.111 is NaN; E5M2: bias 15, IEEE-like.
-double refE4m3ToDouble(uint8_t b) {
-  const double sign = (b & 0x80) ? -1.0 : 1.0;
-  const int exponent = (b >> 3) & 0xf;
-  const int mantissa = b & 0x7;
-  if (exponent == 15 && mantissa == 7) return std::numeric_limits<double>::quiet_NaN();
-  if (exponent == 0) return sign * std::ldexp(mantissa, -9);
-  return sign * std::ldexp(mantissa + 8, exponent - 10);
-}
-
-double refE5m2ToDouble(uint8_t b) {
-  const double sign = (b & 0x80) ? -1.0 : 1.0;
-  const int exponent = (b >> 2) & 0x1f;
-  const int mantissa = b & 0x3;
-  if (exponent == 31) return mantissa ? std::numeric_limits<double>::quiet_NaN() : sign * INFINITY;
-  if (exponent == 0) return sign * std::ldexp(mantissa, -16);
-  return sign * std::ldexp(mantissa + 4, exponent - 17);
-}
 
 // E4M3 "satfinite": |x| >= 448 (infinity included) is +-448; below that, round as a format with
 // one more exponent bit would (so that exponent 15 is not taken for infinity) and keep the low
