@@ -60,6 +60,19 @@ int reportWrong(int rank, const char* what, size_t wrong) {
   return 1;
 }
 
+// Checks every call of a list that has completed; returns how many were wrong.
+int checkCalls(int rank, const std::vector<std::unique_ptr<PreparedCall>>& calls) {
+  int bad = 0;
+  for (const auto& call : calls) {
+    std::string report;
+    if (size_t wrong = call->check(&report)) {
+      fprintf(stderr, "rank %d: %s: %zu wrong: %s\n", rank, call->collCase().describe().c_str(), wrong, report.c_str());
+      ++bad;
+    }
+  }
+  return bad;
+}
+
 TEST(Groups, RingOfSendsAndReceives) {
   for (int p : {2, 3, 4}) {
     auto exits = runRanksWithComm(p, [p](chorusComm_t comm, int rank) {
@@ -167,6 +180,35 @@ TEST(Groups, CollectiveBetweenSendAndRecvInOneGroup) {
     auto exits = runRanksWithComm(3, [order](chorusComm_t comm, int rank) { return mixedGroups(comm, rank, 3, order); });
     EXPECT_TRUE(allRanksSucceeded(exits)) << "group order " << order;
   }
+}
+
+TEST(Groups, SeveralCollectivesInOneGroup) {
+  const int p = 4;
+  auto exits = runRanksWithComm(p, [p](chorusComm_t comm, int rank) {
+    // Every kind of collective once, in a fixed shuffled order, then all of them again: one
+    // merged operation whose messages per pair must keep the calls' order.
+    std::vector<std::unique_ptr<PreparedCall>> calls;
+    Rng rng(2024);
+    for (int k = 0; k < 2 * static_cast<int>(Coll::kCount); ++k) {
+      CollCase c;
+      c.coll = static_cast<Coll>((k * 7) % static_cast<int>(Coll::kCount));
+      c.dtype = kEveryType[rng.below(12)];
+      c.op = kBuiltinOps[rng.below(5)];
+      c.count = rng.below(2) ? 1 + rng.below(3000) : rng.below(20);
+      c.root = static_cast<int>(rng.below(p));
+      c.inPlace = rng.below(2) == 1;
+      c.salt = 3000 + k;
+      if (c.coll == Coll::AllGatherV || c.coll == Coll::ReduceScatterV || c.coll == Coll::AlltoAllV)
+        makeVLayout(c, p, rng.next(), 500);
+      calls.push_back(std::make_unique<PreparedCall>(c, rank, p));
+    }
+    RANK_CALL(chorusGroupStart());
+    for (auto& call : calls) RANK_CALL(call->issue(comm, nullptr));
+    RANK_CALL(chorusBarrier(comm, nullptr));
+    RANK_CALL(chorusGroupEnd());
+    return checkCalls(rank, calls);
+  });
+  EXPECT_TRUE(allRanksSucceeded(exits));
 }
 
 TEST(Groups, BadArgumentCancelsTheWholeGroup) {
@@ -312,6 +354,39 @@ TEST(CommSplit, NoColorGivesNullAndTheOthersStillSplit) {
   EXPECT_TRUE(allRanksSucceeded(exits));
 }
 
+TEST(CommSplit, OneGroupAcrossChildAndParent) {
+  const int p = 4;
+  auto exits = runRanksWithComm(p, [p](chorusComm_t comm, int rank) {
+    chorusComm_t child = nullptr;
+    RANK_CALL(chorusCommSplit(comm, rank / 2, rank, &child));  // {0, 1} and {2, 3}
+    if (!child) return 2;
+    // Interleaved calls on two communicators: the group runs the child's (first used) and then
+    // the parent's, each merged.
+    std::vector<std::unique_ptr<PreparedCall>> onChild, onParent;
+    for (int k = 0; k < 6; ++k) {
+      CollCase c;
+      c.coll = k % 3 == 0 ? Coll::AllReduce : k % 3 == 1 ? Coll::AllGather : Coll::Broadcast;
+      c.dtype = k % 2 ? chorusFloat64 : chorusUint8;
+      c.count = 100 + 37 * k;
+      c.root = 1;
+      c.salt = 4000 + k;
+      onChild.push_back(std::make_unique<PreparedCall>(c, rank % 2, 2));
+      c.salt = 5000 + k;
+      onParent.push_back(std::make_unique<PreparedCall>(c, rank, p));
+    }
+    RANK_CALL(chorusGroupStart());
+    for (int k = 0; k < 6; ++k) {
+      RANK_CALL(onChild[k]->issue(child, nullptr));
+      RANK_CALL(onParent[k]->issue(comm, nullptr));
+    }
+    RANK_CALL(chorusGroupEnd());
+    int bad = checkCalls(rank, onChild) + checkCalls(rank, onParent);
+    RANK_CALL(chorusCommDestroy(child));
+    return bad;
+  });
+  EXPECT_TRUE(allRanksSucceeded(exits));
+}
+
 TEST(CommSplit, ChildAndParentRunConcurrentlyOnOtherStreamsAndThreads) {
   const int p = 4, calls = 40;
   auto exits = runRanksWithComm(p, [p](chorusComm_t comm, int rank) {
@@ -357,15 +432,7 @@ TEST(CommSplit, ChildAndParentRunConcurrentlyOnOtherStreamsAndThreads) {
     for (auto& call : parentCalls) RANK_CALL(call->issue(comm, parentStream));
     RANK_CALL(chorusStreamSynchronize(childStream));
     RANK_CALL(chorusStreamSynchronize(parentStream));
-    int bad = 0;
-    for (auto* list : {&childCalls, &threadCalls, &parentCalls})
-      for (auto& call : *list) {
-        std::string report;
-        if (size_t wrong = call->check(&report)) {
-          fprintf(stderr, "rank %d: %s: %zu wrong: %s\n", rank, call->collCase().describe().c_str(), wrong, report.c_str());
-          ++bad;
-        }
-      }
+    int bad = checkCalls(rank, childCalls) + checkCalls(rank, threadCalls) + checkCalls(rank, parentCalls);
     RANK_CALL(chorusStreamDestroy(childStream));
     RANK_CALL(chorusStreamDestroy(parentStream));
     RANK_CALL(chorusCommDestroy(child));
