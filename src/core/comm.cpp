@@ -189,17 +189,20 @@ RankSchedule pointToPoint(const CollCall& c, int rank, int nranks) {
 
 void Communicator::validate(CollCall& call) const { validateCall(call, rank_, nranks_, preMulOps_); }
 
-Communicator::CachedSchedule& Communicator::scheduleFor(const CollCall& call, CachedSchedule& temp, bool* fresh) {
+Communicator::CachedSchedule& Communicator::scheduleFor(const CollCall& call, std::deque<CachedSchedule>& temps, bool* fresh) {
   *fresh = true;
   if (call.kind != CallKind::Collective) {
+    CachedSchedule& temp = temps.emplace_back();
     temp.schedule = pointToPoint(call, rank_, nranks_);
     temp.plan = std::make_unique<ExecPlan>(temp.schedule);
     return temp;
   }
   CollArgs args = collArgsFor(call, rank_, nranks_);
   bool vector = call.coll == Coll::AllGatherV || call.coll == Coll::ReduceScatterV || call.coll == Coll::AlltoAllV;
-  CachedSchedule* entry = &temp;
-  if (!vector) {
+  CachedSchedule* entry = nullptr;
+  if (vector) {
+    entry = &temps.emplace_back();
+  } else {
     auto key = std::make_tuple(static_cast<int>(call.coll), call.count, args.elemSize, args.inPlace, args.average, call.root);
     auto it = scheduleCache_.find(key);
     if (it != scheduleCache_.end()) {
@@ -241,11 +244,14 @@ void Communicator::run(std::vector<CollCall>& calls) {
   args.call.algorithm = "choosing";  // until the schedules are known
   std::string algorithms;
   try {
-    std::deque<CachedSchedule> temps;
-    std::vector<ExecBuffer> buffers(calls.size() * kBuffersPerCall);
-    std::vector<const RankSchedule*> parts;
-    std::vector<CachedSchedule*> entries;
-    std::vector<std::vector<uint8_t>> scaled;  // PreMulSum inputs
+    // Per-run scratch containers are members, reused: a small call allocates nothing here.
+    RunState& st = run_;
+    st.temps.clear();
+    st.buffers.assign(calls.size() * kBuffersPerCall, ExecBuffer{});
+    st.entries.clear();
+    st.parts.clear();
+    st.scaled.clear();
+    st.extraScratch.clear();
     bool anyFresh = false;
     for (size_t k = 0; k < calls.size(); ++k) {
       CollCall& c = calls[k];
@@ -258,9 +264,9 @@ void Communicator::run(std::vector<CollCall>& calls) {
           // Scale the input into a temporary, then sum; the call is no longer in place.
           CollArgs a = collArgsFor(c, rank_, nranks_);
           size_t n = inputElems(a, rank_);
-          scaled.emplace_back(n * es);
-          scaleInto(scaled.back().data(), c.sendbuf, n, pm);
-          input = scaled.back().data();
+          st.scaled.emplace_back(n * es);
+          scaleInto(st.scaled.back().data(), c.sendbuf, n, pm);
+          input = st.scaled.back().data();
           c.inPlace = false;
           reduce = reduceFunction(c.dtype, chorusSum);
         } else {
@@ -268,27 +274,30 @@ void Communicator::run(std::vector<CollCall>& calls) {
         }
       }
       bool fresh = false;
-      temps.emplace_back();
-      CachedSchedule& entry = scheduleFor(c, temps.back(), &fresh);
+      CachedSchedule& entry = scheduleFor(c, st.temps, &fresh);
       anyFresh |= fresh;
-      entries.push_back(&entry);
-      parts.push_back(&entry.schedule);
-      algorithms += (k ? "+" : "") + entry.schedule.algorithm;
-      buffers[k * kBuffersPerCall + 0] = {const_cast<void*>(input), es, c.dtype, reduce};
-      buffers[k * kBuffersPerCall + 1] = {c.recvbuf, es, c.dtype, reduce};
-      buffers[k * kBuffersPerCall + 2] = {entry.scratch.data(), es, c.dtype, reduce};
+      void* scratch = entry.scratch.data();
+      // The same cached shape twice in one group: the second call needs scratch of its own.
+      if (!entry.scratch.empty() && std::find(st.entries.begin(), st.entries.end(), &entry) != st.entries.end())
+        scratch = st.extraScratch.emplace_back(entry.scratch.size()).data();
+      st.entries.push_back(&entry);
+      st.parts.push_back(&entry.schedule);
+      if (calls.size() > 1) algorithms += (k ? "+" : "") + entry.schedule.algorithm;
+      st.buffers[k * kBuffersPerCall + 0] = {const_cast<void*>(input), es, c.dtype, reduce};
+      st.buffers[k * kBuffersPerCall + 1] = {c.recvbuf, es, c.dtype, reduce};
+      st.buffers[k * kBuffersPerCall + 2] = {scratch, es, c.dtype, reduce};
       if (fresh && logEnabled(LogLevel::Info, kLogColl))
         CHORUS_INFO(kLogColl, "%s %zu x %s%s%s: algorithm %s%s, %zu steps", c.apiName, c.count, dataTypeName(c.dtype),
                     c.kind == CallKind::Collective && isReduction(c.coll) ? " " : "",
                     c.kind == CallKind::Collective && isReduction(c.coll) ? redOpName(c.op) : "", entry.schedule.algorithm.c_str(),
                     entry.forced ? " (CHORUS_ALGO)" : "", entry.schedule.steps.size());
     }
-    args.call.algorithm = algorithms.c_str();
-    ExecPlan* plan = entries[0]->plan.get();
+    args.call.algorithm = calls.size() > 1 ? algorithms.c_str() : st.entries[0]->schedule.algorithm.c_str();
+    ExecPlan* plan = st.entries[0]->plan.get();
     RankSchedule merged;
     std::unique_ptr<ExecPlan> mergedPlan;
     if (calls.size() > 1) {
-      merged = mergeSchedules(parts);
+      merged = mergeSchedules(st.parts);
       addSelfCopies(calls, rank_, &merged);
       mergedPlan = std::make_unique<ExecPlan>(merged);
       plan = mergedPlan.get();
@@ -296,8 +305,8 @@ void Communicator::run(std::vector<CollCall>& calls) {
     }
     if (anyFresh) ensureConnected(plan->schedule.peers());
     args.plan = plan;
-    args.buffers = buffers.data();
-    args.numBuffers = buffers.size();
+    args.buffers = st.buffers.data();
+    args.numBuffers = st.buffers.size();
     args.connections = &connectionPtrs_;
     args.timeoutSec = config_.timeoutSec;
     args.abortFlag = &aborted_;

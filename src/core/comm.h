@@ -6,6 +6,7 @@
 #include <chorus/chorus.h>
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -73,7 +74,17 @@ class Communicator {
   };
   // The schedule of one call: cached by shape for the fixed-size collectives (*fresh = true on
   // first use), built into `temp` for the V forms and point-to-point halves.
-  CachedSchedule& scheduleFor(const CollCall& call, CachedSchedule& temp, bool* fresh);
+  CachedSchedule& scheduleFor(const CollCall& call, std::deque<CachedSchedule>& temps, bool* fresh);
+  // Containers one run() needs, kept between runs so that a small call allocates nothing.
+  struct RunState {
+    std::deque<CachedSchedule> temps;  // schedules built for this run only (V forms, send/recv)
+    std::vector<ExecBuffer> buffers;
+    std::vector<CachedSchedule*> entries;
+    std::vector<const RankSchedule*> parts;
+    std::vector<std::vector<uint8_t>> scaled;        // PreMulSum inputs
+    std::vector<std::vector<uint8_t>> extraScratch;  // a shape used twice in one group
+  };
+  RunState run_;
   LinkModel linkModel() const;
 
   // Forwards Oob calls to the bootstrap, which exists only after the TCP listener does.
