@@ -161,6 +161,8 @@ struct FamilyColl {
   Coll coll;
 };
 
+void PrintTo(const FamilyColl& f, std::ostream* os) { *os << algoName(f.algo) << " " << collName(f.coll); }
+
 class RingAndTreeMatrix : public testing::TestWithParam<FamilyColl> {};
 
 TEST_P(RingAndTreeMatrix, VerifiesUpTo64Ranks) {
