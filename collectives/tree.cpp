@@ -1,8 +1,8 @@
 // Tree: a double binary tree, pipelined by slices. The latency family for the rooted
 // collectives and for mid-size all-reduces: a slice crosses log2 p hops instead of the ring's p.
 //
-// Cost (p ranks, n elements of s bytes; d = floor(log2(p-1)) + 1 hops from the root to the
-// deepest rank, at most ceil(log2 p) + 1; J = slices per half of the data):
+// Cost (p ranks, n elements of s bytes; d = floor(log2(p-1)) + 1 = ceil(log2 p) hops from the
+// root to the deepest rank; J = slices per half of the data):
 //   broadcast    d + J - 1 steps. The root sends n s (half into each tree); every other rank
 //                receives n s and sends at most n s (two children of one half).
 //   reduce       d + J - 1 steps; the same bytes in the other direction: the root receives n s,
