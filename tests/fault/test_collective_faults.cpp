@@ -140,13 +140,14 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- bad arguments ----------------------------------------------------------------------------
 
-// Expects `got` to be chorusInvalidArgument with a message containing `needle`; returns 1 and
-// explains otherwise.
-int expectInvalid(chorusComm_t comm, int rank, const char* what, chorusResult_t got, const char* needle) {
+// Expects `got` to be `want` (chorusInvalidArgument unless said) with a message containing
+// `needle`; returns 1 and explains otherwise.
+int expectInvalid(chorusComm_t comm, int rank, const char* what, chorusResult_t got, const char* needle,
+                  chorusResult_t want = chorusInvalidArgument) {
   std::string text = chorusGetLastError(comm);
-  if (got == chorusInvalidArgument && text.find(needle) != std::string::npos) return 0;
-  fprintf(stderr, "rank %d: %s: got %s \"%s\", want invalid argument mentioning \"%s\"\n", rank, what, chorusGetErrorString(got),
-          text.c_str(), needle);
+  if (got == want && text.find(needle) != std::string::npos) return 0;
+  fprintf(stderr, "rank %d: %s: got %s \"%s\", want %s mentioning \"%s\"\n", rank, what, chorusGetErrorString(got), text.c_str(),
+          chorusGetErrorString(want), needle);
   return 1;
 }
 
@@ -264,6 +265,14 @@ int badCalls(chorusComm_t comm, int rank) {
   check("premulsum unknown residence", chorusRedOpCreatePreMulSum(&op, &half, f32, static_cast<chorusScalarResidence_t>(5), comm),
         "residence");
   check("destroy a built-in op", chorusRedOpDestroy(chorusSum, comm), "not a live PreMulSum");
+
+  // Calls that are well formed but not valid now (chorusInvalidUsage), and splits in a group.
+  bad += expectInvalid(comm, rank, "send to itself outside a group", chorusSend(x, 4, f32, rank, comm, nullptr),
+                       "needs the matching chorusRecv in the same group", chorusInvalidUsage);
+  chorusComm_t child = nullptr;
+  chorusGroupStart();
+  check("split inside a group", chorusCommSplit(comm, 0, 0, &child), "inside a group");
+  if (chorusGroupEnd() != chorusSuccess || child) ++bad;
   return bad;
 }
 
