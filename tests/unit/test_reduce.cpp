@@ -871,47 +871,40 @@ TEST(ReduceDivideTest, FloatsUseTrueDivision) {
   EXPECT_EQ(same[0], 0.1f * 3);
 }
 
-// Every fp16 and bf16 value divided by 3 and by 7: correctly rounded (via float).
-TEST(ReduceDivideTest, HalfAndBf16AllPatterns) {
-  for (int divisor : {3, 7}) {
-    std::vector<uint16_t> h(65536), b(65536);
-    for (uint32_t i = 0; i < 65536; ++i) h[i] = b[i] = uint16_t(i);
-    divideInPlace(h.data(), h.size(), chorusFloat16, divisor);
-    divideInPlace(b.data(), b.size(), chorusBfloat16, divisor);
-    for (uint32_t i = 0; i < 65536; ++i) {
-      const uint16_t x = uint16_t(i);
-      if (isHalfNan(x)) {
-        ASSERT_EQ(h[i], x | 0x200) << hex(x);
-      } else {
-        ASSERT_EQ(h[i], refDoubleToHalf(refHalfToDouble(x) / divisor)) << hex(x) << " / " << divisor;
-      }
-      if (isBf16Nan(x)) {
-        ASSERT_EQ(b[i], x | 0x40) << hex(x);
-      } else {
-        ASSERT_EQ(b[i], refDoubleToBf16(refBf16ToDouble(x) / divisor)) << hex(x) << " / " << divisor;
-      }
-    }
-  }
-}
+// A narrow float format as the references see it: every code, NaN test and quiet bit (a NaN
+// divided keeps its payload and gains this bit), and the reference conversions.
+struct NarrowRef {
+  chorusDataType_t type;
+  uint32_t codes;
+  bool (*isNan)(uint32_t);
+  uint32_t quietBit;
+  double (*decode)(uint32_t);
+  uint32_t (*encode)(double);
+};
+const NarrowRef kNarrowRefs[] = {
+    {chorusFloat16, 65536, [](uint32_t x) { return isHalfNan(uint16_t(x)); }, 0x200,
+     [](uint32_t x) { return refHalfToDouble(uint16_t(x)); }, [](double v) { return uint32_t(refDoubleToHalf(v)); }},
+    {chorusBfloat16, 65536, [](uint32_t x) { return isBf16Nan(uint16_t(x)); }, 0x40,
+     [](uint32_t x) { return refBf16ToDouble(uint16_t(x)); }, [](double v) { return uint32_t(refDoubleToBf16(v)); }},
+    {chorusFloat8e4m3, 256, [](uint32_t x) { return isE4m3Nan(uint8_t(x)); }, 0,
+     [](uint32_t x) { return refE4m3ToDouble(uint8_t(x)); }, [](double v) { return uint32_t(refDoubleToE4m3(v)); }},
+    {chorusFloat8e5m2, 256, [](uint32_t x) { return isE5m2Nan(uint8_t(x)); }, 0x2,
+     [](uint32_t x) { return refE5m2ToDouble(uint8_t(x)); }, [](double v) { return uint32_t(refDoubleToE5m2(v)); }},
+};
 
-// Every fp8 value divided by 3 and by 7: correctly rounded (via float).
-TEST(ReduceDivideTest, Fp8AllPatterns) {
-  for (int divisor : {3, 7}) {
-    std::vector<uint8_t> e4(256), e5(256);
-    for (uint32_t i = 0; i < 256; ++i) e4[i] = e5[i] = uint8_t(i);
-    divideInPlace(e4.data(), e4.size(), chorusFloat8e4m3, divisor);
-    divideInPlace(e5.data(), e5.size(), chorusFloat8e5m2, divisor);
-    for (uint32_t i = 0; i < 256; ++i) {
-      const uint8_t x = uint8_t(i);
-      if (isE4m3Nan(x)) {
-        ASSERT_EQ(e4[i], x) << hex(x);
-      } else {
-        ASSERT_EQ(e4[i], refDoubleToE4m3(refE4m3ToDouble(x) / divisor)) << hex(x) << " / " << divisor;
-      }
-      if (isE5m2Nan(x)) {
-        ASSERT_EQ(e5[i], x | 0x2) << hex(x);
-      } else {
-        ASSERT_EQ(e5[i], refDoubleToE5m2(refE5m2ToDouble(x) / divisor)) << hex(x) << " / " << divisor;
+// Every fp16, bf16 and fp8 value divided by 3 and by 7: correctly rounded (via float).
+TEST(ReduceDivideTest, NarrowFloatsAllPatterns) {
+  for (const NarrowRef& f : kNarrowRefs) {
+    const size_t size = dataTypeSize(f.type);
+    for (int divisor : {3, 7}) {
+      std::vector<uint8_t> buf(f.codes * size);
+      for (uint32_t i = 0; i < f.codes; ++i) std::memcpy(&buf[i * size], &i, size);  // little-endian
+      divideInPlace(buf.data(), f.codes, f.type, divisor);
+      for (uint32_t x = 0; x < f.codes; ++x) {
+        uint32_t got = 0;
+        std::memcpy(&got, &buf[x * size], size);
+        const uint32_t want = f.isNan(x) ? (x | f.quietBit) : f.encode(f.decode(x) / divisor);
+        ASSERT_EQ(got, want) << dataTypeName(f.type) << " " << hex(x) << " / " << divisor;
       }
     }
   }
