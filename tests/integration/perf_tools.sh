@@ -2,8 +2,9 @@
 # Every perf tool, briefly, with its data check on (-c 1): a run passes only with exit status 0,
 # "Out of bounds values : 0 OK" and no row with a non-zero #wrong.
 #
-#   perf_tools.sh <dir of the perf tools> basic   each tool at 1, 2, 3, 4 local ranks; every root
-#                                                 (-r -1); NULL stream (-z 1); -J JSON; mpirun
+#   perf_tools.sh <dir of the perf tools> basic   each tool at 1, 2, 3, 4 local ranks (shm) and at
+#                                                 3 over TCP; every root (-r -1); NULL stream
+#                                                 (-z 1); -J JSON; mpirun
 #   perf_tools.sh <dir> algos                     each tool with -A for every algorithm that serves
 #                                                 its collective, and -A with one that cannot (a
 #                                                 clear error from the library, non-zero exit)
@@ -66,6 +67,7 @@ case "$MODE" in
     for tool in "${TOOLS[@]}"; do
       for np in 1 2 3 4; do run "$tool.np$np" "$BIN/$tool" -np "$np" -b 8 -e 1M -f 8 "${QUICK[@]}"; done
       run "$tool.blocking" "$BIN/$tool" -np 3 -b 1K -e 64K -f 8 -z 1 "${QUICK[@]}"
+      CHORUS_TRANSPORT=tcp run "$tool.tcp" "$BIN/$tool" -np 3 -b 8 -e 1M -f 8 "${QUICK[@]}"
     done
     for tool in "${ROOTED[@]}"; do run "$tool.roots" "$BIN/$tool" -np 3 -b 8 -e 64K -f 8 -r -1 "${QUICK[@]}"; done
     # JSON: a valid document naming the tool, with one result per row.
@@ -97,7 +99,7 @@ PY
       [alltoall_perf]="bruck pairwise direct" [gather_perf]="direct" [scatter_perf]="direct")
     for tool in "${!ALGOS[@]}"; do
       for algo in ${ALGOS[$tool]}; do
-        for np in 3 4; do run "$tool.$algo.np$np" "$BIN/$tool" -np "$np" -b 8 -e 1M -f 8 -A "$algo" "${QUICK[@]}"; done
+        for np in 2 3 4; do run "$tool.$algo.np$np" "$BIN/$tool" -np "$np" -b 8 -e 1M -f 8 -A "$algo" "${QUICK[@]}"; done
       done
     done
     # Algorithms that cannot serve the collective: the library says so when the communicator is
