@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -34,6 +35,15 @@ struct Strike {
   const char* transport;
   int p, victim;
 };
+
+std::string strikeName(const Strike& s) {
+  return std::string(collName(s.coll)) + "_" + (s.signal == SIGKILL ? "sigkill" : "sigstop") + "_" + s.transport + "_np" +
+         std::to_string(s.p) + "_victim" + std::to_string(s.victim);
+}
+
+void PrintTo(const Strike& s, std::ostream* os) {
+  *os << strikeName(s);
+}  // readable test parameters
 
 const char* apiName(Coll coll) {
   switch (coll) {
@@ -132,11 +142,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Strike{Coll::AlltoAll, SIGKILL, "shm", 4, 1}, Strike{Coll::AlltoAll, SIGSTOP, "shm", 3, 2},
                       Strike{Coll::AlltoAll, SIGKILL, "tcp", 3, 0}, Strike{Coll::AllGather, SIGKILL, "shm", 4, 2},
                       Strike{Coll::AllGather, SIGSTOP, "shm", 3, 0}, Strike{Coll::AllGather, SIGKILL, "tcp", 3, 2}),
-    [](const auto& info) {
-      const Strike& s = info.param;
-      return std::string(collName(s.coll)) + "_" + (s.signal == SIGKILL ? "sigkill" : "sigstop") + "_" + s.transport + "_np" +
-             std::to_string(s.p) + "_victim" + std::to_string(s.victim);
-    });
+    [](const auto& info) { return strikeName(info.param); });
 
 // ---- bad arguments ----------------------------------------------------------------------------
 
