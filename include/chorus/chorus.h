@@ -77,8 +77,8 @@ typedef enum {
   chorusFloat64 = 8,
   chorusDouble = 8,
   chorusBfloat16 = 9,
-  chorusFloat8e4m3 = 10, /**< OCP fp8 E4M3 (no infinities; 0x7f/0xff are NaN), reduced through float */
-  chorusFloat8e5m2 = 11, /**< OCP fp8 E5M2 (IEEE-like), reduced through float */
+  chorusFloat8e4m3 = 10, /**< OCP fp8 E4M3 (no infinities; 0x7f/0xff are NaN; overflow saturates to +-448), reduced through float */
+  chorusFloat8e5m2 = 11, /**< OCP fp8 E5M2 (IEEE-like: overflow gives +-inf), reduced through float */
   chorusNumTypes = 12,
   /* Not types: they make every int a valid value of the enum, so that a bad value passed in
      is reported as chorusInvalidArgument rather than being undefined behaviour in C++. */
