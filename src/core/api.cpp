@@ -177,8 +177,10 @@ void issue(const std::shared_ptr<Pin<chorusComm>>& comm, chorusComm* handle, con
   }
   // The queued work keeps the communicator pinned until it has run.
   auto held = comm;
-  (*stream)->impl.enqueue([held, handle, calls]() mutable -> chorusResult_t {
+  Stream* queue = &(*stream)->impl;  // alive until the task ran: destroy synchronizes first
+  queue->enqueue([held, handle, queue, calls]() mutable -> chorusResult_t {
     chorusResult_t res = apiCall(handle, [&] { (*held)->impl->run(calls); });
+    if (res != chorusSuccess) queue->noteErrorText(tLastError);
     held.reset();
     return res;
   });
@@ -554,13 +556,21 @@ chorusResult_t chorusStreamCreate(chorusStream_t* stream) {
 
 chorusResult_t chorusStreamSynchronize(chorusStream_t stream) {
   chorusResult_t inner = chorusSuccess;
-  chorusResult_t r = apiCall(nullptr, [&] { inner = pinStream(stream)->impl.synchronize(); });
+  chorusResult_t r = apiCall(nullptr, [&] {
+    auto s = pinStream(stream);
+    inner = s->impl.synchronize();
+    if (inner != chorusSuccess) tLastError = s->impl.errorText();  // the error happened on another thread
+  });
   return r != chorusSuccess ? r : inner;
 }
 
 chorusResult_t chorusStreamQuery(chorusStream_t stream) {
   chorusResult_t inner = chorusSuccess;
-  chorusResult_t r = apiCall(nullptr, [&] { inner = pinStream(stream)->impl.query(); });
+  chorusResult_t r = apiCall(nullptr, [&] {
+    auto s = pinStream(stream);
+    inner = s->impl.query();
+    if (inner != chorusSuccess && inner != chorusInProgress) tLastError = s->impl.errorText();
+  });
   return r != chorusSuccess ? r : inner;
 }
 

@@ -232,6 +232,12 @@ void Communicator::run(std::vector<CollCall>& calls) {
   if (calls.size() == 1 && first.kind != CallKind::Collective && first.peer == rank_ && first.count > 0)
     CHORUS_THROW(chorusInvalidUsage, "%s to itself (rank %d) needs the matching %s in the same group", first.apiName, rank_,
                  first.kind == CallKind::Send ? "chorusRecv" : "chorusSend");
+  if (calls.size() > 1) {
+    // A group's collectives go first, then its sends and receives, each in call order: per peer
+    // both sides then agree on the order of messages wherever the point-to-point calls sat
+    // among the collectives (a send's matching receive may be the peer's last call).
+    std::stable_partition(calls.begin(), calls.end(), [](const CollCall& c) { return c.kind == CallKind::Collective; });
+  }
   uint64_t seq = ++seq_;
   ExecArgs args;
   args.call.collective = calls.size() == 1 ? first.apiName : "chorusGroupEnd";
@@ -239,6 +245,7 @@ void Communicator::run(std::vector<CollCall>& calls) {
   args.call.count = first.count;
   args.call.dtype = first.dtype;
   args.call.op = first.op;
+  args.call.hasOp = first.kind == CallKind::Collective && isReduction(first.coll);
   args.call.rank = rank_;
   args.call.nranks = nranks_;
   args.call.algorithm = "choosing";  // until the schedules are known

@@ -57,6 +57,16 @@ chorusResult_t Stream::query() {
   return firstError_;
 }
 
+void Stream::noteErrorText(const std::string& text) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (firstErrorText_.empty()) firstErrorText_ = text;
+}
+
+std::string Stream::errorText() {
+  std::lock_guard<std::mutex> g(mu_);
+  return firstErrorText_;
+}
+
 void Stream::worker() {
   std::unique_lock<std::mutex> g(mu_);
   for (;;) {

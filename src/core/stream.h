@@ -27,6 +27,10 @@ class Stream {
   chorusResult_t synchronize();
   // chorusInProgress while work is queued or running, else the first error (or success).
   chorusResult_t query();
+  // The text of the first error (tasks report it with noteErrorText), for chorusGetLastError on
+  // the thread that synchronizes.
+  void noteErrorText(const std::string& text);
+  std::string errorText();
 
  private:
   void worker();
@@ -39,6 +43,7 @@ class Stream {
   bool running_ = false;  // a task is executing
   bool stop_ = false;
   chorusResult_t firstError_ = chorusSuccess;
+  std::string firstErrorText_;
   std::thread thread_;
 };
 

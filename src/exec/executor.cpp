@@ -197,8 +197,8 @@ ExecPlan::ExecPlan(const RankSchedule& s) : schedule(s), done(s.steps.size(), 0)
 }
 
 std::string describeCall(const CallInfo& c) {
-  return format("%s #%llu (%s, %zu x %s %s, rank %d/%d)", c.collective, static_cast<unsigned long long>(c.seq), c.algorithm, c.count,
-                dataTypeName(c.dtype), redOpName(c.op), c.rank, c.nranks);
+  return format("%s #%llu (%s, %zu x %s%s%s, rank %d/%d)", c.collective, static_cast<unsigned long long>(c.seq), c.algorithm, c.count,
+                dataTypeName(c.dtype), c.hasOp ? " " : "", c.hasOp ? redOpName(c.op) : "", c.rank, c.nranks);
 }
 
 void execute(const ExecArgs& args) {

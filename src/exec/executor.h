@@ -46,6 +46,7 @@ struct CallInfo {
   size_t count = 0;
   chorusDataType_t dtype = chorusFloat32;
   chorusRedOp_t op = chorusSum;
+  bool hasOp = true;  // false for collectives without a reduction
   int rank = 0;
   int nranks = 1;
   const char* algorithm = "";

@@ -169,12 +169,9 @@ TEST(Groups, CollectiveMixedWithPointToPointBeforeOrAfterIt) {
   }
 }
 
-// KNOWN BUG (fails as of this writing): with the collective between a rank's send and its
-// receive, the merged schedule orders each pair's messages by call index, so rank 2's p2p send
-// to rank 0 (its call 0) precedes its all-reduce messages to 0 (call 1), while rank 0 expects
-// the all-reduce messages from 2 (call 1) before the p2p receive (call 2): "size mismatch: rank 2
-// sent a message of 20012 bytes, the matching recv #0 expects 2744". chorus.h promises that
-// any matching sends and receives in one group complete (p2p matched per peer in order).
+// With the collective between a rank's send and its receive, each pair's messages must still
+// agree on both sides: a group runs its collectives first, then its point-to-point calls (a
+// merge by call index once sent a p2p message where the peer expected all-reduce data).
 TEST(Groups, CollectiveBetweenSendAndRecvInOneGroup) {
   for (const char* order : {"SCR", "RCS"}) {
     auto exits = runRanksWithComm(3, [order](chorusComm_t comm, int rank) { return mixedGroups(comm, rank, 3, order); });
