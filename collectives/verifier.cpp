@@ -11,14 +11,15 @@
 namespace chorus {
 namespace {
 
+// Rank ids fit the 16 bits of a set's runs and of rankOf_.
 constexpr int kMaxRanks = 1024;
+// The run keeps 16 bytes per element of every rank's buffers: more than this many elements in
+// all (512 MB) is a test that asks too much of one process, not a schedule bug.
+constexpr size_t kMaxElements = size_t{1} << 25;
 
 std::string rankCountError(size_t p) {
   return p >= 1 && p <= static_cast<size_t>(kMaxRanks) ? "" : format("%zu ranks: the verifier supports 1 to %d", p, kMaxRanks);
 }
-// The run keeps 16 bytes per element of every rank's buffers; more than this many elements in
-// all is a test that asks too much of one process, not a schedule bug.
-constexpr size_t kMaxElements = size_t{1} << 27;
 
 // Sets of ranks, hash-consed: a set is a small id, equal sets have equal ids, and the union of
 // two ids is computed once. A set is stored as its sorted runs of consecutive ranks: the sets

@@ -485,7 +485,7 @@ TEST(VerifierCatches, InPlaceAliasingHazard) {
           st.depCount = 0;
           ++dropped;
         }
-    EXPECT_EQ(dropped, inPlace ? 12 : 0);
+    EXPECT_EQ(dropped > 0, inPlace);  // out of place, direct has no such waits
     if (inPlace) {
       expectError(args, s, {"may still be reading it"});
     } else {
