@@ -98,7 +98,8 @@ class RankSets {
     auto range = byHash_.equal_range(h);
     for (auto it = range.first; it != range.second; ++it) {
       uint32_t id = it->second;
-      if (offset_[id + 1] - offset_[id] == runs.size() && std::equal(runs.begin(), runs.end(), pool_.begin() + offset_[id])) return id;
+      if (offset_[id + 1] - offset_[id] == runs.size() && std::equal(runs.begin(), runs.end(), pool_.begin() + offset_[id]))
+        return id;
     }
     uint32_t id = static_cast<uint32_t>(size_.size());
     CHORUS_ASSERT(id < (1u << 31));  // the id shares a word with the index (see Sym)
@@ -207,7 +208,8 @@ class Verifier {
     if (a0.coll >= Coll::kCount) return fail(format("unknown collective %d", static_cast<int>(a0.coll)));
     for (int r = 0; r < p_; ++r) {
       const CollArgs& a = a_[r];
-      if (a.rank != r || a.nranks != p_) return fail(format("arguments %d say rank %d of %d (expected %d of %d)", r, a.rank, a.nranks, r, p_));
+      if (a.rank != r || a.nranks != p_)
+        return fail(format("arguments %d say rank %d of %d (expected %d of %d)", r, a.rank, a.nranks, r, p_));
       if (a.coll != a0.coll || a.count != a0.count || a.root != a0.root || a.inPlace != a0.inPlace || a.average != a0.average ||
           a.counts != a0.counts || a.displs != a0.displs)
         return fail(format("rank %d's arguments differ from rank 0's", r));
@@ -217,7 +219,8 @@ class Verifier {
     if (rooted && (a0.root < 0 || a0.root >= p_)) return fail(format("root %d outside 0..%d", a0.root, p_ - 1));
     if ((c == Coll::AllGatherV || c == Coll::ReduceScatterV) &&
         (a0.counts.size() != static_cast<size_t>(p_) || a0.displs.size() != static_cast<size_t>(p_)))
-      return fail(format("%s needs %d counts and displacements (got %zu, %zu)", collName(c), p_, a0.counts.size(), a0.displs.size()));
+      return fail(
+          format("%s needs %d counts and displacements (got %zu, %zu)", collName(c), p_, a0.counts.size(), a0.displs.size()));
     if (c == Coll::AlltoAllV) {
       for (int r = 0; r < p_; ++r) {
         const CollArgs& a = a_[r];
@@ -291,13 +294,16 @@ class Verifier {
       m.size[kOut] = out;
       m.size[static_cast<size_t>(BufferId::Scratch)] = scratch;
       total += array + scratch;
-      if (total > kMaxElements) return fail(format("the buffers of all ranks exceed %zu elements: too large to verify", kMaxElements));
+      if (total > kMaxElements)
+        return fail(format("the buffers of all ranks exceed %zu elements: too large to verify", kMaxElements));
       m.cells.assign(array + scratch, Cell{});
       for (size_t k = 0; k < in; ++k) m.cells[m.base[kIn] + k].sym = makeSym(k, sets_.single(r), false);
       m.expect = expectations(r);
       for (const Expect& e : m.expect) {
-        if (e.out + e.count > out) return fail(format("rank %d: arguments put a block at out[%zu+%zu], past its %zu elements", r, e.out, e.count, out));
-        if (reduction && e.index + e.count > in) return fail(format("rank %d: arguments read in[%zu+%zu], past its %zu elements", r, e.index, e.count, in));
+        if (e.out + e.count > out)
+          return fail(format("rank %d: arguments put a block at out[%zu+%zu], past its %zu elements", r, e.out, e.count, out));
+        if (reduction && e.index + e.count > in)
+          return fail(format("rank %d: arguments read in[%zu+%zu], past its %zu elements", r, e.index, e.count, in));
         for (size_t k = 0; k < e.count; ++k) {
           Cell& c = m.cells[m.base[kOut] + e.out + k];
           if (c.writable) return fail(format("rank %d: arguments put two blocks at out[%zu]", r, e.out + k));
@@ -331,10 +337,12 @@ class Verifier {
   bool checkRegion(uint32_t g, const Region& reg) {
     int r = rankOf_[g];
     size_t b = static_cast<size_t>(reg.buf);
-    if (b >= static_cast<size_t>(kBuffersPerCall)) return fail(format("%s uses buffer %zu: only one call's buffers (0-2) are verified", text(g).c_str(), b));
+    if (b >= static_cast<size_t>(kBuffersPerCall))
+      return fail(format("%s uses buffer %zu: only one call's buffers (0-2) are verified", text(g).c_str(), b));
     size_t size = mem_[r].size[b];
     if (reg.offset > size || reg.count > size - reg.offset)
-      return fail(format("%s: region %s[%zu+%zu] is outside the buffer's %zu elements", text(g).c_str(), bufName(reg.buf), reg.offset, reg.count, size));
+      return fail(format("%s: region %s[%zu+%zu] is outside the buffer's %zu elements", text(g).c_str(), bufName(reg.buf),
+                         reg.offset, reg.count, size));
     return true;
   }
 
@@ -343,16 +351,20 @@ class Verifier {
     for (int r = 0; r < p_; ++r) stepBase_[r + 1] = stepBase_[r] + static_cast<uint32_t>(s_[r].steps.size());
     const uint32_t total = stepBase_[p_];
     rankOf_.resize(total);
-    for (int r = 0; r < p_; ++r) std::fill(rankOf_.begin() + stepBase_[r], rankOf_.begin() + stepBase_[r + 1], static_cast<uint16_t>(r));
+    for (int r = 0; r < p_; ++r)
+      std::fill(rankOf_.begin() + stepBase_[r], rankOf_.begin() + stepBase_[r + 1], static_cast<uint16_t>(r));
     const CollArgs& a = a_[0];
     for (uint32_t g = 0; g < total; ++g) {
       const int r = rankOf_[g];
       const RankSchedule& sched = s_[r];
       const Step& st = step(g);
-      if (st.kind > StepKind::Divide) return fail(format("rank %d step %u: unknown kind %d", r, g - stepBase_[r], static_cast<int>(st.kind)));
+      if (st.kind > StepKind::Divide)
+        return fail(format("rank %d step %u: unknown kind %d", r, g - stepBase_[r], static_cast<int>(st.kind)));
       bool comm = st.kind == StepKind::Send || isRecv(st.kind);
-      if (comm && (st.peer < 0 || st.peer >= p_ || st.peer == r)) return fail(format("%s: bad peer %d", text(g).c_str(), st.peer));
-      if (!comm && st.peer >= 0) return fail(format("%s has peer %d: the executor would queue it as a receive", text(g).c_str(), st.peer));
+      if (comm && (st.peer < 0 || st.peer >= p_ || st.peer == r))
+        return fail(format("%s: bad peer %d", text(g).c_str(), st.peer));
+      if (!comm && st.peer >= 0)
+        return fail(format("%s has peer %d: the executor would queue it as a receive", text(g).c_str(), st.peer));
       if (static_cast<size_t>(st.depBegin) + st.depCount > sched.deps.size())
         return fail(format("%s: dependency list past the schedule's %zu deps", text(g).c_str(), sched.deps.size()));
       for (uint32_t d = 0; d < st.depCount; ++d)
@@ -376,8 +388,9 @@ class Verifier {
         const Cell* c = cells(r, st.dst);
         for (size_t k = 0; k < st.dst.count; ++k)
           if (!c[k].writable)
-            return fail(format("%s writes %s, which the call must leave unchanged (%s)", text(g).c_str(), elem(st.dst, k).c_str(),
-                               addrIsInput(r, addr(r, st.dst) + k) ? "the caller's input" : "outside the blocks the collective defines"));
+            return fail(
+                format("%s writes %s, which the call must leave unchanged (%s)", text(g).c_str(), elem(st.dst, k).c_str(),
+                       addrIsInput(r, addr(r, st.dst) + k) ? "the caller's input" : "outside the blocks the collective defines"));
       }
     }
     return true;
@@ -654,7 +667,8 @@ class Verifier {
     Cell* c = cells(rankOf_[g], reg);
     for (size_t k = 0; k < reg.count; ++k) {
       if (c[k].sym == 0 || (c[k].writer && c[k].writer != g + 1)) return readError(g, reg, k);
-      if (c[k].readers == 0xffff) return fail(format("%s: more than 65535 steps read %s at once", text(g).c_str(), elem(reg, k).c_str()));
+      if (c[k].readers == 0xffff)
+        return fail(format("%s: more than 65535 steps read %s at once", text(g).c_str(), elem(reg, k).c_str()));
       ++c[k].readers;
     }
     return true;
@@ -663,8 +677,8 @@ class Verifier {
   bool readError(uint32_t g, const Region& reg, size_t k) {
     const Cell& c = cells(rankOf_[g], reg)[k];
     if (c.sym == 0) return fail(format("%s reads %s before anything wrote it", text(g).c_str(), elem(reg, k).c_str()));
-    return fail(format("%s reads %s while %s may be writing it (missing dependency on that receive)", text(g).c_str(), elem(reg, k).c_str(),
-                       text(c.writer - 1).c_str()));
+    return fail(format("%s reads %s while %s may be writing it (missing dependency on that receive)", text(g).c_str(),
+                       elem(reg, k).c_str(), text(c.writer - 1).c_str()));
   }
 
   // Step g writes `reg` from now until it completes: the element is marked as written.
@@ -719,7 +733,8 @@ class Verifier {
           Sym want = makeSym(e.index + k, e.set, divided && e.set == sets_.full());
           Sym got = out[e.out + k].sym;
           if ((got & mask) != (want & mask))
-            return (void)fail(format("rank %d: out[%zu] holds %s; it should hold %s", r, e.out + k, symText(got).c_str(), symText(want).c_str()));
+            return (void)fail(format("rank %d: out[%zu] holds %s; it should hold %s", r, e.out + k, symText(got).c_str(),
+                                     symText(want).c_str()));
         }
       }
     }
@@ -803,14 +818,16 @@ VerifyResult verifyAlgorithm(Algo algo, const std::vector<CollArgs>& perRank) {
     try {
       schedules.push_back(buildSchedule(algo, perRank[r]));
     } catch (const std::exception& e) {
-      return {false, format("rank %zu: building the %s %s schedule failed: %s", r, algoName(algo), collName(perRank[r].coll), e.what())};
+      return {false,
+              format("rank %zu: building the %s %s schedule failed: %s", r, algoName(algo), collName(perRank[r].coll), e.what())};
     }
   }
   return verifyCollective(perRank, schedules);
 }
 
 VerifyResult verifyAlgorithm(Algo algo, const CollArgs& proto) {
-  if (proto.nranks < 1 || proto.nranks > kMaxRanks) return {false, format("%d ranks: the verifier supports 1 to %d", proto.nranks, kMaxRanks)};
+  if (proto.nranks < 1 || proto.nranks > kMaxRanks)
+    return {false, format("%d ranks: the verifier supports 1 to %d", proto.nranks, kMaxRanks)};
   std::vector<CollArgs> perRank(proto.nranks, proto);
   for (size_t r = 0; r < perRank.size(); ++r) perRank[r].rank = static_cast<int>(r);
   return verifyAlgorithm(algo, perRank);

@@ -65,9 +65,15 @@ size_t irregular(size_t i, size_t j, size_t base, size_t seed) {
 }
 
 // The per-rank arguments of one case (V forms get their vectors from `count` and `seed`).
-std::vector<CollArgs> caseArgs(Coll coll, int p, size_t count, size_t elemSize, size_t sliceBytes, bool inPlace, bool average, int root,
-                               size_t seed) {
-  CollArgs a{.coll = coll, .nranks = p, .root = root, .count = count, .elemSize = elemSize, .sliceBytes = sliceBytes, .inPlace = inPlace,
+std::vector<CollArgs> caseArgs(Coll coll, int p, size_t count, size_t elemSize, size_t sliceBytes, bool inPlace, bool average,
+                               int root, size_t seed) {
+  CollArgs a{.coll = coll,
+             .nranks = p,
+             .root = root,
+             .count = count,
+             .elemSize = elemSize,
+             .sliceBytes = sliceBytes,
+             .inPlace = inPlace,
              .average = average};
   if (coll == Coll::AllGatherV || coll == Coll::ReduceScatterV) {
     a.counts.resize(p);
@@ -93,8 +99,8 @@ std::vector<CollArgs> caseArgs(Coll coll, int p, size_t count, size_t elemSize, 
 
 std::string caseText(Algo algo, const std::vector<CollArgs>& perRank) {
   const CollArgs& a = perRank[0];
-  std::string t = format("%s %s p=%d count=%zu elemSize=%zu sliceBytes=%zu%s", algoName(algo), collName(a.coll), a.nranks, a.count,
-                         a.elemSize, a.sliceBytes, a.inPlace ? " in-place" : "");
+  std::string t = format("%s %s p=%d count=%zu elemSize=%zu sliceBytes=%zu%s", algoName(algo), collName(a.coll), a.nranks,
+                         a.count, a.elemSize, a.sliceBytes, a.inPlace ? " in-place" : "");
   if (rooted(a.coll)) t += format(" root=%d", a.root);
   if (isReduction(a.coll)) t += a.average ? " avg" : " sum";
   auto list = [](const char* name, const std::vector<size_t>& v) {
@@ -199,7 +205,8 @@ TEST_P(EveryPair, VerifiesAtLargeRankCounts) {
     size_t count = wholeBuffer(pr.coll) ? static_cast<size_t>(p) + 3 : pr.coll == Coll::AlltoAll ? 1 : 3;
     for (bool inPlace : {false, true}) {
       if (inPlace && !hasInPlace(pr.coll)) continue;
-      f.check(pr.algo, caseArgs(pr.coll, p, count, 8, 512, inPlace, isReduction(pr.coll) && inPlace, rooted(pr.coll) ? p / 3 : 0, p));
+      f.check(pr.algo,
+              caseArgs(pr.coll, p, count, 8, 512, inPlace, isReduction(pr.coll) && inPlace, rooted(pr.coll) ? p / 3 : 0, p));
     }
   }
   EXPECT_EQ(f.failed(), 0u) << algoName(pr.algo) << " " << collName(pr.coll) << ": " << f.summary();

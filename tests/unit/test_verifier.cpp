@@ -23,7 +23,8 @@ Step copy(Region src, Region dst) { return {StepKind::Copy, -1, 1, src, dst}; }
 Step divide(int divisor, Region dst) { return {StepKind::Divide, -1, divisor, {}, dst}; }
 
 std::vector<CollArgs> argsFor(Coll coll, int p, size_t count, bool inPlace = false, bool average = false, int root = 0) {
-  std::vector<CollArgs> perRank(p, CollArgs{.coll = coll, .nranks = p, .root = root, .count = count, .inPlace = inPlace, .average = average});
+  std::vector<CollArgs> perRank(
+      p, CollArgs{.coll = coll, .nranks = p, .root = root, .count = count, .inPlace = inPlace, .average = average});
   for (int r = 0; r < p; ++r) perRank[r].rank = r;
   return perRank;
 }
@@ -56,7 +57,8 @@ std::vector<RankSchedule> directSchedules(const std::vector<CollArgs>& perRank) 
 }
 
 // Expects the verifier to reject the schedules with an error containing every fragment.
-void expectError(const std::vector<CollArgs>& args, const std::vector<RankSchedule>& s, std::initializer_list<const char*> fragments) {
+void expectError(const std::vector<CollArgs>& args, const std::vector<RankSchedule>& s,
+                 std::initializer_list<const char*> fragments) {
   VerifyResult v = verifyCollective(args, s);
   ASSERT_FALSE(v.ok) << "the verifier accepted a broken schedule";
   for (const char* f : fragments) EXPECT_NE(v.error.find(f), std::string::npos) << "missing '" << f << "' in: " << v.error;
@@ -183,7 +185,8 @@ TEST(VerifierCatches, ReducingDifferentElements) {
   s[1].steps[0].depCount = 2;
   s[1].deps.push_back(2);
   s[1].deps.push_back(3);
-  expectError(args, s, {"rank 0 step 1 (recvReduce from 1", "combines element 0 of rank 0's input with element 1 of rank 1's input"});
+  expectError(args, s,
+              {"rank 0 step 1 (recvReduce from 1", "combines element 0 of rank 0's input with element 1 of rank 1's input"});
 }
 
 // ---- dependencies and timing -------------------------------------------------------------------
@@ -232,17 +235,24 @@ TEST(VerifierCatches, MissingWriteAfterReadDependency) {
   expectOk(args, stagedAllGather(true));
   // The receive may land in Scratch before rank 1 has read the send out of it (a single-copy
   // transport reads late), whatever order the two messages happen to complete in.
-  expectError(args, stagedAllGather(false), {"rank 0 step 2 (recv from 1", "may still be reading it", "rank 0 step 1 (send to 1"});
+  expectError(args, stagedAllGather(false),
+              {"rank 0 step 2 (recv from 1", "may still be reading it", "rank 0 step 1 (send to 1"});
 }
 
-TEST(VerifierCatches, LocalStepOverwritingASendInFlight) {
-  auto args = argsFor(Coll::Broadcast, 2, 2);
+// Broadcast of 2 elements from rank 0 to rank 1, which rank 0 stages through Scratch.
+std::vector<RankSchedule> stagedBroadcast() {
   auto s = emptySchedules(2);
   s[0].scratchElems = 2;
   uint32_t c = s[0].add(copy(in(0, 2), scratch(0, 2)));
   s[0].add(send(1, scratch(0, 2)), {c});
   s[0].add(copy(in(0, 2), out(0, 2)));
   s[1].add(recv(0, out(0, 2)));
+  return s;
+}
+
+TEST(VerifierCatches, LocalStepOverwritingASendInFlight) {
+  auto args = argsFor(Coll::Broadcast, 2, 2);
+  auto s = stagedBroadcast();
   expectOk(args, s);
   s[0].add(copy(out(1, 1), scratch(0, 1)), {2});  // reuses scratch without waiting for the send
   expectError(args, s, {"rank 0 step 3 (copy", "writes scratch[0] while rank 0 step 1 (send to 1"});
@@ -251,16 +261,10 @@ TEST(VerifierCatches, LocalStepOverwritingASendInFlight) {
 TEST(VerifierCatches, SendPostedBeforeTheCopyThatFillsIt) {
   // The executor posts ready messages before it runs ready local steps: a send that does not
   // wait for the copy filling its buffer reads it first.
-  auto args = argsFor(Coll::Broadcast, 2, 2);
-  auto s = emptySchedules(2);
-  s[0].scratchElems = 2;
-  uint32_t c = s[0].add(copy(in(0, 2), scratch(0, 2)));
-  s[0].add(send(1, scratch(0, 2)), {c});
-  s[0].add(copy(in(0, 2), out(0, 2)));
-  s[1].add(recv(0, out(0, 2)));
-  expectOk(args, s);
+  auto s = stagedBroadcast();
   s[0].steps[1].depCount = 0;
-  expectError(args, s, {"rank 0 step 1 (send to 1, scratch[0+2]) reads scratch[0] before anything wrote it"});
+  expectError(argsFor(Coll::Broadcast, 2, 2), s,
+              {"rank 0 step 1 (send to 1, scratch[0+2]) reads scratch[0] before anything wrote it"});
 }
 
 TEST(VerifierCatches, TwoUnorderedLocalStepsOnTheSameElements) {
@@ -271,7 +275,8 @@ TEST(VerifierCatches, TwoUnorderedLocalStepsOnTheSameElements) {
   s[0].add(copy(in(0, 1), out(0, 1)), {c});
   expectOk(args, s);
   s[0].steps[1].depCount = 0;
-  expectError(args, s, {"rank 0 step 1 (copy, in[0+1] -> out[0+1]) writes out[0] while rank 0 step 0 (copy", "may also be writing it"});
+  expectError(args, s,
+              {"rank 0 step 1 (copy, in[0+1] -> out[0+1]) writes out[0] while rank 0 step 0 (copy", "may also be writing it"});
 }
 
 TEST(VerifierCatches, TwoReceivesIntoOneRegion) {
@@ -296,7 +301,8 @@ TEST(VerifierCatches, ReadBeforeWrite) {
   t[0].scratchElems = 4;
   t[0].add(copy(scratch(2, 2), out(0, 2)));
   t[1].add(copy(in(0, 2), out(0, 2)));
-  expectError(argsFor(Coll::Broadcast, 2, 2, false, false, 1), t, {"rank 0 step 0 (copy", "reads scratch[2] before anything wrote it"});
+  expectError(argsFor(Coll::Broadcast, 2, 2, false, false, 1), t,
+              {"rank 0 step 0 (copy", "reads scratch[2] before anything wrote it"});
 }
 
 TEST(VerifierCatches, InputReadOnARankThatHasNone) {
