@@ -156,35 +156,29 @@ RankSchedule reduce(const CollArgs& a) {
   return s;
 }
 
-RankSchedule gather(const CollArgs& a) {
+// Gather and Scatter mirror each other: block j of the root's large buffer is rank j's small one.
+RankSchedule gatherOrScatter(const CollArgs& a, bool gather) {
   RankSchedule s;
   const int p = a.nranks, r = a.rank;
-  if (a.count == 0) return s;
+  const size_t n = a.count;
+  if (n == 0) return s;
   if (r != a.root) {
-    s.add({StepKind::Send, a.root, 1, in(0, a.count), {}});
+    if (gather)
+      s.add({StepKind::Send, a.root, 1, in(0, n), {}});
+    else
+      s.add({StepKind::Recv, a.root, 1, {}, out(0, n)});
     return s;
   }
   for (int k = 1; k < p; ++k) {
     int j = (r + k) % p;
-    s.add({StepKind::Recv, j, 1, {}, out(static_cast<size_t>(j) * a.count, a.count)});
+    size_t at = static_cast<size_t>(j) * n;
+    if (gather)
+      s.add({StepKind::Recv, j, 1, {}, out(at, n)});
+    else
+      s.add({StepKind::Send, j, 1, in(at, n), {}});
   }
-  if (!a.inPlace) s.add({StepKind::Copy, -1, 1, in(0, a.count), out(static_cast<size_t>(r) * a.count, a.count)});
-  return s;
-}
-
-RankSchedule scatter(const CollArgs& a) {
-  RankSchedule s;
-  const int p = a.nranks, r = a.rank;
-  if (a.count == 0) return s;
-  if (r != a.root) {
-    s.add({StepKind::Recv, a.root, 1, {}, out(0, a.count)});
-    return s;
-  }
-  for (int k = 1; k < p; ++k) {
-    int j = (r + k) % p;
-    s.add({StepKind::Send, j, 1, in(static_cast<size_t>(j) * a.count, a.count), {}});
-  }
-  if (!a.inPlace) s.add({StepKind::Copy, -1, 1, in(static_cast<size_t>(r) * a.count, a.count), out(0, a.count)});
+  size_t mine = static_cast<size_t>(r) * n;
+  if (!a.inPlace) s.add({StepKind::Copy, -1, 1, gather ? in(0, n) : in(mine, n), gather ? out(mine, n) : out(0, n)});
   return s;
 }
 
@@ -212,8 +206,8 @@ RankSchedule buildDirect(const CollArgs& a) {
     case Coll::AllReduce: return allReduce(a);
     case Coll::Broadcast: return broadcast(a);
     case Coll::Reduce: return reduce(a);
-    case Coll::Gather: return gather(a);
-    case Coll::Scatter: return scatter(a);
+    case Coll::Gather: return gatherOrScatter(a, true);
+    case Coll::Scatter: return gatherOrScatter(a, false);
     case Coll::AllGather: {
       RankSchedule s;
       if (a.count) allGatherDirect(s, a, in(0, a.count), uniform(p, a.count), a.inPlace);

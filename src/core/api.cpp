@@ -141,8 +141,11 @@ void retireComm(chorusComm* comm, bool abort) {
   delete comm;
 }
 
-CollCall collective(Coll coll, const char* name, const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t dtype) {
+CollCall collective(Coll coll, const char* name, const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t dtype,
+                    chorusRedOp_t op = chorusSum, int root = 0) {
   CollCall c;
+  c.op = op;
+  c.root = root;
   c.coll = coll;
   c.apiName = name;
   c.sendbuf = sendbuf;
@@ -379,24 +382,17 @@ chorusResult_t chorusCommUserRank(const chorusComm_t comm, int* rank) {
 
 chorusResult_t chorusAllReduce(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, chorusRedOp_t op,
                                chorusComm_t comm, chorusStream_t stream) {
-  CollCall c = collective(Coll::AllReduce, "chorusAllReduce", sendbuf, recvbuf, count, datatype);
-  c.op = op;
-  return submit(comm, stream, std::move(c));
+  return submit(comm, stream, collective(Coll::AllReduce, "chorusAllReduce", sendbuf, recvbuf, count, datatype, op));
 }
 
 chorusResult_t chorusBroadcast(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, int root,
                                chorusComm_t comm, chorusStream_t stream) {
-  CollCall c = collective(Coll::Broadcast, "chorusBroadcast", sendbuf, recvbuf, count, datatype);
-  c.root = root;
-  return submit(comm, stream, std::move(c));
+  return submit(comm, stream, collective(Coll::Broadcast, "chorusBroadcast", sendbuf, recvbuf, count, datatype, chorusSum, root));
 }
 
 chorusResult_t chorusReduce(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, chorusRedOp_t op, int root,
                             chorusComm_t comm, chorusStream_t stream) {
-  CollCall c = collective(Coll::Reduce, "chorusReduce", sendbuf, recvbuf, count, datatype);
-  c.op = op;
-  c.root = root;
-  return submit(comm, stream, std::move(c));
+  return submit(comm, stream, collective(Coll::Reduce, "chorusReduce", sendbuf, recvbuf, count, datatype, op, root));
 }
 
 chorusResult_t chorusAllGather(const void* sendbuf, void* recvbuf, size_t sendcount, chorusDataType_t datatype, chorusComm_t comm,
@@ -406,9 +402,7 @@ chorusResult_t chorusAllGather(const void* sendbuf, void* recvbuf, size_t sendco
 
 chorusResult_t chorusReduceScatter(const void* sendbuf, void* recvbuf, size_t recvcount, chorusDataType_t datatype, chorusRedOp_t op,
                                    chorusComm_t comm, chorusStream_t stream) {
-  CollCall c = collective(Coll::ReduceScatter, "chorusReduceScatter", sendbuf, recvbuf, recvcount, datatype);
-  c.op = op;
-  return submit(comm, stream, std::move(c));
+  return submit(comm, stream, collective(Coll::ReduceScatter, "chorusReduceScatter", sendbuf, recvbuf, recvcount, datatype, op));
 }
 
 chorusResult_t chorusAlltoAll(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, chorusComm_t comm,
@@ -418,16 +412,12 @@ chorusResult_t chorusAlltoAll(const void* sendbuf, void* recvbuf, size_t count, 
 
 chorusResult_t chorusGather(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, int root, chorusComm_t comm,
                             chorusStream_t stream) {
-  CollCall c = collective(Coll::Gather, "chorusGather", sendbuf, recvbuf, count, datatype);
-  c.root = root;
-  return submit(comm, stream, std::move(c));
+  return submit(comm, stream, collective(Coll::Gather, "chorusGather", sendbuf, recvbuf, count, datatype, chorusSum, root));
 }
 
 chorusResult_t chorusScatter(const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t datatype, int root, chorusComm_t comm,
                              chorusStream_t stream) {
-  CollCall c = collective(Coll::Scatter, "chorusScatter", sendbuf, recvbuf, count, datatype);
-  c.root = root;
-  return submit(comm, stream, std::move(c));
+  return submit(comm, stream, collective(Coll::Scatter, "chorusScatter", sendbuf, recvbuf, count, datatype, chorusSum, root));
 }
 
 chorusResult_t chorusAllGatherV(const void* sendbuf, size_t sendcount, void* recvbuf, const size_t* recvcounts, const size_t* displs,
