@@ -69,13 +69,13 @@ Tuner::Tuner(const std::string& tuneString, LinkModel link, size_t sliceBytes)
 size_t Tuner::sliceFor(Algo algo, Coll coll, size_t bytes, int nranks) const {
   if (!algoPipelines(algo, coll)) return sliceBytes_;
   // Halvings of the configured slice, rounded to 64 bytes, down to the floor; the cheapest
-  // wins, the larger on a tie (fewer steps in the schedule).
+  // wins, the larger on a tie (fewer steps in the schedule; ties as in the file comment).
   size_t best = sliceBytes_;
   double bestUs = predictCostUs(algo, coll, bytes, nranks, best, link_);
   for (size_t s = sliceBytes_ / 2 / 64 * 64; s >= kMinSlice; s = s / 2 / 64 * 64) {
     if (s >= bytes) continue;  // a message smaller than the slice is one piece either way
     double us = predictCostUs(algo, coll, bytes, nranks, s, link_);
-    if (us < bestUs) bestUs = us, best = s;
+    if (us < bestUs * (1 - kTieFraction)) bestUs = us, best = s;
   }
   return best;
 }
@@ -119,8 +119,8 @@ TuneChoice Tuner::choose(Coll coll, size_t bytes, int nranks) const {
     std::string others;
     for (int i = 0; i < kAlgos; ++i)
       if (algoServes(static_cast<Algo>(i), coll) && i != static_cast<int>(choice.algo))
-        others += format("%s%s %.3g us", others.empty() ? "" : ", ", algoName(static_cast<Algo>(i)), us[i]);
-    CHORUS_INFO(kLogTuning, "%s %zu B on %d ranks: %s (%s), slice %zu B, predicted %.3g us; others: %s", collName(coll), bytes, nranks,
+        others += format("%s%s %.5g us", others.empty() ? "" : ", ", algoName(static_cast<Algo>(i)), us[i]);
+    CHORUS_INFO(kLogTuning, "%s %zu B on %d ranks: %s (%s), slice %zu B, predicted %.5g us; others: %s", collName(coll), bytes, nranks,
                 algoName(choice.algo), kindName(choice), choice.sliceBytes, choice.predictedUs, others.empty() ? "none" : others.c_str());
   }
   return choice;

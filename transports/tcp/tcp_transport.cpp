@@ -63,8 +63,8 @@ class TcpTransport final : public TcpTransportBase {
   explicit TcpTransport(const TransportContext& ctx);
 
   const char* name() const override { return "tcp"; }
-  double latencyUs() const override { return 20.0; }
-  double bandwidthGBps() const override { return 1.5; }
+  double latencyUs() const override { return 10.0; }
+  double bandwidthGBps() const override { return 2.2; }
   bool canReach(int peer) const override;
   WireAddr listenAddress() const override { return addr_; }
   std::vector<std::unique_ptr<Connection>> connect(const std::vector<int>& peers, Deadline deadline) override;
