@@ -157,13 +157,13 @@ double bruck(const Model& m, Coll c) {
     case Coll::AlltoAll: {
       // Round k moves the blocks whose index has bit k set. Counted from bruck.cpp's schedules:
       // the rotation in, packing, unpacking and final placement copy about twice the bytes sent
-      // plus half the buffer.
+      // plus half the buffer, less the own block (left out, as everywhere).
       double sent = 0;
       for (int r = 0; r < m.lg; ++r) {
         t += m.hop(withBit(p, r) * block);
         sent += withBit(p, r) * block;
       }
-      return t + m.copy(2 * sent + S / 2);
+      return t + m.copy(2 * sent + S / 2 - block);
     }
     default: break;
   }

@@ -4,8 +4,9 @@
 // constants are single numbers for a link whose speed drifts by more than that), so among the
 // algorithms within that band of the cheapest, the one that talks to the fewest distinct peers
 // wins (each peer is a connection to set up and a FIFO or socket buffer to keep warm), then
-// the earlier in Algo order. Without this, direct would take all-reduce from ring by the
-// fraction of a percent its fewer messages save, at the price of connecting every pair.
+// the earlier in Algo order. Without this, which of ring, hd and direct runs a large all-reduce
+// would turn on rounding: the model gives them the same bytes and about the same fixed costs,
+// and only direct connects every pair.
 #include "tune/tuner.h"
 
 #include <cmath>
