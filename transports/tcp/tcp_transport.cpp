@@ -63,7 +63,7 @@ class TcpTransport final : public TcpTransportBase {
   explicit TcpTransport(const TransportContext& ctx);
 
   const char* name() const override { return "tcp"; }
-  double latencyUs() const override { return 10.0; }
+  double latencyUs() const override { return 15.0; }
   double bandwidthGBps() const override { return 2.2; }
   bool canReach(int peer) const override;
   WireAddr listenAddress() const override { return addr_; }
