@@ -200,7 +200,7 @@ TEST(Tuner, EveryChoiceServesItsCollectiveWithAUsableSlice) {
 TEST(Tuner, AlltoAllVChoosesAlikeWhateverEachRanksSize) {
   // Its ranks' S differ (each has its own counts): the choice must not depend on it.
   EXPECT_EQ(parseTuneString("alltoallv:direct")[0].algo, Algo::Direct);
-  for (LinkModel link : {LinkModel{0.3, 10}, LinkModel{10, 2}, LinkModel{1000, 100}})
+  for (LinkModel link : {LinkModel{0.4, 9}, LinkModel{15, 2.2}, LinkModel{1000, 100}})
     for (int p : {2, 3, 8, 64}) {
       Tuner t("", link, 256 * K);
       Algo first = t.choose(Coll::AlltoAllV, 0, p).algo;
@@ -234,7 +234,7 @@ TEST(CostModel, CostGrowsWithSizeForAFixedSlice) {
 bool logStep(Algo a) { return a == Algo::RecursiveDoubling || a == Algo::HalvingDoubling || a == Algo::Tree || a == Algo::Bruck; }
 
 TEST(CostModel, SmallMessagesAtScaleTakeALogStepAlgorithm) {
-  for (LinkModel link : {LinkModel{0.3, 10}, LinkModel{10, 2}}) {
+  for (LinkModel link : {LinkModel{0.4, 9}, LinkModel{15, 2.2}}) {
     Tuner t("", link, 256 * K);
     // (At p = 8 a direct broadcast's 7 posts still beat the tree's 3 levels of one and a half hops.)
     for (int p : {16, 64, 256}) {
@@ -249,7 +249,7 @@ TEST(CostModel, SmallMessagesAtScaleTakeALogStepAlgorithm) {
 }
 
 TEST(CostModel, LargeAllReduceTakesRingOrHalvingDoubling) {
-  for (LinkModel link : {LinkModel{0.3, 10}, LinkModel{10, 2}})
+  for (LinkModel link : {LinkModel{0.4, 9}, LinkModel{15, 2.2}})
     for (int p : {2, 3, 4, 7, 8, 16, 64, 128}) {
       Algo a = Tuner("", link, 256 * K).choose(Coll::AllReduce, 1 << 30, p).algo;
       EXPECT_TRUE(a == Algo::Ring || a == Algo::HalvingDoubling) << "p=" << p << ": " << algoName(a);
@@ -490,7 +490,7 @@ CollArgs argsFor(Coll coll, size_t bytes, int p, size_t slice) {
 }
 
 TEST(CostModel, MatchesTheSchedulesAsBuilt) {
-  const LinkModel links[] = {{0.3, 10}, {10, 2}};
+  const LinkModel links[] = {{0.4, 9}, {15, 2.2}};
   int checked = 0;
   for (int c = 0; c < kColls; ++c) {
     Coll coll = static_cast<Coll>(c);
