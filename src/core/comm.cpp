@@ -132,13 +132,13 @@ LinkModel Communicator::linkModel() const {
   if (tcp && tcp_) {
     m.latencyUs = tcp_->latencyUs();
     m.bandwidthGBps = tcp_->bandwidthGBps();
+    m.fragmentBytes = config_.tcpChunkBytes;
   } else if (shm_) {
     m.latencyUs = shm_->latencyUs();
     m.bandwidthGBps = shm_->bandwidthGBps();
+    m.fragmentBytes = config_.shmSlotBytes;
   }
-  if (config_.tuneLatencyUs > 0) m.latencyUs = config_.tuneLatencyUs;
-  if (config_.tuneBandwidthGBps > 0) m.bandwidthGBps = config_.tuneBandwidthGBps;
-  return m;
+  return effectiveLink({m}, config_.tuneLatencyUs, config_.tuneBandwidthGBps);
 }
 
 namespace {
