@@ -221,19 +221,27 @@ void issueGroup(std::vector<PendingCall> pending) {
 template <typename Fill>
 chorusResult_t submit(chorusComm* comm, chorusStream* stream, CollCall call, Fill&& fill) {
   chorusResult_t r = apiCall(comm, [&] {
-    auto c = std::make_shared<Pin<chorusComm>>(pinComm(comm));
-    int n = (*c)->impl->nranks();
-    fill(call, n);
-    (*c)->impl->validate(call);
+    Pin<chorusComm> c = pinComm(comm);
+    fill(call, c->impl->nranks());
+    c->impl->validate(call);
+    if (!stream && tGroup.depth == 0) {
+      // The common blocking call: no shared pins, and a per-thread vector reused from call to call.
+      thread_local std::vector<CollCall> one;
+      one.clear();
+      one.push_back(std::move(call));
+      c->impl->run(one);
+      return;
+    }
+    auto held = std::make_shared<Pin<chorusComm>>(std::move(c));
     std::shared_ptr<Pin<chorusStream>> s;
     if (stream) s = std::make_shared<Pin<chorusStream>>(pinStream(stream));
     if (tGroup.depth > 0) {
-      tGroup.pending.push_back({c, s, comm, stream, std::move(call)});
+      tGroup.pending.push_back({held, s, comm, stream, std::move(call)});
       return;
     }
     std::vector<CollCall> calls;
     calls.push_back(std::move(call));
-    issue(c, comm, s, std::move(calls));
+    issue(held, comm, s, std::move(calls));
   });
   if (r != chorusSuccess && tGroup.depth > 0 && tGroup.failed == chorusSuccess) tGroup.failed = r;
   return r;

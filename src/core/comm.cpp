@@ -197,13 +197,14 @@ Communicator::CachedSchedule& Communicator::scheduleFor(const CollCall& call, st
     temp.plan = std::make_unique<ExecPlan>(temp.schedule);
     return temp;
   }
-  CollArgs args = collArgsFor(call, rank_, nranks_);
   bool vector = call.coll == Coll::AllGatherV || call.coll == Coll::ReduceScatterV || call.coll == Coll::AlltoAllV;
   CachedSchedule* entry = nullptr;
   if (vector) {
     entry = &temps.emplace_back();
   } else {
-    auto key = std::make_tuple(static_cast<int>(call.coll), call.count, args.elemSize, args.inPlace, args.average, call.root);
+    // The key is made from the call directly: a cache hit builds no CollArgs.
+    bool average = call.op == chorusAvg && isReduction(call.coll);
+    auto key = std::make_tuple(static_cast<int>(call.coll), call.count, dataTypeSize(call.dtype), call.inPlace, average, call.root);
     auto it = scheduleCache_.find(key);
     if (it != scheduleCache_.end()) {
       *fresh = false;
@@ -212,6 +213,7 @@ Communicator::CachedSchedule& Communicator::scheduleFor(const CollCall& call, st
     if (scheduleCache_.size() >= 256) scheduleCache_.clear();  // bounded memory for sweeps over many sizes
     entry = &scheduleCache_[key];
   }
+  CollArgs args = collArgsFor(call, rank_, nranks_);
   TuneChoice choice = tuner_->choose(call.coll, callBytes(args), nranks_);
   args.sliceBytes = choice.sliceBytes;
   entry->forced = choice.forced;
@@ -267,7 +269,7 @@ void Communicator::run(std::vector<CollCall>& calls) {
       ReduceFn reduce = nullptr;
       PreMulSum pm;
       if (c.kind == CallKind::Collective && isReduction(c.coll)) {
-        if (preMulOps_.lookup(c.op, &pm)) {
+        if (static_cast<int>(c.op) >= chorusNumOps && preMulOps_.lookup(c.op, &pm)) {
           // Scale the input into a temporary, then sum; the call is no longer in place.
           CollArgs a = collArgsFor(c, rank_, nranks_);
           size_t n = inputElems(a, rank_);

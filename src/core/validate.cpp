@@ -53,12 +53,15 @@ CollArgs collArgsFor(const CollCall& c, int rank, int nranks) {
   a.elemSize = dataTypeSize(c.dtype);
   a.inPlace = c.inPlace;
   a.average = c.op == chorusAvg && isReduction(c.coll);
-  a.counts = c.counts;
-  a.displs = c.displs;
-  a.sendCounts = c.sendCounts;
-  a.sendDispls = c.sendDispls;
-  a.recvCounts = c.recvCounts;
-  a.recvDispls = c.recvDispls;
+  if (c.coll == Coll::AllGatherV || c.coll == Coll::ReduceScatterV) {
+    a.counts = c.counts;
+    a.displs = c.displs;
+  } else if (c.coll == Coll::AlltoAllV) {
+    a.sendCounts = c.sendCounts;
+    a.sendDispls = c.sendDispls;
+    a.recvCounts = c.recvCounts;
+    a.recvDispls = c.recvDispls;
+  }
   return a;
 }
 
@@ -75,7 +78,7 @@ void validateCall(CollCall& c, int rank, int nranks, const PreMulSumOps& ops) {
   }
   if (isReduction(c.coll)) {
     PreMulSum pm;
-    if (ops.lookup(c.op, &pm)) {
+    if (static_cast<int>(c.op) >= chorusNumOps && ops.lookup(c.op, &pm)) {
       CHORUS_CHECK_ARG(pm.dtype == c.dtype, "%s: the PreMulSum operator was created for %s, not %s", c.apiName, dataTypeName(pm.dtype),
                        dataTypeName(c.dtype));
     } else {
