@@ -432,8 +432,9 @@ chorusResult_t chorusAllGatherV(const void* sendbuf, size_t sendcount, void* rec
                                 chorusDataType_t datatype, chorusComm_t comm, chorusStream_t stream) {
   CollCall c = collective(Coll::AllGatherV, "chorusAllGatherV", sendbuf, recvbuf, sendcount, datatype);
   return submit(comm, stream, std::move(c), [&](CollCall& call, int n) {
-    call.counts = copyCounts(recvcounts, n, "recvcounts");
-    call.displs = copyCounts(displs, n, "displs");
+    call.v = std::make_shared<CollCall::Arrays>();
+    call.v->counts = copyCounts(recvcounts, n, "recvcounts");
+    call.v->displs = copyCounts(displs, n, "displs");
   });
 }
 
@@ -442,14 +443,15 @@ chorusResult_t chorusReduceScatterV(const void* sendbuf, void* recvbuf, const si
   CollCall c = collective(Coll::ReduceScatterV, "chorusReduceScatterV", sendbuf, recvbuf, 0, datatype);
   c.op = op;
   return submit(comm, stream, std::move(c), [&](CollCall& call, int n) {
-    call.counts = copyCounts(recvcounts, n, "recvcounts");
+    auto& v = *(call.v = std::make_shared<CollCall::Arrays>());
+    v.counts = copyCounts(recvcounts, n, "recvcounts");
     if (displs) {
-      call.displs = copyCounts(displs, n, "displs");
+      v.displs = copyCounts(displs, n, "displs");
     } else {  // packed in rank order
-      call.displs.assign(n, 0);
+      v.displs.assign(n, 0);
       for (int r = 1; r < n; ++r) {
-        CHORUS_CHECK_ARG(call.displs[r - 1] <= SIZE_MAX - call.counts[r - 1], "chorusReduceScatterV: recvcounts overflow size_t");
-        call.displs[r] = call.displs[r - 1] + call.counts[r - 1];
+        CHORUS_CHECK_ARG(v.displs[r - 1] <= SIZE_MAX - v.counts[r - 1], "chorusReduceScatterV: recvcounts overflow size_t");
+        v.displs[r] = v.displs[r - 1] + v.counts[r - 1];
       }
     }
   });
@@ -460,10 +462,11 @@ chorusResult_t chorusAlltoAllV(const void* sendbuf, const size_t* sendcounts, co
                                chorusStream_t stream) {
   CollCall c = collective(Coll::AlltoAllV, "chorusAlltoAllV", sendbuf, recvbuf, 0, datatype);
   return submit(comm, stream, std::move(c), [&](CollCall& call, int n) {
-    call.sendCounts = copyCounts(sendcounts, n, "sendcounts");
-    call.sendDispls = copyCounts(sdispls, n, "sdispls");
-    call.recvCounts = copyCounts(recvcounts, n, "recvcounts");
-    call.recvDispls = copyCounts(rdispls, n, "rdispls");
+    auto& v = *(call.v = std::make_shared<CollCall::Arrays>());
+    v.sendCounts = copyCounts(sendcounts, n, "sendcounts");
+    v.sendDispls = copyCounts(sdispls, n, "sdispls");
+    v.recvCounts = copyCounts(recvcounts, n, "recvcounts");
+    v.recvDispls = copyCounts(rdispls, n, "rdispls");
   });
 }
 

@@ -25,9 +25,13 @@ struct CollCall {
   chorusRedOp_t op = chorusSum;  // reductions only
   int root = 0;                  // Broadcast, Reduce, Gather, Scatter
   int peer = -1;                 // Send, Recv
-  // V forms, copied from the caller's arrays (nranks entries each).
-  std::vector<size_t> counts, displs;                                  // AllGatherV, ReduceScatterV
-  std::vector<size_t> sendCounts, sendDispls, recvCounts, recvDispls;  // AlltoAllV
+  // V forms, copied from the caller's arrays (nranks entries each); null for the other calls,
+  // which keeps a call small and cheap to move (shared, so that a queued call can be copied).
+  struct Arrays {
+    std::vector<size_t> counts, displs;                                  // AllGatherV, ReduceScatterV
+    std::vector<size_t> sendCounts, sendDispls, recvCounts, recvDispls;  // AlltoAllV
+  };
+  std::shared_ptr<Arrays> v;
   // Filled in by validation.
   bool inPlace = false;
   std::shared_ptr<void> owned;  // memory the call owns (the barrier's byte)

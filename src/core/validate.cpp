@@ -53,14 +53,13 @@ CollArgs collArgsFor(const CollCall& c, int rank, int nranks) {
   a.elemSize = dataTypeSize(c.dtype);
   a.inPlace = c.inPlace;
   a.average = c.op == chorusAvg && isReduction(c.coll);
-  if (c.coll == Coll::AllGatherV || c.coll == Coll::ReduceScatterV) {
-    a.counts = c.counts;
-    a.displs = c.displs;
-  } else if (c.coll == Coll::AlltoAllV) {
-    a.sendCounts = c.sendCounts;
-    a.sendDispls = c.sendDispls;
-    a.recvCounts = c.recvCounts;
-    a.recvDispls = c.recvDispls;
+  if (c.v) {
+    a.counts = c.v->counts;
+    a.displs = c.v->displs;
+    a.sendCounts = c.v->sendCounts;
+    a.sendDispls = c.v->sendDispls;
+    a.recvCounts = c.v->recvCounts;
+    a.recvDispls = c.v->recvDispls;
   }
   return a;
 }
@@ -90,18 +89,21 @@ void validateCall(CollCall& c, int rank, int nranks, const PreMulSumOps& ops) {
   }
   if (rooted(c.coll)) CHORUS_CHECK_ARG(c.root >= 0 && c.root < nranks, "%s: root %d is out of range [0, %d)", c.apiName, c.root, nranks);
   const size_t p = static_cast<size_t>(nranks);
+  bool vector = c.coll == Coll::AllGatherV || c.coll == Coll::ReduceScatterV || c.coll == Coll::AlltoAllV;
+  CHORUS_ASSERT(!vector || c.v);
   switch (c.coll) {
     case Coll::AllGatherV:
-      CHORUS_CHECK_ARG(c.count == c.counts[rank], "%s: sendcount %zu differs from recvcounts[%d] = %zu", c.apiName, c.count, rank,
-                       c.counts[rank]);
-      checkVector(c.counts, c.displs, es, c, "recvbuf");
+      CHORUS_CHECK_ARG(c.count == c.v->counts[rank], "%s: sendcount %zu differs from recvcounts[%d] = %zu", c.apiName, c.count, rank,
+                       c.v->counts[rank]);
+      checkVector(c.v->counts, c.v->displs, es, c, "recvbuf");
       break;
-    case Coll::ReduceScatterV: checkVector(c.counts, c.displs, es, c, "sendbuf"); break;
+    case Coll::ReduceScatterV: checkVector(c.v->counts, c.v->displs, es, c, "sendbuf"); break;
     case Coll::AlltoAllV:
-      checkVector(c.sendCounts, c.sendDispls, es, c, "sendbuf");
-      checkVector(c.recvCounts, c.recvDispls, es, c, "recvbuf");
-      CHORUS_CHECK_ARG(c.sendCounts[rank] == c.recvCounts[rank], "%s: sendcounts[%d] = %zu but recvcounts[%d] = %zu (to itself)",
-                       c.apiName, rank, c.sendCounts[rank], rank, c.recvCounts[rank]);
+      checkVector(c.v->sendCounts, c.v->sendDispls, es, c, "sendbuf");
+      checkVector(c.v->recvCounts, c.v->recvDispls, es, c, "recvbuf");
+      CHORUS_CHECK_ARG(c.v->sendCounts[rank] == c.v->recvCounts[rank],
+                       "%s: sendcounts[%d] = %zu but recvcounts[%d] = %zu (to itself)", c.apiName, rank, c.v->sendCounts[rank], rank,
+                       c.v->recvCounts[rank]);
       break;
     default: mulChecked(mulChecked(c.count, p, c), es, c); break;
   }
