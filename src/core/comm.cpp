@@ -210,7 +210,6 @@ Communicator::CachedSchedule& Communicator::scheduleFor(const CollCall& call, st
       *fresh = false;
       return it->second;
     }
-    if (scheduleCache_.size() >= 256) scheduleCache_.clear();  // bounded memory for sweeps over many sizes
     entry = &scheduleCache_[key];
   }
   CollArgs args = collArgsFor(call, rank_, nranks_);
@@ -255,6 +254,8 @@ void Communicator::run(std::vector<CollCall>& calls) {
   try {
     // Per-run scratch containers are members, reused: a small call allocates nothing here.
     RunState& st = run_;
+    // Bounded memory for sweeps over many sizes; trimmed only here, before this run holds entries.
+    if (scheduleCache_.size() >= 256) scheduleCache_.clear();
     st.temps.clear();
     st.buffers.assign(calls.size() * kBuffersPerCall, ExecBuffer{});
     st.entries.clear();
