@@ -1,6 +1,7 @@
 // Unit tests of perf/perf_common: the parts of the perf tools that need no communicator
 // (arguments, sizes and bus factors, output, data patterns and every collective's checker).
 #include "../../perf/perf_common.h"
+#include "fixtures/coll_check.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -493,40 +494,9 @@ TEST(PerfHalf, Conversions) {
 // Data pattern and checker
 // ---------------------------------------------------------------------------------------------
 
-// The test's own reference: element i of a typed buffer as a double / as an integer.
-double readDouble(const void* buf, chorusDataType_t t, size_t i) {
-  switch (t) {
-    case chorusInt8: return static_cast<const int8_t*>(buf)[i];
-    case chorusUint8: return static_cast<const uint8_t*>(buf)[i];
-    case chorusInt32: return static_cast<const int32_t*>(buf)[i];
-    case chorusUint32: return static_cast<const uint32_t*>(buf)[i];
-    case chorusInt64: return static_cast<double>(static_cast<const int64_t*>(buf)[i]);
-    case chorusUint64: return static_cast<double>(static_cast<const uint64_t*>(buf)[i]);
-    case chorusFloat16: return halfToFloat(static_cast<const uint16_t*>(buf)[i]);
-    case chorusFloat32: return static_cast<const float*>(buf)[i];
-    case chorusFloat64: return static_cast<const double*>(buf)[i];
-    case chorusFloat8e4m3: return fp8e4m3ToFloat(static_cast<const uint8_t*>(buf)[i]);
-    case chorusFloat8e5m2: return fp8e5m2ToFloat(static_cast<const uint8_t*>(buf)[i]);
-    default: return bfloat16ToFloat(static_cast<const uint16_t*>(buf)[i]);
-  }
-}
-
-void writeDouble(void* buf, chorusDataType_t t, size_t i, double v) {
-  switch (t) {
-    case chorusInt8: static_cast<int8_t*>(buf)[i] = static_cast<int8_t>(static_cast<long long>(v)); break;
-    case chorusUint8: static_cast<uint8_t*>(buf)[i] = static_cast<uint8_t>(static_cast<long long>(v)); break;
-    case chorusInt32: static_cast<int32_t*>(buf)[i] = static_cast<int32_t>(static_cast<long long>(v)); break;
-    case chorusUint32: static_cast<uint32_t*>(buf)[i] = static_cast<uint32_t>(static_cast<long long>(v)); break;
-    case chorusInt64: static_cast<int64_t*>(buf)[i] = static_cast<int64_t>(v); break;
-    case chorusUint64: static_cast<uint64_t*>(buf)[i] = static_cast<uint64_t>(static_cast<long long>(v)); break;
-    case chorusFloat16: static_cast<uint16_t*>(buf)[i] = floatToHalf(static_cast<float>(v)); break;
-    case chorusFloat32: static_cast<float*>(buf)[i] = static_cast<float>(v); break;
-    case chorusFloat64: static_cast<double*>(buf)[i] = v; break;
-    case chorusFloat8e4m3: static_cast<uint8_t*>(buf)[i] = floatToFp8e4m3(static_cast<float>(v)); break;
-    case chorusFloat8e5m2: static_cast<uint8_t*>(buf)[i] = floatToFp8e5m2(static_cast<float>(v)); break;
-    default: static_cast<uint16_t*>(buf)[i] = floatToBfloat16(static_cast<float>(v)); break;
-  }
-}
+// Typed element access: the fixtures' reference conversions (independent of the library's).
+using test::loadValue;
+using test::storeValue;
 
 bool isFloat(chorusDataType_t t) {
   return t == chorusFloat16 || t == chorusFloat32 || t == chorusFloat64 || t == chorusBfloat16 || t == chorusFloat8e4m3 ||
@@ -545,20 +515,20 @@ std::vector<char> reduceInputs(const std::vector<std::vector<char>>& in, chorusD
   const int n = static_cast<int>(in.size());
   std::vector<char> out(elems * typeSize(t));
   for (size_t i = 0; i < elems; ++i) {
-    double acc = readDouble(in[reverse ? n - 1 : 0].data(), t, i);
+    double acc = loadValue(in[reverse ? n - 1 : 0].data(), t, i);
     for (int k = 1; k < n; ++k) {
-      const double v = readDouble(in[reverse ? n - 1 - k : k].data(), t, i);
+      const double v = loadValue(in[reverse ? n - 1 - k : k].data(), t, i);
       switch (op) {
         case chorusSum: case chorusAvg: acc += v; break;
         case chorusProd: acc *= v; break;
         case chorusMax: acc = std::max(acc, v); break;
         default: acc = std::min(acc, v); break;
       }
-      writeDouble(out.data(), t, i, acc);  // round / wrap to the type after every step
-      acc = readDouble(out.data(), t, i);
+      storeValue(out.data(), t, i, acc);  // round / wrap to the type after every step
+      acc = loadValue(out.data(), t, i);
     }
     if (op == chorusAvg) acc = isFloat(t) ? acc / n : std::trunc(acc / n);
-    writeDouble(out.data(), t, i, acc);
+    storeValue(out.data(), t, i, acc);
   }
   return out;
 }
@@ -608,12 +578,12 @@ TEST(PerfCheck, CountsCorruptedElements) {
       // too few bits for +1 or +100 (they may round back to the same value): its value is
       // negated and pushed 2 away from zero, and its top exponent bit flipped.
       if (isFp8(type)) {
-        const double v = readDouble(out.data(), type, 10);
-        writeDouble(out.data(), type, 10, -v - (v >= 0 ? 2 : -2));
+        const double v = loadValue(out.data(), type, 10);
+        storeValue(out.data(), type, 10, -v - (v >= 0 ? 2 : -2));
         static_cast<uint8_t*>(static_cast<void*>(out.data()))[500] ^= 0x40;
       } else {
-        writeDouble(out.data(), type, 10, readDouble(out.data(), type, 10) + 1);
-        writeDouble(out.data(), type, 500, readDouble(out.data(), type, 500) + 100);
+        storeValue(out.data(), type, 10, loadValue(out.data(), type, 10) + 1);
+        storeValue(out.data(), type, 500, loadValue(out.data(), type, 500) + 100);
       }
       out[999 * typeSize(type) + typeSize(type) - 1] ^= 0x7F;
       EXPECT_EQ(countWrongResult(out.data(), count, type, op, n, 9), 3u)
@@ -651,7 +621,7 @@ TEST(PerfCheck, AvgIsExact) {
     ASSERT_EQ(countWrongResult(out.data(), count, type, chorusAvg, 3, 4), 0u) << typeName(type);
     size_t nudged = 0;
     for (size_t i = 0; i < count; ++i) {
-      const double v = readDouble(out.data(), type, i);
+      const double v = loadValue(out.data(), type, i);
       if (v == 0) continue;
       // The next representable value towards zero: one code down (every float type here stores
       // sign-magnitude bits, little-endian, so the lowest byte holds the last mantissa bit).
