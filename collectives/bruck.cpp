@@ -41,10 +41,6 @@
 namespace chorus {
 namespace {
 
-Region in(size_t off, size_t n) { return {BufferId::Input, off, n}; }
-Region out(size_t off, size_t n) { return {BufferId::Output, off, n}; }
-Region scratch(size_t off, size_t n) { return {BufferId::Scratch, off, n}; }
-
 RankSchedule allGather(const CollArgs& a) {
   RankSchedule s;
   const int p = a.nranks, r = a.rank;

@@ -27,9 +27,6 @@ namespace {
 
 constexpr uint32_t kNone = ~0u;
 
-Region in(size_t off, size_t n) { return {BufferId::Input, off, n}; }
-Region out(size_t off, size_t n) { return {BufferId::Output, off, n}; }
-
 uint32_t addAfter(RankSchedule& s, const Step& step, uint32_t dep) {
   return dep == kNone ? s.add(step) : s.add(step, {dep});
 }

@@ -8,6 +8,11 @@
 
 namespace chorus {
 
+// Region shorthands for the builders (this header is included by builder files only).
+inline Region in(size_t off, size_t n) { return {BufferId::Input, off, n}; }
+inline Region out(size_t off, size_t n) { return {BufferId::Output, off, n}; }
+inline Region scratch(size_t off, size_t n) { return {BufferId::Scratch, off, n}; }
+
 RankSchedule buildRing(const CollArgs& args);               // ring.cpp
 RankSchedule buildTree(const CollArgs& args);               // tree.cpp
 RankSchedule buildHalvingDoubling(const CollArgs& args);    // halving_doubling.cpp

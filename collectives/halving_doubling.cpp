@@ -78,9 +78,6 @@ Halved recursiveHalving(RankSchedule& s, const Pow2Fold& fold, int me, const Uni
   return res;
 }
 
-Region in(size_t off, size_t n) { return {BufferId::Input, off, n}; }
-Region out(size_t off, size_t n) { return {BufferId::Output, off, n}; }
-
 RankSchedule allReduce(const CollArgs& a) {
   RankSchedule s;
   if (nothingToExchange(a, &s)) return s;

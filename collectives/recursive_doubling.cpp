@@ -74,9 +74,6 @@ std::vector<uint32_t> doublingAllGather(RankSchedule& s, const Pow2Fold& fold, i
 
 namespace {
 
-Region in(size_t off, size_t n) { return {BufferId::Input, off, n}; }
-Region out(size_t off, size_t n) { return {BufferId::Output, off, n}; }
-
 RankSchedule allReduce(const CollArgs& a) {
   RankSchedule s;
   if (nothingToExchange(a, &s)) return s;
