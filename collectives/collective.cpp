@@ -10,7 +10,7 @@ namespace {
 
 constexpr const char* kCollNames[] = {"allreduce",  "broadcast",      "reduce",    "allgather", "reducescatter", "alltoall",
                                       "gather",     "scatter",        "allgatherv", "reducescatterv", "alltoallv"};
-constexpr const char* kAlgoNames[] = {"ring", "tree", "hd", "rd", "bruck", "pairwise", "direct"};
+constexpr const char* kAlgoNames[] = {"ring", "tree", "hd", "rd", "bruck", "pairwise", "direct", "hierarchical", "weighted"};
 static_assert(sizeof(kCollNames) / sizeof(kCollNames[0]) == static_cast<size_t>(Coll::kCount));
 static_assert(sizeof(kAlgoNames) / sizeof(kAlgoNames[0]) == static_cast<size_t>(Algo::kCount));
 
@@ -57,6 +57,8 @@ bool algoServes(Algo algo, Coll c) {
     case Algo::Bruck: return c == Coll::AllGather || c == Coll::AlltoAll;
     case Algo::Pairwise: return c == Coll::AlltoAll || c == Coll::AlltoAllV;
     case Algo::Direct: return c < Coll::kCount;
+    case Algo::Hierarchical: return c == Coll::AllReduce;
+    case Algo::Weighted: return c == Coll::AllReduce;
     case Algo::kCount: break;
   }
   return false;
@@ -156,6 +158,8 @@ RankSchedule buildSchedule(Algo algo, const CollArgs& args) {
     case Algo::Bruck: s = buildBruck(args); break;
     case Algo::Pairwise: s = buildPairwise(args); break;
     case Algo::Direct: s = buildDirect(args); break;
+    case Algo::Hierarchical: s = buildHierarchical(args); break;
+    case Algo::Weighted: s = buildWeighted(args); break;
     case Algo::kCount: break;
   }
   s.algorithm = algoName(algo);
@@ -174,5 +178,52 @@ Slices::Slices(size_t count, size_t elemSize, size_t sliceBytes) : count_(count)
 
 size_t Slices::offset(size_t j) const { return std::min(count_, j * per_); }
 size_t Slices::size(size_t j) const { return std::min(count_, offset(j) + per_) - offset(j); }
+
+}  // namespace chorus
+
+namespace chorus {
+
+RankLayout flatLayout(int nranks) {
+  RankLayout l;
+  l.hosts.assign(1, {});
+  for (int r = 0; r < nranks; ++r) {
+    l.hosts[0].push_back(r);
+    l.hostOf.push_back(0);
+    l.ringOrder.push_back(r);
+    l.weight.push_back(1.0 / nranks);
+  }
+  return l;
+}
+
+void checkLayout(const RankLayout& l, int nranks) {
+  size_t p = static_cast<size_t>(nranks);
+  CHORUS_CHECK_ARG(l.hostOf.size() == p && l.ringOrder.size() == p && l.weight.size() == p,
+                   "rank layout has %zu host entries, %zu ring positions and %zu weights for %d ranks", l.hostOf.size(),
+                   l.ringOrder.size(), l.weight.size(), nranks);
+  std::vector<int> seenHost(p, 0), seenRing(p, 0);
+  for (size_t h = 0; h < l.hosts.size(); ++h) {
+    CHORUS_CHECK_ARG(!l.hosts[h].empty(), "rank layout: host %zu has no ranks", h);
+    for (int r : l.hosts[h]) {
+      CHORUS_CHECK_ARG(r >= 0 && r < nranks && !seenHost[r]++, "rank layout: host %zu lists rank %d, out of range or twice", h, r);
+      CHORUS_CHECK_ARG(l.hostOf[r] == static_cast<int>(h), "rank layout: rank %d is listed by host %zu but hostOf says %d", r, h,
+                       l.hostOf[r]);
+    }
+  }
+  double sum = 0;
+  for (size_t i = 0; i < p; ++i) {
+    CHORUS_CHECK_ARG(seenHost[i], "rank layout: rank %zu is on no host", i);
+    int r = l.ringOrder[i];
+    CHORUS_CHECK_ARG(r >= 0 && r < nranks && !seenRing[r]++, "rank layout: ring order is not a permutation (position %zu: %d)", i, r);
+    CHORUS_CHECK_ARG(l.weight[i] >= 0, "rank layout: rank %zu has a negative weight", i);
+    sum += l.weight[i];
+  }
+  CHORUS_CHECK_ARG(p == 0 || (sum > 0.999 && sum < 1.001), "rank layout: weights sum to %g, not 1", sum);
+}
+
+const RankLayout& layoutOf(const CollArgs& args, RankLayout* storage) {
+  if (args.layout) return *args.layout;
+  *storage = flatLayout(args.nranks);
+  return *storage;
+}
 
 }  // namespace chorus

@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,7 +49,25 @@ enum class Coll : uint8_t {
 };
 
 // Algorithm families; tune-string / -A names in algoName().
-enum class Algo : uint8_t { Ring, Tree, HalvingDoubling, RecursiveDoubling, Bruck, Pairwise, Direct, kCount };
+enum class Algo : uint8_t { Ring, Tree, HalvingDoubling, RecursiveDoubling, Bruck, Pairwise, Direct, Hierarchical, Weighted, kCount };
+
+// Where the ranks sit, as the topology-aware builders see it. The communicator derives it from
+// the cluster topology (src/topology/cluster_topology.h) identically on every rank; builders
+// and the verifier take it as plain data. Invariants (checkLayout): every rank is in exactly
+// one host; hosts[h] lists its ranks in local-rank order; ringOrder is a permutation of the
+// ranks; weight has one entry >= 0 per rank, summing to 1 (within rounding).
+struct RankLayout {
+  std::vector<std::vector<int>> hosts;  // hosts[h]: the ranks on host h, in local-rank order
+  std::vector<int> hostOf;              // rank -> h
+  std::vector<int> ringOrder;           // ring position -> rank: hosts contiguous, NUMA-local
+  // The bandwidth-weighted all-reduce's share of the data per rank, from the bandwidth of the
+  // link each rank reaches other hosts by (src/topology/weights.cpp explains the split).
+  std::vector<double> weight;
+};
+// One host holding ranks 0..p-1, the identity ring, equal weights.
+RankLayout flatLayout(int nranks);
+// Throws chorusInvalidArgument (naming the broken invariant) unless `layout` is valid for nranks.
+void checkLayout(const RankLayout& layout, int nranks);
 
 struct CollArgs {
   Coll coll = Coll::AllReduce;
@@ -65,10 +84,15 @@ struct CollArgs {
   std::vector<size_t> counts, displs;
   // AlltoAllV: this rank's vectors (nranks entries each).
   std::vector<size_t> sendCounts, sendDispls, recvCounts, recvDispls;
+  // Where the ranks sit (ring order, hosts, weights); null means flatLayout(nranks).
+  std::shared_ptr<const RankLayout> layout;
 };
+// args.layout, or a flat layout when it is null (kept in `storage`).
+const RankLayout& layoutOf(const CollArgs& args, RankLayout* storage);
 
 const char* collName(Coll coll);  // "allreduce", "broadcast", ... (tune-string names)
-const char* algoName(Algo algo);  // "ring", "tree", "hd", "rd", "bruck", "pairwise", "direct"
+const char* algoName(Algo algo);  // "ring", "tree", "hd", "rd", "bruck", "pairwise", "direct",
+                                  // "hierarchical", "weighted"
 // Parses a tune-string name; false if unknown.
 bool parseColl(const std::string& name, Coll* coll);
 bool parseAlgo(const std::string& name, Algo* algo);

@@ -20,5 +20,7 @@ RankSchedule buildRecursiveDoubling(const CollArgs& args);  // recursive_doublin
 RankSchedule buildBruck(const CollArgs& args);              // bruck.cpp
 RankSchedule buildPairwise(const CollArgs& args);           // pairwise.cpp
 RankSchedule buildDirect(const CollArgs& args);             // direct.cpp
+RankSchedule buildHierarchical(const CollArgs& args);       // hierarchical.cpp
+RankSchedule buildWeighted(const CollArgs& args);           // weighted.cpp
 
 }  // namespace chorus

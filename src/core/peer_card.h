@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "topology/topo_card.h"
+
 namespace chorus {
 
 // A socket address small enough to put on the wire (IPv4 or IPv6).
@@ -24,6 +26,7 @@ struct PeerCard {
   char hostname[64] = {};
   WireAddr bootstrapAddr;  // the rank's bootstrap listener (out-of-band messages)
   WireAddr tcpAddr;        // the TCP transport's data listener
+  TopoCard topo;           // binding, NICs, accelerators (src/topology/topo_card.h)
 };
 
 }  // namespace chorus

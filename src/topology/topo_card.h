@@ -1,0 +1,32 @@
+// The part of a rank's topology every other rank needs (it rides in the PeerCard, which the
+// bootstrap all-gathers at init): where the rank is bound and what its host's NICs and
+// accelerators are. Plain old data: it goes on the wire.
+#pragma once
+
+#include <cstdint>
+
+namespace chorus {
+
+constexpr int kTopoCardNics = 4;
+
+struct TopoCardNic {
+  char name[16] = {};   // OS name, truncated
+  char kind[12] = {};   // NicInfo::kind
+  float speedGbps = 0;  // 0 = unknown
+  int16_t numaNode = -1;
+  int16_t reserved = 0;
+};
+
+struct TopoCard {
+  int16_t boundNuma = -1;  // NodeTopology::boundNuma
+  int16_t numaNodes = 0;
+  int16_t nicCount = 0;    // NICs hwloc saw (only the first kTopoCardNics are listed)
+  int16_t accelerators = 0;
+  TopoCardNic nics[kTopoCardNics];
+};
+
+struct NodeTopology;
+// The card of the calling process from its topology: the fastest NICs first.
+TopoCard makeTopoCard(const NodeTopology& topo);
+
+}  // namespace chorus
