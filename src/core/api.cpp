@@ -18,6 +18,7 @@
 #include "bootstrap/launcher_env.h"
 #include "bootstrap/unique_id.h"
 #include "core/coll_call.h"
+#include "core/api_internal.h"
 #include "core/comm.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -252,6 +253,13 @@ chorusResult_t submit(chorusComm* comm, chorusStream* stream, CollCall call) {
 }
 
 }  // namespace
+
+Communicator& communicatorOf(chorusComm_t comm) {
+  std::lock_guard<std::mutex> g(gRegistryMutex);
+  CHORUS_CHECK_ARG(comm && gComms.count(comm), "communicator %p is not live", static_cast<void*>(comm));
+  return *comm->impl;
+}
+
 }  // namespace chorus
 
 using namespace chorus;

@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "exec/executor.h"
 #include "exec/reduce.h"
+#include "topology/node_topology.h"
 
 namespace chorus {
 namespace {
@@ -59,14 +60,19 @@ void Communicator::init(const UniqueIdData& id) {
   ctx_.secret[0] = id.secret[0];
   ctx_.secret[1] = id.secret[1];
   parseTuneString(config_.algoTune);  // a bad CHORUS_ALGO fails here, before any rank waits on us
+  // So do a bad cluster file and an unreadable CHORUS_TOPO_FILE.
+  if (!config_.clusterFile.empty()) clusterFile_ = std::make_unique<ClusterFile>(loadClusterFile(config_.clusterFile));
+  const NodeTopology& node = localTopology();
 
   PeerCard card;
   card.rank = rank_;
   card.pid = getpid();
   card.hostHash = hostHash(config_.hostId);
   card.pidNamespace = pidNamespaceId();
-  std::string host = hostName();
+  // CHORUS_HOSTID also names the host (topology dumps, cluster-file patterns).
+  std::string host = config_.hostId.empty() ? hostName() : config_.hostId;
   snprintf(card.hostname, sizeof(card.hostname), "%s", host.c_str());
+  card.topo = makeTopoCard(node);
   if (config_.transport != "shm") {
     tcp_ = makeTcpTransport(ctx_);
     card.tcpAddr = tcp_->listenAddress();
@@ -77,7 +83,15 @@ void Communicator::init(const UniqueIdData& id) {
   cards_ = bootstrap_->cards();
   auto t2 = Clock::now();
   shm_ = makeShmTransport(ctx_);
-  tuner_ = std::make_unique<Tuner>(config_.algoTune, linkModel(), config_.sliceBytes);
+  TransportClasses classes;
+  auto classOf = [](const Transport& t) {
+    return LinkClass{t.name(), t.latencyUs(), t.bandwidthGBps(), format("declared by the %s transport", t.name())};
+  };
+  classes.local = config_.transport == "tcp" && tcp_ ? classOf(*tcp_) : classOf(*shm_);
+  classes.network = tcp_ ? classOf(*tcp_) : classes.local;
+  topology_ = ClusterTopology::build(cards_, clusterFile_.get(), classes);
+  if (rank_ == 0 && logEnabled(LogLevel::Info, kLogTopo)) CHORUS_INFO(kLogTopo, "%s", topology_->describe().c_str());
+  tuner_ = std::make_unique<Tuner>(config_.algoTune, linkModel(), config_.sliceBytes, topoModel());
   int localRanks = 0;
   for (const PeerCard& c : cards_) localRanks += c.hostHash == card.hostHash;
   CHORUS_INFO(kLogInit, "init rank %d/%d on %s (pid %d, %d ranks on this host): transports %.3f ms, bootstrap %.3f ms, total %.3f ms",
@@ -122,23 +136,25 @@ void Communicator::ensureConnected(const std::vector<int>& peers) {
   CHORUS_INFO(kLogInit, "connected %zu peer(s) in %.3f ms", shmPeers.size() + tcpPeers.size(), secondsSince(t0) * 1e3);
 }
 
-LinkModel Communicator::linkModel() const {
-  // The slowest link class any pair of this communicator uses decides: every rank computes the
-  // same answer from the same cards, so every rank's tuner makes the same choices.
-  bool multiHost = false;
-  for (const PeerCard& c : cards_) multiHost |= c.hostHash != cards_[0].hostHash;
-  bool tcp = config_.transport == "tcp" || (config_.transport.empty() && multiHost);
+LinkModel Communicator::linkModelOf(const LinkClass& c, size_t fragmentBytes) const {
   LinkModel m;
-  if (tcp && tcp_) {
-    m.latencyUs = tcp_->latencyUs();
-    m.bandwidthGBps = tcp_->bandwidthGBps();
-    m.fragmentBytes = config_.tcpChunkBytes;
-  } else if (shm_) {
-    m.latencyUs = shm_->latencyUs();
-    m.bandwidthGBps = shm_->bandwidthGBps();
-    m.fragmentBytes = config_.shmSlotBytes;
-  }
+  m.latencyUs = c.latencyUs;
+  m.bandwidthGBps = c.bandwidthGBps;
+  m.fragmentBytes = fragmentBytes;
   return effectiveLink({m}, config_.tuneLatencyUs, config_.tuneBandwidthGBps);
+}
+
+LinkModel Communicator::linkModel() const {
+  // The slowest link class any pair of this communicator uses decides the flat algorithms'
+  // model: every rank computes the same answer from the same cards, so every rank's tuner
+  // makes the same choices.
+  if (const LinkClass* slowest = topology_->slowestNetworkClass()) return linkModelOf(*slowest, config_.tcpChunkBytes);
+  return linkModelOf(topology_->link(0, 0), config_.transport == "tcp" ? config_.tcpChunkBytes : config_.shmSlotBytes);
+}
+
+TopoModel Communicator::topoModel() const {
+  LinkModel intra = linkModelOf(topology_->link(0, 0), config_.transport == "tcp" ? config_.tcpChunkBytes : config_.shmSlotBytes);
+  return topology_->tuneModel(intra, linkModel());
 }
 
 namespace {
@@ -213,6 +229,7 @@ Communicator::CachedSchedule& Communicator::scheduleFor(const CollCall& call, st
     entry = &scheduleCache_[key];
   }
   CollArgs args = collArgsFor(call, rank_, nranks_);
+  args.layout = topology_->layout();
   TuneChoice choice = tuner_->choose(call.coll, callBytes(args), nranks_);
   args.sliceBytes = choice.sliceBytes;
   entry->forced = choice.forced;

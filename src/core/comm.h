@@ -21,6 +21,7 @@
 #include "core/premul.h"
 #include "exec/executor.h"
 #include "exec/schedule.h"
+#include "topology/cluster_topology.h"
 #include "transports/transport.h"
 #include "tune/tuner.h"
 
@@ -49,6 +50,8 @@ class Communicator {
   std::unique_ptr<Communicator> split(int color, int key);
 
   PreMulSumOps& preMulSumOps() { return preMulOps_; }
+  // The cluster as gathered at init (hosts, link classes, ring order; chorus-topo prints it).
+  const ClusterTopology& cluster() const { return *topology_; }
   const Tuner& tuner() const { return *tuner_; }
 
   // Makes every pending and future call fail promptly and tells the peers (never throws).
@@ -85,7 +88,10 @@ class Communicator {
     std::vector<std::vector<uint8_t>> extraScratch;  // a shape used twice in one group
   };
   RunState run_;
+  // The tuner's link classes from the topology (overridden by CHORUS_TUNE_*).
+  LinkModel linkModelOf(const LinkClass& c, size_t fragmentBytes) const;
   LinkModel linkModel() const;
+  TopoModel topoModel() const;
 
   // Forwards Oob calls to the bootstrap, which exists only after the TCP listener does.
   struct OobForwarder : Oob {
@@ -111,6 +117,8 @@ class Communicator {
   // Key: collective, count, element size, in place, average, root.
   std::map<std::tuple<int, size_t, size_t, bool, bool, int>, CachedSchedule> scheduleCache_;
   std::unique_ptr<Tuner> tuner_;
+  std::unique_ptr<ClusterFile> clusterFile_;  // CHORUS_CLUSTER_FILE, read before the bootstrap
+  std::shared_ptr<const ClusterTopology> topology_;
   PreMulSumOps preMulOps_;
   uint32_t splitCount_ = 0;  // tags of successive splits
 

@@ -100,6 +100,7 @@ Config Config::fromEnv() {
   // The floor keeps schedules small: a 1 GiB all-reduce in 4 KiB slices is ~0.5 M steps.
   CHORUS_CHECK_ARG(c.sliceBytes >= 4096 && c.sliceBytes % 64 == 0, "CHORUS_SLICE_BYTES must be >= 4096 and a multiple of 64");
   c.hostId = envString("CHORUS_HOSTID", "");
+  c.clusterFile = envString("CHORUS_CLUSTER_FILE", "");
   c.algoTune = envString("CHORUS_ALGO", "");
   c.tuneLatencyUs = envDouble("CHORUS_TUNE_LATENCY_US", 0);
   c.tuneBandwidthGBps = envDouble("CHORUS_TUNE_BANDWIDTH_GBPS", 0);

@@ -35,6 +35,8 @@ struct Config {
   // transports declare for the tuner's model (0 = use the transport's).
   double tuneLatencyUs = 0;
   double tuneBandwidthGBps = 0;
+  // CHORUS_CLUSTER_FILE: the cluster description file (src/topology/cluster_file.h); "" = none.
+  std::string clusterFile;
   // CHORUS_HOSTID: overrides the host identity used to decide which ranks share a host.
   std::string hostId;
 

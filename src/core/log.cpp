@@ -39,7 +39,8 @@ uint32_t parseSubsys(const char* text) {
     const char* name;
     uint32_t bit;
   } kNames[] = {{"INIT", kLogInit},   {"BOOTSTRAP", kLogBootstrap}, {"TRANSPORT", kLogTransport}, {"NET", kLogTransport},
-                {"COLL", kLogColl},   {"EXEC", kLogExec},           {"TUNING", kLogTuning},       {"ALL", kLogAll}};
+                {"COLL", kLogColl},   {"EXEC", kLogExec},           {"TUNING", kLogTuning},       {"TOPO", kLogTopo},
+                {"ALL", kLogAll}};
   bool exclude = text[0] == '^';
   if (exclude) ++text;
   uint32_t mask = 0;
@@ -94,6 +95,7 @@ const char* subsysName(uint32_t s) {
     case kLogColl: return "COLL";
     case kLogExec: return "EXEC";
     case kLogTuning: return "TUNING";
+    case kLogTopo: return "TOPO";
     default: return "ALL";
   }
 }

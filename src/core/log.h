@@ -17,6 +17,7 @@ enum LogSubsys : uint32_t {
   kLogColl = 1u << 3,
   kLogExec = 1u << 4,
   kLogTuning = 1u << 5,
+  kLogTopo = 1u << 6,
   kLogAll = ~0u,
 };
 

@@ -13,6 +13,7 @@
 #include "collectives/collective.h"
 #include "core/peer_card.h"
 #include "topology/cluster_file.h"
+#include "tune/tuner.h"
 
 namespace chorus {
 
@@ -58,6 +59,10 @@ class ClusterTopology {
   const LinkClass& link(int a, int b) const;
   // Distinct link classes in use, with the number of rank pairs in each.
   std::vector<std::pair<LinkClass, size_t>> linkSummary() const;
+  // The slowest class between two hosts (null on one host): what the flat algorithms are paced by.
+  const LinkClass* slowestNetworkClass() const;
+  // The tuner's view (tune/tuner.h), given the local and network classes as LinkModels.
+  TopoModel tuneModel(const LinkModel& intra, const LinkModel& inter) const;
   // Ring order, hosts and bandwidth weights for the builders (collectives/collective.h).
   const std::shared_ptr<const RankLayout>& layout() const { return layout_; }
   // Readable dump (chorus-topo, CHORUS_DEBUG_SUBSYS=TOPO) and JSON.
@@ -71,6 +76,7 @@ class ClusterTopology {
   std::vector<uint16_t> hostPairClass_;  // hosts x hosts -> index into classes_
   uint16_t localClass_ = 0;
   std::shared_ptr<const RankLayout> layout_;
+  double weightedUsPerByte_ = 0;
 };
 
 }  // namespace chorus

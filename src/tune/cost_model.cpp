@@ -205,18 +205,20 @@ double direct(const Model& m, Coll c) {
 
 }  // namespace
 
-bool algoPipelines(Algo algo, Coll coll) { return (algo == Algo::Ring || algo == Algo::Tree) && algoServes(algo, coll); }
+bool algoPipelines(Algo algo, Coll coll) {
+  return (algo == Algo::Ring || algo == Algo::Tree || algo == Algo::Hierarchical) && algoServes(algo, coll);
+}
 
-double predictCostUs(Algo algo, Coll coll, size_t bytes, int nranks, size_t sliceBytes, const LinkModel& link) {
-  if (!algoServes(algo, coll)) return kInf;
-  // One rank: every algorithm is at most the own-block copy, left out (see above).
-  if (nranks <= 1 || bytes == 0) return 0;
+namespace {
+
+// The flat families on one link class.
+double flatCost(Algo algo, Coll coll, double bytes, int nranks, size_t sliceBytes, const LinkModel& link) {
   Model m;
   m.alpha = link.latencyUs;
   m.beta = 1.0 / (link.bandwidthGBps * 1e3);
   m.frag = static_cast<double>(std::max<size_t>(link.fragmentBytes, 1));
   m.p = nranks;
-  m.S = static_cast<double>(bytes);
+  m.S = bytes;
   m.lg = 0;
   while ((1 << m.lg) < nranks) ++m.lg;
   m.k = m.lg - ((1 << m.lg) == nranks ? 0 : 1);
@@ -230,9 +232,62 @@ double predictCostUs(Algo algo, Coll coll, size_t bytes, int nranks, size_t slic
     case Algo::Bruck: return bruck(m, coll);
     case Algo::Pairwise: return pairwise(m, coll);
     case Algo::Direct: return direct(m, coll);
+    case Algo::Hierarchical:
+    case Algo::Weighted:
     case Algo::kCount: break;
   }
   return kInf;
+}
+
+// Hierarchical all-reduce (collectives/hierarchical.cpp): a ring reduce-scatter over the L
+// ranks of a host, a ring all-reduce of each rank's 1/L of the vector across the H hosts (the
+// L rings of a host share its uplink: each gets 1/L of the bandwidth, so the uplink carries
+// 2(H-1)/H S in all), and a ring all-gather inside the host. The levels are pipelined slice by
+// slice, so the slower level paces the call and the faster one adds only its share of one
+// slice's trip: max(a, b) + min(a, b) / J for J slices.
+double hierarchical(double S, int nranks, size_t slice, const TopoModel& topo) {
+  const int H = std::max(1, topo.hosts);
+  const int L = H == 1 ? nranks : std::max(1, topo.maxRanksPerHost);
+  double intra = L > 1 ? 2 * flatCost(Algo::Ring, Coll::ReduceScatter, S, L, slice, topo.intra) : 0;
+  if (H == 1) return intra;
+  LinkModel shared = topo.inter;
+  shared.bandwidthGBps /= L;
+  double inter = flatCost(Algo::Ring, Coll::AllReduce, S / L, H, slice, shared);
+  double J = pieces(S / L / H, slice);
+  return std::max(intra, inter) + std::min(intra, inter) / J;
+}
+
+// Weighted all-reduce (collectives/weighted.cpp): direct's two rounds of p-1 messages, and
+// the link-bound time of its weights (topology/weights.h). On one host it is direct.
+double weighted(double S, int nranks, size_t slice, const TopoModel& topo) {
+  if (topo.hosts <= 1) return flatCost(Algo::Direct, Coll::AllReduce, S, nranks, slice, topo.intra);
+  const LinkModel& l = topo.inter;
+  double frags = std::max(1.0, std::ceil(S / nranks / static_cast<double>(std::max<size_t>(l.fragmentBytes, 1))));
+  return 2 * (nranks - 1) * l.latencyUs * frags + S * topo.weightedUsPerByte;
+}
+
+}  // namespace
+
+double predictCostUs(Algo algo, Coll coll, size_t bytes, int nranks, size_t sliceBytes, const LinkModel& link, const TopoModel& topo) {
+  if (!algoServes(algo, coll)) return kInf;
+  // One rank: every algorithm is at most the own-block copy, left out (see above).
+  if (nranks <= 1 || bytes == 0) return 0;
+  const double S = static_cast<double>(bytes);
+  if (algo == Algo::Hierarchical) return hierarchical(S, nranks, sliceBytes, topo);
+  if (algo == Algo::Weighted) return weighted(S, nranks, sliceBytes, topo);
+  LinkModel l = link;
+  // Across hosts, every rank of a host talks over its uplink at once, except in the ring
+  // all-reduce, whose ring order (collectives/ring.cpp) keeps a host's ranks contiguous: one
+  // ring edge leaves each host.
+  if (topo.hosts > 1 && !(algo == Algo::Ring && coll == Coll::AllReduce)) l.bandwidthGBps /= std::max(1, topo.maxRanksPerHost);
+  return flatCost(algo, coll, S, nranks, sliceBytes, l);
+}
+
+double predictCostUs(Algo algo, Coll coll, size_t bytes, int nranks, size_t sliceBytes, const LinkModel& link) {
+  TopoModel one;
+  one.intra = link;
+  one.inter = link;
+  return predictCostUs(algo, coll, bytes, nranks, sliceBytes, link, one);
 }
 
 }  // namespace chorus

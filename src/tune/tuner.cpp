@@ -31,8 +31,10 @@ double peersTouched(Algo algo, int p) {
     case Algo::HalvingDoubling:
     case Algo::RecursiveDoubling: return lg + 1;  // a partner per round, and a fold partner
     case Algo::Bruck: return 2 * lg;              // a sender and a receiver per round
+    case Algo::Hierarchical: return std::min(2, p - 1) + 2;  // ring neighbours in the host and across hosts
     case Algo::Pairwise:
     case Algo::Direct:
+    case Algo::Weighted:
     case Algo::kCount: break;
   }
   return p - 1;
@@ -60,8 +62,9 @@ LinkModel effectiveLink(const std::vector<LinkModel>& declared, double latencyOv
   return link;
 }
 
-Tuner::Tuner(const std::string& tuneString, LinkModel link, size_t sliceBytes)
-    : rules_(parseTuneString(tuneString)), link_(link), sliceBytes_(sliceBytes) {
+Tuner::Tuner(const std::string& tuneString, LinkModel link, size_t sliceBytes, TopoModel topo)
+    : rules_(parseTuneString(tuneString)), link_(link), sliceBytes_(sliceBytes), topo_(topo) {
+  if (topo_.hosts <= 1) topo_.intra = topo_.inter = link_;
   CHORUS_CHECK_ARG(link.latencyUs > 0 && link.bandwidthGBps > 0, "tuner link model needs latency > 0 and bandwidth > 0 (got %g us, %g GB/s)",
                    link.latencyUs, link.bandwidthGBps);
   CHORUS_CHECK_ARG(sliceBytes > 0, "tuner slice must be > 0 bytes");
@@ -72,17 +75,17 @@ size_t Tuner::sliceFor(Algo algo, Coll coll, size_t bytes, int nranks) const {
   // Halvings of the configured slice, rounded to 64 bytes, down to the floor; the cheapest
   // wins, the larger on a tie (fewer steps in the schedule; ties as in the file comment).
   size_t best = sliceBytes_;
-  double bestUs = predictCostUs(algo, coll, bytes, nranks, best, link_);
+  double bestUs = predictCostUs(algo, coll, bytes, nranks, best, link_, topo_);
   for (size_t s = sliceBytes_ / 2 / 64 * 64; s >= kMinSlice; s = s / 2 / 64 * 64) {
     if (s >= bytes) continue;  // a message smaller than the slice is one piece either way
-    double us = predictCostUs(algo, coll, bytes, nranks, s, link_);
+    double us = predictCostUs(algo, coll, bytes, nranks, s, link_, topo_);
     if (us < bestUs * (1 - kTieFraction)) bestUs = us, best = s;
   }
   return best;
 }
 
 double Tuner::predictUs(Algo algo, Coll coll, size_t bytes, int nranks) const {
-  return predictCostUs(algo, coll, bytes, nranks, sliceFor(algo, coll, bytes, nranks), link_);
+  return predictCostUs(algo, coll, bytes, nranks, sliceFor(algo, coll, bytes, nranks), link_, topo_);
 }
 
 TuneChoice Tuner::choose(Coll coll, size_t bytes, int nranks) const {

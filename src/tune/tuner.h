@@ -32,6 +32,18 @@ struct LinkModel {
 // for a declared value <= 0 or a negative override.
 LinkModel effectiveLink(const std::vector<LinkModel>& declared, double latencyOverrideUs, double bandwidthOverrideGBps);
 
+// What the topology-aware all-reduces' costs depend on (src/topology/cluster_topology.cpp
+// fills it in from the cluster topology; identical on every rank). One host: hosts == 1 and
+// only `intra` matters.
+struct TopoModel {
+  int hosts = 1;
+  int maxRanksPerHost = 1;  // L: ranks sharing one host's uplink
+  LinkModel intra;          // between ranks of one host
+  LinkModel inter;          // the slowest link between hosts
+  // The weighted all-reduce's link-bound time per byte (us), from its weights (weights.h).
+  double weightedUsPerByte = 0;
+};
+
 struct TuneChoice {
   Algo algo = Algo::Ring;
   size_t sliceBytes = 256 * 1024;
@@ -57,6 +69,10 @@ std::vector<TuneRule> parseTuneString(const std::string& text);
 // (nccl-tests' S, see Tuner::choose) on `nranks` ranks with `algo` cutting its pipelined
 // messages into slices of about `sliceBytes`; infinity if `algo` does not serve `coll`.
 double predictCostUs(Algo algo, Coll coll, size_t bytes, int nranks, size_t sliceBytes, const LinkModel& link);
+// The same on a cluster: on more than one host the flat algorithms run on `link` (the slowest
+// class) with each rank's share of its host's uplink, and hierarchical and weighted use the
+// levels of `topo` (formulas: cost_model.cpp, docs/TUNING.md).
+double predictCostUs(Algo algo, Coll coll, size_t bytes, int nranks, size_t sliceBytes, const LinkModel& link, const TopoModel& topo);
 // Whether `algo` cuts its messages into slices for `coll` (the slice then changes its cost).
 bool algoPipelines(Algo algo, Coll coll);
 
@@ -64,7 +80,7 @@ class Tuner {
  public:
   // tuneString: CHORUS_ALGO ("" = the model everywhere). sliceBytes: CHORUS_SLICE_BYTES, the
   // largest slice the tuner hands out. Throws chorusInvalidArgument for a bad tune string.
-  Tuner(const std::string& tuneString, LinkModel link, size_t sliceBytes);
+  Tuner(const std::string& tuneString, LinkModel link, size_t sliceBytes, TopoModel topo = {});
 
   // bytes: the call's size as nccl-tests counts it (S: the larger of the send and receive
   // buffer of one rank). The first tune-string rule covering (coll, bytes) decides; otherwise
@@ -79,12 +95,14 @@ class Tuner {
   size_t sliceFor(Algo algo, Coll coll, size_t bytes, int nranks) const;
 
   const LinkModel& link() const { return link_; }
+  const TopoModel& topo() const { return topo_; }
   const std::vector<TuneRule>& rules() const { return rules_; }
 
  private:
   std::vector<TuneRule> rules_;
   LinkModel link_;
   size_t sliceBytes_;
+  TopoModel topo_;
 };
 
 }  // namespace chorus
