@@ -152,6 +152,8 @@ desc=$(for ((h = 0; h < ${#NCL_HOST_NS[@]}; ++h)); do printf 'h%d %s x%d, ' "$h"
   echo "with tc tbf in both directions. all_reduce_perf float sum, -n $ITERS -w $WARMUP -c 1${EXTRA[*]:+ ${EXTRA[*]}}, out-of-place"
   echo "time, mean over ranks, best of $ROUNDS round(s); algbw = n / time, busbw = algbw * 2(p-1)/p. Link bound: n / B_slow"
   echo "(B_slow = $(awk -v b="$B_SLOW" 'BEGIN { printf "%g", b / 1e6 }') Mbit/s, the slowest host's rate); flat ring in theory: 2(p-1)/p * n / B_slow."
+  echo "The rate counts frames: TCP/IP and Ethernet headers take 66 of every 1514 bytes, so about 96% of the bound is"
+  echo "the most any algorithm can reach."
   echo
   echo "Command: \`tools/bench_topology.sh $BENCH_ARGS\`"
   echo
