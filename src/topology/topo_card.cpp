@@ -1,0 +1,56 @@
+// makeTopoCard (topo_card.h): squeezes a NodeTopology into the fixed-size card that rides in the
+// PeerCard. NICs go fastest first (unknown speed, 0, last; equal speeds keep discovery order),
+// names and kinds are cut to fit their fields and always end with a NUL, and counts saturate
+// at what an int16_t holds.
+#include "topology/topo_card.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "topology/node_topology.h"
+
+namespace chorus {
+namespace {
+
+template <size_t N>
+void copyTruncated(char (&dst)[N], const std::string& src) {
+  const size_t n = std::min(src.size(), N - 1);
+  std::memcpy(dst, src.data(), n);
+  std::memset(dst + n, 0, N - n);
+}
+
+int16_t toInt16(long long v) {
+  return static_cast<int16_t>(std::clamp<long long>(v, std::numeric_limits<int16_t>::min(),
+                                                    std::numeric_limits<int16_t>::max()));
+}
+
+}  // namespace
+
+TopoCard makeTopoCard(const NodeTopology& topo) {
+  TopoCard card;
+  card.boundNuma = toInt16(topo.boundNuma);
+  card.numaNodes = toInt16(topo.numaNodes);
+  card.nicCount = toInt16(static_cast<long long>(topo.nics.size()));
+  card.accelerators = toInt16(static_cast<long long>(topo.accelerators.size()));
+
+  std::vector<size_t> order(topo.nics.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return topo.nics[a].speedGbps > topo.nics[b].speedGbps; });
+  const size_t listed = std::min<size_t>(order.size(), kTopoCardNics);
+  for (size_t i = 0; i < listed; ++i) {
+    const NicInfo& nic = topo.nics[order[i]];
+    TopoCardNic& out = card.nics[i];
+    copyTruncated(out.name, nic.name);
+    copyTruncated(out.kind, nic.kind);
+    out.speedGbps = static_cast<float>(nic.speedGbps);
+    out.numaNode = toInt16(nic.numaNode);
+  }
+  return card;
+}
+
+}  // namespace chorus
