@@ -264,6 +264,31 @@ void walkTree(hwloc_topology_t t, hwloc_obj_t obj, NodeTopology& out) {
   for (hwloc_obj_t c = obj->io_first_child; c; c = c->next_sibling) walkIo(t, c, "", 0, out);
 }
 
+// OS devices of the two given types, grouped by the PCI function they hang from (in discovery
+// order; a device not on PCI is a group of its own). hwloc may list one physical device several
+// times (mlx5_0 + ib0, cuda0 + nvml0 + card1); a group is that device.
+struct OsDevGroup {
+  hwloc_obj_t pci = nullptr;
+  std::vector<hwloc_obj_t> devs;
+};
+
+std::vector<OsDevGroup> osDevicesByPci(hwloc_topology_t t, hwloc_obj_osdev_type_t a, hwloc_obj_osdev_type_t b) {
+  std::vector<OsDevGroup> groups;
+  std::map<hwloc_obj_t, size_t> groupOfPci;
+  for (hwloc_obj_t o = hwloc_get_next_osdev(t, nullptr); o; o = hwloc_get_next_osdev(t, o)) {
+    if ((o->attr->osdev.type != a && o->attr->osdev.type != b) || !o->name) continue;
+    hwloc_obj_t pci = pciParentOf(o);
+    auto it = pci ? groupOfPci.find(pci) : groupOfPci.end();
+    if (it != groupOfPci.end()) {
+      groups[it->second].devs.push_back(o);
+      continue;
+    }
+    if (pci) groupOfPci[pci] = groups.size();
+    groups.push_back({pci, {o}});
+  }
+  return groups;
+}
+
 std::string nicKind(hwloc_obj_t o) {
   const std::string name = o->name ? o->name : "";
   if (o->attr->osdev.type == HWLOC_OBJ_OSDEV_OPENFABRICS) {
@@ -278,21 +303,8 @@ std::string nicKind(hwloc_obj_t o) {
 }
 
 void readNics(hwloc_topology_t t, NodeTopology& out) {
-  // Ports in discovery order; OS devices on one PCI function form one port.
-  std::vector<std::vector<hwloc_obj_t>> ports;
-  std::map<hwloc_obj_t, size_t> portOfPci;
-  for (hwloc_obj_t o = hwloc_get_next_osdev(t, nullptr); o; o = hwloc_get_next_osdev(t, o)) {
-    if (o->attr->osdev.type != HWLOC_OBJ_OSDEV_NETWORK && o->attr->osdev.type != HWLOC_OBJ_OSDEV_OPENFABRICS) continue;
-    if (!o->name) continue;
-    hwloc_obj_t pci = pciParentOf(o);
-    if (pci && portOfPci.count(pci)) {
-      ports[portOfPci[pci]].push_back(o);
-      continue;
-    }
-    if (pci) portOfPci[pci] = ports.size();
-    ports.push_back({o});
-  }
-  for (const auto& port : ports) {
+  for (const OsDevGroup& g : osDevicesByPci(t, HWLOC_OBJ_OSDEV_NETWORK, HWLOC_OBJ_OSDEV_OPENFABRICS)) {
+    const std::vector<hwloc_obj_t>& port = g.devs;
     hwloc_obj_t primary = port.front();
     for (hwloc_obj_t o : port)
       if (o->attr->osdev.type == HWLOC_OBJ_OSDEV_OPENFABRICS) {
@@ -307,7 +319,7 @@ void readNics(hwloc_topology_t t, NodeTopology& out) {
       if (speed.empty()) speed = info(o, kSpeedInfo);
     nic.speedGbps = leadingNumber(speed);
     nic.numaNode = ioNuma(t, primary);
-    if (hwloc_obj_t pci = pciParentOf(primary)) nic.pciBusId = busIdOf(pci);
+    if (g.pci) nic.pciBusId = busIdOf(g.pci);
     nic.address = info(primary, "Address");
     if (nic.address.empty()) nic.address = info(primary, "Port1GID0");
     for (hwloc_obj_t o : port)
@@ -352,24 +364,7 @@ bool drmDeviceCounts(hwloc_obj_t pci) {
 }
 
 void readAccelerators(hwloc_topology_t t, NodeTopology& out) {
-  struct Group {
-    hwloc_obj_t pci = nullptr;
-    std::vector<hwloc_obj_t> devs;
-  };
-  std::vector<Group> groups;
-  std::map<hwloc_obj_t, size_t> groupOfPci;
-  for (hwloc_obj_t o = hwloc_get_next_osdev(t, nullptr); o; o = hwloc_get_next_osdev(t, o)) {
-    if (o->attr->osdev.type != HWLOC_OBJ_OSDEV_GPU && o->attr->osdev.type != HWLOC_OBJ_OSDEV_COPROC) continue;
-    if (!o->name) continue;
-    hwloc_obj_t pci = pciParentOf(o);
-    if (pci && groupOfPci.count(pci)) {
-      groups[groupOfPci[pci]].devs.push_back(o);
-      continue;
-    }
-    if (pci) groupOfPci[pci] = groups.size();
-    groups.push_back({pci, {o}});
-  }
-  for (const Group& g : groups) {
+  for (const OsDevGroup& g : osDevicesByPci(t, HWLOC_OBJ_OSDEV_GPU, HWLOC_OBJ_OSDEV_COPROC)) {
     hwloc_obj_t best = g.devs.front();
     for (hwloc_obj_t o : g.devs)
       if (apiRank(acceleratorApi(o)) < apiRank(acceleratorApi(best))) best = o;

@@ -108,55 +108,31 @@ void expectParentsFirst(const NodeTopology& t) {
   }
 }
 
-// Every field but `source`.
-void expectSameTopology(const NodeTopology& a, const NodeTopology& b) {
-  EXPECT_EQ(a.hostname, b.hostname);
-  EXPECT_EQ(a.packages, b.packages);
-  EXPECT_EQ(a.numaNodes, b.numaNodes);
-  EXPECT_EQ(a.cores, b.cores);
-  EXPECT_EQ(a.pus, b.pus);
-  ASSERT_EQ(a.numa.size(), b.numa.size());
-  for (size_t i = 0; i < a.numa.size(); ++i) {
-    EXPECT_EQ(a.numa[i].osIndex, b.numa[i].osIndex);
-    EXPECT_EQ(a.numa[i].memoryBytes, b.numa[i].memoryBytes);
-    EXPECT_EQ(a.numa[i].cores, b.numa[i].cores);
-    EXPECT_EQ(a.numa[i].pus, b.numa[i].pus);
-    EXPECT_EQ(a.numa[i].package, b.numa[i].package);
+// Every field but `source`, one line per item, so that two topologies compare as text and a
+// difference shows as the lines that differ.
+std::string fingerprint(const NodeTopology& t) {
+  std::ostringstream o;
+  o << "host " << t.hostname << " packages " << t.packages << " numa " << t.numaNodes << " cores " << t.cores
+    << " pus " << t.pus << "\nbinding " << t.boundCpuset << " " << t.bound << " " << t.boundNuma << "\n";
+  for (const NumaInfo& n : t.numa)
+    o << "numa " << n.index << " os " << n.osIndex << " mem " << n.memoryBytes << " cores " << n.cores << " pus "
+      << n.pus << " package " << n.package << "\n";
+  for (const PciInfo& p : t.pci) {
+    o << "pci " << p.busId << " parent " << p.parentBusId << " bridge " << p.bridge << " ids " << p.vendorId << ":"
+      << p.deviceId << " class " << p.classId << " link " << p.linkGBps << " numa " << p.numaNode << " depth "
+      << p.depth << " os";
+    for (const std::string& d : p.osDevices) o << " " << d;
+    o << "\n";
   }
-  ASSERT_EQ(a.pci.size(), b.pci.size());
-  for (size_t i = 0; i < a.pci.size(); ++i) {
-    EXPECT_EQ(a.pci[i].busId, b.pci[i].busId);
-    EXPECT_EQ(a.pci[i].parentBusId, b.pci[i].parentBusId);
-    EXPECT_EQ(a.pci[i].bridge, b.pci[i].bridge);
-    EXPECT_EQ(a.pci[i].classId, b.pci[i].classId);
-    EXPECT_EQ(a.pci[i].vendorId, b.pci[i].vendorId);
-    EXPECT_EQ(a.pci[i].deviceId, b.pci[i].deviceId);
-    EXPECT_FLOAT_EQ(a.pci[i].linkGBps, b.pci[i].linkGBps);
-    EXPECT_EQ(a.pci[i].numaNode, b.pci[i].numaNode);
-    EXPECT_EQ(a.pci[i].depth, b.pci[i].depth);
-    EXPECT_EQ(a.pci[i].osDevices, b.pci[i].osDevices);
-  }
-  ASSERT_EQ(a.nics.size(), b.nics.size());
-  for (size_t i = 0; i < a.nics.size(); ++i) {
-    EXPECT_EQ(a.nics[i].name, b.nics[i].name);
-    EXPECT_EQ(a.nics[i].kind, b.nics[i].kind);
-    EXPECT_DOUBLE_EQ(a.nics[i].speedGbps, b.nics[i].speedGbps);
-    EXPECT_EQ(a.nics[i].numaNode, b.nics[i].numaNode);
-    EXPECT_EQ(a.nics[i].pciBusId, b.nics[i].pciBusId);
-    EXPECT_EQ(a.nics[i].address, b.nics[i].address);
-  }
-  ASSERT_EQ(a.accelerators.size(), b.accelerators.size());
-  for (size_t i = 0; i < a.accelerators.size(); ++i) {
-    EXPECT_EQ(a.accelerators[i].name, b.accelerators[i].name);
-    EXPECT_EQ(a.accelerators[i].api, b.accelerators[i].api);
-    EXPECT_EQ(a.accelerators[i].model, b.accelerators[i].model);
-    EXPECT_EQ(a.accelerators[i].numaNode, b.accelerators[i].numaNode);
-    EXPECT_EQ(a.accelerators[i].pciBusId, b.accelerators[i].pciBusId);
-  }
-  EXPECT_EQ(a.boundCpuset, b.boundCpuset);
-  EXPECT_EQ(a.bound, b.bound);
-  EXPECT_EQ(a.boundNuma, b.boundNuma);
+  for (const NicInfo& n : t.nics)
+    o << "nic " << n.name << " " << n.kind << " " << n.speedGbps << " numa " << n.numaNode << " " << n.pciBusId << " "
+      << n.address << "\n";
+  for (const AcceleratorInfo& a : t.accelerators)
+    o << "accel " << a.name << " " << a.api << " " << a.model << " numa " << a.numaNode << " " << a.pciBusId << "\n";
+  return o.str();
 }
+
+void expectSameTopology(const NodeTopology& a, const NodeTopology& b) { EXPECT_EQ(fingerprint(a), fingerprint(b)); }
 
 // Runs `body` with the calling thread bound to `cpus`, restoring the old mask afterwards.
 // Returns false (the test should skip) when those CPUs are not available here.
