@@ -33,9 +33,10 @@
 //  - Binding: sched_getaffinity of the calling thread, intersected with the topology's PUs by
 //    OS index (so it also applies to a loaded file). See NodeTopology for the three fields.
 //
-// Live discovery keeps the I/O objects hwloc deems important (KEEP_IMPORTANT: bridges leading to
-// devices, and network / storage / display / accelerator PCI functions); a file keeps every I/O
-// object it contains (KEEP_ALL). hwloc's OpenCL and GL plugins are not used for live discovery
+// Live discovery keeps the I/O objects hwloc deems important (KEEP_IMPORTANT: every OS device
+// but DMA channels; network, storage, display, processor and accelerator PCI functions and the
+// bridges above them; not USB or SMBus controllers); a file keeps every I/O object it contains
+// (KEEP_ALL). hwloc's OpenCL and GL plugins are not used for live discovery
 // (the first initializes every vendor's OpenCL driver inside each rank, the second probes X
 // displays) unless the user sets hwloc's own HWLOC_COMPONENTS, in which case hwloc's choice
 // applies as given.
