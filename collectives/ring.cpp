@@ -1,5 +1,14 @@
-// Ring: every rank talks only to its neighbours, r-1 (left) and r+1 (right); data flows one way
-// round the ring. The bandwidth family: each link carries every byte once, whatever p.
+// Ring: every rank talks only to its neighbours on a ring, left and right; data flows one way
+// round it. The bandwidth family: each link carries every byte once, whatever p.
+//
+// Which ring: every collective here walks the layout's ring order (CollArgs::layout,
+// RankLayout::ringOrder; a null layout is the identity ring 0, 1, ..., p-1). The rank at ring
+// position v has left = ringOrder[v-1] and right = ringOrder[v+1] (positions mod p), and below,
+// "rank r", "r+1", "root+1" mean ring positions, except that block c of a blocked collective
+// always belongs to rank number c (it travels the ring from wherever that rank sits). The
+// topology puts each host's ranks next to each other in that order (NUMA-local inside the host),
+// so the ring leaves and enters each host once, and a host's link carries what one ring link
+// does (2(p-1)/p n s for the all-reduce), however the launcher numbered the ranks.
 //
 // Cost (p ranks, n elements of s bytes, J slices of about sliceBytes per chunk or block; "steps"
 // are latency terms of the alpha-beta model, bytes are per rank):
@@ -7,29 +16,32 @@
 //                     (the optimum).
 //   reduce-scatter    p-1 steps per slice round, J rounds; sends and receives (p-1) n s
 //                     (n: one rank's block).
-//   reduce-scatter-v  the same with irregular blocks: rank r sends every block but its own and
-//                     receives every block but r-1's (an empty block costs no message).
+//   reduce-scatter-v  the same with irregular blocks: a rank sends every block but its own and
+//                     receives every block but its left neighbour's (an empty block costs no
+//                     message).
 //   all-gather        p-1 + J-1 steps (each block streams round the ring); sends and receives
 //                     (p-1) n s (n: one rank's block).
-//   all-gather-v      p-1 + J-1 steps; rank r sends every block but r+1's and receives every
-//                     block but its own.
-//   broadcast         p-1 + J-1 steps (a pipelined chain root -> root+1 -> ... -> root-1);
-//                     every rank but the root receives n s, every rank but root-1 sends n s.
+//   all-gather-v      p-1 + J-1 steps; a rank sends every block but its right neighbour's and
+//                     receives every block but its own.
+//   broadcast         p-1 + J-1 steps (a pipelined chain root -> root+1 -> ... -> root-1, in
+//                     ring positions); every rank but the root receives n s, every rank but the
+//                     chain's end sends n s.
 //   reduce            p-1 + J-1 steps (the chain root+1 -> ... -> root-1 -> root); every rank
 //                     but root+1 receives n s, every rank but the root sends n s.
 // The all-gathers and reduce-scatters move the minimum; the chains move n s per rank like the
 // tree family does, with p latency steps where the trees take log2 p.
 //
-// All-reduce: reduce-scatter, then all-gather. The buffer is cut into p chunks (chunk c is
-// owned, at the end of the reduce-scatter, by rank c-1). Reduce-scatter: at step k = 0 rank r
-// sends chunk r to its right neighbour; at steps k = 1..p-1 it receives chunk r-k from its left
-// neighbour, reduces it with its own input, and (for k < p-1) forwards the partial sum. After
-// p-1 steps rank r holds chunk r+1 fully reduced. All-gather: rank r sends chunk r+1, then
-// receives chunk r+1-k at step k and forwards it, p-1 steps again. Each chunk is cut into slices
-// of about sliceBytes and the schedule is emitted slice round by slice round (round j = slice j
-// of every chunk, through all 2(p-1) steps). A step depends only on the step before it on the
-// same slice, so the executor keeps several rounds in flight and the data of one slice stays
-// cache-sized while it travels. The partial sums live in Output (all-reduce has n there).
+// All-reduce: reduce-scatter, then all-gather. The buffer is cut into p chunks, indexed by ring
+// position (chunk c is owned, at the end of the reduce-scatter, by position c-1). Reduce-scatter:
+// at step k = 0 position v sends chunk v to its right neighbour; at steps k = 1..p-1 it receives
+// chunk v-k from its left neighbour, reduces it with its own input, and (for k < p-1) forwards
+// the partial sum. After p-1 steps position v holds chunk v+1 fully reduced. All-gather: it sends
+// chunk v+1, then receives chunk v+1-k at step k and forwards it, p-1 steps again. Each chunk is
+// cut into slices of about sliceBytes and the schedule is emitted slice round by slice round
+// (round j = slice j of every chunk, through all 2(p-1) steps). A step depends only on the step
+// before it on the same slice, so the executor keeps several rounds in flight and the data of one
+// slice stays cache-sized while it travels. The partial sums live in Output (all-reduce has n
+// there).
 //
 // All-gather(-v) and reduce-scatter(-v) are the halves of that, over the collective's blocks
 // (block c belongs to rank c). The all-gather is emitted step by step rather than round by
@@ -124,17 +136,41 @@ int wrap(int x, int p) {
   return ((x % p) + p) % p;
 }
 
+// The layout's ring order (the identity for a null layout): rank <-> position.
+class RingOrder {
+ public:
+  explicit RingOrder(const CollArgs& a) {
+    RankLayout flat;
+    order_ = layoutOf(a, &flat).ringOrder;
+    const int p = a.nranks;
+    CHORUS_CHECK_ARG(order_.size() == static_cast<size_t>(p), "ring order has %zu ranks for a group of %d", order_.size(), p);
+    pos_.assign(p, -1);
+    for (int v = 0; v < p; ++v) {
+      const int r = order_[v];
+      CHORUS_CHECK_ARG(r >= 0 && r < p && pos_[r] < 0, "ring order is not a permutation (position %d: %d)", v, r);
+      pos_[r] = v;
+    }
+  }
+  int pos(int rank) const { return pos_[rank]; }
+  int at(int pos) const { return order_[wrap(pos, static_cast<int>(order_.size()))]; }
+
+ private:
+  std::vector<int> order_, pos_;
+};
+
 RankSchedule buildRingAllReduce(const CollArgs& prm) {
   RankSchedule s;
   const int p = prm.nranks;
-  const int r = prm.rank;
   if (prm.count == 0) return s;
   if (p == 1) {
     if (!prm.inPlace) s.add({StepKind::Copy, -1, 1, inputAt(0, prm.count), outputAt(0, prm.count)});
     return s;
   }
-  const int left = wrap(r - 1, p);
-  const int right = wrap(r + 1, p);
+  // Chunks and steps are indexed by ring position (r below); messages go to ranks.
+  const RingOrder ring(prm);
+  const int r = ring.pos(prm.rank);
+  const int left = ring.at(r - 1);
+  const int right = ring.at(r + 1);
   const size_t alignElems = std::max<size_t>(1, 64 / prm.elemSize);
   RingChunks chunks(prm.count, p, alignElems);
 
@@ -211,11 +247,13 @@ RankSchedule buildRingAllGather(const CollArgs& a) {
   // In place, Input is Output block r already.
   if (!a.inPlace && b.size[r]) s.add({StepKind::Copy, -1, 1, inputAt(0, b.size[r]), outputAt(b.off[r], b.size[r])});
   if (p == 1) return s;
-  const int left = wrap(r - 1, p), right = wrap(r + 1, p);
-  // Step k: receive block r-k (k >= 1) and send it on (k <= p-2); step 0 sends our own block
-  // from Input, so it does not wait for the copy above.
+  const RingOrder ring(a);
+  const int v = ring.pos(r);
+  const int left = ring.at(v - 1), right = ring.at(v + 1);
+  // Step k: receive the block of position v-k (k >= 1) and send it on (k <= p-2); step 0 sends
+  // our own block from Input, so it does not wait for the copy above.
   for (int k = 0; k < p; ++k) {
-    const int c = wrap(r - k, p);
+    const int c = ring.at(v - k);
     const Slices sl(b.size[c], a.elemSize, a.sliceBytes);
     for (size_t j = 0; j < sl.num(); ++j) {
       const size_t n = sl.size(j);
@@ -241,9 +279,12 @@ RankSchedule buildRingReduceScatter(const CollArgs& a) {
     if (!a.inPlace && b.size[0]) s.add({StepKind::Copy, -1, 1, inputAt(b.off[0], b.size[0]), outputAt(0, b.size[0])});
     return s;
   }
-  const int left = wrap(r - 1, p), right = wrap(r + 1, p);
-  // Step k handles block r-1-k: k = 0 starts it (our Input block), 0 < k < p-1 add our Input to
-  // the partial from the left and forward it (through scratch), k = p-1 finishes block r into
+  const RingOrder ring(a);
+  const int v = ring.pos(r);
+  const int left = ring.at(v - 1), right = ring.at(v + 1);
+  // Step k handles the block of position v-1-k: k = 0 starts it (our Input block), 0 < k < p-1
+  // add our Input to the partial from the left and forward it (through scratch), k = p-1 finishes
+  // block r into
   // Output. Emitted round by round (round j: slice j of every step), as the all-reduce: with
   // slots reused in turn, step by step would deadlock (a rank could not take the left's next
   // step-0 slice before its own forwards were taken, queued behind the right's step-0 slices).
@@ -252,7 +293,7 @@ RankSchedule buildRingReduceScatter(const CollArgs& a) {
   for (int c = 0; c < p; ++c) {
     sl.emplace_back(b.size[c], a.elemSize, a.sliceBytes);
     if (b.size[c]) rounds = std::max(rounds, sl[c].num());
-    if (c != r && c != wrap(r - 1, p) && b.size[c]) {
+    if (c != r && c != left && b.size[c]) {
       slotElems = std::max(slotElems, sl[c].size(0));
       uses += sl[c].num();
     }
@@ -261,7 +302,7 @@ RankSchedule buildRingReduceScatter(const CollArgs& a) {
   s.scratchElems = slots.end();
   for (size_t j = 0; j < rounds; ++j) {
     for (int k = 0; k < p; ++k) {
-      const int c = wrap(r - 1 - k, p);
+      const int c = ring.at(v - 1 - k);
       if (j >= sl[c].num() || sl[c].size(j) == 0) continue;
       const size_t n = sl[c].size(j);
       const Region local = inputAt(b.off[c] + sl[c].offset(j), n);
@@ -285,10 +326,12 @@ RankSchedule buildRingBroadcast(const CollArgs& a) {
   RankSchedule s;
   const int p = a.nranks, r = a.rank;
   if (a.count == 0) return s;
-  const int pos = wrap(r - a.root, p);  // 0: the root, p-1: the chain's end
-  if (pos == 0 && !a.inPlace) s.add({StepKind::Copy, -1, 1, inputAt(0, a.count), outputAt(0, a.count)});
+  if (r == a.root && !a.inPlace) s.add({StepKind::Copy, -1, 1, inputAt(0, a.count), outputAt(0, a.count)});
   if (p == 1) return s;
-  const int prev = wrap(r - 1, p), next = wrap(r + 1, p);
+  const RingOrder ring(a);
+  const int v = ring.pos(r);
+  const int pos = wrap(v - ring.pos(a.root), p);  // 0: the root, p-1: the chain's end
+  const int prev = ring.at(v - 1), next = ring.at(v + 1);
   const Slices sl(a.count, a.elemSize, a.sliceBytes);
   for (size_t j = 0; j < sl.num(); ++j) {
     const size_t off = sl.offset(j), n = sl.size(j);
@@ -312,8 +355,10 @@ RankSchedule buildRingReduce(const CollArgs& a) {
     if (!a.inPlace) s.add({StepKind::Copy, -1, 1, inputAt(0, a.count), outputAt(0, a.count)});
     return s;
   }
-  const int pos = wrap(r - a.root - 1, p);  // 0: the chain's start, p-1: the root
-  const int prev = wrap(r - 1, p), next = wrap(r + 1, p);
+  const RingOrder ring(a);
+  const int v = ring.pos(r);
+  const int pos = wrap(v - ring.pos(a.root) - 1, p);  // 0: the chain's start, p-1: the root
+  const int prev = ring.at(v - 1), next = ring.at(v + 1);
   const Slices sl(a.count, a.elemSize, a.sliceBytes);
   const bool middle = pos > 0 && pos < p - 1;
   ScratchSlots slots(sl.size(0), middle ? sl.num() : 0, a.elemSize);
