@@ -3,6 +3,8 @@
 // that pairing first; a builder may assume args.coll is one it serves.
 #pragma once
 
+#include <vector>
+
 #include "collectives/collective.h"
 #include "exec/schedule.h"
 
@@ -22,5 +24,15 @@ RankSchedule buildPairwise(const CollArgs& args);           // pairwise.cpp
 RankSchedule buildDirect(const CollArgs& args);             // direct.cpp
 RankSchedule buildHierarchical(const CollArgs& args);       // hierarchical.cpp
 RankSchedule buildWeighted(const CollArgs& args);           // weighted.cpp
+
+// The direct all-reduce over given blocks (direct.cpp): rank r reduces block r (offsets[r],
+// sizes[r] elements; the blocks tile [0, args.count), some may be empty) from every rank's
+// Input into its Output, in the fixed order own, r+1, r+2, ..., and sends it to every other
+// rank; so every rank gets the same bits. Blocks travel whole, or `sliced` into pieces of about
+// args.sliceBytes that are reduced and sent on one by one. Appends to `s`. The direct
+// all-reduce uses equal blocks whole, the weighted one (weighted.cpp) blocks in proportion to
+// the ranks' weights, sliced.
+void directAllReduceBlocks(RankSchedule& s, const CollArgs& args, const std::vector<size_t>& offsets,
+                           const std::vector<size_t>& sizes, bool sliced);
 
 }  // namespace chorus
