@@ -214,6 +214,7 @@ class Verifier {
           a.counts != a0.counts || a.displs != a0.displs)
         return fail(format("rank %d's arguments differ from rank 0's", r));
     }
+    if (!checkLayouts()) return false;
     Coll c = a0.coll;
     bool rooted = c == Coll::Broadcast || c == Coll::Reduce || c == Coll::Gather || c == Coll::Scatter;
     if (rooted && (a0.root < 0 || a0.root >= p_)) return fail(format("root %d outside 0..%d", a0.root, p_ - 1));
@@ -232,6 +233,26 @@ class Verifier {
           if (a_[i].sendCounts[j] != a_[j].recvCounts[i])
             return fail(format("alltoallv arguments disagree: rank %d sends %zu elements to rank %d, which expects %zu", i,
                                a_[i].sendCounts[j], j, a_[j].recvCounts[i]));
+    }
+    return true;
+  }
+
+  // Every rank must see the same rank layout (a null one is the flat layout), and a valid one:
+  // the topology-aware builders derive peers and block sizes from it on each rank separately.
+  bool checkLayouts() {
+    RankLayout flat0;
+    const RankLayout& l0 = layoutOf(a_[0], &flat0);
+    for (int r = 1; r < p_; ++r) {
+      if (a_[r].layout == a_[0].layout) continue;
+      RankLayout flat;
+      const RankLayout& l = layoutOf(a_[r], &flat);
+      if (l.hosts != l0.hosts || l.hostOf != l0.hostOf || l.ringOrder != l0.ringOrder || l.weight != l0.weight)
+        return fail(format("rank %d's rank layout differs from rank 0's", r));
+    }
+    try {
+      checkLayout(l0, p_);
+    } catch (const std::exception& e) {
+      return fail(format("invalid rank layout: %s", e.what()));
     }
     return true;
   }

@@ -54,8 +54,9 @@ struct VerifyResult {
 };
 
 // perRank[r] are rank r's arguments (identical but for `rank`, except AlltoAllV's own count
-// vectors, which must agree: rank i's sendCounts[j] == rank j's recvCounts[i]) and
-// schedules[r] its schedule. Supports 1 to 1024 ranks and single-call schedules (BufferIds 0-2).
+// vectors, which must agree: rank i's sendCounts[j] == rank j's recvCounts[i]; the rank
+// layouts must be equal, and valid by checkLayout) and schedules[r] its schedule. Supports 1 to
+// 1024 ranks and single-call schedules (BufferIds 0-2).
 VerifyResult verifyCollective(const std::vector<CollArgs>& perRank, const std::vector<RankSchedule>& schedules);
 
 // Builds every rank's schedule with buildSchedule(algo, .) and verifies them; a builder that
