@@ -206,13 +206,12 @@ double direct(const Model& m, Coll c) {
 }  // namespace
 
 bool algoPipelines(Algo algo, Coll coll) {
-  return (algo == Algo::Ring || algo == Algo::Tree || algo == Algo::Hierarchical) && algoServes(algo, coll);
+  return (algo == Algo::Ring || algo == Algo::Tree || algo == Algo::Hierarchical || algo == Algo::Weighted) && algoServes(algo, coll);
 }
 
 namespace {
 
-// The flat families on one link class.
-double flatCost(Algo algo, Coll coll, double bytes, int nranks, size_t sliceBytes, const LinkModel& link) {
+Model modelOf(const LinkModel& link, int nranks, double bytes) {
   Model m;
   m.alpha = link.latencyUs;
   m.beta = 1.0 / (link.bandwidthGBps * 1e3);
@@ -224,6 +223,12 @@ double flatCost(Algo algo, Coll coll, double bytes, int nranks, size_t sliceByte
   m.k = m.lg - ((1 << m.lg) == nranks ? 0 : 1);
   m.P2 = std::ldexp(1.0, m.k);
   m.fold = m.P2 != m.p;
+  return m;
+}
+
+// The flat families on one link class.
+double flatCost(Algo algo, Coll coll, double bytes, int nranks, size_t sliceBytes, const LinkModel& link) {
+  Model m = modelOf(link, nranks, bytes);
   switch (algo) {
     case Algo::Ring: return ring(m, coll, sliceBytes);
     case Algo::Tree: return tree(m, coll, sliceBytes);
@@ -257,13 +262,15 @@ double hierarchical(double S, int nranks, size_t slice, const TopoModel& topo) {
   return std::max(intra, inter) + std::min(intra, inter) / J;
 }
 
-// Weighted all-reduce (collectives/weighted.cpp): direct's two rounds of p-1 messages, and
-// the link-bound time of its weights (topology/weights.h). On one host it is direct.
+// Weighted all-reduce (collectives/weighted.cpp): direct's two rounds, each rank's block cut
+// into R slices (so an owner forwards slice j while slice j+1 arrives): 2(p-1) R messages per
+// rank. On one host the blocks are equal and the messages cost what direct's do; across hosts
+// the bytes are paced by the busiest host link, the link-bound time of the weights
+// (topology/weights.h).
 double weighted(double S, int nranks, size_t slice, const TopoModel& topo) {
-  if (topo.hosts <= 1) return flatCost(Algo::Direct, Coll::AllReduce, S, nranks, slice, topo.intra);
-  const LinkModel& l = topo.inter;
-  double frags = std::max(1.0, std::ceil(S / nranks / static_cast<double>(std::max<size_t>(l.fragmentBytes, 1))));
-  return 2 * (nranks - 1) * l.latencyUs * frags + S * topo.weightedUsPerByte;
+  const double p = nranks, R = pieces(S / p, slice);
+  if (topo.hosts <= 1) return 2 * (p - 1) * R * modelOf(topo.intra, nranks, S).hop(S / p / R);
+  return 2 * (p - 1) * R * modelOf(topo.inter, nranks, S).msg(S / p / R) + S * topo.weightedUsPerByte;
 }
 
 }  // namespace

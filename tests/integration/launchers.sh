@@ -4,7 +4,8 @@
 set -euo pipefail
 PERF=$1
 run_torchrun_style() {
-  local port=$((30000 + RANDOM % 20000)) pids=()
+  # Below the kernel's ephemeral range (32768+), where a rank's own listener could take it first.
+  local port=$((20000 + RANDOM % 12000)) pids=()
   for r in 0 1 2; do
     RANK=$r WORLD_SIZE=3 LOCAL_RANK=$r LOCAL_WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port CHORUS_TIMEOUT=30 CHORUS_SOCKET_IFNAME=lo \
       "$PERF" -b 8 -e 64K -f 8 -n 3 -w 1 >"$TMP/torchrun.$r" 2>&1 &

@@ -192,7 +192,8 @@ TEST_P(EveryPair, VerifiesForEveryRankCountUpTo64) {
 // of schedules and verifier state): up to 512 ranks.
 TEST_P(EveryPair, VerifiesAtLargeRankCounts) {
   Pair pr = GetParam();
-  bool linear = pr.algo == Algo::Ring || pr.algo == Algo::Direct || pr.algo == Algo::Pairwise;
+  bool linear = pr.algo == Algo::Ring || pr.algo == Algo::Direct || pr.algo == Algo::Pairwise || pr.algo == Algo::Hierarchical ||
+                pr.algo == Algo::Weighted;
   std::vector<int> ps = {127, 128, 256, 1000, 1024};
   if (linear) ps = {256};
   if (pr.coll == Coll::AlltoAll && !linear) ps = {127, 128, 256, 512};
