@@ -94,7 +94,7 @@ PY
   algos)
     # The algorithms that serve each collective (collectives/collective.cpp, algoServes).
     declare -A ALGOS=(
-      [all_reduce_perf]="ring tree hd rd direct" [all_gather_perf]="ring rd bruck direct"
+      [all_reduce_perf]="ring tree hd rd direct hierarchical weighted" [all_gather_perf]="ring rd bruck direct"
       [broadcast_perf]="ring tree direct" [reduce_perf]="ring tree direct" [reduce_scatter_perf]="ring hd direct"
       [alltoall_perf]="bruck pairwise direct" [gather_perf]="direct" [scatter_perf]="direct")
     for tool in "${!ALGOS[@]}"; do
