@@ -12,13 +12,9 @@
 // ranks, and it is the family that serves every collective (gather, scatter and the V forms
 // have no other builder).
 //
-// Reductions are deterministic: a block is reduced by one rank, always in the order own input,
+// Reductions are deterministic: a chunk is reduced by one rank, always in the order own input,
 // then rank+1, rank+2, ... (each RecvReduce depends on the previous one), and the result is
-// distributed, so every rank gets identical bits. Blocks travel whole here: one message per
-// peer is this family's point. directAllReduceBlocks (families.h) is the all-reduce over any
-// tiling of the buffer, whole or in slices of about sliceBytes (each slice with its own
-// reduction chain, so a slice can be sent on while the next is still arriving); the weighted
-// all-reduce (weighted.cpp) uses it sliced, with blocks in proportion to the ranks' weights.
+// distributed, so every rank gets identical bits.
 #include <algorithm>
 #include <vector>
 
@@ -57,47 +53,60 @@ Blocks fromVectors(const std::vector<size_t>& counts, const std::vector<size_t>&
   return b;
 }
 
-// The pieces a block of n elements travels in, the same on every rank: Slices of about
-// sliceBytes (collective.h), or unsliced one piece (a slice size past the block's end).
-Slices slicesOf(const CollArgs& a, size_t n, bool sliced) {
-  return Slices(n, a.elemSize, sliced ? a.sliceBytes : n * a.elemSize + 64);
+// Reduce-scatter of `src` blocks: block j (in Input) goes to rank j; rank r sums its block
+// into Output at `dstOffset`. Returns the step that completes rank r's block (kNone if empty),
+// and the sends of each block in *sendOf (kNone where none).
+uint32_t reduceScatterDirect(RankSchedule& s, const CollArgs& a, const Blocks& src, size_t dstOffset, std::vector<uint32_t>* sendOf) {
+  const int p = a.nranks, r = a.rank;
+  sendOf->assign(p, kNone);
+  for (int k = 1; k < p; ++k) {
+    int j = (r + k) % p;
+    if (src.size[j]) (*sendOf)[j] = s.add({StepKind::Send, j, 1, in(src.off[j], src.size[j]), {}});
+  }
+  size_t n = src.size[r];
+  if (n == 0) return kNone;
+  Region mine = out(dstOffset, n);
+  uint32_t last = kNone;
+  for (int k = 1; k < p; ++k) {
+    int j = (r + k) % p;
+    Region local = last == kNone ? in(src.off[r], n) : mine;
+    last = addAfter(s, {StepKind::RecvReduce, j, 1, local, mine}, last);
+  }
+  if (last == kNone) {  // p == 1
+    bool same = a.inPlace;  // in place: Output is exactly this Input block
+    if (!same) last = s.add({StepKind::Copy, -1, 1, in(src.off[r], n), mine});
+  }
+  if (a.average && p > 1) last = s.add({StepKind::Divide, -1, p, {}, mine}, {last});
+  return last;
 }
 
-// Reduce-scatter of `src` blocks: block j (in Input) goes to rank j; rank r sums its block
-// into Output at `dstOffset`. A block travels whole or `sliced`; rank r reduces each piece along
-// its own chain (own input, then rank+1, rank+2, ...). Returns the steps that complete the
-// pieces of rank r's block (none if it is empty, kNone for a copy skipped in place), and in
-// *sendOf the sends of each block's pieces.
-std::vector<uint32_t> reduceScatterDirect(RankSchedule& s, const CollArgs& a, const Blocks& src, size_t dstOffset, bool sliced,
-                                          std::vector<std::vector<uint32_t>>* sendOf) {
+RankSchedule allReduce(const CollArgs& a) {
+  RankSchedule s;
   const int p = a.nranks, r = a.rank;
-  sendOf->assign(p, {});
-  for (int k = 1; k < p; ++k) {
-    const int j = (r + k) % p;
-    const Slices sl = slicesOf(a, src.size[j], sliced);
-    for (size_t t = 0; t < sl.num() && sl.size(t); ++t)
-      (*sendOf)[j].push_back(s.add({StepKind::Send, j, 1, in(src.off[j] + sl.offset(t), sl.size(t)), {}}));
+  if (a.count == 0) return s;
+  RingChunks chunks(a.count, p, std::max<size_t>(1, 64 / a.elemSize));
+  Blocks b(p);
+  for (int c = 0; c < p; ++c) {
+    b.off[c] = chunks.offset(c);
+    b.size[c] = chunks.size(c);
   }
-  const size_t n = src.size[r];
-  std::vector<uint32_t> done;
-  if (n == 0) return done;
+  std::vector<uint32_t> sendOf;
+  uint32_t mine = reduceScatterDirect(s, a, b, b.off[r], &sendOf);
   if (p == 1) {
-    // In place, Output is exactly this Input block.
-    done.push_back(a.inPlace ? kNone : s.add({StepKind::Copy, -1, 1, in(src.off[r], n), out(dstOffset, n)}));
-    return done;
+    if (!a.inPlace && mine == kNone) s.add({StepKind::Copy, -1, 1, in(0, a.count), out(0, a.count)});
+    return s;
   }
-  const Slices sl = slicesOf(a, n, sliced);
-  for (size_t t = 0; t < sl.num() && sl.size(t); ++t) {
-    const Region mine = out(dstOffset + sl.offset(t), sl.size(t));
-    uint32_t last = kNone;
-    for (int k = 1; k < p; ++k) {
-      const Region local = last == kNone ? in(src.off[r] + sl.offset(t), sl.size(t)) : mine;
-      last = addAfter(s, {StepKind::RecvReduce, (r + k) % p, 1, local, mine}, last);
-    }
-    if (a.average) last = s.add({StepKind::Divide, -1, p, {}, mine}, {last});
-    done.push_back(last);
+  for (int k = 1; k < p; ++k) {
+    int j = (r + k) % p;
+    if (b.size[r]) s.add({StepKind::Send, j, 1, out(b.off[r], b.size[r]), {}}, {mine});
   }
-  return done;
+  for (int k = 1; k < p; ++k) {
+    int j = (r - k + p) % p;
+    if (!b.size[j]) continue;
+    // In place, chunk j of Output is chunk j of Input, which the reduce-scatter sent to rank j.
+    addAfter(s, {StepKind::Recv, j, 1, {}, out(b.off[j], b.size[j])}, a.inPlace ? sendOf[j] : kNone);
+  }
+  return s;
 }
 
 // All-gather of rank r's `mine` (an Input region, or an Output one) into Output blocks `dst`.
@@ -188,50 +197,10 @@ RankSchedule alltoall(const CollArgs& a, const Blocks& send, const Blocks& recv)
 
 }  // namespace
 
-void directAllReduceBlocks(RankSchedule& s, const CollArgs& a, const std::vector<size_t>& offsets,
-                           const std::vector<size_t>& sizes, bool sliced) {
-  const int p = a.nranks, r = a.rank;
-  CHORUS_ASSERT(offsets.size() == static_cast<size_t>(p) && sizes.size() == offsets.size());
-  if (a.count == 0) return;
-  if (p == 1) {
-    if (!a.inPlace) s.add({StepKind::Copy, -1, 1, in(0, a.count), out(0, a.count)});
-    return;
-  }
-  Blocks b(p);
-  b.off = offsets;
-  b.size = sizes;
-  // Reduce-scatter: rank r's block is summed into its place in Output.
-  std::vector<std::vector<uint32_t>> sendOf;
-  const std::vector<uint32_t> mine = reduceScatterDirect(s, a, b, b.off[r], sliced, &sendOf);
-  // All-gather: each piece of it goes to every other rank once it is complete.
-  const Slices own = slicesOf(a, b.size[r], sliced);
-  for (int k = 1; k < p; ++k)
-    for (size_t t = 0; t < mine.size(); ++t)
-      s.add({StepKind::Send, (r + k) % p, 1, out(b.off[r] + own.offset(t), own.size(t)), {}}, {mine[t]});
-  for (int k = 1; k < p; ++k) {
-    const int j = (r - k + p) % p;
-    const Slices sl = slicesOf(a, b.size[j], sliced);
-    // In place, block j of Output is block j of Input, which the reduce-scatter sent to rank j.
-    for (size_t t = 0; t < sl.num() && sl.size(t); ++t)
-      addAfter(s, {StepKind::Recv, j, 1, {}, out(b.off[j] + sl.offset(t), sl.size(t))}, a.inPlace ? sendOf[j][t] : kNone);
-  }
-}
-
-
 RankSchedule buildDirect(const CollArgs& a) {
   const int p = a.nranks, r = a.rank;
   switch (a.coll) {
-    case Coll::AllReduce: {
-      RankSchedule s;
-      RingChunks chunks(a.count, p, std::max<size_t>(1, 64 / a.elemSize));
-      std::vector<size_t> off(p), size(p);
-      for (int c = 0; c < p; ++c) {
-        off[c] = chunks.offset(c);
-        size[c] = chunks.size(c);
-      }
-      directAllReduceBlocks(s, a, off, size, false);
-      return s;
-    }
+    case Coll::AllReduce: return allReduce(a);
     case Coll::Broadcast: return broadcast(a);
     case Coll::Reduce: return reduce(a);
     case Coll::Gather: return gatherOrScatter(a, true);
@@ -251,8 +220,8 @@ RankSchedule buildDirect(const CollArgs& a) {
     case Coll::ReduceScatterV: {
       RankSchedule s;
       Blocks b = a.coll == Coll::ReduceScatter ? uniform(p, a.count) : fromVectors(a.counts, a.displs);
-      std::vector<std::vector<uint32_t>> sendOf;
-      reduceScatterDirect(s, a, b, 0, false, &sendOf);
+      std::vector<uint32_t> sendOf;
+      reduceScatterDirect(s, a, b, 0, &sendOf);
       return s;
     }
     case Coll::AlltoAll: return alltoall(a, uniform(p, a.count), uniform(p, a.count));

@@ -25,14 +25,16 @@ RankSchedule buildDirect(const CollArgs& args);             // direct.cpp
 RankSchedule buildHierarchical(const CollArgs& args);       // hierarchical.cpp
 RankSchedule buildWeighted(const CollArgs& args);           // weighted.cpp
 
-// The direct all-reduce over given blocks (direct.cpp): rank r reduces block r (offsets[r],
-// sizes[r] elements; the blocks tile [0, args.count), some may be empty) from every rank's
-// Input into its Output, in the fixed order own, r+1, r+2, ..., and sends it to every other
-// rank; so every rank gets the same bits. Blocks travel whole, or `sliced` into pieces of about
-// args.sliceBytes that are reduced and sent on one by one. Appends to `s`. The direct
-// all-reduce uses equal blocks whole, the weighted one (weighted.cpp) blocks in proportion to
-// the ranks' weights, sliced.
-void directAllReduceBlocks(RankSchedule& s, const CollArgs& args, const std::vector<size_t>& offsets,
-                           const std::vector<size_t>& sizes, bool sliced);
+// The host-level all-reduce (hierarchical.cpp): reduce-scatter inside each host, an all-reduce
+// of each chunk among its owners across hosts, all-gather inside each host. hostWeights null:
+// the ring across hosts with equal sub-chunks (the hierarchical algorithm); else a direct
+// exchange across hosts in which host g reduces a sub-chunk in proportion to hostWeights[g]
+// (the weighted algorithm, weighted.cpp).
+RankSchedule buildHostLevels(const CollArgs& args, const RankLayout& layout, const std::vector<double>* hostWeights);
+// Splits [0, count) into weights.size() consecutive parts in proportion to the weights, each
+// starting on a multiple of `align` elements, summing to count; a weight of 0 gives an empty
+// part (weighted.cpp documents the rounding).
+void weightedSplit(size_t count, size_t align, const std::vector<double>& weights, std::vector<size_t>* offsets,
+                   std::vector<size_t>* sizes);
 
 }  // namespace chorus

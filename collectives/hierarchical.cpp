@@ -59,6 +59,13 @@
 // and 3 in one queue per neighbour) run three rounds ahead of phase 2, and phase 2's next
 // reduce-scatter queue behind the all-gather of two rounds back, not the last one.
 //
+// The weighted all-reduce (weighted.cpp) is these same levels with phase 2 done directly
+// (interReduceScatterDirect, interAllGatherDirect): each owner sends every other host's owner
+// that host's sub-chunk of its host sum and reduces its own sub-chunk from all of them, in the
+// order h+1, h+2, ...; sub-chunks are in proportion to the host weights instead of equal. One
+// message per pair and direction per (round, chunk, half), emitted in the same global order, so
+// the matching and deadlock arguments above hold unchanged.
+//
 // Hazards the dependencies cover (the verifier runs them adversarially): a send or reduction
 // waits for the step that wrote its data (RAW); a phase-2 all-gather receive waits for this
 // rank's phase-2 send from the same piece, and a phase-3 receive for this rank's phase-1 send
@@ -96,12 +103,28 @@ uint32_t addAfterAll(RankSchedule& s, const Step& step, std::vector<uint32_t> de
 // The decomposition of the buffer into pieces and batches, the same on every rank.
 class Pieces {
  public:
-  Pieces(const CollArgs& a, int chunks, int hosts)
+  // hostWeights: null for equal sub-chunks (RingChunks), else sub-chunk g of every chunk in
+  // proportion to hostWeights[g] (weightedSplit, weighted.cpp).
+  Pieces(const CollArgs& a, int chunks, int hosts, const std::vector<double>* hostWeights)
       : K_(chunks), H_(hosts), align_(std::max<size_t>(1, 64 / a.elemSize)), chunks_(a.count, chunks, align_) {
-    for (int c = 0; c < K_; ++c) sub_.emplace_back(chunks_.size(c), H_, align_);
+    subOff_.resize(K_);
+    subSize_.resize(K_);
+    size_t largest = 0;
+    for (int c = 0; c < K_; ++c) {
+      if (hostWeights) {
+        weightedSplit(chunks_.size(c), align_, *hostWeights, &subOff_[c], &subSize_[c]);
+      } else {
+        RingChunks sub(chunks_.size(c), H_, align_);
+        for (int g = 0; g < H_; ++g) {
+          subOff_[c].push_back(sub.offset(g));
+          subSize_[c].push_back(sub.size(g));
+        }
+      }
+      for (size_t n : subSize_[c]) largest = std::max(largest, n);
+    }
     // Slices as the ring all-reduce cuts them: about sliceBytes, aligned, evened out over the
-    // largest sub-chunk (chunk 0's) so the last round is not a sliver.
-    const size_t largest = sub_[0].chunkElems;
+    // largest sub-chunk so the last round is not a sliver.
+    largest = std::max<size_t>(largest, 1);
     size_t slice = std::max(align_, a.sliceBytes / a.elemSize / align_ * align_);
     rounds_ = (largest + slice - 1) / slice;
     slice_ = ((largest + rounds_ - 1) / rounds_ + align_ - 1) / align_ * align_;
@@ -142,9 +165,9 @@ class Pieces {
 
   // Slice t of sub-chunk g of chunk c, in buffer `buf` (empty when the sub-chunk is shorter).
   Region piece(size_t t, int c, int g, BufferId buf) const {
-    const size_t size = sub_[c].size(g);
+    const size_t size = subSize_[c][g];
     const size_t begin = std::min(size, t * slice_), end = std::min(size, begin + slice_);
-    return {buf, chunks_.offset(c) + sub_[c].offset(g) + begin, end - begin};
+    return {buf, chunks_.offset(c) + subOff_[c][g] + begin, end - begin};
   }
   uint32_t batchOf(size_t t, int c, int g) const { return batchOf_[id(t, c, g)]; }
   // The batches of (round t, chunk c): [first, end).
@@ -157,7 +180,7 @@ class Pieces {
   int K_, H_;
   size_t align_;
   RingChunks chunks_;
-  std::vector<RingChunks> sub_;
+  std::vector<std::vector<size_t>> subOff_, subSize_;  // per chunk, per sub-chunk (elements)
   size_t rounds_ = 1, slice_ = 1;
   std::vector<Batch> batches_;
   std::vector<uint32_t> batchOf_;     // piece id -> its batch
@@ -166,8 +189,9 @@ class Pieces {
 
 class Builder {
  public:
-  Builder(const CollArgs& a, const RankLayout& l)
-      : a_(a),
+  Builder(const CollArgs& a, const RankLayout& l, const std::vector<double>* hostWeights)
+      : weighted_(hostWeights != nullptr),
+        a_(a),
         l_(l),
         H_(static_cast<int>(l.hosts.size())),
         h_(l.hostOf[a.rank]),
@@ -175,7 +199,7 @@ class Builder {
         L_(static_cast<int>(mine_.size())),
         local_(static_cast<int>(std::find(mine_.begin(), mine_.end(), a.rank) - mine_.begin())),
         K_(maxHostSize(l)),
-        pc_(a, K_, H_),
+        pc_(a, K_, H_, hostWeights),
         p1Send_(pc_.numBatches(), kNoStep),
         p1Done_(pc_.numBatches(), kNoStep),
         p2Read_(pc_.numPieces(), kNoStep),
@@ -193,8 +217,8 @@ class Builder {
         const size_t t = i - part;
         for (int c = 0; c < K_; ++c) {
           if (part == 0 && L_ > 1) intraReduceScatter(t, c);
-          if (part == 1 && H_ > 1 && owns(c)) interReduceScatter(t, c);
-          if (part == 2 && H_ > 1 && owns(c)) interAllGather(t, c);
+          if (part == 1 && H_ > 1 && owns(c)) weighted_ ? interReduceScatterDirect(t, c) : interReduceScatter(t, c);
+          if (part == 2 && H_ > 1 && owns(c)) weighted_ ? interAllGatherDirect(t, c) : interAllGather(t, c);
           if (part == 3 && L_ > 1) intraAllGather(t, c);
         }
       }
@@ -283,6 +307,42 @@ class Builder {
     }
   }
 
+  // Phase 2 of the weighted all-reduce, reduce-scatter, round t, chunk c: this host's owner
+  // sends sub-chunk g of its host sum straight to host g's owner, and reduces its own sub-chunk
+  // h_ from every other host's, in the fixed order h_+1, h_+2, ... (each RecvReduce after the
+  // previous one).
+  void interReduceScatterDirect(size_t t, int c) {
+    for (int k = 1; k < H_; ++k) {
+      const int g = wrap(h_ + k, H_);
+      const Region part = hostSum(t, c, g);
+      if (part.count)
+        p2Read_[pc_.id(t, c, g)] = addStepAfter(s_, {StepKind::Send, ownerOn(g, c), 1, part, {}}, hostSumDone(t, c, g));
+    }
+    const Region dst = pc_.piece(t, c, h_, BufferId::Output);
+    if (!dst.count) return;
+    uint32_t last = hostSumDone(t, c, h_);
+    for (int k = 1; k < H_; ++k) {
+      const Region local = k == 1 ? hostSum(t, c, h_) : dst;
+      last = addStepAfter(s_, {StepKind::RecvReduce, ownerOn(h_ + k, c), 1, local, dst}, last);
+    }
+    final_[pc_.id(t, c, h_)] = complete(last, dst);
+  }
+
+  // Phase 2 of the weighted all-reduce, all-gather, round t, chunk c: the complete sub-chunk h_
+  // goes to every other host's owner, and sub-chunk g comes from host g's. A receive waits for
+  // this rank's reduce-scatter send from the same place (WAR).
+  void interAllGatherDirect(size_t t, int c) {
+    const Region done = pc_.piece(t, c, h_, BufferId::Output);
+    for (int k = 1; k < H_; ++k)
+      if (done.count) s_.add({StepKind::Send, ownerOn(h_ + k, c), 1, done, {}}, {final_[pc_.id(t, c, h_)]});
+    for (int k = 1; k < H_; ++k) {
+      const int g = wrap(h_ - k, H_);
+      const Region dst = pc_.piece(t, c, g, BufferId::Output);
+      if (!dst.count) continue;
+      final_[pc_.id(t, c, g)] = addStepAfter(s_, {StepKind::Recv, ownerOn(g, c), 1, {}, dst}, p2Read_[pc_.id(t, c, g)]);
+    }
+  }
+
   // Phase 3, round t, chunk c: each complete batch goes from the owner round the host's ring.
   void intraAllGather(size_t t, int c) {
     const int hop = wrap(local_ - c % L_, L_);  // 0: the owner
@@ -304,6 +364,7 @@ class Builder {
     }
   }
 
+  const bool weighted_;  // phase 2 is the weighted direct exchange, not the ring
   const CollArgs& a_;
   const RankLayout& l_;
   const int H_, h_;
@@ -319,12 +380,16 @@ class Builder {
 
 }  // namespace
 
-RankSchedule buildHierarchical(const CollArgs& args) {
-  RankLayout flat;
-  const RankLayout& layout = layoutOf(args, &flat);
+RankSchedule buildHostLevels(const CollArgs& args, const RankLayout& layout, const std::vector<double>* hostWeights) {
   checkLayout(layout, args.nranks);
   if (args.count == 0) return {};
-  return Builder(args, layout).build();
+  CHORUS_ASSERT(!hostWeights || hostWeights->size() == layout.hosts.size());
+  return Builder(args, layout, hostWeights).build();
+}
+
+RankSchedule buildHierarchical(const CollArgs& args) {
+  RankLayout flat;
+  return buildHostLevels(args, layoutOf(args, &flat), nullptr);
 }
 
 }  // namespace chorus

@@ -1,34 +1,37 @@
-// Bandwidth-weighted all-reduce: a direct reduce-scatter and all-gather (direct.cpp's
-// directAllReduceBlocks) in which rank r owns a block in proportion to its weight
-// (RankLayout::weight), so a rank behind a slow link reduces and redistributes less, and the slow
-// link does not pace everyone.
+// Bandwidth-weighted all-reduce: the host levels of the hierarchical all-reduce
+// (hierarchical.cpp: reduce-scatter inside each host, an exchange across hosts among the owners
+// of each chunk, all-gather inside each host), with the exchange across hosts done directly and
+// unevenly: host g reduces and redistributes a part of every chunk in proportion to its weight
+// W_g (the sum of RankLayout::weight over its ranks), so a host behind a slow link carries less
+// and its link does not pace everyone.
 //
-// Blocks. With U = ceil(n / a) units of a = 64 / elemSize elements (64 bytes; one element when
-// elements are larger), prefix sums S_r = w_0 + ... + w_r and W = S_{p-1}, rank r's block ends
-// at unit B_r = round(U S_r / W) (B_{p-1} = U exactly) and starts where rank r-1's ends; offsets
-// are clipped to n, so only the block holding the last unit is short. Blocks lie in rank order,
-// start on 64-byte boundaries, differ from their exact share n w_r / W by less than one unit, sum
-// to n, and a weight of 0 gives an empty block. Every rank does the same double arithmetic on the
-// same weights in the same order, so every rank computes the same blocks.
+// Why two levels. A host's ranks first reduce inside the host over shared memory, so what
+// crosses a host's link is the host's single contribution, whatever its rank count. Flat (every
+// rank exchanging with every rank), a host of L ranks would send L copies' worth: a slow host
+// with two ranks would carry 2n at least, more than the hierarchical ring's 2(H-1)/H n.
 //
-// Cost (n elements of s bytes, p ranks, rank r's block b_r = n w_r): two latency steps; blocks
-// travel in slices of about sliceBytes, so a message count of (p-1) times the slices per rank and
-// phase: this is for tens of ranks, not thousands. Rank r sends n - b_r (its Input of every other
-// block) + (p-1) b_r (its block, complete, to everyone) = n [1 + (p-2) w_r] elements, and
-// receives the same. What crosses host h's link (L_h ranks, weight W_h = the sum of theirs): its
-// ranks' Input of the other hosts' blocks, L_h n (1 - W_h), plus their blocks to the p - L_h
-// ranks elsewhere, (p - L_h) n W_h: n [L_h + (p - 2 L_h) W_h] s bytes each way, in about
-// n [L_h + (p - 2 L_h) W_h] s / B_h on a link of bandwidth B_h. With L_h < p/2 that grows with
-// W_h, so a slower link gets a smaller share, and src/topology/weights.cpp solves for the weights
-// that give every host the same time: no link finishes last, where equal blocks leave the slow
-// link the last by the ratio of the speeds. The slices are what let a link's two halves of the
-// work overlap: an owner sends slice j of its finished block to everyone while slice j+1 is
-// still arriving, so each direction of a link is busy for the whole call and its time is the
-// sum above; sent whole, the all-gather would wait for the whole reduce-scatter, and a link's
-// time would be max(reduce-scatter in, out) + max(all-gather in, out), up to twice as long.
+// Traffic across hosts (n elements of s bytes, H hosts): for every chunk, host h's owner sends
+// the parts of its host sum that other hosts reduce, (1 - W_h) of it, receives (H-1) others'
+// copies of its own part, W_h (H-1), then sends its finished part to H-1 hosts and receives the
+// rest. Summed over the chunks (the host's owners hold them all), host h's link carries
+//   n s [1 + (H - 2) W_h]    each way
+// in about n s [1 + (H - 2) W_h] / B_h on a link of bandwidth B_h. src/topology/weights.cpp
+// picks the W_h that minimize the largest of these times (the slow host gets a small or zero
+// share); with equal links it is every host 1/H, the ring's 2(H-1)/H n. A host that owns
+// nothing still sends and receives n: the bound no algorithm beats (docs/TOPOLOGY.md).
 //
-// Every element is reduced by its block's owner in the order own, rank+1, rank+2, ... and then
-// copied, so every rank gets the same bits; an average is divided once, by the owner.
+// Latency: the exchange is two steps of H-1 messages per owner per slice round (the ring takes
+// 2(H-1) dependent steps), so it suits tens of hosts; the hierarchical ring is for thousands.
+// Reductions across hosts are done by the part's owner in the fixed order own host, h+1, h+2,
+// ..., then copied, so every rank gets the same bits; an average is divided once, by p.
+//
+// Parts (weightedSplit). With U = ceil(m / a) units of a = 64 / elemSize elements (64 bytes;
+// one element when elements are larger) in a chunk of m, prefix sums S_g = W_0 + ... + W_g and
+// W = S_{H-1}, host g's part ends at unit round(U S_g / W) (the last exactly at U) and starts
+// where host g-1's ends; offsets are clipped to m, so only the part holding the last unit is
+// short. Parts start on 64-byte boundaries, differ from their exact share by less than one unit,
+// sum to m, and a weight of 0 gives an empty part. Every rank does the same double arithmetic
+// on the same weights, so every rank computes the same parts.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -38,30 +41,36 @@
 
 namespace chorus {
 
+void weightedSplit(size_t count, size_t align, const std::vector<double>& weights, std::vector<size_t>* offsets,
+                   std::vector<size_t>* sizes) {
+  const size_t n = weights.size();
+  CHORUS_ASSERT(n >= 1 && align >= 1);
+  const size_t units = (count + align - 1) / align;
+  double total = 0;
+  for (double w : weights) total += w;
+  offsets->assign(n, 0);
+  sizes->assign(n, 0);
+  double prefix = 0;
+  size_t begin = 0;  // in units
+  for (size_t g = 0; g < n; ++g) {
+    prefix += weights[g];
+    size_t end = g == n - 1 || total <= 0 ? units : static_cast<size_t>(std::llround(static_cast<double>(units) * (prefix / total)));
+    if (total <= 0) end = g == n - 1 ? units : 0;  // no weights: everything to the last
+    end = std::clamp(end, begin, units);
+    (*offsets)[g] = std::min(count, begin * align);
+    (*sizes)[g] = std::min(count, end * align) - (*offsets)[g];
+    begin = end;
+  }
+}
+
 RankSchedule buildWeighted(const CollArgs& args) {
   RankLayout flat;
   const RankLayout& layout = layoutOf(args, &flat);
   checkLayout(layout, args.nranks);
-  RankSchedule s;
-  if (args.count == 0) return s;
-  const int p = args.nranks;
-  const size_t align = std::max<size_t>(1, 64 / args.elemSize);
-  const size_t units = (args.count + align - 1) / align;
-  double total = 0;
-  for (double w : layout.weight) total += w;
-  std::vector<size_t> offsets(p), sizes(p);
-  double prefix = 0;
-  size_t begin = 0;  // in units
-  for (int r = 0; r < p; ++r) {
-    prefix += layout.weight[r];
-    size_t end = r == p - 1 ? units : static_cast<size_t>(std::llround(static_cast<double>(units) * (prefix / total)));
-    end = std::clamp(end, begin, units);
-    offsets[r] = std::min(args.count, begin * align);
-    sizes[r] = std::min(args.count, end * align) - offsets[r];
-    begin = end;
-  }
-  directAllReduceBlocks(s, args, offsets, sizes, true);
-  return s;
+  std::vector<double> hostWeight(layout.hosts.size(), 0.0);
+  for (size_t h = 0; h < layout.hosts.size(); ++h)
+    for (int r : layout.hosts[h]) hostWeight[h] += layout.weight[r];
+  return buildHostLevels(args, layout, &hostWeight);
 }
 
 }  // namespace chorus

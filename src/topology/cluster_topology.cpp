@@ -181,8 +181,15 @@ std::shared_ptr<const ClusterTopology> ClusterTopology::build(const std::vector<
     if (t.hosts_[h].uplinkGbps > 0) b = std::min(b, t.hosts_[h].uplinkGbps / 8);
     uplinkGBps.push_back(b);
   }
-  HostWeights w = hostWeights(layout->hosts, uplinkGBps, p);
-  layout->weight = w.perRank;
+  // The weighted all-reduce reduces inside each host first (collectives/weighted.cpp), so its
+  // split is between hosts, each crossing its link once: hosts of one "rank" each. A host's
+  // share is then spread evenly over its ranks (the builder sums them back).
+  std::vector<std::vector<int>> single(layout->hosts.size());
+  for (size_t h = 0; h < single.size(); ++h) single[h] = {static_cast<int>(h)};
+  HostWeights w = hostWeights(single, uplinkGBps, static_cast<int>(single.size()));
+  layout->weight.assign(p, 0);
+  for (size_t h = 0; h < layout->hosts.size(); ++h)
+    for (int r : layout->hosts[h]) layout->weight[r] = w.perRank[h] / static_cast<double>(layout->hosts[h].size());
   t.weightedUsPerByte_ = w.usPerByte;
   checkLayout(*layout, p);
   t.layout_ = layout;

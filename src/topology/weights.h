@@ -1,6 +1,9 @@
 // The bandwidth-weighted all-reduce's split of the data (collectives/weighted.cpp): how much
-// of the vector each rank reduces and redistributes, so that hosts behind slow links carry less
-// and every host's link is busy for about the same time.
+// of the vector each host reduces and redistributes, so that hosts behind slow links carry less
+// and every host's link is busy for about the same time. The model below is that of a direct
+// reduce-scatter + all-gather among p ranks grouped on hosts; the weighted all-reduce reduces
+// inside each host first, so the cluster topology calls it with one "rank" per host (L_h = 1,
+// p = H: T_h = n [1 + (H - 2) W_h] / B_h).
 #pragma once
 
 #include <vector>

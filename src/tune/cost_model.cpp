@@ -262,15 +262,18 @@ double hierarchical(double S, int nranks, size_t slice, const TopoModel& topo) {
   return std::max(intra, inter) + std::min(intra, inter) / J;
 }
 
-// Weighted all-reduce (collectives/weighted.cpp): direct's two rounds, each rank's block cut
-// into R slices (so an owner forwards slice j while slice j+1 arrives): 2(p-1) R messages per
-// rank. On one host the blocks are equal and the messages cost what direct's do; across hosts
-// the bytes are paced by the busiest host link, the link-bound time of the weights
-// (topology/weights.h).
+// Weighted all-reduce (collectives/weighted.cpp): the hierarchical algorithm's levels, with a
+// direct exchange across hosts in place of the ring: per slice, two steps of H-1 messages per
+// owner, its bytes paced by the busiest host link, the link-bound time of the weights
+// (topology/weights.h). On one host it is the hierarchical algorithm's intra-host ring.
 double weighted(double S, int nranks, size_t slice, const TopoModel& topo) {
-  const double p = nranks, R = pieces(S / p, slice);
-  if (topo.hosts <= 1) return 2 * (p - 1) * R * modelOf(topo.intra, nranks, S).hop(S / p / R);
-  return 2 * (p - 1) * R * modelOf(topo.inter, nranks, S).msg(S / p / R) + S * topo.weightedUsPerByte;
+  const int H = std::max(1, topo.hosts);
+  const int L = H == 1 ? nranks : std::max(1, topo.maxRanksPerHost);
+  double intra = L > 1 ? 2 * flatCost(Algo::Ring, Coll::ReduceScatter, S, L, slice, topo.intra) : 0;
+  if (H == 1) return intra;
+  const double J = pieces(S / L / H, slice);
+  double inter = 2 * (H - 1) * J * modelOf(topo.inter, H, S).msg(S / L / H / J) + S * topo.weightedUsPerByte;
+  return std::max(intra, inter) + std::min(intra, inter) / J;
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "collectives/collective.h"
+#include "collectives/families.h"
 #include "collectives/verifier.h"
 #include "core/error.h"
 
@@ -351,54 +352,75 @@ TEST(TopologyHierarchical, SmallSubChunksShareIntraHostMessages) {
   EXPECT_TRUE(verifyAlgorithm(Algo::Hierarchical, a).ok);
 }
 
-// The weighted blocks as the schedule shows them: rank r reduces block r (RecvReduce into
-// Output); sends and receives n [1 + (p-2) w_r].
-TEST(TopologyWeighted, BlocksFollowTheWeightsAndCostWhatTheHeaderSays) {
+// The weighted all-reduce across hosts as the schedules show it: host h (total weight W_h)
+// reduces its parts of every chunk and its link carries n [1 + (H-2) W_h] each way (the parts
+// are rounded to 64-byte units per chunk, so within a unit per chunk of that); a host of
+// weight 0 reduces nothing from other hosts.
+TEST(TopologyWeighted, HostLinksCarryWhatTheHeaderSays) {
   for (const NamedLayout& l : hostLayouts()) {
+    const int H = static_cast<int>(l.layout->hosts.size());
+    if (H < 2) continue;
+    size_t K = 1;
+    for (const auto& h : l.layout->hosts) K = std::max(K, h.size());
     for (size_t elemSize : {size_t{1}, size_t{4}, size_t{8}}) {
-      const size_t n = 10007, unit = 64 / elemSize;
+      const size_t n = 10007, unit = std::max<size_t>(1, 64 / elemSize);
       CollArgs a = argsFor(Coll::AllReduce, l, n, elemSize, false, false);
-      a.sliceBytes = 1 << 20;
-      size_t total = 0;
+      a.sliceBytes = 4096;
+      std::vector<size_t> out(H, 0), in(H, 0), reducedFromOthers(H, 0);
       for (int r = 0; r < l.p; ++r) {
         a.rank = r;
-        RankSchedule s = buildSchedule(Algo::Weighted, a);
-        size_t lo = n, hi = 0;
-        for (const Step& st : s.steps)
-          if (st.kind == StepKind::RecvReduce) {
-            lo = std::min(lo, st.dst.offset);
-            hi = std::max(hi, st.dst.offset + st.dst.count);
-          }
-        const size_t block = hi > lo ? hi - lo : 0;
-        total += block;
-        const double exact = l.layout->weight[r] * n;
-        // Within a unit of its share of the units, which are a little more than n.
-        EXPECT_LT(std::fabs(block - exact), 2.0 * unit) << l.name << " rank " << r;
-        if (l.layout->weight[r] == 0) EXPECT_EQ(block, 0u) << l.name << " rank " << r;
-        if (block) EXPECT_EQ(lo % unit, 0u) << "block of rank " << r << " is not 64-byte aligned";
-        if (l.p > 1) {
-          Traffic t = trafficOf(s);
-          EXPECT_EQ(t.sent, n - block + (l.p - 1) * block) << l.name << " rank " << r;
-          EXPECT_EQ(t.received, t.sent) << l.name << " rank " << r;
+        const int h = l.layout->hostOf[r];
+        for (const Step& st : buildSchedule(Algo::Weighted, a).steps) {
+          if (st.peer < 0 || l.layout->hostOf[st.peer] == h) continue;
+          if (st.kind == StepKind::Send) out[h] += st.src.count;
+          if (st.kind == StepKind::Recv || st.kind == StepKind::RecvReduce) in[h] += st.dst.count;
+          if (st.kind == StepKind::RecvReduce) reducedFromOthers[h] += st.dst.count;
         }
       }
-      EXPECT_EQ(total, l.p > 1 ? n : 0u) << l.name;
+      for (int h = 0; h < H; ++h) {
+        double W = 0;
+        for (int r : l.layout->hosts[h]) W += l.layout->weight[r];
+        const double expect = n * (1 + (H - 2) * W);
+        EXPECT_EQ(out[h], in[h]) << l.name << " host " << h;
+        EXPECT_LE(std::fabs(out[h] - expect), double(H) * K * unit) << l.name << " host " << h << " elemSize " << elemSize;
+        if (W == 0) EXPECT_EQ(reducedFromOthers[h], 0u) << l.name << " host " << h;
+      }
     }
   }
 }
 
-TEST(TopologyWeighted, AllTheWeightOnOneRankAndBlocksCutIntoSlices) {
-  // Rank 2 owns everything; the others only send their input and receive the result, in
-  // 64-byte slices (10 of them) that each have their own reduction chain.
+TEST(TopologyWeighted, AllTheWeightOnOneHost) {
+  // Host {2, 3} owns every part across hosts: host {0, 1} only sends its host sum and receives
+  // the result, and it still crosses its link once each way (n), the floor of any algorithm.
   NamedLayout l{"dominant", 4, makeLayout({{0, 1}, {2, 3}}, {}, {0, 0, 1, 0})};
-  CollArgs a = argsFor(Coll::AllReduce, l, 160, 4, true, true);
+  const size_t n = 160;
+  CollArgs a = argsFor(Coll::AllReduce, l, n, 4, true, true);
+  a.sliceBytes = 4096;
   EXPECT_TRUE(verifyAlgorithm(Algo::Weighted, a).ok);
+  size_t out0 = 0, reduced0 = 0, reduced1 = 0;
   for (int r = 0; r < 4; ++r) {
     a.rank = r;
-    Traffic t = trafficOf(buildSchedule(Algo::Weighted, a));
-    EXPECT_EQ(t.peers.size(), r == 2 ? 3u : 1u) << r;
-    EXPECT_EQ(t.sends, r == 2 ? 30u : 10u) << r;
+    for (const Step& st : buildSchedule(Algo::Weighted, a).steps) {
+      if (st.peer < 0 || l.layout->hostOf[st.peer] == l.layout->hostOf[r]) continue;
+      if (r < 2 && st.kind == StepKind::Send) out0 += st.src.count;
+      if (st.kind == StepKind::RecvReduce) (r < 2 ? reduced0 : reduced1) += st.dst.count;
+    }
   }
+  EXPECT_EQ(out0, n);
+  EXPECT_EQ(reduced0, 0u);
+  EXPECT_EQ(reduced1, n);
+}
+
+// weightedSplit: parts in proportion, 64-byte aligned, tiling the range, empty for weight 0.
+TEST(TopologyWeighted, SplitFollowsTheWeights) {
+  std::vector<size_t> off, size;
+  weightedSplit(1000, 16, {1, 0, 3}, &off, &size);
+  EXPECT_EQ(off, (std::vector<size_t>{0, 256, 256}));
+  EXPECT_EQ(size, (std::vector<size_t>{256, 0, 744}));
+  weightedSplit(5, 16, {1, 1}, &off, &size);  // one unit: it goes to whichever rounds up
+  EXPECT_EQ(size[0] + size[1], 5u);
+  weightedSplit(0, 16, {1, 1}, &off, &size);
+  EXPECT_EQ(size, (std::vector<size_t>{0, 0}));
 }
 
 // ---- identical bits ------------------------------------------------------------------------
