@@ -23,6 +23,8 @@
 #include <new>
 #include <type_traits>
 
+#include "topology/json_text.h"  // jsonString, jsonNumber (header-only)
+
 namespace chorus::perf {
 
 std::string format(const char* fmt, ...) {
@@ -443,21 +445,6 @@ const char* averageName(int a) {
   static const char* kNames[] = {"rank0", "mean", "min", "max"};
   return (a >= 0 && a <= 3) ? kNames[a] : "?";
 }
-std::string jsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      out += format("\\u%04x", c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
-std::string jsonNumber(double v) { return std::isfinite(v) ? format("%.6g", v) : "null"; }
 std::string jsonMode(const ModeResult& m) {
   if (m.skipped) return "null";
   return format("{\"time_us\": %s, \"algbw_GBps\": %s, \"busbw_GBps\": %s, \"wrong\": %s}",
