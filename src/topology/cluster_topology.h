@@ -45,8 +45,9 @@ struct TransportClasses {
 
 class ClusterTopology {
  public:
-  // cards: every rank's card (indexed by rank). file: may be null. Throws chorusInvalidArgument
-  // when the file names a host that has no rank here only if it is marked required (see file).
+  // cards: every rank's card (indexed by rank). file: may be null; host lines that match no
+  // host of this communicator are ignored (one file can describe a whole cluster), and a host
+  // that no line matches keeps what hwloc saw.
   static std::shared_ptr<const ClusterTopology> build(const std::vector<PeerCard>& cards, const ClusterFile* file,
                                                       const TransportClasses& transports);
 
