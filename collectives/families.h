@@ -25,12 +25,12 @@ RankSchedule buildDirect(const CollArgs& args);             // direct.cpp
 RankSchedule buildHierarchical(const CollArgs& args);       // hierarchical.cpp
 RankSchedule buildWeighted(const CollArgs& args);           // weighted.cpp
 
-// The host-level all-reduce (hierarchical.cpp): reduce-scatter inside each host, an all-reduce
-// of each chunk among its owners across hosts, all-gather inside each host. hostWeights null:
-// the ring across hosts with equal sub-chunks (the hierarchical algorithm); else a direct
-// exchange across hosts in which host g reduces a sub-chunk in proportion to hostWeights[g]
-// (the weighted algorithm, weighted.cpp).
-RankSchedule buildHostLevels(const CollArgs& args, const RankLayout& layout, const std::vector<double>* hostWeights);
+// The host-level all-reduce (hierarchical.cpp) over args' layout: reduce-scatter inside each
+// host, an all-reduce of each chunk among its owners across hosts, all-gather inside each host.
+// weighted false: the ring across hosts with equal sub-chunks (the hierarchical algorithm);
+// true: a direct exchange across hosts in which host g reduces a sub-chunk in proportion to the
+// sum of its ranks' weights (the weighted algorithm, weighted.cpp).
+RankSchedule buildHostLevels(const CollArgs& args, bool weighted);
 // Splits [0, count) into weights.size() consecutive parts in proportion to the weights, each
 // starting on a multiple of `align` elements, summing to count; a weight of 0 gives an empty
 // part (weighted.cpp documents the rounding).

@@ -380,16 +380,19 @@ class Builder {
 
 }  // namespace
 
-RankSchedule buildHostLevels(const CollArgs& args, const RankLayout& layout, const std::vector<double>* hostWeights) {
+RankSchedule buildHostLevels(const CollArgs& args, bool weighted) {
+  RankLayout flat;
+  const RankLayout& layout = layoutOf(args, &flat);
   checkLayout(layout, args.nranks);
   if (args.count == 0) return {};
-  CHORUS_ASSERT(!hostWeights || hostWeights->size() == layout.hosts.size());
-  return Builder(args, layout, hostWeights).build();
+  if (!weighted) return Builder(args, layout, nullptr).build();
+  // A host's weight is the sum of its ranks' (RankLayout::weight).
+  std::vector<double> hostWeight(layout.hosts.size(), 0.0);
+  for (size_t h = 0; h < layout.hosts.size(); ++h)
+    for (int r : layout.hosts[h]) hostWeight[h] += layout.weight[r];
+  return Builder(args, layout, &hostWeight).build();
 }
 
-RankSchedule buildHierarchical(const CollArgs& args) {
-  RankLayout flat;
-  return buildHostLevels(args, layoutOf(args, &flat), nullptr);
-}
+RankSchedule buildHierarchical(const CollArgs& args) { return buildHostLevels(args, false); }
 
 }  // namespace chorus

@@ -63,14 +63,6 @@ void weightedSplit(size_t count, size_t align, const std::vector<double>& weight
   }
 }
 
-RankSchedule buildWeighted(const CollArgs& args) {
-  RankLayout flat;
-  const RankLayout& layout = layoutOf(args, &flat);
-  checkLayout(layout, args.nranks);
-  std::vector<double> hostWeight(layout.hosts.size(), 0.0);
-  for (size_t h = 0; h < layout.hosts.size(); ++h)
-    for (int r : layout.hosts[h]) hostWeight[h] += layout.weight[r];
-  return buildHostLevels(args, layout, &hostWeight);
-}
+RankSchedule buildWeighted(const CollArgs& args) { return buildHostLevels(args, true); }
 
 }  // namespace chorus

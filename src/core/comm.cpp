@@ -144,18 +144,20 @@ LinkModel Communicator::linkModelOf(const LinkClass& c, size_t fragmentBytes) co
   return effectiveLink({m}, config_.tuneLatencyUs, config_.tuneBandwidthGBps);
 }
 
+LinkModel Communicator::localLinkModel() const {
+  // link(0, 0): the class of ranks on one host.
+  return linkModelOf(topology_->link(0, 0), config_.transport == "tcp" ? config_.tcpChunkBytes : config_.shmSlotBytes);
+}
+
 LinkModel Communicator::linkModel() const {
   // The slowest link class any pair of this communicator uses decides the flat algorithms'
   // model: every rank computes the same answer from the same cards, so every rank's tuner
   // makes the same choices.
   if (const LinkClass* slowest = topology_->slowestNetworkClass()) return linkModelOf(*slowest, config_.tcpChunkBytes);
-  return linkModelOf(topology_->link(0, 0), config_.transport == "tcp" ? config_.tcpChunkBytes : config_.shmSlotBytes);
+  return localLinkModel();
 }
 
-TopoModel Communicator::topoModel() const {
-  LinkModel intra = linkModelOf(topology_->link(0, 0), config_.transport == "tcp" ? config_.tcpChunkBytes : config_.shmSlotBytes);
-  return topology_->tuneModel(intra, linkModel());
-}
+TopoModel Communicator::topoModel() const { return topology_->tuneModel(localLinkModel(), linkModel()); }
 
 namespace {
 

@@ -90,7 +90,8 @@ class Communicator {
   RunState run_;
   // The tuner's link classes from the topology (overridden by CHORUS_TUNE_*).
   LinkModel linkModelOf(const LinkClass& c, size_t fragmentBytes) const;
-  LinkModel linkModel() const;
+  LinkModel localLinkModel() const;  // ranks on one host
+  LinkModel linkModel() const;       // the flat algorithms' model: the slowest class in use
   TopoModel topoModel() const;
 
   // Forwards Oob calls to the bootstrap, which exists only after the TCP listener does.

@@ -244,35 +244,32 @@ double flatCost(Algo algo, Coll coll, double bytes, int nranks, size_t sliceByte
   return kInf;
 }
 
-// Hierarchical all-reduce (collectives/hierarchical.cpp): a ring reduce-scatter over the L
-// ranks of a host, a ring all-reduce of each rank's 1/L of the vector across the H hosts (the
-// L rings of a host share its uplink: each gets 1/L of the bandwidth, so the uplink carries
-// 2(H-1)/H S in all), and a ring all-gather inside the host. The levels are pipelined slice by
+// The host-level all-reduces (collectives/hierarchical.cpp, weighted.cpp): a ring
+// reduce-scatter over the L ranks of a host, an exchange across the H hosts of each rank's 1/L
+// of the vector, and a ring all-gather inside the host. The levels are pipelined slice by
 // slice, so the slower level paces the call and the faster one adds only its share of one
-// slice's trip: max(a, b) + min(a, b) / J for J slices.
-double hierarchical(double S, int nranks, size_t slice, const TopoModel& topo) {
-  const int H = std::max(1, topo.hosts);
-  const int L = H == 1 ? nranks : std::max(1, topo.maxRanksPerHost);
-  double intra = L > 1 ? 2 * flatCost(Algo::Ring, Coll::ReduceScatter, S, L, slice, topo.intra) : 0;
-  if (H == 1) return intra;
-  LinkModel shared = topo.inter;
-  shared.bandwidthGBps /= L;
-  double inter = flatCost(Algo::Ring, Coll::AllReduce, S / L, H, slice, shared);
-  double J = pieces(S / L / H, slice);
-  return std::max(intra, inter) + std::min(intra, inter) / J;
-}
-
-// Weighted all-reduce (collectives/weighted.cpp): the hierarchical algorithm's levels, with a
-// direct exchange across hosts in place of the ring: per slice, two steps of H-1 messages per
-// owner, its bytes paced by the busiest host link, the link-bound time of the weights
-// (topology/weights.h). On one host it is the hierarchical algorithm's intra-host ring.
-double weighted(double S, int nranks, size_t slice, const TopoModel& topo) {
+// slice's trip: max(a, b) + min(a, b) / J for J slices. On one host only the intra-host ring is
+// left, for both algorithms.
+//
+// The exchange across hosts:
+//  - hierarchical: a ring all-reduce over the hosts' owners; the L rings of a host share its
+//    uplink, each at 1/L of the bandwidth, so the uplink carries 2(H-1)/H S in all.
+//  - weighted: direct, per slice two steps of H-1 messages per owner, its bytes paced by the
+//    busiest host link: the link-bound time of the weights (topology/weights.h).
+double hostLevels(Algo algo, double S, int nranks, size_t slice, const TopoModel& topo) {
   const int H = std::max(1, topo.hosts);
   const int L = H == 1 ? nranks : std::max(1, topo.maxRanksPerHost);
   double intra = L > 1 ? 2 * flatCost(Algo::Ring, Coll::ReduceScatter, S, L, slice, topo.intra) : 0;
   if (H == 1) return intra;
   const double J = pieces(S / L / H, slice);
-  double inter = 2 * (H - 1) * J * modelOf(topo.inter, H, S).msg(S / L / H / J) + S * topo.weightedUsPerByte;
+  double inter = 0;
+  if (algo == Algo::Hierarchical) {
+    LinkModel shared = topo.inter;
+    shared.bandwidthGBps /= L;
+    inter = flatCost(Algo::Ring, Coll::AllReduce, S / L, H, slice, shared);
+  } else {
+    inter = 2 * (H - 1) * J * modelOf(topo.inter, H, S).msg(S / L / H / J) + S * topo.weightedUsPerByte;
+  }
   return std::max(intra, inter) + std::min(intra, inter) / J;
 }
 
@@ -283,8 +280,7 @@ double predictCostUs(Algo algo, Coll coll, size_t bytes, int nranks, size_t slic
   // One rank: every algorithm is at most the own-block copy, left out (see above).
   if (nranks <= 1 || bytes == 0) return 0;
   const double S = static_cast<double>(bytes);
-  if (algo == Algo::Hierarchical) return hierarchical(S, nranks, sliceBytes, topo);
-  if (algo == Algo::Weighted) return weighted(S, nranks, sliceBytes, topo);
+  if (algo == Algo::Hierarchical || algo == Algo::Weighted) return hostLevels(algo, S, nranks, sliceBytes, topo);
   LinkModel l = link;
   // Across hosts, every rank of a host talks over its uplink at once, except in the ring
   // all-reduce, whose ring order (collectives/ring.cpp) keeps a host's ranks contiguous: one
