@@ -23,12 +23,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/config.h"
 #include "core/deadline.h"
 #include "core/oob.h"
 #include "core/peer_card.h"
+#include "chorus/net_plugin.h"
 #include "exec/reduce.h"
 
 namespace chorus {
@@ -99,7 +101,22 @@ class Transport {
   // transport's numbers come from).
   virtual double latencyUs() const = 0;
   virtual double bandwidthGBps() const = 0;
+  // Fields this transport publishes in the rank's card before the cards are all-gathered (TCP:
+  // its listen address). Most transports exchange what they need in connect() instead.
+  virtual void fillCard(PeerCard& card) const {}
 };
+
+// The transports a communicator can use, by the names CHORUS_TRANSPORT and CHORUS_TRANSPORT_MAP
+// take. Each has a bit in PeerCard::transports (1 << id) saying the rank has it.
+enum class TransportId : uint8_t { Shm = 0, Tcp = 1, Ucx = 2, Ofi = 3, Plugin = 4, Count = 5 };
+const char* transportIdName(TransportId id);
+// "shm", "tcp", "ucx", "ofi", "plugin"; false for any other name.
+bool parseTransportId(const std::string& name, TransportId* id);
+// Makes one transport. shm and tcp always exist; ucx and ofi exist when built in (else
+// chorusInvalidUsage says so); plugin loads ctx.config->netPlugin (CHORUS_NET_PLUGIN). Failures
+// (a fabric library that does not initialise, a plugin that does not load) throw chorus::Error
+// with the reason.
+std::unique_ptr<Transport> makeTransport(TransportId id, const TransportContext& ctx);
 
 // Factories, one per transport folder.
 std::unique_ptr<Transport> makeShmTransport(const TransportContext& ctx);
@@ -111,5 +128,12 @@ class TcpTransportBase : public Transport {
   virtual WireAddr listenAddress() const = 0;
 };
 std::unique_ptr<TcpTransportBase> makeTcpTransport(const TransportContext& ctx);
+// A transport over a network plugin (transports/net): the built-in UCX or OFI plugin, or one
+// loaded by loadNetPlugin. oobSlot (0..7) keeps the setup messages of several plugin transports
+// in one communicator apart.
+std::unique_ptr<Transport> makeNetTransport(const chorusNet_v1_t& plugin, const TransportContext& ctx, int oobSlot);
+// dlopen CHORUS_NET_PLUGIN: a path (contains '/') or a name X meaning libchorus-net-X.so on the
+// library path. Checks the ABI version; the plugin stays loaded for the life of the process.
+const chorusNet_v1_t& loadNetPlugin(const std::string& spec);
 
 }  // namespace chorus

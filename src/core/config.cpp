@@ -79,8 +79,16 @@ Config Config::fromEnv() {
   // The cap keeps deadline arithmetic far from overflow (about 11.5 days).
   CHORUS_CHECK_ARG(c.timeoutSec > 0 && c.timeoutSec <= 1e6, "CHORUS_TIMEOUT must be in (0, 1e6] seconds");
   c.transport = envString("CHORUS_TRANSPORT", "");
-  CHORUS_CHECK_ARG(c.transport.empty() || c.transport == "shm" || c.transport == "tcp",
-                   "CHORUS_TRANSPORT=\"%s\" is not one of: shm, tcp", c.transport.c_str());
+  CHORUS_CHECK_ARG(c.transport.empty() || c.transport == "shm" || c.transport == "tcp" || c.transport == "ucx" ||
+                       c.transport == "ofi" || c.transport == "plugin",
+                   "CHORUS_TRANSPORT=\"%s\" is not one of: shm, tcp, ucx, ofi, plugin", c.transport.c_str());
+  c.transportMap = envString("CHORUS_TRANSPORT_MAP", "");
+  c.netPlugin = envString("CHORUS_NET_PLUGIN", "");
+  c.netChunkBytes = envBytes("CHORUS_NET_CHUNK", c.netChunkBytes);
+  CHORUS_CHECK_ARG(c.netChunkBytes >= 4096 && c.netChunkBytes % 64 == 0, "CHORUS_NET_CHUNK must be >= 4096 and a multiple of 64");
+  long long inflight = envInt("CHORUS_NET_INFLIGHT", c.netInflight);
+  CHORUS_CHECK_ARG(inflight >= 1 && inflight <= 256, "CHORUS_NET_INFLIGHT must be in 1..256");
+  c.netInflight = static_cast<int>(inflight);
   c.socketIfname = envString("CHORUS_SOCKET_IFNAME", "");
   long long nsocks = envInt("CHORUS_TCP_NSOCKS", c.tcpNumSockets);
   CHORUS_CHECK_ARG(nsocks >= 1 && nsocks <= 64, "CHORUS_TCP_NSOCKS must be in 1..64");

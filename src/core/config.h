@@ -10,8 +10,18 @@ namespace chorus {
 struct Config {
   // CHORUS_TIMEOUT: seconds any single wait may take before it becomes chorusTimeout.
   double timeoutSec = 300.0;
-  // CHORUS_TRANSPORT: "" (choose per peer pair: shm on one host, tcp across hosts), "shm", "tcp".
+  // CHORUS_TRANSPORT: "" (choose per peer pair, see CHORUS_TRANSPORT_MAP), or one transport for
+  // every pair: "shm", "tcp", "ucx", "ofi", "plugin".
   std::string transport;
+  // CHORUS_TRANSPORT_MAP: per pair class, transports in order of preference, e.g.
+  // "local=shm,rack=tcp,network=ucx|tcp" (src/core/transport_select.h; docs/ENV.md).
+  std::string transportMap;
+  // CHORUS_NET_PLUGIN: the network plugin to load (a path, or X for libchorus-net-X.so); "" = none.
+  std::string netPlugin;
+  // CHORUS_NET_CHUNK: fragment size of messages on network-plugin transports (ucx, ofi, plugin).
+  size_t netChunkBytes = 1024 * 1024;
+  // CHORUS_NET_INFLIGHT: fragments in flight per direction and connection on those transports.
+  int netInflight = 8;
   // CHORUS_SOCKET_IFNAME: interface (prefix) whose address bootstrap and TCP use; "" = auto.
   std::string socketIfname;
   // CHORUS_TCP_NSOCKS: TCP streams per peer pair.

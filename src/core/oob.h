@@ -25,6 +25,7 @@ enum OobTag : uint32_t {
   kTagShmReady = 17,
   kTagTcpSetup = 32,
   kTagSplit = 48,  // chorusCommSplit: the leader of each color sends the new unique id
+  kTagNetSetup = 64,  // network-plugin transports: listen handles (64 + the transport's slot, < 72)
   kTagUser = 1024,  // first tag free for tests and later subsystems
 };
 

@@ -26,6 +26,7 @@ struct PeerCard {
   char hostname[64] = {};
   WireAddr bootstrapAddr;  // the rank's bootstrap listener (out-of-band messages)
   WireAddr tcpAddr;        // the TCP transport's data listener
+  uint32_t transports = 0; // bit (1 << TransportId) per transport this rank has (transports/transport.h)
   TopoCard topo;           // binding, NICs, accelerators (src/topology/topo_card.h)
 };
 
