@@ -84,6 +84,9 @@ struct TransportContext {
   const Config* config = nullptr;
   // Set by chorusCommAbort; long waits in connect() give up with chorusInvalidUsage when it is set.
   const std::atomic<bool>* abortFlag = nullptr;
+  // The NUMA node this rank is bound to (-1: none or unknown); network transports prefer a device
+  // on it.
+  int numaNode = -1;
 };
 
 class Transport {

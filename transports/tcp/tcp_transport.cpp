@@ -67,6 +67,7 @@ class TcpTransport final : public TcpTransportBase {
   double bandwidthGBps() const override { return 2.2; }
   bool canReach(int peer) const override;
   WireAddr listenAddress() const override { return addr_; }
+  void fillCard(PeerCard& card) const override { card.tcpAddr = addr_; }
   std::vector<std::unique_ptr<Connection>> connect(const std::vector<int>& peers, Deadline deadline) override;
 
  private:
