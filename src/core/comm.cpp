@@ -35,8 +35,7 @@ Communicator::Communicator(int rank, int nranks, const Config& config)
 Communicator::~Communicator() {
   // Connections first (they may reference transport state), then transports, then bootstrap.
   connections_.clear();
-  shm_.reset();
-  tcp_.reset();
+  for (auto& t : transports_) t.reset();
   bootstrap_.reset();
 }
 
@@ -73,24 +72,39 @@ void Communicator::init(const UniqueIdData& id) {
   std::string host = config_.hostId.empty() ? hostName() : config_.hostId;
   snprintf(card.hostname, sizeof(card.hostname), "%s", host.c_str());
   card.topo = makeTopoCard(node);
-  if (config_.transport != "shm") {
-    tcp_ = makeTcpTransport(ctx_);
-    card.tcpAddr = tcp_->listenAddress();
+  ctx_.numaNode = card.topo.boundNuma;
+  // Transports: every one the policy may use for some pair, made before the bootstrap so that
+  // each rank's card says which it has (pairs choose among those both ranks have).
+  policy_ = TransportPolicy::fromConfig(config_);
+  uint32_t wanted = policy_.wanted();
+  std::string failures;
+  for (TransportId id : {TransportId::Tcp, TransportId::Ucx, TransportId::Ofi, TransportId::Plugin}) {
+    uint32_t bit = 1u << static_cast<unsigned>(id);
+    if (!(wanted & bit)) continue;
+    try {
+      auto t = makeTransport(id, ctx_);
+      t->fillCard(card);
+      transports_[static_cast<int>(id)] = std::move(t);
+      card.transports |= bit;
+    } catch (const Error& e) {
+      CHORUS_WARN(kLogTransport, "rank %d: the %s transport is not available: %s", rank_, transportIdName(id), e.what());
+      failures += format("%s%s: %s", failures.empty() ? "" : "; ", transportIdName(id), e.what());
+    }
   }
+  // Shared memory is made after the bootstrap (it needs the cards) and cannot fail to exist.
+  card.transports |= 1u << static_cast<unsigned>(TransportId::Shm);
+  policy_.checkUsable(card.transports, failures);
   auto t1 = Clock::now();
   bootstrap_ = Bootstrap::join(id, rank_, nranks_, card, config_, deadline);
   oob_.target = bootstrap_.get();
   cards_ = bootstrap_->cards();
   auto t2 = Clock::now();
-  shm_ = makeShmTransport(ctx_);
-  TransportClasses classes;
-  auto classOf = [](const Transport& t) {
-    return LinkClass{t.name(), t.latencyUs(), t.bandwidthGBps(), format("declared by the %s transport", t.name())};
-  };
-  classes.local = config_.transport == "tcp" && tcp_ ? classOf(*tcp_) : classOf(*shm_);
-  classes.network = tcp_ ? classOf(*tcp_) : classes.local;
-  topology_ = ClusterTopology::build(cards_, clusterFile_.get(), classes);
+  transports_[static_cast<int>(TransportId::Shm)] = makeShmTransport(ctx_);
+  // The cluster view's link classes, one per pair class (rack pairs exist only with cluster-file groups).
+  topology_ = ClusterTopology::build(cards_, clusterFile_.get(),
+                                     {declaredClass(PairClass::Local), declaredClass(PairClass::Network), declaredClass(PairClass::Rack)});
   if (rank_ == 0 && logEnabled(LogLevel::Info, kLogTopo)) CHORUS_INFO(kLogTopo, "%s", topology_->describe().c_str());
+  if (rank_ == 0) CHORUS_INFO(kLogTransport, "transport policy: %s", policy_.describe().c_str());
   tuner_ = std::make_unique<Tuner>(config_.algoTune, linkModel(), config_.sliceBytes, topoModel());
   int localRanks = 0;
   for (const PeerCard& c : cards_) localRanks += c.hostHash == card.hostHash;
@@ -99,41 +113,72 @@ void Communicator::init(const UniqueIdData& id) {
               std::chrono::duration<double, std::milli>(t2 - t1).count(), secondsSince(t0) * 1e3);
 }
 
-Transport* Communicator::transportFor(int peer) {
-  const std::string& forced = config_.transport;
-  bool sameHost = cards_[peer].hostHash == cards_[rank_].hostHash;
-  if (forced == "tcp" || (forced.empty() && !sameHost)) {
-    if (!tcp_) CHORUS_THROW(chorusInvalidUsage, "no TCP transport (CHORUS_TRANSPORT=%s) to reach rank %d", forced.c_str(), peer);
-    return tcp_.get();
+LinkClass Communicator::declaredClass(PairClass c) const {
+  std::vector<uint32_t> bits;
+  for (const PeerCard& card : cards_) bits.push_back(card.transports);
+  TransportId id;
+  if (policy_.common(c, bits, &id) && transports_[static_cast<int>(id)]) {
+    const Transport& t = *transports_[static_cast<int>(id)];
+    return LinkClass{t.name(), t.latencyUs(), t.bandwidthGBps(), format("declared by the %s transport", t.name())};
   }
-  if (!shm_->canReach(peer))
-    CHORUS_THROW(chorusInvalidUsage, "CHORUS_TRANSPORT=shm, but rank %d is on another host (%s); shared memory cannot reach it", peer,
-                 cards_[peer].hostname);
-  return shm_.get();
+  // Ranks differ in what they have: every rank must still declare the same class, so it is a
+  // fixed, deliberately modest one (docs/TUNING.md).
+  return LinkClass{"mixed", 20.0, 1.0, format("%s pairs use different transports on different ranks: a modest class is declared", pairClassName(c))};
+}
+
+PairClass Communicator::pairClass(int peer) const {
+  if (cards_[peer].hostHash == cards_[rank_].hostHash) return PairClass::Local;
+  const HostInfo& a = topology_->hosts()[topology_->hostOf(rank_)];
+  const HostInfo& b = topology_->hosts()[topology_->hostOf(peer)];
+  return !a.group.empty() && a.group == b.group ? PairClass::Rack : PairClass::Network;
+}
+
+TransportId Communicator::transportFor(int peer) const {
+  PairClass c = pairClass(peer);
+  TransportId id = policy_.choose(c, cards_[rank_].transports, cards_[peer].transports, rank_, peer);
+  if (id == TransportId::Shm && !transports_[static_cast<int>(id)]->canReach(peer))
+    CHORUS_THROW(chorusInvalidUsage, "the %s pair with rank %d (%s) must use shm (%s), but shared memory cannot reach another host", pairClassName(c),
+                 peer, cards_[peer].hostname, policy_.describe().c_str());
+  return id;
 }
 
 void Communicator::ensureConnected(const std::vector<int>& peers) {
-  std::vector<int> shmPeers, tcpPeers;
+  constexpr int kCount = static_cast<int>(TransportId::Count);
+  std::vector<int> byTransport[kCount];
+  size_t total = 0;
   for (int peer : peers) {
     if (connections_[peer]) continue;
-    Transport* t = transportFor(peer);
-    (t == shm_.get() ? shmPeers : tcpPeers).push_back(peer);
+    byTransport[static_cast<int>(transportFor(peer))].push_back(peer);
+    ++total;
   }
-  if (shmPeers.empty() && tcpPeers.empty()) return;
+  if (total == 0) return;
   auto t0 = Clock::now();
   Deadline deadline = Deadline::after(config_.timeoutSec);
-  for (auto [transport, list] : {std::pair<Transport*, std::vector<int>*>{shm_.get(), &shmPeers}, {tcp_.get(), &tcpPeers}}) {
-    if (list->empty()) continue;
-    auto conns = transport->connect(*list, deadline);
-    CHORUS_ASSERT(conns.size() == list->size());
-    for (size_t i = 0; i < list->size(); ++i) {
-      int peer = (*list)[i];
+  // Transports in a fixed order: both ranks of a pair reach its connect() in the same ordinal.
+  for (int k = 0; k < kCount; ++k) {
+    const std::vector<int>& list = byTransport[k];
+    if (list.empty()) continue;
+    Transport* transport = transports_[k].get();
+    CHORUS_ASSERT(transport != nullptr);
+    auto conns = transport->connect(list, deadline);
+    CHORUS_ASSERT(conns.size() == list.size());
+    for (size_t i = 0; i < list.size(); ++i) {
+      int peer = list[i];
       connectionPtrs_[peer] = conns[i].get();
       connections_[peer] = std::move(conns[i]);
-      CHORUS_INFO(kLogTransport, "connected to rank %d (%s) via %s", peer, cards_[peer].hostname, transport->name());
+      CHORUS_INFO(kLogTransport, "connected to rank %d (%s, %s pair) via %s", peer, cards_[peer].hostname, pairClassName(pairClass(peer)),
+                  transport->name());
     }
   }
-  CHORUS_INFO(kLogInit, "connected %zu peer(s) in %.3f ms", shmPeers.size() + tcpPeers.size(), secondsSince(t0) * 1e3);
+  CHORUS_INFO(kLogInit, "connected %zu peer(s) in %.3f ms", total, secondsSince(t0) * 1e3);
+}
+
+size_t Communicator::fragmentBytes(TransportId id) const {
+  switch (id) {
+    case TransportId::Shm: return config_.shmSlotBytes;
+    case TransportId::Tcp: return config_.tcpChunkBytes;
+    default: return config_.netChunkBytes;
+  }
 }
 
 LinkModel Communicator::linkModelOf(const LinkClass& c, size_t fragmentBytes) const {
@@ -146,14 +191,24 @@ LinkModel Communicator::linkModelOf(const LinkClass& c, size_t fragmentBytes) co
 
 LinkModel Communicator::localLinkModel() const {
   // link(0, 0): the class of ranks on one host.
-  return linkModelOf(topology_->link(0, 0), config_.transport == "tcp" ? config_.tcpChunkBytes : config_.shmSlotBytes);
+  std::vector<uint32_t> bits;
+  for (const PeerCard& card : cards_) bits.push_back(card.transports);
+  TransportId id = TransportId::Shm;
+  policy_.common(PairClass::Local, bits, &id);
+  return linkModelOf(topology_->link(0, 0), fragmentBytes(id));
 }
 
 LinkModel Communicator::linkModel() const {
   // The slowest link class any pair of this communicator uses decides the flat algorithms'
   // model: every rank computes the same answer from the same cards, so every rank's tuner
   // makes the same choices.
-  if (const LinkClass* slowest = topology_->slowestNetworkClass()) return linkModelOf(*slowest, config_.tcpChunkBytes);
+  if (const LinkClass* slowest = topology_->slowestNetworkClass()) {
+    std::vector<uint32_t> bits;
+    for (const PeerCard& card : cards_) bits.push_back(card.transports);
+    TransportId id = TransportId::Tcp;
+    policy_.common(PairClass::Network, bits, &id);
+    return linkModelOf(*slowest, fragmentBytes(id));
+  }
   return localLinkModel();
 }
 

@@ -19,6 +19,7 @@
 #include "core/coll_call.h"
 #include "core/config.h"
 #include "core/premul.h"
+#include "core/transport_select.h"
 #include "exec/executor.h"
 #include "exec/schedule.h"
 #include "topology/cluster_topology.h"
@@ -52,6 +53,9 @@ class Communicator {
   PreMulSumOps& preMulSumOps() { return preMulOps_; }
   // The cluster as gathered at init (hosts, link classes, ring order; chorus-topo prints it).
   const ClusterTopology& cluster() const { return *topology_; }
+  // The kind of the connection to peer ("shm", "tcp", "ucx", "plugin:ucx"...), or nullptr while
+  // it is not connected (connections are made on first use).
+  const char* connectionKind(int peer) const { return connectionPtrs_[peer] ? connectionPtrs_[peer]->kind() : nullptr; }
   const Tuner& tuner() const { return *tuner_; }
 
   // Makes every pending and future call fail promptly and tells the peers (never throws).
@@ -67,7 +71,12 @@ class Communicator {
   void init(const UniqueIdData& id);
   // Connects (once) to every peer in `peers`, choosing the transport per pair.
   void ensureConnected(const std::vector<int>& peers);
-  Transport* transportFor(int peer);
+  // The pair's class and its transport (src/core/transport_select.h).
+  PairClass pairClass(int peer) const;
+  TransportId transportFor(int peer) const;
+  // The link class the cluster view declares for pairs of class c (same on every rank).
+  LinkClass declaredClass(PairClass c) const;
+  size_t fragmentBytes(TransportId id) const;
   // A built schedule, its executor plan (which refers to it: entries never move) and scratch.
   struct CachedSchedule {
     RankSchedule schedule;
@@ -108,8 +117,8 @@ class Communicator {
   OobForwarder oob_;
   TransportContext ctx_;
   std::unique_ptr<Bootstrap> bootstrap_;
-  std::unique_ptr<TcpTransportBase> tcp_;
-  std::unique_ptr<Transport> shm_;
+  TransportPolicy policy_;
+  std::unique_ptr<Transport> transports_[static_cast<int>(TransportId::Count)];  // indexed by TransportId
   std::vector<std::unique_ptr<Connection>> connections_;  // indexed by peer
   std::vector<Connection*> connectionPtrs_;
 

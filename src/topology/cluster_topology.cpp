@@ -124,7 +124,9 @@ std::shared_ptr<const ClusterTopology> ClusterTopology::build(const std::vector<
   for (size_t x = 0; x < H; ++x) {
     for (size_t y = x + 1; y < H; ++y) {
       const HostInfo &hx = t.hosts_[x], &hy = t.hosts_[y];
-      LinkClass lc = transports.network;
+      bool sameGroup = !hx.group.empty() && hx.group == hy.group && !transports.rack.name.empty();
+      const LinkClass& base = sameGroup ? transports.rack : transports.network;
+      LinkClass lc = base;
       std::string limits;
       double gbps = lc.bandwidthGBps * 8;
       auto narrow = [&](double candidate, const std::string& why) {
@@ -144,8 +146,8 @@ std::shared_ptr<const ClusterTopology> ClusterTopology::build(const std::vector<
         }
       }
       lc.bandwidthGBps = gbps / 8;
-      lc.why = transports.network.why + (limits.empty() ? "" : "; " + limits);
-      if (!limits.empty()) lc.name = format("%s %.4g GB/s %.3g us", transports.network.name.c_str(), lc.bandwidthGBps, lc.latencyUs);
+      lc.why = base.why + (limits.empty() ? "" : "; " + limits);
+      if (!limits.empty()) lc.name = format("%s %.4g GB/s %.3g us", base.name.c_str(), lc.bandwidthGBps, lc.latencyUs);
       uint16_t k = classIndex(lc);
       t.hostPairClass_[x * H + y] = t.hostPairClass_[y * H + x] = k;
     }

@@ -41,6 +41,7 @@ struct HostInfo {
 struct TransportClasses {
   LinkClass local;    // ranks on one host (shm, or tcp under CHORUS_TRANSPORT=tcp)
   LinkClass network;  // ranks on different hosts
+  LinkClass rack;     // ranks on different hosts of one cluster-file group (empty name: as network)
 };
 
 class ClusterTopology {
