@@ -70,7 +70,8 @@ class NetTransport final : public Transport {
   NetLinkParams params_;
   void* listenComm_ = nullptr;
   Handle handle_{};
-  std::vector<Incoming> incoming_;          // accepted, hello pending
+  // Accepted, hello pending. Held by pointer: a pending receive writes into its Hello.
+  std::vector<std::unique_ptr<Incoming>> incoming_;
   std::multimap<int, void*> identified_;    // accepted and identified, not yet claimed by a connect()
 };
 
@@ -108,7 +109,7 @@ NetTransport::NetTransport(const chorusNet_v1_t& plugin, const TransportContext&
 }
 
 NetTransport::~NetTransport() {
-  for (Incoming& in : incoming_) plugin_.closeRecv(in.recvComm);
+  for (auto& in : incoming_) plugin_.closeRecv(in->recvComm);
   for (auto& [peer, comm] : identified_) plugin_.closeRecv(comm);
   if (listenComm_) plugin_.closeListen(listenComm_);
 }
@@ -128,12 +129,11 @@ void NetTransport::pollAccepts(bool* moved) {
     check(plugin_.accept(listenComm_, &rc), plugin_, "accepting a connection");
     if (!rc) break;
     *moved = true;
-    Incoming in;
-    in.recvComm = rc;
-    incoming_.push_back(in);
+    incoming_.push_back(std::make_unique<Incoming>());
+    incoming_.back()->recvComm = rc;
   }
   for (size_t i = 0; i < incoming_.size();) {
-    Incoming& in = incoming_[i];
+    Incoming& in = *incoming_[i];
     if (!in.request) {
       check(plugin_.irecv(in.recvComm, &in.hello, sizeof(Hello), kHelloTag, nullptr, &in.request), plugin_, "receiving a hello");
       if (!in.request) {
