@@ -1,0 +1,195 @@
+// One device of the libfabric plugin: a provider domain with its fabric, domain, address vector
+// (FI_AV_TABLE), tagged completion queue and RDM endpoint, shared by every comm on that device.
+//
+// Progress is manual and happens inside the plugin's calls: every call that touches a device
+// (connect, accept, isend, irecv, test, close) takes the device's lock and runs progress():
+// read the completion queue dry (fi_cq_read, errors through fi_cq_readerr), then retry the
+// pending queues (each comm's in order), then (every ~100 ms) the keepalive check. The lock makes the endpoint
+// single-threaded (FI_THREAD_DOMAIN is all we ask of the provider); comms on different threads
+// share it, and whichever thread reads a completion finishes the request it belongs to.
+//
+// The methods are split by concept: ofi_device.cpp (opening, properties, memory registration,
+// addresses), ofi_progress.cpp (posting, the pending queue, completions, request lifetime),
+// ofi_control.cpp (connections, control messages, keepalive, failures).
+#pragma once
+
+#include <rdma/fabric.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "chorus/net_plugin.h"
+#include "transports/ofi/ofi_mr_cache.h"
+#include "transports/ofi/ofi_pending.h"
+#include "transports/ofi/ofi_request.h"
+#include "transports/ofi/ofi_wire.h"
+
+namespace chorus::ofi {
+
+// Knobs read once at init (getenv; see ofi_plugin.cpp for the list).
+struct Settings {
+  int64_t keepaliveNs = 1000000000;  // CHORUS_OFI_KEEPALIVE_MS; 0: no keepalive
+  size_t mrCacheEntries = 256;       // CHORUS_OFI_MR_CACHE_MAX; 0: no caching
+  size_t mrCacheBytes = size_t{4} << 30;  // CHORUS_OFI_MR_CACHE_MAX_BYTES
+  bool forceMrLocal = false;         // CHORUS_OFI_FORCE_MR_LOCAL: behave as if FI_MR_LOCAL
+};
+
+constexpr int kMaxInflightPerComm = 64;  // user requests in flight per comm (properties.maxInflight)
+
+// What regMr hands out (and deregMr takes back).
+struct MemHandle {
+  uint32_t magic;
+  Device* dev;
+  fid_mr* mr;  // null for a zero-byte registration
+  void* desc;
+};
+constexpr uint32_t kMemHandleMagic = 0x4d524f46;
+
+// A send or receive comm. Send comms are created by connect (ready once the accept reply came);
+// receive comms by accept (ready at once).
+struct Comm {
+  enum class Kind : uint8_t { Send, Recv };
+  Kind kind = Kind::Send;
+  Device* dev = nullptr;
+  uint64_t id = 0;      // this side's id (the data tags of a receive comm carry its low bits)
+  uint64_t peerId = 0;  // the other side's id
+  fi_addr_t peerAddr = FI_ADDR_UNSPEC;
+  int peerPid = 0;      // shm: the peer's process id (from its endpoint name), 0 when unknown
+  bool ready = false;
+  bool failed = false;
+  int active = 0;       // user requests not yet released (the in-flight limit counts these)
+  int outstanding = 0;  // user requests not yet complete (what the keepalive watches)
+  Request* live = nullptr;  // list of the user requests not yet released
+  uint64_t dataCount = 0;   // send comm: data messages handed to the provider; recv comm: received
+  bool peerClosed = false;  // receive comm: the sender closed after posting peerSent messages
+  uint64_t peerSent = 0;
+  bool pingInFlight = false;
+  int64_t lastActivityNs = 0;
+  std::string connectKey;  // send comm while connecting: its key in Device::connecting_
+  PendingQueue pending;    // data posts that got -FI_EAGAIN, in posting order
+  bool waiting = false;    // in Device::waiting_ (pending is or was recently non-empty)
+};
+
+struct Listener {
+  struct Incoming {
+    std::string name;
+    uint64_t srcId;
+  };
+  Device* dev = nullptr;
+  uint64_t id = 0;
+  std::deque<Incoming> incoming;  // connect requests not yet accepted
+};
+
+class Device {
+ public:
+  // Takes ownership of info (one fi_dupinfo'd entry).
+  Device(int index, fi_info* info, const Settings& settings);
+  ~Device();
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+
+  std::mutex mu;  // guards everything below and every fid of the device
+
+  const std::string& name() const { return name_; }
+  void properties(chorusNetProperties_v1_t* props) const;
+  // Opens fabric, domain, AV, CQ and endpoint on first use and posts the control receives.
+  chorusNetResult_t ensureOpen();
+
+  // --- with mu held (ofi_progress.cpp) ---
+  void progress();
+  // Posts a user send or receive on comm; *out is null when the comm is at its in-flight limit.
+  chorusNetResult_t postData(Comm* c, ReqKind kind, void* buf, size_t len, int tag, MemHandle* mh, Request** out);
+  // test(): *done = 1 once complete; then the request is released and its result returned.
+  chorusNetResult_t testRequest(Request* r, int* done, size_t* size);
+
+  // --- with mu held (ofi_control.cpp) ---
+  chorusNetResult_t listen(WireHandle* handle, Listener** out);
+  chorusNetResult_t connect(const WireHandle& handle, Comm** out);
+  chorusNetResult_t accept(Listener* l, Comm** out);
+  void closeComm(Comm* c);
+  void closeListener(Listener* l);
+
+  // --- with mu held (ofi_device.cpp) ---
+  chorusNetResult_t regMr(void* data, size_t size, MemHandle** out);
+  chorusNetResult_t deregMr(MemHandle* mh);
+
+ private:
+  // ofi_device.cpp
+  int registerRaw(void* addr, size_t len, fid_mr** mr, void** desc);
+  bool addressOf(const uint8_t* name, size_t len, fi_addr_t* out);
+  bool needLocalMr() const { return mrLocal_ || settings_.forceMrLocal; }
+  int peerPidOf(const uint8_t* name, size_t len) const;
+  // ofi_progress.cpp
+  Request* newRequest();
+  void submit(Request* r);
+  ssize_t post(Request* r);
+  void drainPending();
+  void drainComm(Comm* c);
+  void enqueue(Request* r);
+  void dropQueued(Comm* c);
+  void onPostError(Request* r, ssize_t rc);
+  void readCompletions();
+  void onCompletion(Request* r, size_t len);
+  void onError(Request* r, const fi_cq_err_entry& e);
+  void complete(Request* r, chorusNetResult_t result, size_t size);
+  void recycleIfIdle(Request* r);
+  void link(Comm* c, Request* r);
+  void unlink(Request* r);
+  // ofi_control.cpp
+  bool sendCtrl(CtrlType type, fi_addr_t addr, uint64_t dstId, uint64_t srcId, uint64_t value, uint64_t commId);
+  void postCtrlRecvs();
+  void onCtrlMessage(const uint8_t* data, size_t len);
+  void onCtrlSent(Request* r, bool ok);
+  void failComm(Comm* c, const char* why);
+  void failPeer(fi_addr_t addr, const char* why);
+  void checkPeerClosed(Comm* c);
+  void keepalive(int64_t now);
+  uint64_t newId() { return nextId_++; }
+
+  const int index_;
+  fi_info* info_;
+  const Settings settings_;
+  std::string name_;
+  TagLayout tags_;
+  bool directed_ = false;  // FI_DIRECTED_RECV: data receives name their source
+  bool shm_ = false;       // the shm provider: peers are local processes named by pid
+  bool mrLocal_ = false, mrEndpoint_ = false, mrProvKey_ = false;
+  size_t injectSize_ = 0;
+  size_t maxMsg_ = 0;
+
+  bool open_ = false;
+  chorusNetResult_t openResult_ = chorusNetSuccess;
+  fid_fabric* fabric_ = nullptr;
+  fid_domain* domain_ = nullptr;
+  fid_av* av_ = nullptr;
+  fid_cq* cq_ = nullptr;
+  fid_ep* ep_ = nullptr;
+  std::vector<uint8_t> epName_;
+  std::vector<fid_mr*> slabMrs_;
+  uint64_t nextKey_ = 1;
+
+  RequestPool pool_;
+  PendingQueue ctrlPending_;     // control posts that got -FI_EAGAIN
+  std::vector<Comm*> waiting_;   // comms whose pending queue may hold posts
+  std::unique_ptr<MrCache> cache_;
+  std::map<std::string, fi_addr_t> addrs_;
+  std::unordered_map<uint64_t, Comm*> comms_;
+  std::unordered_map<uint64_t, Listener*> listeners_;
+  std::map<std::string, Comm*> connecting_;
+  uint64_t nextId_ = 1;
+  int64_t nextKeepaliveNs_ = 0;
+  int closedInFlight_ = 0;  // kCtrlClosed messages not yet completed (a close flushes them)
+  uint64_t eagains_ = 0;  // posts that went through the pending queue
+};
+
+int64_t nowNs();
+
+}  // namespace chorus::ofi
