@@ -88,7 +88,7 @@ void testLogger(int level, const char* file, int line, const char* fmt, ...) {
 
 // Runs body in a child with the provider set; the parent expects exit status 0 within kCaseSec.
 void runCase(const char* provider, const std::function<void(const chorusNet_v1_t&)>& body,
-             const std::vector<std::pair<const char*, const char*>>& env = {}) {
+             const std::vector<std::pair<const char*, const char*>>& env = {}, double caseSec = kCaseSec) {
   const chorusNet_v1_t* net = pluginTable();
   if (net == nullptr) GTEST_SKIP() << "the libfabric plugin is not built (CHORUS_WITH_OFI=OFF)";
   fflush(stdout);
@@ -96,6 +96,7 @@ void runCase(const char* provider, const std::function<void(const chorusNet_v1_t
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
+    setpgid(0, 0);  // the case's own peers share its group: one kill ends them all
     setenv("CHORUS_OFI_PROVIDER", provider, 1);
     setenv("CHORUS_SOCKET_IFNAME", "lo", 1);  // loopback only
     for (const auto& kv : env) setenv(kv.first, kv.second, 1);
@@ -105,13 +106,14 @@ void runCase(const char* provider, const std::function<void(const chorusNet_v1_t
   const auto t0 = std::chrono::steady_clock::now();
   int status = 0;
   pid_t got = 0;
-  while ((got = waitpid(pid, &status, WNOHANG)) == 0 && secondsSince(t0) < kCaseSec) {
+  while ((got = waitpid(pid, &status, WNOHANG)) == 0 && secondsSince(t0) < caseSec) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  kill(-pid, SIGKILL);  // whatever the case left behind (peers of a failed case)
   if (got == 0) {
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
-    FAIL() << "case did not finish within " << kCaseSec << " s under " << provider;
+    FAIL() << "case did not finish within " << caseSec << " s under " << provider;
   }
   ASSERT_TRUE(WIFEXITED(status)) << "child died by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
   EXPECT_EQ(WEXITSTATUS(status), 0) << "under provider " << provider;
@@ -424,6 +426,47 @@ TEST_P(OfiNet, PendingQueueKeepsOrder) {
       {{"FI_OFI_RXM_TX_SIZE", "8"}, {"FI_SHM_TX_SIZE", "8"}, {"FI_OFI_RXM_MSG_TX_SIZE", "8"}});
 }
 
+// Different comms driven from different threads at once (the ABI allows it): two connections,
+// each with a sending and a receiving thread, all progressing the one endpoint.
+TEST_P(OfiNet, CommsOnSeparateThreads) {
+  runCase(GetParam(), [](const chorusNet_v1_t& n) {
+    initOrDie(n);
+    constexpr int kConns = 2, kMsgs = 300, kWindow = 16;
+    std::vector<Conn> conns;
+    for (int i = 0; i < kConns; ++i) conns.push_back(connectPair(n));
+    auto sizeOf = [](int i) { return size_t{1} + (static_cast<size_t>(i) * 7919) % 70000; };
+    std::vector<std::thread> threads;
+    for (int k = 0; k < kConns; ++k) {
+      threads.emplace_back([&, k] {
+        std::vector<std::vector<uint8_t>> bufs(kWindow, std::vector<uint8_t>(70000));
+        for (int base = 0; base < kMsgs; base += kWindow) {
+          std::vector<void*> reqs;
+          for (int i = base; i < base + kWindow; ++i) {
+            fill(bufs[i - base].data(), sizeOf(i), i * 31 + k);
+            reqs.push_back(isendOrDie(n, conns[k].send, bufs[i - base].data(), sizeOf(i), i % 5));
+          }
+          for (const Outcome& o : waitAll(n, reqs)) CHECK_OK(o.rc);
+        }
+      });
+      threads.emplace_back([&, k] {
+        std::vector<std::vector<uint8_t>> bufs(kWindow, std::vector<uint8_t>(70000));
+        for (int base = 0; base < kMsgs; base += kWindow) {
+          std::vector<void*> reqs;
+          for (int i = base; i < base + kWindow; ++i) reqs.push_back(irecvOrDie(n, conns[k].recv, bufs[i - base].data(), 70000, i % 5));
+          std::vector<Outcome> o = waitAll(n, reqs);
+          for (int i = base; i < base + kWindow; ++i) {
+            CHECK_OK(o[i - base].rc);
+            CHECK(o[i - base].size == sizeOf(i));
+            CHECK(matches(bufs[i - base].data(), sizeOf(i), i * 31 + k));
+          }
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (Conn& c : conns) closePair(n, c);
+  });
+}
+
 // Posts without an mhandle on a provider that needs FI_MR_LOCAL (forced here: tcp and shm do
 // not need it) register through the cache: a buffer used again is not registered again, a
 // registered one is not registered at all, and the data arrives whatever the cache does.
@@ -651,6 +694,74 @@ TEST_P(OfiNet, KilledPeerFailsRequests) {
     CHECK_OK(n.closeSend(sendComm));
     CHECK_OK(n.closeListen(listen));
   }, {{"CHORUS_OFI_KEEPALIVE_MS", "300"}});
+}
+
+// Loopback performance between two processes (not run by default: --gtest_also_run_disabled_tests).
+// Prints the one-way latency of 1-byte ping-pongs, the ping-pong bandwidth of 4 MiB messages
+// (size over one-way time, as fi_pingpong counts), and a streaming bandwidth with 8 x 4 MiB in
+// flight (how Chorus's network transport uses a plugin).
+TEST_P(OfiNet, DISABLED_PingPongPerformance) {
+  runCase(GetParam(), [](const chorusNet_v1_t& n) {
+    int toPeer[2], fromPeer[2];
+    CHECK(pipe(toPeer) == 0 && pipe(fromPeer) == 0);
+    const pid_t peer = fork();
+    CHECK(peer >= 0);
+    const bool leader = peer != 0;
+    initOrDie(n);
+    // Each side listens, sends its handle through the pipe, and connects to the other's.
+    char mine[CHORUS_NET_HANDLE_MAXSIZE], theirs[CHORUS_NET_HANDLE_MAXSIZE];
+    void* listen = nullptr;
+    CHECK_OK(n.listen(0, mine, &listen));
+    writeAll(leader ? toPeer[1] : fromPeer[1], mine, sizeof(mine));
+    readAll(leader ? fromPeer[0] : toPeer[0], theirs, sizeof(theirs));
+    void *send = nullptr, *recv = nullptr;
+    connectTo(n, theirs, listen, &send, &recv);
+    const size_t big = 4 << 20;
+    std::vector<uint8_t> sbuf(big, 1), rbuf(big);
+    void *smh = nullptr, *rmh = nullptr;
+    CHECK_OK(n.regMr(send, sbuf.data(), big, CHORUS_NET_PTR_HOST, &smh));
+    CHECK_OK(n.regMr(recv, rbuf.data(), big, CHORUS_NET_PTR_HOST, &rmh));
+    auto pingPong = [&](size_t size, int iters) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < iters; ++i) {
+        if (leader) {
+          CHECK_OK(waitAll(n, {isendOrDie(n, send, sbuf.data(), size, 0, smh)})[0].rc);
+          CHECK_OK(waitAll(n, {irecvOrDie(n, recv, rbuf.data(), size, 0, rmh)})[0].rc);
+        } else {
+          CHECK_OK(waitAll(n, {irecvOrDie(n, recv, rbuf.data(), size, 0, rmh)})[0].rc);
+          CHECK_OK(waitAll(n, {isendOrDie(n, send, sbuf.data(), size, 0, smh)})[0].rc);
+        }
+      }
+      return secondsSince(t0) / (2.0 * iters);  // one way
+    };
+    pingPong(1, 200);
+    const double lat = pingPong(1, 20000);
+    pingPong(big, 5);
+    const double bigOneWay = pingPong(big, 200);
+    // Streaming: the leader sends windows of 8 x 4 MiB, the peer receives them.
+    const int kWindow = 8, kRounds = 25;
+    std::vector<std::vector<uint8_t>> win(kWindow, std::vector<uint8_t>(big, 2));
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int round = 0; round < kRounds; ++round) {
+      std::vector<void*> reqs;
+      for (int k = 0; k < kWindow; ++k) {
+        reqs.push_back(leader ? isendOrDie(n, send, win[k].data(), big, k) : irecvOrDie(n, recv, win[k].data(), big, k));
+      }
+      for (const Outcome& o : waitAll(n, reqs)) CHECK_OK(o.rc);
+    }
+    const double stream = secondsSince(t0);
+    if (leader) {
+      fprintf(stderr, "ofi ping-pong: 1 B %.2f us one way; 4 MiB %.0f MB/s (ping-pong), %.0f MB/s (8 in flight)\n",
+              lat * 1e6, big / bigOneWay / 1e6, double(big) * kWindow * kRounds / stream / 1e6);
+    }
+    char done = 0;  // both sides finish before either closes
+    writeAll(leader ? toPeer[1] : fromPeer[1], &done, 1);
+    readAll(leader ? fromPeer[0] : toPeer[0], &done, 1);
+    CHECK_OK(n.deregMr(send, smh));
+    CHECK_OK(n.deregMr(recv, rmh));
+    if (!leader) _exit(0);
+    CHECK(waitpid(peer, nullptr, 0) == peer);
+  }, {}, 120);
 }
 
 INSTANTIATE_TEST_SUITE_P(Providers, OfiNet, ::testing::Values("tcp;ofi_rxm", "shm"),

@@ -59,9 +59,10 @@ void Device::postCtrlRecvs() {
   }
 }
 
-bool Device::sendCtrl(CtrlType type, fi_addr_t addr, uint64_t dstId, uint64_t srcId, uint64_t value, uint64_t commId) {
+uint64_t Device::sendCtrl(CtrlType type, fi_addr_t addr, uint64_t dstId, uint64_t srcId, uint64_t value, uint64_t commId) {
   Request* r = newRequest();
-  if (r == nullptr) return false;
+  if (r == nullptr) return 0;
+  const uint64_t seq = r->seq = ++ctrlSeq_;
   r->kind = ReqKind::CtrlSend;
   r->released = true;
   r->commId = commId;
@@ -76,15 +77,15 @@ bool Device::sendCtrl(CtrlType type, fi_addr_t addr, uint64_t dstId, uint64_t sr
   memcpy(m.name, epName_.data(), epName_.size());
   r->len = kCtrlHeaderBytes + epName_.size();
   memcpy(r->ctrl, &m, r->len);
-  if (type == kCtrlClosed) ++closedInFlight_;
+  if (type == kCtrlClosed) closedInFlight_.insert(seq);
   submit(r);
-  return true;
+  return seq;
 }
 
 void Device::onCtrlSent(Request* r, bool ok) {
   CtrlMsg m;
   memcpy(&m, r->ctrl, kCtrlHeaderBytes);
-  if (m.type == kCtrlClosed) --closedInFlight_;
+  if (m.type == kCtrlClosed) closedInFlight_.erase(r->seq);
   Comm* c = r->commId != 0 ? findIn(comms_, r->commId) : nullptr;
   if (m.type == kCtrlPing && c != nullptr) {
     c->pingInFlight = false;
@@ -318,8 +319,9 @@ chorusNetResult_t Device::accept(Listener* l, Comm** out) {
 
 void Device::closeComm(Comm* c) {
   progress();
+  uint64_t closed = 0;
   if (c->ready && !c->failed) {
-    sendCtrl(kCtrlClosed, c->peerAddr, c->peerId, c->id, c->kind == Comm::Kind::Send ? c->dataCount : 0, 0);
+    closed = sendCtrl(kCtrlClosed, c->peerAddr, c->peerId, c->id, c->kind == Comm::Kind::Send ? c->dataCount : 0, 0);
   }
   // Abandon the comm's requests: the provider keeps the ones it holds until their completion
   // (receives are canceled), the others go back to the pool now.
@@ -345,9 +347,10 @@ void Device::closeComm(Comm* c) {
   if (!c->connectKey.empty()) connecting_.erase(c->connectKey);
   comms_.erase(c->id);
   delete c;
-  // Let kCtrlClosed leave now: the process may stop calling us (or exit) right after.
+  // Let our kCtrlClosed leave now: the process may stop calling us (or exit) right after. Bounded:
+  // a peer that cannot be reached fails it (ofi_progress.cpp), one that does not drain delays it.
   const int64_t deadline = nowNs() + kCloseFlushNs;
-  while (closedInFlight_ > 0 && nowNs() < deadline) progress();
+  while (closed != 0 && closedInFlight_.count(closed) != 0 && nowNs() < deadline) progress();
 }
 
 void Device::closeListener(Listener* l) {

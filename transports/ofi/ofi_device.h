@@ -24,6 +24,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "chorus/net_plugin.h"
@@ -144,7 +145,8 @@ class Device {
   void link(Comm* c, Request* r);
   void unlink(Request* r);
   // ofi_control.cpp
-  bool sendCtrl(CtrlType type, fi_addr_t addr, uint64_t dstId, uint64_t srcId, uint64_t value, uint64_t commId);
+  // Returns the message's sequence number (0: no request could be had).
+  uint64_t sendCtrl(CtrlType type, fi_addr_t addr, uint64_t dstId, uint64_t srcId, uint64_t value, uint64_t commId);
   void postCtrlRecvs();
   void onCtrlMessage(const uint8_t* data, size_t len);
   void onCtrlSent(Request* r, bool ok);
@@ -186,7 +188,8 @@ class Device {
   std::map<std::string, Comm*> connecting_;
   uint64_t nextId_ = 1;
   int64_t nextKeepaliveNs_ = 0;
-  int closedInFlight_ = 0;  // kCtrlClosed messages not yet completed (a close flushes them)
+  uint64_t ctrlSeq_ = 0;
+  std::unordered_set<uint64_t> closedInFlight_;  // kCtrlClosed messages not yet completed (by seq)
   uint64_t eagains_ = 0;  // posts that went through the pending queue
 };
 

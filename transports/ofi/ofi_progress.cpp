@@ -226,19 +226,21 @@ void Device::onPostError(Request* r, ssize_t rc) {
 }
 
 void Device::drainPending() {
-  // Control posts: each retried on its own. A keepalive ping that cannot even be posted for a
+  // Control posts: each retried on its own. A control message that cannot even be posted for a
   // keepalive period means an unreachable peer: tcp;ofi_rxm answers -FI_EAGAIN forever to a
   // peer whose connection broke and cannot be made again (it leaves giving up to us), and shm
-  // does when the peer's queue stays full (a peer that stopped receiving).
+  // does when the peer's queue stays full (a peer that stopped receiving). kCtrlConnect is the
+  // exception: the listener may not be progressing yet, and Chorus bounds connect() itself.
   const int64_t now = ctrlPending_.empty() ? 0 : nowNs();
   for (size_t n = ctrlPending_.size(); n > 0; --n) {
     Request* r = ctrlPending_.pop();
     const ssize_t rc = post(r);
     if (rc == -FI_EAGAIN) {
-      if (r->ctrl[offsetof(CtrlMsg, type)] == kCtrlPing && settings_.keepaliveNs > 0 &&
+      const uint8_t type = r->ctrl[offsetof(CtrlMsg, type)];
+      if (r->kind == ReqKind::CtrlSend && type != kCtrlConnect && settings_.keepaliveNs > 0 &&
           now - r->queuedNs > settings_.keepaliveNs) {
-        OFI_LOG(kLogWarn, "ofi %s: a keepalive could not be posted for %.1f s: peer unreachable", name_.c_str(),
-                (now - r->queuedNs) / 1e9);
+        OFI_LOG(kLogWarn, "ofi %s: control message %d could not be posted for %.1f s: peer unreachable", name_.c_str(),
+                type, (now - r->queuedNs) / 1e9);
         onCtrlSent(r, false);
         recycleIfIdle(r);
       } else {

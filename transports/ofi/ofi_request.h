@@ -54,6 +54,7 @@ struct Request {
   uint64_t tag = 0;
   uint64_t ignore = 0;
   int64_t queuedNs = 0;           // control sends: when the pending queue took it (-FI_EAGAIN)
+  uint64_t seq = 0;               // control sends: a number no other control send of the device has
   MrCache::Region* mr = nullptr;  // cache region held until the provider completes
   void* slabDesc = nullptr;       // descriptor of the slab's registration (control buffers)
   alignas(8) uint8_t ctrl[kCtrlBytes];
