@@ -17,9 +17,10 @@
 //     fail where the provider reports it (tcp;ofi_rxm: the connection is refused or reset and the
 //     send completes in error); a live peer that no longer knows the comm answers kCtrlClosed.
 //     A receive comm whose sender closed but never delivered the announced count fails after
-//     one idle period. A ping that cannot even be posted (-FI_EAGAIN) for a keepalive period
-//     means the peer is unreachable (ofi_progress.cpp: tcp;ofi_rxm retries a broken connection
-//     forever and leaves giving up to us);
+//     one idle period. A ping (or any control message but kCtrlConnect) that cannot even be
+//     posted (-FI_EAGAIN) for a keepalive period means the peer is unreachable
+//     (ofi_progress.cpp: tcp;ofi_rxm retries a broken connection forever and leaves giving up to
+//     us). Detection therefore takes one to three keepalive periods;
 //   - shm: a send to a dead process still completes (it lands in the dead process's queue), so
 //     no libfabric operation ever fails. Instead the keepalive checks the peer's process: shm
 //     names an endpoint "fi_shm://<pid>:..." (libfabric 1.17; the provider itself relies on that
@@ -39,7 +40,10 @@
 namespace chorus::ofi {
 
 namespace {
-constexpr int kCtrlRecvs = 16;                  // control receives kept posted per endpoint
+// Control receives kept posted per endpoint: control traffic is a few messages per connection
+// (connect, accept, close) plus one ping per idle comm per second; a burst beyond 16 waits in
+// the provider's unexpected queue until a receive is posted again.
+constexpr int kCtrlRecvs = 16;
 constexpr int64_t kCloseFlushNs = 200000000;    // how long a close waits for its kCtrlClosed to leave
 
 template <typename Map>

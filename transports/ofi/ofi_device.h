@@ -43,7 +43,11 @@ struct Settings {
   bool forceMrLocal = false;         // CHORUS_OFI_FORCE_MR_LOCAL: behave as if FI_MR_LOCAL
 };
 
-constexpr int kMaxInflightPerComm = 64;  // user requests in flight per comm (properties.maxInflight)
+// User requests in flight per comm (properties.maxInflight). Chorus's network transport keeps 8
+// fragments per direction in flight; 64 leaves headroom without letting one comm take most of a
+// provider's queue (1024-2048 entries on tcp;ofi_rxm and shm, a few hundred on verbs). More posts
+// than the provider takes wait in the comm's pending queue.
+constexpr int kMaxInflightPerComm = 64;
 
 // What regMr hands out (and deregMr takes back).
 struct MemHandle {
