@@ -260,6 +260,28 @@ TEST_P(UcxNet, ConnectAcceptAndFirstMessage) {
   });
 }
 
+TEST_P(UcxNet, ListenAddressChoice) {
+  inChild(GetParam(), [](const chorusNet_v1_t& net) {
+    initPlugin(net);
+    void* listen = nullptr;
+    char handle[CHORUS_NET_HANDLE_MAXSIZE];
+    // An interface prefix that matches nothing is a configuration error, not a silent fallback.
+    setenv("CHORUS_SOCKET_IFNAME", "no-such-interface", 1);
+    EXPECT_NET(net.listen(0, handle, &listen) == chorusNetInvalidUsage);
+    EXPECT_NET(listen == nullptr);
+    // Without CHORUS_SOCKET_IFNAME the listener follows UCX_NET_DEVICES (lo here): reachable.
+    unsetenv("CHORUS_SOCKET_IFNAME");
+    EXPECT_NET_OK(net.listen(0, handle, &listen));
+    Link l;
+    l.listen = listen;
+    connectAccept(net, handle, listen, &l.send, &l.recv);
+    uint16_t a = 7, b = 0;
+    expectAllOk(waitAll(net, {postRecv(net, l.recv, &b, 2, 0), postSend(net, l.send, &a, 2, 0)}));
+    EXPECT_NET(b == 7);
+    closeLink(net, l);
+  });
+}
+
 TEST_P(UcxNet, SameTagMessagesMatchInPostingOrder) {
   inChild(GetParam(), [](const chorusNet_v1_t& net) {
     initPlugin(net);
@@ -375,6 +397,22 @@ TEST_P(UcxNet, LargerBufferReportsSizeAndTruncationIsAnError) {
     // 100 bytes into a 10-byte buffer: the receive fails with an internal error.
     const auto rs = waitAll(net, {postRecv(net, l.recv, dst.data(), 10, 5), postSend(net, l.send, src.data(), 100, 5)});
     EXPECT_NET(rs[0].rc == chorusNetInternalError);
+    // The same when the message is already there as the receive is posted (UCX may then fail
+    // the post itself, or its request).
+    void* s = postSend(net, l.send, src.data(), 100, 8);
+    expectAllOk(waitAll(net, {s}));
+    const auto t0 = Clock::now();
+    chorusNetResult_t truncated = chorusNetSuccess;
+    while (truncated == chorusNetSuccess) {  // until the message has arrived and been matched
+      EXPECT_NET(since(t0) < kWaitSec);
+      void* r = nullptr;
+      truncated = net.irecv(l.recv, dst.data(), 10, 8, nullptr, &r);
+      if (truncated == chorusNetSuccess) {
+        EXPECT_NET(r != nullptr);
+        truncated = waitAll(net, {r})[0].rc;
+      }
+    }
+    EXPECT_NET(truncated == chorusNetInternalError);
     // The link still works afterwards.
     uint32_t a = 42, b = 0;
     expectAllOk(waitAll(net, {postRecv(net, l.recv, &b, 4, 6), postSend(net, l.send, &a, 4, 6)}));
@@ -516,10 +554,37 @@ TEST_P(UcxNet, TwoConnectionsToOneListenerStayApart) {
   });
 }
 
+TEST_P(UcxNet, CommsUsedFromSeveralThreadsAtOnce) {
+  inChild(GetParam(), [](const chorusNet_v1_t& net) {
+    // Ranks run as threads of one process in Chorus's tests: each thread sets up and uses its
+    // own link while the others do the same.
+    initPlugin(net);
+    constexpr int kThreads = 4;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&net, t] {
+        Link l = openLink(net);
+        std::vector<uint8_t> src(300000), dst(300000);
+        for (int i = 0; i < 30; ++i) {
+          const size_t size = (i % 3 == 0) ? 300000 : static_cast<size_t>(1 + i * 37);
+          const uint32_t seed = static_cast<uint32_t>(t * 1000 + i);
+          pattern(src.data(), size, seed);
+          const auto rs = waitAll(net, {postRecv(net, l.recv, dst.data(), dst.size(), i), postSend(net, l.send, src.data(), size, i)});
+          expectAllOk(rs);
+          EXPECT_NET(rs[0].size == size && hasPattern(dst.data(), size, seed));
+        }
+        closeLink(net, l);
+      });
+    }
+    for (std::thread& th : threads) th.join();
+  });
+}
+
 TEST_P(UcxNet, KilledPeerProcessFailsRequests) {
   inChild(GetParam(), [](const chorusNet_v1_t& net) {
     // A grandchild connects to our listener (in both directions) and is then killed: our pending
-    // receive and our sends to it must fail with a remote error, not hang.
+    // receive and our sends to it must fail with a remote error, not hang. The grandchild stops
+    // calling the plugin once its comms are set up: ours must still complete without it.
     int toPeer[2], fromPeer[2];
     EXPECT_NET(pipe(toPeer) == 0 && pipe(fromPeer) == 0);
     const pid_t peer = fork();

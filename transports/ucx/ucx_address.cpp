@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "transports/ucx/ucx_state.h"
 
@@ -33,43 +34,68 @@ socklen_t copyAddr(const sockaddr* sa, sockaddr_storage* out) {
   return len;
 }
 
+// The address of the first up interface that `match` accepts: IPv4 first, else a usable IPv6 one
+// (only when v6 is true). NULL when none.
+template <typename Match>
+const ifaddrs* findAddress(const ifaddrs* list, bool v6, Match match) {
+  const ifaddrs* v4addr = nullptr;
+  const ifaddrs* v6addr = nullptr;
+  for (const ifaddrs* it = list; it; it = it->ifa_next) {
+    if (!it->ifa_addr || !(it->ifa_flags & IFF_UP) || !match(it)) continue;
+    const int fam = it->ifa_addr->sa_family;
+    if (fam == AF_INET && !v4addr) v4addr = it;
+    if (fam == AF_INET6 && v6 && !v6addr && usableV6(it->ifa_addr)) v6addr = it;
+  }
+  return v4addr ? v4addr : v6addr;
+}
+
+// The first interface of UCX_NET_DEVICES (plain names like "eth0"; RDMA ports "mlx5_0:1" are
+// skipped) that has an address, or NULL.
+const ifaddrs* fromUcxNetDevices(const ifaddrs* list) {
+  const char* env = getenv("UCX_NET_DEVICES");
+  if (env == nullptr) return nullptr;
+  const std::string devices(env);
+  size_t pos = 0;
+  while (pos <= devices.size()) {
+    size_t end = devices.find(',', pos);
+    if (end == std::string::npos) end = devices.size();
+    const std::string name = devices.substr(pos, end - pos);
+    pos = end + 1;
+    if (name.empty() || name == "all" || name.find(':') != std::string::npos) continue;
+    if (const ifaddrs* it = findAddress(list, true, [&](const ifaddrs* i) { return name == i->ifa_name; })) return it;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 chorusNetResult_t chooseListenAddress(ListenAddress* out) {
-  const char* env = getenv("CHORUS_SOCKET_IFNAME");
-  const size_t prefixLen = env ? strlen(env) : 0;
+  const char* prefix = getenv("CHORUS_SOCKET_IFNAME");
+  const size_t prefixLen = prefix ? strlen(prefix) : 0;
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) {
     UCXNET_ERROR("ucx: getifaddrs failed: %s", strerror(errno));
     return chorusNetSystemError;
   }
-  const ifaddrs* v4 = nullptr;
-  const ifaddrs* v6 = nullptr;
-  for (const ifaddrs* it = list; it; it = it->ifa_next) {
-    if (!it->ifa_addr || !(it->ifa_flags & IFF_UP)) continue;
-    const int fam = it->ifa_addr->sa_family;
-    if (fam != AF_INET && fam != AF_INET6) continue;
-    if (prefixLen > 0) {
-      if (strncmp(it->ifa_name, env, prefixLen) != 0) continue;
-    } else if (it->ifa_flags & IFF_LOOPBACK) {
-      continue;
-    }
-    if (fam == AF_INET && !v4) v4 = it;
-    if (fam == AF_INET6 && !v6 && prefixLen > 0 && usableV6(it->ifa_addr)) v6 = it;
+  const ifaddrs* pick = nullptr;
+  bool specific = true;  // bind the chosen address itself (else 0.0.0.0)
+  if (prefixLen > 0) {
+    pick = findAddress(list, true, [&](const ifaddrs* i) { return strncmp(i->ifa_name, prefix, prefixLen) == 0; });
+  } else if ((pick = fromUcxNetDevices(list)) == nullptr) {
+    specific = false;
+    pick = findAddress(list, false, [](const ifaddrs* i) { return !(i->ifa_flags & IFF_LOOPBACK); });
   }
-  const ifaddrs* pick = v4 ? v4 : v6;
   if (pick) {
     out->advertiseLen = copyAddr(pick->ifa_addr, &out->advertise);
     snprintf(out->ifname, sizeof(out->ifname), "%s", pick->ifa_name);
   }
   freeifaddrs(list);
 
-  if (prefixLen > 0) {
-    if (!pick) {
-      UCXNET_ERROR("ucx: CHORUS_SOCKET_IFNAME=%s matches no interface that is up with an IP address", env);
-      return chorusNetInvalidUsage;
-    }
-    // A named interface: listen on its address only.
+  if (prefixLen > 0 && !pick) {
+    UCXNET_ERROR("ucx: CHORUS_SOCKET_IFNAME=%s matches no interface that is up with an IP address", prefix);
+    return chorusNetInvalidUsage;
+  }
+  if (specific) {
     out->bind = out->advertise;
     out->bindLen = out->advertiseLen;
     return chorusNetSuccess;

@@ -104,8 +104,15 @@ void destroyComm(Comm* c) {
   // Abandoned data requests: receives are canceled (UCX does not tie them to the ep); sends are
   // canceled by the force close below.
   uint64_t busy = ~c->freeSlots.load();
-  for (int i = 0; i < kMaxInflight; ++i)
-    if ((busy >> i & 1) && static_cast<RequestInfo*>(c->inflight[i])->isRecv) ucp_request_cancel(s.worker, c->inflight[i]);
+  for (int i = 0; i < kMaxInflight; ++i) {
+    if (!(busy >> i & 1)) continue;
+    const RequestInfo* info = static_cast<RequestInfo*>(c->inflight[i]);
+    if (!info->inUcx) {
+      busy &= ~(1ull << i);  // completed when posted: nothing of UCX's to release
+      continue;
+    }
+    if (info->isRecv) ucp_request_cancel(s.worker, c->inflight[i]);
+  }
 
   bool clean = true;
   if (c->ep) {

@@ -35,11 +35,9 @@ void releaseSlot(Comm* c, int i) {
   c->freeSlots.fetch_or(1ull << i, std::memory_order_release);
 }
 
-// The request parameters of a post: no immediate completion, and the registration when the
-// buffer lies inside it.
+// The request parameters of a post: the registration when the buffer lies inside it.
 void fillParam(ucp_request_param_t* p, const void* data, size_t size, void* mhandle) {
-  p->op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
-  p->flags = 0;
+  p->op_attr_mask = 0;
   const MemRegion* mr = static_cast<const MemRegion*>(mhandle);
   const uintptr_t b = reinterpret_cast<uintptr_t>(data);
   if (mr && size > 0 && b >= mr->begin && size <= mr->end - b && b <= mr->end) {
@@ -55,21 +53,27 @@ chorusNetResult_t checkPost(Comm* c, const void* data, size_t size, int tag, voi
   return chorusNetSuccess;
 }
 
-// Records a posted request (or its failure) in comm c, slot i.
+// Records a post (its UCP request r, NULL when UCX completed it on the spot, or its failure) in
+// comm c, slot i. size: bytes posted, or received when r is NULL.
 chorusNetResult_t finishPost(Comm* c, int slot, void* r, size_t size, bool isRecv, void** request) {
   if (UCS_PTR_IS_ERR(r)) {
     releaseSlot(c, slot);
     const ucs_status_t st = UCS_PTR_STATUS(r);
-    UCXNET_WARN("ucx: %s on comm %p failed: %s", isRecv ? "irecv" : "isend", (void*)c, ucs_status_string(st));
-    return resultOf(st, c->failed.load());
+    const chorusNetResult_t res = resultOf(st, c->failed.load());
+    if (res == chorusNetInternalError)
+      UCXNET_ERROR("ucx: comm %p: received message larger than its %zu-byte buffer (%s)", (void*)c, size, ucs_status_string(st));
+    else
+      UCXNET_INFO("ucx: %s on comm %p failed: %s", isRecv ? "irecv" : "isend", (void*)c, ucs_status_string(st));
+    return res;
   }
-  RequestInfo* info = static_cast<RequestInfo*>(r);
+  RequestInfo* info = r ? static_cast<RequestInfo*>(r) : &c->completed[slot];
   info->comm = c;
   info->size = size;
   info->slot = slot;
   info->isRecv = isRecv;
-  c->inflight[slot] = r;
-  *request = r;
+  info->inUcx = r != nullptr;
+  c->inflight[slot] = info;
+  *request = info;
   return chorusNetSuccess;
 }
 
@@ -137,8 +141,11 @@ chorusNetResult_t ucxIrecv(void* recvComm, void* data, size_t size, int tag, voi
   fillParam(&p, data, size, mhandle);
   // Posted even when the peer already failed: a message that arrived before the failure is still
   // delivered (test() completes it); one that can no longer arrive is canceled by test().
+  ucp_tag_recv_info_t recvInfo{};
+  p.op_attr_mask |= UCP_OP_ATTR_FIELD_RECV_INFO;
+  p.recv_info.tag_info = &recvInfo;  // filled when the message was already there
   void* r = ucp_tag_recv_nbx(state().worker, data ? data : gEmpty, size, c->tagBase | static_cast<uint32_t>(tag), ~0ull, &p);
-  return finishPost(c, slot, r, size, true, request);
+  return finishPost(c, slot, r, r == nullptr ? recvInfo.length : size, true, request);
 }
 
 chorusNetResult_t ucxTest(void* request, int* done, size_t* size) {
@@ -147,6 +154,12 @@ chorusNetResult_t ucxTest(void* request, int* done, size_t* size) {
   State& s = state();
   RequestInfo* info = static_cast<RequestInfo*>(request);
   Comm* c = info->comm;
+  if (!info->inUcx) {  // completed when posted
+    if (size) *size = info->size;
+    *done = 1;
+    releaseSlot(c, info->slot);
+    return chorusNetSuccess;
+  }
   ucp_worker_progress(s.worker);
   size_t bytes = info->size;
   ucs_status_t st;
