@@ -3,8 +3,10 @@
 // sizes (0 B .. 64 MiB, unaligned, shorter than the buffer, truncated), registered memory, the
 // in-flight limit, closes seen by the peer, and a killed peer process.
 //
-// Every case runs twice: UCX_TLS=tcp, and UCX_TLS=sm,tcp (UCX's shared memory carries the data,
-// its TCP connection manager sets the connection up). The plugin's init is once per process, so
+// Every case runs twice: UCX_TLS=tcp, and UCX_TLS=sm,tcp (with UCX 1.13 and peer error handling:
+// shared memory (sysv) carries eager messages and the wireup, TCP loopback the rendezvous bulk data
+// (cma is not used with error handling), and the TCP connection manager sets connections up; sm
+// alone cannot, its connection manager needs a network transport on the listen interface). The plugin's init is once per process, so
 // each case runs in a forked child that sets UCX_TLS before init; the parent waits for the
 // child's exit status with a deadline. Inside the child, EXPECT_NET prints file:line and exits
 // non-zero. UCX_NET_DEVICES=lo keeps UCX's own lanes on loopback.
@@ -515,6 +517,21 @@ TEST_P(UcxNet, ClosingASendCommFailsThePeersReceives) {
   });
 }
 
+TEST_P(UcxNet, ClosingWithPendingRequestsIsQuick) {
+  inChild(GetParam(), [](const chorusNet_v1_t& net) {
+    initPlugin(net);
+    Link l = openLink(net);
+    // A rendezvous-sized send nobody receives and a receive nobody sends to: both are abandoned.
+    std::vector<uint8_t> big(4 << 20, 3), sink(64);
+    postSend(net, l.send, big.data(), big.size(), 1);
+    void* pending = postRecv(net, l.recv, sink.data(), sink.size(), 2);
+    (void)pending;
+    const auto t0 = Clock::now();
+    closeLink(net, l);
+    EXPECT_NET(since(t0) < 0.9);  // well under the close timeout (1 s) of each comm
+  });
+}
+
 TEST_P(UcxNet, TwoConnectionsToOneListenerStayApart) {
   inChild(GetParam(), [](const chorusNet_v1_t& net) {
     initPlugin(net);
@@ -637,7 +654,7 @@ TEST_P(UcxNet, KilledPeerProcessFailsRequests) {
   });
 }
 
-// tcp: TCP only. sm,tcp: shared memory (sysv) carries the data, TCP sets connections up.
+// tcp: TCP only. sm,tcp: shared memory and TCP (see the top of the file).
 INSTANTIATE_TEST_SUITE_P(Tls, UcxNet, ::testing::Values("tcp", "sm,tcp"), [](const ::testing::TestParamInfo<const char*>& info) {
   return std::string(strcmp(info.param, "tcp") == 0 ? "tcp" : "shm");
 });

@@ -9,8 +9,9 @@
 //     sockaddr and posts a stream receive for the Handshake; later calls with the same handle
 //     progress the worker and return the sendComm once the Handshake has arrived and names the
 //     listener of the handle (a port reused by another listener is refused, not silently used).
-// Closing: an ep whose peer is alive is flushed (bounded), then force-closed: UCX tears the
-// connection down and the peer's ep gets its error callback (CONNECTION_RESET). Every wait is
+// Closing: pending receives are canceled; a send comm with nothing pending whose peer is alive is
+// flushed (bounded); then the ep is force-closed: UCX tears the connection down and the peer's ep
+// gets its error callback (CONNECTION_RESET), which fails the peer's requests. Every wait is
 // bounded by kCloseTimeoutNs; a comm whose ep could not be released in time is left allocated,
 // since UCX may still call its error callback.
 #include <netinet/in.h>
@@ -116,8 +117,10 @@ void destroyComm(Comm* c) {
 
   bool clean = true;
   if (c->ep) {
-    if (!c->failed.load() && c->kind == CommKind::kSend) {
+    if (!c->failed.load() && c->kind == CommKind::kSend && busy == 0) {
       // Let sends that completed locally leave this process before the connection goes away.
+      // (Not with sends still pending: they are abandoned, and a rendezvous the peer never
+      // matches would hold the flush for the whole timeout.)
       ucp_request_param_t fp{};
       void* flush = ucp_ep_flush_nbx(c->ep, &fp);
       finishRequest(flush, remaining());
