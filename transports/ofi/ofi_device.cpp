@@ -5,6 +5,7 @@
 #include <rdma/fi_cm.h>
 #include <rdma/fi_errno.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -66,6 +67,8 @@ Device::Device(int index, fi_info* info, const Settings& settings) : index_(inde
 Device::~Device() {
   if (cache_) cache_->clear();
   for (fid_mr* mr : slabMrs_) fi_close(&mr->fid);
+  if (sinkMr_) fi_close(&sinkMr_->fid);
+  if (sink_) munmap(sink_, sinkBytes_);
   if (ep_) fi_close(&ep_->fid);
   if (cq_) fi_close(&cq_->fid);
   if (av_) fi_close(&av_->fid);
@@ -168,6 +171,21 @@ chorusNetResult_t Device::ensureOpen() {
       },
       [](void* handle) { fi_close(&static_cast<fid_mr*>(handle)->fid); }, settings_.mrCacheEntries,
       settings_.mrCacheBytes, page > 0 ? static_cast<size_t>(page) : 4096);
+  if (shm_) {
+    constexpr size_t kSinkBytes = size_t{64} << 20;
+    void* sink = mmap(nullptr, kSinkBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (sink == MAP_FAILED) {
+      OFI_LOG(kLogWarn, "ofi %s: no overflow sink (mmap failed): a truncated shm message may hang", name_.c_str());
+    } else {
+      sink_ = sink;
+      sinkBytes_ = kSinkBytes;
+      if (needLocalMr() && registerRaw(sink_, sinkBytes_, &sinkMr_, &sinkDesc_) != 0) {
+        munmap(sink_, sinkBytes_);
+        sink_ = nullptr;
+        sinkBytes_ = 0;
+      }
+    }
+  }
   open_ = true;
   postCtrlRecvs();
   OFI_LOG(kLogInfo,

@@ -180,6 +180,16 @@ class Device {
   fid_ep* ep_ = nullptr;
   std::vector<uint8_t> epName_;
   std::vector<fid_mr*> slabMrs_;
+  // shm only: every data receive gets this reserved (never touched unless written) region as a
+  // second iovec, so that a message larger than its receive overflows into it instead of being
+  // truncated. libfabric 1.17's shm spins forever inside fi_cq_read on a truncated message sent
+  // by cross-memory attach (its CMA loop waits for bytes the short receive iovec cannot take) and
+  // never completes one sent by SAR; an overflow is reported instead (chorusNetInternalError).
+  // Overflows beyond the sink's size still meet the provider bug.
+  void* sink_ = nullptr;
+  size_t sinkBytes_ = 0;
+  void* sinkDesc_ = nullptr;
+  fid_mr* sinkMr_ = nullptr;
   uint64_t nextKey_ = 1;
 
   RequestPool pool_;

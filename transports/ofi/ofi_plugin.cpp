@@ -22,6 +22,12 @@
 //   CHORUS_OFI_FORCE_MR_LOCAL    1: register like a provider that needs FI_MR_LOCAL (testing)
 // CHORUS_SOCKET_IFNAME also selects the domain of socket providers (ofi_discovery.h).
 //
+// Provider quirks handled (libfabric 1.17): tcp;ofi_rxm answers -FI_EAGAIN forever to an
+// unreachable peer (control messages give up after a keepalive period); shm cannot see a dead
+// peer (the keepalive checks its pid), spins inside fi_cq_read on a truncated message sent by
+// cross-memory attach (receives carry an overflow sink, ofi_device.h) and reports errors with
+// a negated err (both signs are accepted).
+//
 // There is no finalize in ABI v1: the devices live until the process exits (never destroyed,
 // so no libfabric call runs during static destruction).
 #include <atomic>

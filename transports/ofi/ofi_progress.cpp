@@ -4,6 +4,9 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_tagged.h>
 
+#include <sys/mman.h>
+#include <sys/uio.h>
+
 #include <cstddef>
 
 #include "transports/ofi/ofi_device.h"
@@ -188,7 +191,21 @@ ssize_t Device::post(Request* r) {
       if (rc == 0 && r->comm != nullptr) ++r->comm->dataCount;
       break;
     case ReqKind::Recv:
-      rc = fi_trecv(ep_, r->buf, r->len, r->desc, r->addr, r->tag, 0, &r->ctx);
+      if (sink_ != nullptr) {  // shm: the overflow sink follows the buffer (ofi_device.h)
+        iovec iov[2];
+        void* desc[2];
+        size_t n = 0;
+        if (r->len > 0) {
+          iov[n] = {r->buf, r->len};
+          desc[n++] = r->desc;
+        }
+        iov[n] = {sink_, sinkBytes_};
+        desc[n++] = sinkDesc_;
+        fi_msg_tagged msg{iov, desc, n, r->addr, r->tag, 0, &r->ctx, 0};
+        rc = fi_trecvmsg(ep_, &msg, 0);
+      } else {
+        rc = fi_trecv(ep_, r->buf, r->len, r->desc, r->addr, r->tag, 0, &r->ctx);
+      }
       break;
     case ReqKind::CtrlSend:
       rc = fi_tsend(ep_, r->ctrl, r->len, r->slabDesc, r->addr, tags_.ctrlBit, &r->ctx);
@@ -322,7 +339,13 @@ void Device::onCompletion(Request* r, size_t len) {
         c->lastActivityNs = nowNs();
         if (recv) ++c->dataCount;
       }
-      complete(r, chorusNetSuccess, recv ? len : r->len);
+      if (recv && len > r->len) {  // it ran into the overflow sink: the message did not fit
+        OFI_LOG(kLogError, "ofi %s: message truncated: %zu bytes for a %zu-byte receive", name_.c_str(), len, r->len);
+        madvise(sink_, sinkBytes_, MADV_DONTNEED);  // give back the pages the overflow touched
+        complete(r, chorusNetInternalError, r->len);
+      } else {
+        complete(r, chorusNetSuccess, recv ? len : r->len);
+      }
       if (recv && c != nullptr) checkPeerClosed(c);
       break;
     }
