@@ -12,9 +12,9 @@
 //     comms of a process share one worker, and each holds its own id. Only the receiving side's
 //     worker matches tags, so ids need to be unique only there.
 //   - requests: the UCP request itself, our bookkeeping (RequestInfo) living in the space UCX
-//     reserves in each request (ucp_params_t::request_size); a post UCX completes on the spot (a
-//     short eager send, a receive whose message was already there) has no UCP request and gets a
-//     record in its comm instead. Nothing is allocated per message by the plugin.
+//     reserves in each request (ucp_params_t::request_size); a send UCX completes on the spot (a
+//     short eager one) has no UCP request and gets a record in its comm instead. Nothing is
+//     allocated per message by the plugin.
 //   - errors: the ep's error callback marks the comm failed; pending sends complete with an error
 //     from UCX itself, pending receives (which UCX does not tie to an ep) are canceled by test().
 #pragma once
@@ -58,12 +58,12 @@ constexpr uint32_t kHandshakeMagic = 0x48435543u;  // "CUCH"
 
 struct Comm;
 
-// Our part of every data request. It lives inside the UCP request (see above), or, for a post UCX
+// Our part of every data request. It lives inside the UCP request (see above), or, for a send UCX
 // completed on the spot (no UCP request), in the comm's `completed` slot: the request pointer
 // Chorus gets is then that record.
 struct RequestInfo {
   Comm* comm;
-  size_t size;  // bytes posted (sends), or received (receives completed on the spot)
+  size_t size;  // bytes posted
   int slot;     // index in comm->inflight
   bool isRecv;
   bool inUcx;   // a UCP request (false: completed on the spot, nothing to free)
@@ -90,7 +90,7 @@ struct Comm {
   // Requests in flight: bit i of freeSlots set = inflight[i] is free.
   std::atomic<uint64_t> freeSlots{~0ull};
   void* inflight[kMaxInflight] = {};
-  RequestInfo completed[kMaxInflight] = {};  // the records of posts completed on the spot
+  RequestInfo completed[kMaxInflight] = {};  // the records of sends completed on the spot
   // Connect side: the handle it was made from and the handshake being received.
   UcxHandle handle{};
   Handshake hs{};

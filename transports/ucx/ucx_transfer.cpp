@@ -53,8 +53,8 @@ chorusNetResult_t checkPost(Comm* c, const void* data, size_t size, int tag, voi
   return chorusNetSuccess;
 }
 
-// Records a post (its UCP request r, NULL when UCX completed it on the spot, or its failure) in
-// comm c, slot i. size: bytes posted, or received when r is NULL.
+// Records a post (its UCP request r, NULL when UCX completed a send on the spot, or its failure)
+// in comm c, slot i. size: bytes posted.
 chorusNetResult_t finishPost(Comm* c, int slot, void* r, size_t size, bool isRecv, void** request) {
   if (UCS_PTR_IS_ERR(r)) {
     releaseSlot(c, slot);
@@ -141,11 +141,11 @@ chorusNetResult_t ucxIrecv(void* recvComm, void* data, size_t size, int tag, voi
   fillParam(&p, data, size, mhandle);
   // Posted even when the peer already failed: a message that arrived before the failure is still
   // delivered (test() completes it); one that can no longer arrive is canceled by test().
-  ucp_tag_recv_info_t recvInfo{};
-  p.op_attr_mask |= UCP_OP_ATTR_FIELD_RECV_INFO;
-  p.recv_info.tag_info = &recvInfo;  // filled when the message was already there
+  // Always a UCP request: UCX 1.13 does not fill recv_info.tag_info when a receive completes on
+  // the spot, and the received length is only known from ucp_tag_recv_request_test then.
+  p.op_attr_mask |= UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
   void* r = ucp_tag_recv_nbx(state().worker, data ? data : gEmpty, size, c->tagBase | static_cast<uint32_t>(tag), ~0ull, &p);
-  return finishPost(c, slot, r, r == nullptr ? recvInfo.length : size, true, request);
+  return finishPost(c, slot, r, size, true, request);
 }
 
 chorusNetResult_t ucxTest(void* request, int* done, size_t* size) {
