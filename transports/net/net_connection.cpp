@@ -51,7 +51,8 @@ uint64_t NetConnection::postSend(const void* buf, size_t bytes) {
   Message m;
   m.send = static_cast<const char*>(buf);
   m.bytes = bytes;
-  m.fragsLeft = bytes == 0 ? 1 : (bytes + params_.chunk - 1) / params_.chunk;
+  m.header = bytes;
+  m.fragsLeft = 1 + (bytes + params_.chunk - 1) / params_.chunk;
   if (params_.regRequired && bytes > 0)
     check(plugin_.regMr(sendComm_, const_cast<void*>(buf), bytes, CHORUS_NET_PTR_HOST, &m.mhandle), plugin_,
           format("registering a %zu-byte send buffer for rank %d", bytes, peer()));
@@ -66,7 +67,7 @@ uint64_t NetConnection::postRecv(const RecvSink& sink) {
   Message m;
   m.sink = sink;
   m.bytes = sink.bytes;
-  m.fragsLeft = m.bytes == 0 ? 1 : (m.bytes + params_.chunk - 1) / params_.chunk;
+  m.fragsLeft = 1 + (m.bytes + params_.chunk - 1) / params_.chunk;
   if (params_.regRequired && m.bytes > 0 && !sink.reduce)
     check(plugin_.regMr(recvComm_, sink.dst, m.bytes, CHORUS_NET_PTR_HOST, &m.mhandle), plugin_,
           format("registering a %zu-byte receive buffer for rank %d", m.bytes, peer()));
@@ -88,9 +89,25 @@ bool NetConnection::postFragments(bool send) {
     while ((int)frags.size() < params_.inflight && (!m.started || m.posted < m.bytes)) {
       Fragment f;
       f.msg = &m;
+      int t = static_cast<int>(tag % static_cast<uint32_t>(kHelloTag));
+      if (!m.started) {  // the header
+        f.header = true;
+        f.bytes = sizeof(m.header);
+        void* req = nullptr;
+        if (send)
+          check(plugin_.isend(sendComm_, &m.header, sizeof(m.header), t, nullptr, &req), plugin_, format("sending to rank %d", peer()));
+        else
+          check(plugin_.irecv(recvComm_, &m.header, sizeof(m.header), t, nullptr, &req), plugin_, format("receiving from rank %d", peer()));
+        if (!req) return posted;
+        f.request = req;
+        ++tag;
+        m.started = true;
+        frags.push_back(f);
+        posted = true;
+        continue;
+      }
       f.offset = m.posted;
       f.bytes = std::min(params_.chunk, m.bytes - m.posted);
-      int t = static_cast<int>(tag % static_cast<uint32_t>(kHelloTag));
       void* req = nullptr;
       if (send) {
         check(plugin_.isend(sendComm_, m.send + f.offset, f.bytes, t, m.mhandle, &req), plugin_,
@@ -122,7 +139,6 @@ bool NetConnection::postFragments(bool send) {
       f.request = req;
       ++tag;
       m.posted += f.bytes;
-      m.started = true;
       frags.push_back(f);
       posted = true;
     }
@@ -150,6 +166,11 @@ bool NetConnection::testFragments(bool send) {
     if (!done) continue;
     f.request = nullptr;
     moved = true;
+    if (!send && f.header && (size != sizeof(uint64_t) || f.msg->header != f.msg->bytes))
+      fail(format("rank %d sent a message of %llu bytes where a receive of %zu bytes was posted (sizes of matching send and receive "
+                  "differ)",
+                  peer(), static_cast<unsigned long long>(f.msg->header), f.msg->bytes),
+           chorusInternalError);
     if (!send && size != f.bytes)
       fail(format("rank %d sent a message that does not match the receive posted for it: a %zu-byte fragment arrived where %zu "
                   "bytes were expected at offset %zu of a %zu-byte receive (sizes of matching send and receive differ)",

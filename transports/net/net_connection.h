@@ -1,8 +1,10 @@
 // A Connection over a network plugin: one sendComm (this rank -> peer) and one recvComm
-// (peer -> this rank). Messages are cut into fragments of at most `chunk` bytes; each fragment is
-// one plugin message whose tag is its sequence number in that direction, so fragments match in
-// order whatever the plugin does with equal tags. Up to `inflight` fragments are posted per
-// direction. Plain receives land directly in the sink's buffer; reducing receives land in
+// (peer -> this rank). Each message is an 8-byte header holding its size, then its bytes cut into
+// fragments of at most `chunk` bytes; header and fragments are plugin messages whose tag is their
+// sequence number in that direction, so they match in order whatever the plugin does with equal
+// tags. The header makes any size mismatch between a send and its receive an error at once (a
+// receive expecting more fragments than were sent would otherwise wait for one that never
+// comes). Up to `inflight` plugin messages are posted per direction. Plain receives land directly in the sink's buffer; reducing receives land in
 // registered staging buffers (one per in-flight fragment) and are reduced from there.
 #pragma once
 
@@ -50,7 +52,8 @@ class NetConnection final : public Connection {
     size_t bytes = 0;
     size_t posted = 0;           // bytes whose fragments are posted
     size_t fragsLeft = 0;        // fragments not yet completed
-    bool started = false;        // at least one fragment posted (the 0-byte message has one)
+    bool started = false;        // header posted (then data fragments until posted == bytes)
+    uint64_t header = 0;         // the size on the wire (sent, or received for checking)
     void* mhandle = nullptr;     // registration of the user buffer (regRequired plugins only)
   };
   struct Fragment {
@@ -59,6 +62,7 @@ class NetConnection final : public Connection {
     size_t offset = 0;
     size_t bytes = 0;
     int staging = -1;  // staging buffer index of a reducing receive
+    bool header = false;
   };
 
   bool postFragments(bool send);
