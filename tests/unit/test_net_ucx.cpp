@@ -610,60 +610,100 @@ TEST_P(UcxNet, CommsUsedFromSeveralThreadsAtOnce) {
   });
 }
 
+// A peer process (forked before init) connected both ways to this process. The peer runs
+// `afterSetup` once its comms are up, then stops calling the plugin; this process gets its own
+// comms to the peer.
+struct PeerProcess {
+  pid_t pid = -1;
+  void* listen = nullptr;
+  void* send = nullptr;
+  void* recv = nullptr;
+};
+
+PeerProcess startPeer(const chorusNet_v1_t& net, const std::function<void(void* send, void* recv)>& afterSetup) {
+  int toPeer[2], fromPeer[2];
+  EXPECT_NET(pipe(toPeer) == 0 && pipe(fromPeer) == 0);
+  PeerProcess peer;
+  peer.pid = fork();
+  EXPECT_NET(peer.pid >= 0);
+  char ours[CHORUS_NET_HANDLE_MAXSIZE], theirs[CHORUS_NET_HANDLE_MAXSIZE];
+  initPlugin(net);  // after the fork: each process has its own UCX
+  void* listen = nullptr;
+  EXPECT_NET_OK(net.listen(0, ours, &listen));
+  const int out = peer.pid == 0 ? fromPeer[1] : toPeer[1];
+  const int in = peer.pid == 0 ? toPeer[0] : fromPeer[0];
+  EXPECT_NET(write(out, ours, sizeof(ours)) == static_cast<ssize_t>(sizeof(ours)));
+  EXPECT_NET(read(in, theirs, sizeof(theirs)) == static_cast<ssize_t>(sizeof(theirs)));
+  void *send = nullptr, *recv = nullptr;
+  const auto t0 = Clock::now();
+  while (send == nullptr || recv == nullptr) {
+    EXPECT_NET(since(t0) < kWaitSec);
+    if (send == nullptr) EXPECT_NET_OK(net.connect(0, theirs, &send));
+    if (recv == nullptr) EXPECT_NET_OK(net.accept(listen, &recv));
+  }
+  if (peer.pid == 0) {
+    afterSetup(send, recv);
+    sleep(static_cast<unsigned>(kChildDeadlineSec));  // no more plugin calls; killed by the test
+    _exit(2);
+  }
+  peer.listen = listen;
+  peer.send = send;
+  peer.recv = recv;
+  return peer;
+}
+
 TEST_P(UcxNet, KilledPeerProcessFailsRequests) {
   inChild(GetParam(), [](const chorusNet_v1_t& net) {
-    // A grandchild connects to our listener (in both directions) and is then killed: our pending
-    // receive and our sends to it must fail with a remote error, not hang. The grandchild stops
-    // calling the plugin once its comms are set up: ours must still complete without it.
-    int toPeer[2], fromPeer[2];
-    EXPECT_NET(pipe(toPeer) == 0 && pipe(fromPeer) == 0);
-    const pid_t peer = fork();
-    EXPECT_NET(peer >= 0);
-    char ours[CHORUS_NET_HANDLE_MAXSIZE], theirs[CHORUS_NET_HANDLE_MAXSIZE];
-    if (peer == 0) {
-      initPlugin(net);
-      void* listen = nullptr;
-      EXPECT_NET_OK(net.listen(0, ours, &listen));
-      EXPECT_NET(write(fromPeer[1], ours, sizeof(ours)) == static_cast<ssize_t>(sizeof(ours)));
-      EXPECT_NET(read(toPeer[0], theirs, sizeof(theirs)) == static_cast<ssize_t>(sizeof(theirs)));
-      void *send = nullptr, *recv = nullptr;
-      const auto t0 = Clock::now();
-      while (since(t0) < kChildDeadlineSec) {  // keep progressing until killed
-        if (send == nullptr) EXPECT_NET_OK(net.connect(0, theirs, &send));
-        if (recv == nullptr) EXPECT_NET_OK(net.accept(listen, &recv));
-        usleep(200);
-      }
-      _exit(2);
-    }
-    initPlugin(net);
-    void* listen = nullptr;
-    EXPECT_NET_OK(net.listen(0, ours, &listen));
-    EXPECT_NET(write(toPeer[1], ours, sizeof(ours)) == static_cast<ssize_t>(sizeof(ours)));
-    EXPECT_NET(read(fromPeer[0], theirs, sizeof(theirs)) == static_cast<ssize_t>(sizeof(theirs)));
-    void *send = nullptr, *recv = nullptr;
-    const auto t0 = Clock::now();
-    while (send == nullptr || recv == nullptr) {
-      EXPECT_NET(since(t0) < kWaitSec);
-      if (send == nullptr) EXPECT_NET_OK(net.connect(0, theirs, &send));
-      if (recv == nullptr) EXPECT_NET_OK(net.accept(listen, &recv));
-    }
+    // The peer is killed: our pending receive and our sends to it must fail with a remote error,
+    // not hang. The peer stops calling the plugin once its comms are set up: ours must still
+    // complete without it.
+    PeerProcess peer = startPeer(net, [](void*, void*) {});
     uint8_t buf[64];
-    void* pending = postRecv(net, recv, buf, sizeof(buf), 1);
+    void* pending = postRecv(net, peer.recv, buf, sizeof(buf), 1);
     // A rendezvous-sized send the peer never receives, pending when it dies.
     std::vector<uint8_t> big(1 << 20, 1);
-    void* stuck = postSend(net, send, big.data(), big.size(), 9);
-    kill(peer, SIGKILL);
-    waitpid(peer, nullptr, 0);
+    void* stuck = postSend(net, peer.send, big.data(), big.size(), 9);
+    kill(peer.pid, SIGKILL);
+    waitpid(peer.pid, nullptr, 0);
     const auto t1 = Clock::now();
     const auto rs = waitAll(net, {pending, stuck}, 5);
     EXPECT_NET(rs[0].rc == chorusNetRemoteError);
     EXPECT_NET(rs[1].rc == chorusNetRemoteError);
     void* later = nullptr;
-    EXPECT_NET(net.isend(send, buf, 8, 2, nullptr, &later) == chorusNetRemoteError);
+    EXPECT_NET(net.isend(peer.send, buf, 8, 2, nullptr, &later) == chorusNetRemoteError);
     EXPECT_NET(since(t1) < 5);
-    EXPECT_NET_OK(net.closeSend(send));
-    EXPECT_NET_OK(net.closeRecv(recv));
-    EXPECT_NET_OK(net.closeListen(listen));
+    EXPECT_NET_OK(net.closeSend(peer.send));
+    EXPECT_NET_OK(net.closeRecv(peer.recv));
+    EXPECT_NET_OK(net.closeListen(peer.listen));
+  });
+}
+
+TEST_P(UcxNet, PeerThatClosesAndGoesQuietIsSeen) {
+  inChild(GetParam(), [](const chorusNet_v1_t& net) {
+    // The peer closes its comms and then makes no further plugin call (it waits on something
+    // else, or aborts): the close alone must fail our pending receive and our sends.
+    PeerProcess peer = startPeer(net, [&net](void* send, void* recv) {
+      usleep(100000);  // our receive is posted by then
+      EXPECT_NET_OK(net.closeSend(send));
+      EXPECT_NET_OK(net.closeRecv(recv));
+    });
+    uint8_t buf[64];
+    void* pending = postRecv(net, peer.recv, buf, sizeof(buf), 1);
+    const auto t0 = Clock::now();
+    EXPECT_NET(waitAll(net, {pending}, 5)[0].rc == chorusNetRemoteError);
+    chorusNetResult_t last = chorusNetSuccess;
+    while (last == chorusNetSuccess) {
+      EXPECT_NET(since(t0) < 5);
+      void* s = nullptr;
+      last = net.isend(peer.send, buf, 8, 0, nullptr, &s);
+      if (last == chorusNetSuccess && s != nullptr) last = waitAll(net, {s}, 5)[0].rc;
+    }
+    EXPECT_NET(last == chorusNetRemoteError);
+    kill(peer.pid, SIGKILL);
+    waitpid(peer.pid, nullptr, 0);
+    EXPECT_NET_OK(net.closeSend(peer.send));
+    EXPECT_NET_OK(net.closeRecv(peer.recv));
+    EXPECT_NET_OK(net.closeListen(peer.listen));
   });
 }
 
