@@ -9,6 +9,11 @@
 #                                                 its collective, and -A with one that cannot (a
 #                                                 clear error from the library, non-zero exit)
 #   perf_tools.sh <dir> types                     every type (-d all) and op (-o all)
+#   perf_tools.sh <dir> transports                all_reduce_perf and sendrecv_perf over every
+#                                                 transport the build has (ucx over tcp and sm,
+#                                                 ofi over tcp;ofi_rxm and shm, the dlopen'd
+#                                                 plugin) and a mixed map; the log must name
+#                                                 the transport asked for
 set -euo pipefail
 BIN=$1
 MODE=${2:-basic}
@@ -114,8 +119,30 @@ PY
       run "$tool.types" "$BIN/$tool" -np 3 -b 8 -e 4K -f 8 -d all -o all -n 1 -w 1 -c 1
     done
     ;;
+  transports)
+    # name | environment (the build dir's plugins are next to the perf dir's parent)
+    PLUGDIR=$(cd "$BIN/.." && pwd)
+    CASES=("tcp|CHORUS_TRANSPORT=tcp" "shm|CHORUS_TRANSPORT=shm")
+    [ -e "$PLUGDIR/libchorus-net-ucx.so" ] && CASES+=("ucx|CHORUS_TRANSPORT=ucx UCX_TLS=tcp" "ucx|CHORUS_TRANSPORT=ucx UCX_TLS=sm,tcp"
+      "plugin:ucx|CHORUS_TRANSPORT=plugin CHORUS_NET_PLUGIN=$PLUGDIR/libchorus-net-ucx.so UCX_TLS=tcp")
+    [ -e "$PLUGDIR/libchorus-net-ofi.so" ] && CASES+=("ofi|CHORUS_TRANSPORT=ofi CHORUS_OFI_PROVIDER=tcp;ofi_rxm"
+      "ofi|CHORUS_TRANSPORT=ofi CHORUS_OFI_PROVIDER=shm")
+    for c in "${CASES[@]}"; do
+      kind=${c%%|*}
+      read -r -a envs <<<"${c#*|}"
+      for tool in all_reduce_perf sendrecv_perf; do
+        log="$TMP/$tool.$kind.log"
+        env "${envs[@]}" CHORUS_DEBUG=INFO CHORUS_DEBUG_SUBSYS=NET "$BIN/$tool" -np 3 -b 8 -e 4M -f 8 -c 1 -n 2 -w 1 >"$log" 2>&1 ||
+          { echo "FAILED: $tool with ${envs[*]}"; tail -30 "$log"; exit 1; }
+        grep -q "Out of bounds values : 0 OK" "$log" || { echo "FAILED (check): $tool with ${envs[*]}"; tail -30 "$log"; exit 1; }
+        grep -q "via $kind\$" "$log" || { echo "FAILED: $tool with ${envs[*]} did not connect via $kind"; grep "connected to" "$log" | head; exit 1; }
+        runs=$((runs + 1))
+        echo "ok: $tool over $kind (${envs[*]})"
+      done
+    done
+    ;;
   *)
-    echo "unknown mode '$MODE' (basic, algos, types)"
+    echo "unknown mode '$MODE' (basic, algos, types, transports)"
     exit 2
     ;;
 esac
