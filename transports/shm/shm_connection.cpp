@@ -124,7 +124,19 @@ bool ShmConnection::progressSends() {
   // Publish: walk the queued sends in order and put in the FIFO whatever fits.
   while (sendsPublished_ < sends_.size()) {
     SendOp& op = sends_[sendsPublished_];
-    if (op.bytes > 0) {
+    if (op.bytes == 0) {
+      // An empty message still takes a slot: its receive checks the size like any other.
+      if (!slotFree()) break;
+      SlotHeader* s = out_->slotHeader(head_);
+      s->msgBytes = 0;
+      s->offset = 0;
+      s->seq = sendSeq_++;
+      s->addr = 0;
+      s->fragBytes = 0;
+      s->kind = kSlotEager;
+      s->pid = ownPid_;
+      hdr->head.store(++head_, std::memory_order_release);
+    } else {
       if (op.rendezvous) {
         if (!slotFree()) break;
         SlotHeader* s = out_->slotHeader(head_);
@@ -192,7 +204,7 @@ bool ShmConnection::progressRecvs() {
   while (!recvs_.empty()) {
     RecvOp& op = recvs_.front();
     const size_t bytes = op.sink.bytes;
-    if (bytes > 0) {
+    {
       if (!slotReady()) break;
       // The slot is ours until we release it; copy its header once.
       const SlotHeader slot = *in_->slotHeader(tail_);
@@ -202,7 +214,10 @@ bool ShmConnection::progressRecvs() {
       if (slot.seq != recvSeq_)
         SHM_FAIL(chorusInternalError, "protocol error: slot of message %llu while expecting message %llu",
                  static_cast<unsigned long long>(slot.seq), static_cast<unsigned long long>(recvSeq_));
-      if (slot.kind == kSlotEager) {
+      if (bytes == 0) {
+        if (slot.kind != kSlotEager || slot.fragBytes != 0) SHM_FAIL(chorusInternalError, "protocol error: malformed empty message");
+        releaseSlot();
+      } else if (slot.kind == kSlotEager) {
         if (slot.offset != op.received || slot.fragBytes == 0 || slot.fragBytes > in_->slotBytes() ||
             slot.fragBytes > bytes - op.received)
           SHM_FAIL(chorusInternalError, "protocol error: fragment [%llu, +%u) of a %zu-byte message, %zu bytes received so far",

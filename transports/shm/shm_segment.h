@@ -42,7 +42,7 @@ enum SlotKind : uint32_t {
 struct alignas(64) SlotHeader {
   uint64_t msgBytes;   // total size of the message (checked against the posted recv)
   uint64_t offset;     // eager: where this fragment starts in the message
-  uint64_t seq;        // ordinal of the message among the channel's non-empty messages
+  uint64_t seq;        // ordinal of the message among the channel's messages (empty ones included)
   uint64_t addr;       // rendezvous: address of the message in the sender's process
   uint32_t fragBytes;  // eager: payload bytes in this slot
   uint32_t kind;       // SlotKind
