@@ -1,5 +1,6 @@
 #include "transport/conformance_harness.h"
 
+#include <dirent.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -119,6 +121,35 @@ uint32_t RankTransport::awaitNote(int peer, double seconds) {
   uint32_t value = 0;
   bootstrap_->recv(peer, kTagUser, &value, sizeof value, Deadline::after(seconds));
   return value;
+}
+
+// ---- rank processes ----------------------------------------------------------------------------
+
+std::vector<std::string> shmLeftBehind(int pid) {
+  std::vector<std::string> out;
+  std::string prefix = std::to_string(pid);
+  DIR* d = opendir("/dev/shm");
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0 && !isdigit(static_cast<unsigned char>(name[prefix.size()])))
+      out.push_back(name);
+  }
+  closedir(d);
+  return out;
+}
+
+std::vector<RankExit> runRanksTidy(int n, const std::function<int(int rank, const chorusUniqueId& id)>& body,
+                                   std::vector<std::string>* leftBehind) {
+  std::vector<int> pids;
+  auto exits = runRanksWithId(n, body, kTestDeadlineSec, [&](RankHandles& h) { pids.assign(h.pids.begin(), h.pids.end()); });
+  // Every rank has ended (runRanks reaps them all): what is named after them is garbage.
+  for (size_t r = 0; r < pids.size(); ++r)
+    for (const std::string& name : shmLeftBehind(pids[r])) {
+      if (leftBehind) leftBehind->push_back("rank " + std::to_string(r) + ": /dev/shm/" + name);
+      unlink(("/dev/shm/" + name).c_str());
+    }
+  return exits;
 }
 
 // ---- progress --------------------------------------------------------------------------------

@@ -24,6 +24,7 @@
 #include "core/error.h"
 #include "core/oob.h"
 #include "core/peer_card.h"
+#include "fixtures/ranks.h"
 #include "transports/transport.h"
 
 namespace chorus::test {
@@ -96,6 +97,14 @@ class RankTransport {
   std::unique_ptr<Bootstrap> bootstrap_;
   std::unique_ptr<Transport> transport_;  // declared last: destroyed before the bootstrap
 };
+
+// runRanksWithId (fixtures/ranks.h), then removes what the rank processes left in /dev/shm (see
+// shmLeftBehind) so that no test leaves garbage for the next. Names removed go to *leftBehind.
+std::vector<RankExit> runRanksTidy(int n, const std::function<int(int rank, const chorusUniqueId& id)>& body,
+                                   std::vector<std::string>* leftBehind = nullptr);
+// /dev/shm entries named after process pid: the pid followed by a non-digit (libfabric's shm
+// provider names its regions "<pid>:<n>:<n>"). Only meaningful once that process has ended.
+std::vector<std::string> shmLeftBehind(int pid);
 
 // Drives conns until done() holds. Calls checkAlive() on each about every 2 ms. Throws the
 // transports' errors as they come; past `seconds` throws chorusTimeout whose text starts with
