@@ -1,8 +1,8 @@
 // Transport conformance: the Connection/Transport contract of transports/transport.h checked the
 // same way on every transport (conformance_harness.cpp has the table): ordering, many messages in
 // flight, sizes from 0 to 64 MiB, reducing receives, unaligned buffers, a peer that closes, aborts,
-// exits or is killed, connect deadlines, concurrent connects, size mismatches, and that a
-// completed send needs no further progress from its sender.
+// exits or is killed, connect deadlines, concurrent connects, size mismatches, that a completed
+// send needs no further progress from its sender, and that a rank leaves no shared memory behind.
 //
 // Every rank is a process (fixtures/ranks.h). Every wait has a deadline (kRankWaitSec in the
 // ranks, kTestDeadlineSec in the parent): a hang is a failure. Tests that expect an error check
