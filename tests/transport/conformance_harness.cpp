@@ -142,6 +142,8 @@ std::vector<std::string> shmLeftBehind(int pid) {
 std::vector<RankExit> runRanksTidy(int n, const std::function<int(int rank, const chorusUniqueId& id)>& body,
                                    std::vector<std::string>* leftBehind) {
   std::vector<int> pids;
+  // Loopback only, also for the unique id's root (made in rank 0 before the body runs).
+  ScopedEnv loopback("CHORUS_SOCKET_IFNAME", "lo");
   auto exits = runRanksWithId(n, body, kTestDeadlineSec, [&](RankHandles& h) { pids.assign(h.pids.begin(), h.pids.end()); });
   // Every rank has ended (runRanks reaps them all): what is named after them is garbage.
   for (size_t r = 0; r < pids.size(); ++r)
