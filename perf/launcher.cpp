@@ -98,7 +98,9 @@ bool readAll(int fd, void* data, size_t len) {
   int rc = launch.body(rank, token, progress);
   fflush(stdout);
   fflush(stderr);
-  _exit(rc & 0xff);
+  // exit, not _exit: the rank's exit handlers run as in any process (libfabric's shm provider
+  // leaves its region in /dev/shm unless the ofi plugin's handler unlinks it).
+  exit(rc & 0xff);
 }
 
 }  // namespace

@@ -13,6 +13,9 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include "transports/ofi/ofi_log.h"
 
@@ -23,6 +26,30 @@ int64_t nowNs() {
 }
 
 namespace {
+
+// libfabric 1.17's shm provider names its region /dev/shm/<pid>:<n>:<m> after the endpoint and
+// unlinks it only when the endpoint is closed, which a process that just exits never does: every
+// process would leave 16 MiB behind (and a later process reusing the pid fails fi_enable with
+// EBUSY). The endpoint stays open until exit (comms may be used to the end), so the names are
+// unlinked by an exit handler instead; mappings already made, ours and the peers', stay valid.
+std::mutex gShmNamesMu;
+std::vector<std::string> gShmNames;
+
+void unlinkShmRegionsAtExit() {
+  std::lock_guard<std::mutex> lock(gShmNamesMu);
+  for (const std::string& n : gShmNames) shm_unlink(n.c_str());
+  gShmNames.clear();
+}
+
+void unlinkAtExit(const std::vector<unsigned char>& epName) {
+  static const char kPrefix[] = "fi_shm://";
+  std::string name(epName.begin(), epName.end());
+  name = name.c_str();  // the name may carry trailing NULs
+  if (name.rfind(kPrefix, 0) != 0) return;
+  std::lock_guard<std::mutex> lock(gShmNamesMu);
+  if (gShmNames.empty()) atexit(unlinkShmRegionsAtExit);
+  gShmNames.push_back(name.substr(sizeof(kPrefix) - 1));
+}
 
 // Usable tag bits from mem_tag_format: everything up to its highest set bit (0: all 64).
 int tagBitsOf(uint64_t format) {
@@ -147,6 +174,7 @@ chorusNetResult_t Device::ensureOpen() {
   epName_.resize(nameLen);
   if ((rc = fi_getname(&ep_->fid, epName_.data(), &nameLen)) != 0) return fail();
   epName_.resize(nameLen);
+  unlinkAtExit(epName_);
   if (nameLen > kMaxNameBytes) {
     OFI_LOG(kLogError, "ofi %s: endpoint name of %zu bytes does not fit a handle (%zu at most)", name_.c_str(), nameLen,
             kMaxNameBytes);
