@@ -74,6 +74,33 @@ int exercise(chorusComm_t comm, int rank, const std::function<std::string(int, i
   return bad;
 }
 
+// The 6 ranks on their emulated hosts with the cluster file and the map; perRank sets what differs
+// per rank before init; the connection kinds are checked against expectKind.
+void runMixed(const std::string& map, const std::function<void(int rank)>& perRank,
+              const std::function<std::string(int, int)>& expectKind) {
+  std::string file = "/tmp/chorus-test-mixed-" + std::to_string(getpid());
+  std::ofstream(file) << kClusterFile;
+  ScopedEnv timeout("CHORUS_TIMEOUT", "60");
+  ScopedEnv algos("CHORUS_ALGO", kAlgos);
+  ScopedEnv cluster("CHORUS_CLUSTER_FILE", file.c_str());
+  ScopedEnv transportMap("CHORUS_TRANSPORT_MAP", map.c_str());
+  ScopedEnv slices("CHORUS_NET_CHUNK", "64K");  // several fragments per message
+  auto exits = runRanksWithId(kRanks, [&](int rank, const chorusUniqueId& id) {
+    setenv("CHORUS_HOSTID", kHostOf[rank], 1);
+    perRank(rank);
+    chorusComm_t comm = nullptr;
+    if (chorusCommInitRank(&comm, kRanks, id, rank) != chorusSuccess) {
+      fprintf(stderr, "rank %d: init failed: %s\n", rank, chorusGetLastError(nullptr));
+      return 2;
+    }
+    int bad = exercise(comm, rank, expectKind);
+    chorusCommDestroy(comm);
+    return bad;
+  });
+  unlink(file.c_str());
+  EXPECT_TRUE(allRanksSucceeded(exits));
+}
+
 struct Mix {
   const char* name;
   const char* network;  // transport of pairs across groups
@@ -90,31 +117,12 @@ TEST_P(MixedTransports, EveryPairClassOnItsOwnTransport) {
 #ifndef CHORUS_HAVE_OFI
   if (!strcmp(mix.network, "ofi")) GTEST_SKIP() << "built without libfabric (CHORUS_WITH_OFI=OFF)";
 #endif
-  std::string file = "/tmp/chorus-test-mixed-" + std::to_string(getpid());
-  std::ofstream(file) << kClusterFile;
-  ScopedEnv timeout("CHORUS_TIMEOUT", "60");
-  ScopedEnv algos("CHORUS_ALGO", kAlgos);
-  ScopedEnv cluster("CHORUS_CLUSTER_FILE", file.c_str());
-  ScopedEnv map("CHORUS_TRANSPORT_MAP", (std::string("local=shm,rack=tcp,network=") + mix.network).c_str());
   ScopedEnv plugin("CHORUS_NET_PLUGIN", !strcmp(mix.name, "plugin") ? CHORUS_NET_PLUGIN_DIR "/libchorus-net-ucx.so" : "");
   ScopedEnv provider("CHORUS_OFI_PROVIDER", "tcp;ofi_rxm");
-  ScopedEnv slices("CHORUS_NET_CHUNK", "64K");  // several fragments per message
-  auto exits = runRanksWithId(kRanks, [&](int rank, const chorusUniqueId& id) {
-    setenv("CHORUS_HOSTID", kHostOf[rank], 1);
-    chorusComm_t comm = nullptr;
-    if (chorusCommInitRank(&comm, kRanks, id, rank) != chorusSuccess) {
-      fprintf(stderr, "rank %d: init failed: %s\n", rank, chorusGetLastError(nullptr));
-      return 2;
-    }
-    int bad = exercise(comm, rank, [&](int r, int q) -> std::string {
-      if (!strcmp(kHostOf[r], kHostOf[q])) return "shm";
-      return groupOf(kHostOf[r]) == groupOf(kHostOf[q]) ? "tcp" : mix.kind;
-    });
-    chorusCommDestroy(comm);
-    return bad;
+  runMixed(std::string("local=shm,rack=tcp,network=") + mix.network, [](int) {}, [&](int r, int q) -> std::string {
+    if (!strcmp(kHostOf[r], kHostOf[q])) return "shm";
+    return groupOf(kHostOf[r]) == groupOf(kHostOf[q]) ? "tcp" : mix.kind;
   });
-  unlink(file.c_str());
-  EXPECT_TRUE(allRanksSucceeded(exits));
 }
 
 INSTANTIATE_TEST_SUITE_P(Networks, MixedTransports,
@@ -127,30 +135,13 @@ TEST(MixedTransportsFallback, PairsWithARankLackingOfiUseTheNextChoice) {
 #ifndef CHORUS_HAVE_OFI
   GTEST_SKIP() << "built without libfabric (CHORUS_WITH_OFI=OFF)";
 #endif
-  std::string file = "/tmp/chorus-test-mixed-fb-" + std::to_string(getpid());
-  std::ofstream(file) << kClusterFile;
-  ScopedEnv timeout("CHORUS_TIMEOUT", "60");
-  ScopedEnv algos("CHORUS_ALGO", kAlgos);
-  ScopedEnv cluster("CHORUS_CLUSTER_FILE", file.c_str());
-  ScopedEnv map("CHORUS_TRANSPORT_MAP", "local=shm,rack=tcp,network=ofi|tcp");
-  auto exits = runRanksWithId(kRanks, [&](int rank, const chorusUniqueId& id) {
-    setenv("CHORUS_HOSTID", kHostOf[rank], 1);
-    setenv("CHORUS_OFI_PROVIDER", rank == 5 ? "no-such-provider" : "tcp;ofi_rxm", 1);
-    chorusComm_t comm = nullptr;
-    if (chorusCommInitRank(&comm, kRanks, id, rank) != chorusSuccess) {
-      fprintf(stderr, "rank %d: init failed: %s\n", rank, chorusGetLastError(nullptr));
-      return 2;
-    }
-    int bad = exercise(comm, rank, [&](int r, int q) -> std::string {
-      if (!strcmp(kHostOf[r], kHostOf[q])) return "shm";
-      if (groupOf(kHostOf[r]) == groupOf(kHostOf[q])) return "tcp";
-      return r == 5 || q == 5 ? "tcp" : "ofi";
-    });
-    chorusCommDestroy(comm);
-    return bad;
-  });
-  unlink(file.c_str());
-  EXPECT_TRUE(allRanksSucceeded(exits));
+  runMixed(
+      "local=shm,rack=tcp,network=ofi|tcp", [](int rank) { setenv("CHORUS_OFI_PROVIDER", rank == 5 ? "no-such-provider" : "tcp;ofi_rxm", 1); },
+      [](int r, int q) -> std::string {
+        if (!strcmp(kHostOf[r], kHostOf[q])) return "shm";
+        if (groupOf(kHostOf[r]) == groupOf(kHostOf[q])) return "tcp";
+        return r == 5 || q == 5 ? "tcp" : "ofi";
+      });
 }
 
 // Without a fallback in the list, a rank that cannot make the transport fails at init with the
