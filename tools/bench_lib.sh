@@ -161,3 +161,25 @@ bench_build_line() {
     "$(git -C "$repo" log -1 --format='%h %ad %s' --date=format:%H:%M 2>/dev/null | cut -c1-90)," \
     "$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null | wc -l) modified tracked files"
 }
+
+# The closing lines of a run: machine state after it, its duration and failures (appended to
+# $OUT/header.txt and shown), then the per-round load lines. Uses $OUT, $start, $failures.
+bench_finish() {
+  {
+    bench_probe after "$1"
+    bench_load after
+    echo "# took $(($(date +%s) - start)) s; $failures failed launch(es)"
+  } | tee -a "$OUT/header.txt"
+  grep -h "^# load (after round" "$OUT/header.txt"
+  echo
+}
+
+# "name:kind:medium ..." for the given variants (what the summary scripts read); needs `variant`.
+bench_variant_table() {
+  local v table=""
+  for v in "$@"; do
+    variant "$v"
+    table+="$v:$KIND:$MEDIUM "
+  done
+  echo "$table"
+}

@@ -185,19 +185,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
     bench_load "after round $round np=$np" >>"$OUT/header.txt"
   done
 done
-{
-  bench_probe after "$BASELINES_BUILD"
-  bench_load after
-  echo "# took $(($(date +%s) - start)) s; $failures failed launch(es)"
-} | tee -a "$OUT/header.txt"
-grep -h "^# load (after round" "$OUT/header.txt"
-echo
+bench_finish "$BASELINES_BUILD"
 
-variant_table=""
-for v in $VARIANTS; do
-  variant "$v"
-  variant_table+="$v:$KIND:$MEDIUM "
-done
+variant_table=$(bench_variant_table $VARIANTS)
 
 python3 - "$OUT" "$NPS" "$SIZES_BYTES" "$ROUNDS" "$variant_table" <<'PY'
 import json, os, re, statistics, sys

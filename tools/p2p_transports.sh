@@ -213,19 +213,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
   done
   bench_load "after round $round" >>"$OUT/header.txt"
 done
-{
-  bench_probe after "$BASELINES_BUILD"
-  bench_load after
-  echo "# took $(($(date +%s) - start)) s; $failures failed launch(es)"
-} | tee -a "$OUT/header.txt"
-grep -h "^# load (after round" "$OUT/header.txt"
-echo
+bench_finish "$BASELINES_BUILD"
 
-vt=""
-for v in $ACTIVE; do
-  variant "$v"
-  vt+="$v:$KIND:$MEDIUM "
-done
+vt=$(bench_variant_table $ACTIVE)
 python3 - "$OUT" "${SIZE_LIST[*]}" "$ROUNDS" "$vt" "$PLUGIN_UCX_TLS" <<'PY'
 import json, os, re, statistics, sys
 
