@@ -122,7 +122,7 @@ LinkClass Communicator::declaredClass(PairClass c) const {
     return LinkClass{t.name(), t.latencyUs(), t.bandwidthGBps(), format("declared by the %s transport", t.name())};
   }
   // Ranks differ in what they have: every rank must still declare the same class, so it is a
-  // fixed, deliberately modest one (docs/TUNING.md).
+  // fixed, deliberately modest one (docs/TRANSPORTS.md).
   return LinkClass{"mixed", 20.0, 1.0, format("%s pairs use different transports on different ranks: a modest class is declared", pairClassName(c))};
 }
 
