@@ -103,41 +103,26 @@ bool Conformance::ranInFreshProcess() {
   std::string libPath = dir;
   if (const char* old = getenv("LD_LIBRARY_PATH"); old && *old) libPath += std::string(":") + old;
   std::string how = filter + " with LD_LIBRARY_PATH=" + libPath;
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid == 0) {
-    setenv("LD_LIBRARY_PATH", libPath.c_str(), 1);
-    setenv("CHORUS_CONFORMANCE_RESULT_FILE", resultPath, 1);
-    char exe[] = "/proc/self/exe";
-    char* argv[] = {exe, filter.data(), nullptr};
-    execv(exe, argv);
-    perror("execv");
-    _exit(127);
-  }
-  EXPECT_GT(pid, 0) << "fork: " << strerror(errno);
-  if (pid <= 0) return true;
   // Within ctest's 300 s per test; the child's own ranks have their own deadlines.
   constexpr double kChildDeadlineSec = 240;
-  auto start = Clock::now();
-  int status = 0;
-  bool ended = false;
-  while (secondsSince(start) < kChildDeadlineSec) {
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      ended = true;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  if (!ended) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-  }
+  auto exits = runRanks(
+      1,
+      [&](int) -> int {
+        setenv("LD_LIBRARY_PATH", libPath.c_str(), 1);
+        setenv("CHORUS_CONFORMANCE_RESULT_FILE", resultPath, 1);
+        char exe[] = "/proc/self/exe";
+        char* argv[] = {exe, filter.data(), nullptr};
+        execv(exe, argv);
+        perror("execv");
+        return 127;
+      },
+      kChildDeadlineSec);
+  const RankExit& e = exits[0];
   std::string result;
   std::ifstream(resultPath) >> result;
   unlink(resultPath);
-  EXPECT_TRUE(ended) << "the fresh process running " << how << " did not end within " << kChildDeadlineSec << " s";
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the fresh process running " << how << " failed (its output is above)";
+  EXPECT_FALSE(e.timedOut) << "the fresh process running " << how << " did not end within " << kChildDeadlineSec << " s";
+  EXPECT_TRUE(e.exited && e.code == 0) << "the fresh process running " << how << " failed (its output is above): " << e.describe();
   EXPECT_EQ(result, "passed") << "the fresh process running " << how << " reported '" << result << "'";
   return true;
 }

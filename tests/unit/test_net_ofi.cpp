@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "chorus/net_plugin.h"
+#include "fixtures/ranks.h"
 #include "transports/ofi/ofi_mr_cache.h"
 
 // Weak: the unit tests also build without libfabric (CHORUS_WITH_OFI=OFF). When libchorus's copy
@@ -91,33 +92,23 @@ void runCase(const char* provider, const std::function<void(const chorusNet_v1_t
              const std::vector<std::pair<const char*, const char*>>& env = {}, double caseSec = kCaseSec) {
   const chorusNet_v1_t* net = pluginTable();
   if (net == nullptr) GTEST_SKIP() << "the libfabric plugin is not built (CHORUS_WITH_OFI=OFF)";
-  fflush(stdout);
-  fflush(stderr);
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    setpgid(0, 0);  // the case's own peers share its group: one kill ends them all
-    setenv("CHORUS_OFI_PROVIDER", provider, 1);
-    setenv("CHORUS_SOCKET_IFNAME", "lo", 1);  // loopback only
-    for (const auto& kv : env) setenv(kv.first, kv.second, 1);
-    body(*net);
-    // exit, not _exit: the plugin's exit handler unlinks libfabric shm's /dev/shm region.
-    exit(0);
-  }
-  const auto t0 = std::chrono::steady_clock::now();
-  int status = 0;
-  pid_t got = 0;
-  while ((got = waitpid(pid, &status, WNOHANG)) == 0 && secondsSince(t0) < caseSec) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  kill(-pid, SIGKILL);  // whatever the case left behind (peers of a failed case)
-  if (got == 0) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    FAIL() << "case did not finish within " << caseSec << " s under " << provider;
-  }
-  ASSERT_TRUE(WIFEXITED(status)) << "child died by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "under provider " << provider;
+  pid_t child = 0;
+  auto exits = runRanks(
+      1,
+      [&](int) -> int {
+        setpgid(0, 0);  // the case's own peers share its group: one kill ends them all
+        setenv("CHORUS_OFI_PROVIDER", provider, 1);
+        setenv("CHORUS_SOCKET_IFNAME", "lo", 1);  // loopback only
+        for (const auto& kv : env) setenv(kv.first, kv.second, 1);
+        body(*net);
+        fflush(stdout);
+        fflush(stderr);
+        // exit, not _exit: the plugin's exit handler unlinks libfabric shm's /dev/shm region.
+        exit(::testing::Test::HasFailure() ? 98 : 0);
+      },
+      caseSec, [&](RankHandles& h) { child = h.pids[0]; });
+  if (child > 0) kill(-child, SIGKILL);  // whatever the case left behind (peers of a failed case)
+  EXPECT_TRUE(allRanksSucceeded(exits)) << "under provider " << provider;
 }
 
 void initOrDie(const chorusNet_v1_t& n) {

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "chorus/net_plugin.h"
+#include "fixtures/ranks.h"
 
 // Weak, so that the unit tests link without UCX (CHORUS_WITH_UCX=OFF). When libchorus's copy is
 // not linked in, the module libchorus-net-ucx.so of the build tree is loaded instead.
@@ -89,30 +90,17 @@ void childLogger(int level, const char* file, int line, const char* fmt, ...) {
 void inChild(const char* tls, const std::function<void(const chorusNet_v1_t&)>& body) {
   const chorusNet_v1_t* net = ucxTable();
   if (net == nullptr) GTEST_SKIP() << "the UCX plugin is not built (CHORUS_WITH_UCX=OFF)";
-  fflush(stdout);
-  fflush(stderr);
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0) << strerror(errno);
-  if (pid == 0) {
-    setenv("UCX_TLS", tls, 1);
-    setenv("UCX_NET_DEVICES", "lo", 1);
-    setenv("CHORUS_SOCKET_IFNAME", "lo", 1);
-    body(*net);
-    fflush(stdout);
-    _exit(0);
-  }
-  const auto t0 = Clock::now();
-  int status = 0;
-  pid_t got = 0;
-  while ((got = waitpid(pid, &status, WNOHANG)) == 0 && since(t0) < kChildDeadlineSec)
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  if (got == 0) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    FAIL() << "UCX_TLS=" << tls << ": the case did not finish within " << kChildDeadlineSec << " s";
-  }
-  ASSERT_TRUE(WIFEXITED(status)) << "UCX_TLS=" << tls << ": child killed by signal " << WTERMSIG(status);
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "UCX_TLS=" << tls << " (the child printed which expectation failed)";
+  auto exits = runRanks(
+      1,
+      [&](int) {
+        setenv("UCX_TLS", tls, 1);
+        setenv("UCX_NET_DEVICES", "lo", 1);
+        setenv("CHORUS_SOCKET_IFNAME", "lo", 1);
+        body(*net);
+        return 0;
+      },
+      kChildDeadlineSec);
+  EXPECT_TRUE(allRanksSucceeded(exits)) << "UCX_TLS=" << tls << " (the child printed which expectation failed)";
 }
 
 void initPlugin(const chorusNet_v1_t& net) {
