@@ -113,11 +113,15 @@ void Communicator::init(const UniqueIdData& id) {
               std::chrono::duration<double, std::milli>(t2 - t1).count(), secondsSince(t0) * 1e3);
 }
 
-LinkClass Communicator::declaredClass(PairClass c) const {
+bool Communicator::commonTransport(PairClass c, TransportId* id) const {
   std::vector<uint32_t> bits;
   for (const PeerCard& card : cards_) bits.push_back(card.transports);
+  return policy_.common(c, bits, id);
+}
+
+LinkClass Communicator::declaredClass(PairClass c) const {
   TransportId id;
-  if (policy_.common(c, bits, &id) && transports_[static_cast<int>(id)]) {
+  if (commonTransport(c, &id) && transports_[static_cast<int>(id)]) {
     const Transport& t = *transports_[static_cast<int>(id)];
     return LinkClass{t.name(), t.latencyUs(), t.bandwidthGBps(), format("declared by the %s transport", t.name())};
   }
@@ -191,10 +195,8 @@ LinkModel Communicator::linkModelOf(const LinkClass& c, size_t fragmentBytes) co
 
 LinkModel Communicator::localLinkModel() const {
   // link(0, 0): the class of ranks on one host.
-  std::vector<uint32_t> bits;
-  for (const PeerCard& card : cards_) bits.push_back(card.transports);
   TransportId id = TransportId::Shm;
-  policy_.common(PairClass::Local, bits, &id);
+  commonTransport(PairClass::Local, &id);
   return linkModelOf(topology_->link(0, 0), fragmentBytes(id));
 }
 
@@ -203,10 +205,8 @@ LinkModel Communicator::linkModel() const {
   // model: every rank computes the same answer from the same cards, so every rank's tuner
   // makes the same choices.
   if (const LinkClass* slowest = topology_->slowestNetworkClass()) {
-    std::vector<uint32_t> bits;
-    for (const PeerCard& card : cards_) bits.push_back(card.transports);
     TransportId id = TransportId::Tcp;
-    policy_.common(PairClass::Network, bits, &id);
+    commonTransport(PairClass::Network, &id);
     return linkModelOf(*slowest, fragmentBytes(id));
   }
   return localLinkModel();

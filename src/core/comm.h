@@ -74,6 +74,8 @@ class Communicator {
   // The pair's class and its transport (src/core/transport_select.h).
   PairClass pairClass(int peer) const;
   TransportId transportFor(int peer) const;
+  // The first transport of class c's list that every rank has (false: ranks differ).
+  bool commonTransport(PairClass c, TransportId* id) const;
   // The link class the cluster view declares for pairs of class c (same on every rank).
   LinkClass declaredClass(PairClass c) const;
   size_t fragmentBytes(TransportId id) const;

@@ -27,6 +27,13 @@ std::vector<TransportId> parseList(const std::string& text, const std::string& e
   return out;
 }
 
+// "ucx|tcp"
+std::string listText(const std::vector<TransportId>& list) {
+  std::string s;
+  for (TransportId id : list) s += std::string(s.empty() ? "" : "|") + transportIdName(id);
+  return s;
+}
+
 }  // namespace
 
 const char* pairClassName(PairClass c) { return kClassNames[static_cast<int>(c)]; }
@@ -81,22 +88,17 @@ void TransportPolicy::checkUsable(uint32_t have, const std::string& failures) co
   for (int k = 0; k < kNumPairClasses; ++k) {
     bool any = false;
     for (TransportId id : prefs_[k]) any |= (have & bit(id)) != 0;
-    if (!any) {
-      std::string names;
-      for (TransportId id : prefs_[k]) names += std::string(names.empty() ? "" : "|") + transportIdName(id);
-      CHORUS_THROW(chorusInvalidUsage, "no transport for %s pairs: %s could not be created here (%s)", kClassNames[k], names.c_str(),
+    if (!any)
+      CHORUS_THROW(chorusInvalidUsage, "no transport for %s pairs: %s could not be created here (%s)", kClassNames[k], listText(prefs_[k]).c_str(),
                    failures.empty() ? "no reason recorded" : failures.c_str());
-    }
   }
 }
 
 TransportId TransportPolicy::choose(PairClass c, uint32_t a, uint32_t b, int rankA, int rankB) const {
   for (TransportId id : prefs(c))
     if ((a & bit(id)) && (b & bit(id))) return id;
-  std::string names;
-  for (TransportId id : prefs(c)) names += std::string(names.empty() ? "" : "|") + transportIdName(id);
   CHORUS_THROW(chorusInvalidUsage, "ranks %d and %d (a %s pair) share no transport of %s: rank %d has %s, rank %d has %s", rankA, rankB,
-               pairClassName(c), names.c_str(), rankA, transportBitsText(a).c_str(), rankB, transportBitsText(b).c_str());
+               pairClassName(c), listText(prefs(c)).c_str(), rankA, transportBitsText(a).c_str(), rankB, transportBitsText(b).c_str());
 }
 
 bool TransportPolicy::common(PairClass c, const std::vector<uint32_t>& everyRank, TransportId* id) const {
@@ -114,8 +116,7 @@ bool TransportPolicy::common(PairClass c, const std::vector<uint32_t>& everyRank
 std::string TransportPolicy::describe() const {
   std::string s;
   for (int k = 0; k < kNumPairClasses; ++k) {
-    s += std::string(k ? " " : "") + kClassNames[k] + "=";
-    for (size_t i = 0; i < prefs_[k].size(); ++i) s += std::string(i ? "|" : "") + transportIdName(prefs_[k][i]);
+    s += std::string(k ? " " : "") + kClassNames[k] + "=" + listText(prefs_[k]);
   }
   return s;
 }
