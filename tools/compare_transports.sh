@@ -189,8 +189,11 @@ bench_finish "$BASELINES_BUILD"
 
 variant_table=$(bench_variant_table $VARIANTS)
 
-python3 - "$OUT" "$NPS" "$SIZES_BYTES" "$ROUNDS" "$variant_table" <<'PY'
+BENCH_TOOLS="$ROOT/tools" python3 - "$OUT" "$NPS" "$SIZES_BYTES" "$ROUNDS" "$variant_table" <<'PY'
 import json, os, re, statistics, sys
+
+sys.path.insert(0, os.environ["BENCH_TOOLS"])
+from bench_report import sz, first_error  # noqa: E402  (tools/bench_report.py)
 
 out, nps, sizes, rounds, vt = sys.argv[1:6]
 nps = [int(x) for x in nps.split()]
@@ -198,13 +201,6 @@ sizes = [int(x) for x in sizes.split(",")]
 rounds = int(rounds)
 variants = [tuple(x.split(":")) for x in vt.split()]  # (name, kind, medium)
 bad = 0
-
-
-def sz(n):
-    for unit, s in ((1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")):
-        if n >= unit and n % unit == 0:
-            return f"{n // unit}{s}"
-    return str(n)
 
 
 def fmt_us(v):
@@ -225,17 +221,6 @@ def chorus_time(path):
     if oop.get("wrong"):
         return None, f"{oop['wrong']} wrong"
     return oop["time_us"], None
-
-
-def first_error(path):
-    try:
-        with open(path, errors="replace") as f:
-            for line in f:
-                if re.search(r"failed|error|timed out|wrong", line, re.I):
-                    return line.strip()
-    except OSError:
-        pass
-    return None
 
 
 def mpi_times(path):

@@ -216,8 +216,17 @@ done
 bench_finish "$BASELINES_BUILD"
 
 vt=$(bench_variant_table $ACTIVE)
-python3 - "$OUT" "${SIZE_LIST[*]}" "$ROUNDS" "$vt" "$PLUGIN_UCX_TLS" <<'PY'
+BENCH_TOOLS="$ROOT/tools" python3 - "$OUT" "${SIZE_LIST[*]}" "$ROUNDS" "$vt" "$PLUGIN_UCX_TLS" <<'PY'
 import json, os, re, statistics, sys
+
+sys.path.insert(0, os.environ["BENCH_TOOLS"])
+import bench_report  # noqa: E402  (tools/bench_report.py)
+from bench_report import sz  # noqa: E402
+
+
+def first_error(path):
+    return bench_report.first_error(path, r"failed|error|timed out|wrong|refused|abort")
+
 
 out, sizes, rounds, vt, plugin_tls = sys.argv[1:6]
 sizes = [int(x) for x in sizes.split()]
@@ -227,24 +236,6 @@ variants = [tuple(x.split(":")) for x in vt.split()]
 names = [v[0] for v in variants]
 bad = 0
 notes = []
-
-
-def sz(n):
-    for unit, s in ((1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")):
-        if n >= unit and n % unit == 0:
-            return f"{n // unit}{s}"
-    return str(n)
-
-
-def first_error(path):
-    try:
-        with open(path, errors="replace") as f:
-            for line in f:
-                if re.search(r"failed|error|timed out|wrong|refused|abort", line, re.I):
-                    return line.strip()
-    except OSError:
-        pass
-    return None
 
 
 def chorus(base):
