@@ -140,6 +140,35 @@ chorusResult_t chorusGetUniqueId(chorusUniqueId* uniqueId);
 chorusResult_t chorusCommInitRank(chorusComm_t* comm, int nranks, chorusUniqueId id, int rank);
 
 /**
+ * Per-communicator settings for chorusCommInitRankConfig (NCCL's ncclConfig_t pattern).
+ * Always start from CHORUS_CONFIG_INITIALIZER, then set the fields you want: a field left at
+ * its initializer value (CHORUS_CONFIG_UNDEF_*) takes the process-wide default from the
+ * environment (docs/ENV.md). Fields may be appended in later versions; `size` and `version`
+ * let the library tell which fields a caller's struct has.
+ */
+typedef struct {
+  size_t size;           /**< sizeof(chorusConfig_t) as the caller compiled it (set by the initializer) */
+  unsigned int magic;    /**< CHORUS_CONFIG_MAGIC (set by the initializer) */
+  unsigned int version;  /**< CHORUS_VERSION_CODE the caller compiled against (set by the initializer) */
+  /** Seconds any single wait of this communicator (init, collectives, destroy) may take before it
+      fails with chorusTimeout; CHORUS_CONFIG_UNDEF_DOUBLE = CHORUS_TIMEOUT. Inherited by splits. */
+  double timeoutSec;
+} chorusConfig_t;
+
+#define CHORUS_CONFIG_MAGIC 0xc4042u
+#define CHORUS_CONFIG_UNDEF_DOUBLE (-1.0)
+#define CHORUS_CONFIG_INITIALIZER \
+  { sizeof(chorusConfig_t), CHORUS_CONFIG_MAGIC, CHORUS_VERSION_CODE, CHORUS_CONFIG_UNDEF_DOUBLE }
+
+/**
+ * chorusCommInitRank with per-communicator settings. config may be NULL (= the initializer).
+ * A config not made from CHORUS_CONFIG_INITIALIZER, or a value out of range, is
+ * chorusInvalidArgument naming the field.
+ */
+chorusResult_t chorusCommInitRankConfig(chorusComm_t* comm, int nranks, chorusUniqueId id, int rank,
+                                        const chorusConfig_t* config);
+
+/**
  * Creates ndev ranks in this process, one per thread, and returns their communicators in
  * comms[0..ndev). devlist names the device of each rank and may be NULL (CPU ranks).
  */

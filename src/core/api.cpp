@@ -23,6 +23,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/stream.h"
+#include "core/user_config.h"
 
 // Handles are pinned by every call that uses them: destroy/abort first unregister the handle
 // (so no new call can start) and then wait until the last pin is released before freeing it.
@@ -309,12 +310,19 @@ chorusResult_t chorusGetUniqueId(chorusUniqueId* uniqueId) {
 }
 
 chorusResult_t chorusCommInitRank(chorusComm_t* comm, int nranks, chorusUniqueId id, int rank) {
+  return chorusCommInitRankConfig(comm, nranks, id, rank, nullptr);
+}
+
+chorusResult_t chorusCommInitRankConfig(chorusComm_t* comm, int nranks, chorusUniqueId id, int rank,
+                                        const chorusConfig_t* config) {
   return apiCall(nullptr, [&] {
     CHORUS_CHECK_ARG(comm, "comm is NULL");
     *comm = nullptr;
     CHORUS_CHECK_ARG(nranks >= 1, "nranks must be >= 1 (got %d)", nranks);
     CHORUS_CHECK_ARG(rank >= 0 && rank < nranks, "rank %d is out of range [0, %d)", rank, nranks);
-    *comm = registerComm(Communicator::create(decodeUniqueId(id), nranks, rank));
+    Config settings = Config::fromEnv();
+    if (config) applyUserConfig(*config, settings);
+    *comm = registerComm(Communicator::create(decodeUniqueId(id), nranks, rank, settings));
   });
 }
 

@@ -1,0 +1,168 @@
+#include "op_queue.h"
+
+#include <stdexcept>
+
+namespace chorus_torch {
+
+OpQueue::OpQueue(chorusComm_t comm, std::chrono::microseconds workerDelay, std::chrono::microseconds p2pWindow)
+    : comm_(comm), workerDelay_(workerDelay), p2pWindow_(p2pWindow), thread_([this] { worker(); }) {}
+
+OpQueue::~OpQueue() { shutdown(); }
+
+void OpQueue::shutdown() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stop_ = true;
+  }
+  workCv_.notify_all();
+  if (!thread_.joinable()) return;
+  // The process group shuts the queue down from its destructor, never from the worker; a last
+  // reference dropped on the worker itself can only come after that, so this is a safety net.
+  if (thread_.get_id() == std::this_thread::get_id()) thread_.detach();
+  else thread_.join();
+}
+
+void OpQueue::check(chorusResult_t r, chorusComm_t comm, const char* what) {
+  if (r == chorusSuccess) return;
+  std::string text = chorusGetLastError(comm);
+  if (text.empty()) text = chorusGetErrorString(r);
+  throw std::runtime_error(std::string("chorus backend: ") + what + " failed: " + chorusGetErrorString(r) + ": " + text);
+}
+
+void OpQueue::enqueue(Batch batch) {
+  bool wake;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    for (auto& op : batch.ops) op.work->setSequence(nextSeq_++);
+    batch.seq = nextSeq_ - 1;
+    batch.queuedAt = Clock::now();
+    queue_.push_back(std::move(batch));
+    wake = workerIdle_;
+  }
+  if (wake) workCv_.notify_one();
+}
+
+bool OpQueue::holdBack(Clock::time_point* until) const {
+  if (stop_) return false;
+  const Batch& front = queue_.front();
+  if (front.pointToPoint) {
+    // A run of point-to-point calls that reaches the tail may still grow: wait for the window
+    // to pass since the newest one was queued.
+    for (const Batch& b : queue_)
+      if (!b.pointToPoint) return false;
+    *until = queue_.back().queuedAt + p2pWindow_;
+  } else {
+    *until = front.queuedAt + workerDelay_;
+  }
+  return Clock::now() < *until;
+}
+
+void OpQueue::worker() {
+  std::unique_lock<std::mutex> g(mu_);
+  for (;;) {
+    if (running_ || queue_.empty()) {
+      if (stop_ && queue_.empty()) return;
+      workerIdle_ = true;
+      workCv_.wait(g);
+      workerIdle_ = false;
+      continue;
+    }
+    Clock::time_point until;
+    if (holdBack(&until)) {
+      // Timed, so nobody needs to wake the worker when the hold-back ends.
+      workCv_.wait_until(g, until);
+      continue;
+    }
+    runFront(g);
+  }
+}
+
+std::exception_ptr OpQueue::execute(std::vector<Batch>& run) {
+  size_t nops = 0;
+  bool grouped = false;
+  for (const Batch& b : run) {
+    nops += b.ops.size();
+    grouped = grouped || b.grouped;
+  }
+  try {
+    if (nops > 1 || grouped) {
+      check(chorusGroupStart(), comm_, "chorusGroupStart");
+      try {
+        for (Batch& b : run)
+          for (QueuedOp& op : b.ops) op.issue();
+      } catch (...) {
+        chorusGroupEnd();  // cancels the recorded calls; the first error is what we report
+        throw;
+      }
+      check(chorusGroupEnd(), comm_, nops > 1 ? "a group of calls" : "a grouped call");
+    } else {
+      run.front().ops.front().issue();
+    }
+    for (Batch& b : run)
+      for (QueuedOp& op : b.ops)
+        if (op.finish) op.finish();
+    return nullptr;
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
+void OpQueue::runFront(std::unique_lock<std::mutex>& g) {
+  std::vector<Batch> run;
+  run.push_back(std::move(queue_.front()));
+  queue_.pop_front();
+  if (run.front().pointToPoint) {
+    while (!queue_.empty() && queue_.front().pointToPoint) {
+      run.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+  }
+  running_ = true;
+  g.unlock();
+  std::exception_ptr error = execute(run);
+  if (error) failed_ = true;
+  // The works' state is set before the sequence is published, so that a waiter that sees the
+  // sequence done also sees the outcome.
+  for (Batch& b : run)
+    for (QueuedOp& op : b.ops) op.work->complete(error);
+  g.lock();
+  running_ = false;
+  completedSeq_ = run.back().seq;
+  doneCv_.notify_all();
+  if (workerIdle_) workCv_.notify_one();
+  g.unlock();
+  // Futures last and unlocked: their callbacks (DDP's comm hooks) may queue and wait for more.
+  for (Batch& b : run)
+    for (QueuedOp& op : b.ops) op.work->fireFuture();
+  run.clear();  // the calls' tensors and closures go before the lock is taken again
+  g.lock();
+}
+
+void OpQueue::waitFor(uint64_t seq, std::chrono::milliseconds timeout) {
+  const bool timed = timeout.count() > 0;
+  const auto deadline = Clock::now() + timeout;
+  std::unique_lock<std::mutex> g(mu_);
+  while (completedSeq_ < seq) {
+    if (!running_ && !queue_.empty()) {
+      runFront(g);
+      continue;
+    }
+    if (!timed) {
+      doneCv_.wait(g);
+    } else if (doneCv_.wait_until(g, deadline) == std::cv_status::timeout && completedSeq_ < seq) {
+      throw std::runtime_error("chorus backend: Work.wait timed out after " + std::to_string(timeout.count()) +
+                               " ms (the call is still queued or running and completes later)");
+    }
+  }
+}
+
+void OpQueue::drain() {
+  uint64_t last;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    last = nextSeq_ - 1;
+  }
+  waitFor(last, std::chrono::milliseconds(0));
+}
+
+}  // namespace chorus_torch

@@ -1,0 +1,31 @@
+// Chorus reads and writes flat, contiguous buffers; torch tensors may be strided views. A
+// Staged tensor is the contiguous buffer a call uses for one of the caller's tensors, copied
+// back after the call when it had to be a copy (contiguous tensors are used as they are).
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace chorus_torch {
+
+struct Staged {
+  at::Tensor user;  // the caller's tensor
+  at::Tensor flat;  // what Chorus sees: `user` itself, or a contiguous copy
+
+  // Read only by the call.
+  static Staged input(const at::Tensor& t) { return {t, t.contiguous()}; }
+  // Written by the call (and read, for in-place collectives): the copy starts with t's values.
+  static Staged inout(const at::Tensor& t) { return {t, t.contiguous()}; }
+  // Written only: a non-contiguous tensor gets an uninitialised contiguous buffer.
+  static Staged output(const at::Tensor& t) {
+    return {t, t.is_contiguous() ? t : at::empty(t.sizes(), t.options().memory_format(at::MemoryFormat::Contiguous))};
+  }
+
+  void* data() const { return flat.data_ptr(); }
+  size_t numel() const { return static_cast<size_t>(flat.numel()); }
+  // After a successful call: the result into the caller's tensor, where it was staged.
+  void copyBack() const {
+    if (!flat.is_same(user)) user.copy_(flat);
+  }
+};
+
+}  // namespace chorus_torch
