@@ -2,6 +2,8 @@
 
 #include "op_queue.h"
 
+#include <c10/util/Exception.h>
+
 namespace chorus_torch {
 
 namespace {
@@ -35,6 +37,8 @@ std::exception_ptr ChorusWork::exception() const {
 std::vector<at::Tensor> ChorusWork::result() { return outputs_; }
 
 bool ChorusWork::wait(std::chrono::milliseconds timeout) {
+  TORCH_CHECK(seq_ != 0, "chorus backend: wait() on a call of a coalescing block that has not ended "
+                         "(its calls are issued together when the block ends)");
   queue_->waitFor(seq_, timeout);
   std::lock_guard<std::mutex> g(mutex_);
   if (exception_) std::rethrow_exception(exception_);
