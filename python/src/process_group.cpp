@@ -34,7 +34,7 @@ ProcessGroupChorus::ProcessGroupChorus(const c10::intrusive_ptr<c10d::Store>& st
   TORCH_CHECK(store, "chorus backend: no Store to rendezvous through");
   TORCH_CHECK(timeout.count() > 0, "chorus backend: the process group's timeout must be positive");
   // Read the knobs first: a malformed one fails before any rank waits on another.
-  const auto workerDelay = envMicros("CHORUS_TORCH_WORKER_DELAY_US", 0);
+  const auto workerDelay = envMicros("CHORUS_TORCH_WORKER_DELAY_US", 50);
   const auto p2pWindow = envMicros("CHORUS_TORCH_P2P_WINDOW_US", 200);
   chorusUniqueId id;
   if (rank == 0) {
