@@ -391,7 +391,17 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupChorus::alltoall(std::vector<at::Tens
       /*grouped=*/true);
 }
 
-c10::intrusive_ptr<c10d::Work> ProcessGroupChorus::send(std::vector<at::Tensor>& tensors, int dstRank, int /*tag*/) {
+namespace {
+// Chorus matches the messages between two ranks in issue order; a tag that asked for another
+// order would be silently ignored, so only the default tag is taken.
+void checkTag(int tag, const char* opName) {
+  TORCH_CHECK(tag == 0, "chorus backend: ", opName, " with tag ", tag,
+              " is not supported: messages between two ranks match in the order they are issued (pass tag=0)");
+}
+}  // namespace
+
+c10::intrusive_ptr<c10d::Work> ProcessGroupChorus::send(std::vector<at::Tensor>& tensors, int dstRank, int tag) {
+  checkTag(tag, "send");
   checkSingle(tensors, "send");
   checkPeer(dstRank, "send");
   const Staged s = Staged::input(tensors[0]);
@@ -401,7 +411,8 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupChorus::send(std::vector<at::Tensor>&
   });
 }
 
-c10::intrusive_ptr<c10d::Work> ProcessGroupChorus::recv(std::vector<at::Tensor>& tensors, int srcRank, int /*tag*/) {
+c10::intrusive_ptr<c10d::Work> ProcessGroupChorus::recv(std::vector<at::Tensor>& tensors, int srcRank, int tag) {
+  checkTag(tag, "recv");
   checkSingle(tensors, "recv");
   checkPeer(srcRank, "recv");
   const Staged s = Staged::output(tensors[0]);

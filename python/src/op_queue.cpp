@@ -5,21 +5,28 @@
 namespace chorus_torch {
 
 OpQueue::OpQueue(chorusComm_t comm, std::chrono::microseconds workerDelay, std::chrono::microseconds p2pWindow)
-    : comm_(comm), workerDelay_(workerDelay), p2pWindow_(p2pWindow), thread_([this] { worker(); }) {}
+    : comm_(comm), workerDelay_(workerDelay), p2pWindow_(p2pWindow) {
+  std::lock_guard<std::mutex> g(mu_);
+  availableRunners_ = 1;
+  runners_.emplace_back([this] { runner(); });
+}
 
 OpQueue::~OpQueue() { shutdown(); }
 
 void OpQueue::shutdown() {
+  std::vector<std::thread> runners;
   {
     std::lock_guard<std::mutex> g(mu_);
-    stop_ = true;
+    stop_ = true;  // runners drain the queue, then leave; no new runner starts
+    runners.swap(runners_);
   }
   workCv_.notify_all();
-  if (!thread_.joinable()) return;
-  // The process group shuts the queue down from its destructor, never from the worker; a last
-  // reference dropped on the worker itself can only come after that, so this is a safety net.
-  if (thread_.get_id() == std::this_thread::get_id()) thread_.detach();
-  else thread_.join();
+  for (auto& t : runners) {
+    // The process group shuts the queue down from its destructor, never from a runner; a last
+    // reference dropped on a runner can only come after that, so this is a safety net.
+    if (t.get_id() == std::this_thread::get_id()) t.detach();
+    else t.join();
+  }
 }
 
 void OpQueue::check(chorusResult_t r, chorusComm_t comm, const char* what) {
@@ -27,6 +34,12 @@ void OpQueue::check(chorusResult_t r, chorusComm_t comm, const char* what) {
   std::string text = chorusGetLastError(comm);
   if (text.empty()) text = chorusGetErrorString(r);
   throw std::runtime_error(std::string("chorus backend: ") + what + " failed: " + chorusGetErrorString(r) + ": " + text);
+}
+
+void OpQueue::ensureRunner() {
+  if (stop_ || queue_.empty() || availableRunners_ > 0 || runners_.size() >= kMaxRunners) return;
+  ++availableRunners_;
+  runners_.emplace_back([this] { runner(); });
 }
 
 void OpQueue::enqueue(Batch batch) {
@@ -37,7 +50,8 @@ void OpQueue::enqueue(Batch batch) {
     batch.seq = nextSeq_ - 1;
     batch.queuedAt = Clock::now();
     queue_.push_back(std::move(batch));
-    wake = workerIdle_;
+    ensureRunner();
+    wake = idleRunners_ > 0;
   }
   if (wake) workCv_.notify_one();
 }
@@ -57,23 +71,26 @@ bool OpQueue::holdBack(Clock::time_point* until) const {
   return Clock::now() < *until;
 }
 
-void OpQueue::worker() {
+void OpQueue::runner() {
   std::unique_lock<std::mutex> g(mu_);
   for (;;) {
     if (running_ || queue_.empty()) {
-      if (stop_ && queue_.empty()) return;
-      workerIdle_ = true;
+      if (stop_ && queue_.empty()) {
+        --availableRunners_;
+        return;
+      }
+      ++idleRunners_;
       workCv_.wait(g);
-      workerIdle_ = false;
+      --idleRunners_;
       continue;
     }
     Clock::time_point until;
     if (holdBack(&until)) {
-      // Timed, so nobody needs to wake the worker when the hold-back ends.
+      // Timed, so nobody needs to wake the runner when the hold-back ends.
       workCv_.wait_until(g, until);
       continue;
     }
-    runFront(g);
+    runFront(g, /*onRunner=*/true);
   }
 }
 
@@ -107,7 +124,7 @@ std::exception_ptr OpQueue::execute(std::vector<Batch>& run) {
   }
 }
 
-void OpQueue::runFront(std::unique_lock<std::mutex>& g) {
+void OpQueue::runFront(std::unique_lock<std::mutex>& g, bool onRunner) {
   std::vector<Batch> run;
   run.push_back(std::move(queue_.front()));
   queue_.pop_front();
@@ -120,7 +137,6 @@ void OpQueue::runFront(std::unique_lock<std::mutex>& g) {
   running_ = true;
   g.unlock();
   std::exception_ptr error = execute(run);
-  if (error) failed_ = true;
   // The works' state is set before the sequence is published, so that a waiter that sees the
   // sequence done also sees the outcome.
   for (Batch& b : run)
@@ -129,13 +145,20 @@ void OpQueue::runFront(std::unique_lock<std::mutex>& g) {
   running_ = false;
   completedSeq_ = run.back().seq;
   doneCv_.notify_all();
-  if (workerIdle_) workCv_.notify_one();
+  if (idleRunners_ > 0) workCv_.notify_one();
+  if (onRunner) {
+    // Callbacks may block on calls queued after this one: this runner does not count until
+    // they return, and another one starts if work is waiting.
+    --availableRunners_;
+    ensureRunner();
+  }
   g.unlock();
   // Futures last and unlocked: their callbacks (DDP's comm hooks) may queue and wait for more.
   for (Batch& b : run)
     for (QueuedOp& op : b.ops) op.work->fireFuture();
   run.clear();  // the calls' tensors and closures go before the lock is taken again
   g.lock();
+  if (onRunner) ++availableRunners_;
 }
 
 void OpQueue::waitFor(uint64_t seq, std::chrono::milliseconds timeout) {
@@ -143,8 +166,8 @@ void OpQueue::waitFor(uint64_t seq, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   std::unique_lock<std::mutex> g(mu_);
   while (completedSeq_ < seq) {
-    if (!running_ && !queue_.empty()) {
-      runFront(g);
+    if (!timed && !running_ && !queue_.empty()) {
+      runFront(g, /*onRunner=*/false);
       continue;
     }
     if (!timed) {

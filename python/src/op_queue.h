@@ -2,16 +2,24 @@
 //
 // torch.distributed calls return at once with a Work; the calls must then run in issue order
 // (every rank issues the same sequence). They run one batch at a time on whichever thread gets
-// there first: the group's worker thread, so that work queued by DDP's backward progresses
+// there first: a runner thread of the group, so that work queued by DDP's backward progresses
 // while autograd computes, or a thread blocked in Work::wait(), which runs the queue up to its
 // own call itself instead of paying two thread hand-offs (on an oversubscribed host each costs
-// a scheduler wake-up of tens of microseconds, more than a small all-reduce takes).
+// a scheduler wake-up of tens of microseconds, more than a small all-reduce takes). Runners
+// leave a fresh call alone for CHORUS_TORCH_WORKER_DELAY_US so that a caller about to wait runs
+// it itself.
+//
+// The thread that ran a call completes its Work and then its future, whose callbacks (DDP's
+// comm hooks) run right there and may issue more calls and block on them (PowerSGD waits on a
+// future inside its callback). So that a blocked callback never stalls the queue, a runner that
+// is inside callbacks does not count as available: when work is queued and no runner is
+// available, another runner thread starts (at most kMaxRunners; usually one exists).
 //
 // Point-to-point calls need more: Chorus's send may block until the peer receives, so an
 // isend that runs alone while its rank's matching irecv is still to be issued can deadlock
 // against a peer doing the same (both sending first). Consecutive queued sends and receives
 // therefore run as ONE Chorus group (chorusGroupStart/End: posted together, never deadlock),
-// and the worker holds back a run of point-to-point calls at the queue's tail for a short window
+// and runners hold back a run of point-to-point calls at the queue's tail for a short window
 // (CHORUS_TORCH_P2P_WINDOW_US) so that the calls issued right after it can join. A thread that
 // waits for one of them does not wait out the window: the user has issued what belongs together.
 // batch_isend_irecv (torch's coalescing) always forms one group.
@@ -20,7 +28,6 @@
 #include <chorus/chorus.h>
 
 #include <ATen/core/ivalue.h>
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -57,50 +64,55 @@ class OpQueue {
  public:
   // comm is used only for error texts and groups; the queue does not own it.
   OpQueue(chorusComm_t comm, std::chrono::microseconds workerDelay, std::chrono::microseconds p2pWindow);
-  // Runs what is queued, then stops the worker (shutdown()).
+  // Runs what is queued, then stops the runners (shutdown()).
   ~OpQueue();
   OpQueue(const OpQueue&) = delete;
   OpQueue& operator=(const OpQueue&) = delete;
 
   // Gives each op's work its sequence number and queues the batch.
   void enqueue(Batch batch);
-  // Returns once call `seq` has run, running queued calls on this thread meanwhile. A non-zero
-  // timeout that passes first throws (the call stays queued and completes later).
+  // Returns once call `seq` has run. Without a timeout (0) the calling thread runs queued calls
+  // itself meanwhile; with one it only waits (a call it ran could not be interrupted), and
+  // throws when the timeout passes first (the call completes later, on a runner).
   void waitFor(uint64_t seq, std::chrono::milliseconds timeout);
   // Waits for every queued call.
   void drain();
-  // Runs what is queued and stops the worker; later waits return at once (idempotent).
+  // Runs what is queued and stops the runners; later waits return at once (idempotent). Must
+  // not be called from a future callback.
   void shutdown();
-  // Whether any call has failed (the communicator is then broken).
-  bool anyFailed() const { return failed_.load(); }
 
   // Throws std::runtime_error with Chorus's last error for comm if r is not chorusSuccess.
   static void check(chorusResult_t r, chorusComm_t comm, const char* what);
 
+  // Runner threads at most: one per level of callbacks blocked inside callbacks.
+  static constexpr size_t kMaxRunners = 8;
+
  private:
   using Clock = std::chrono::steady_clock;
-  void worker();
-  // Whether the worker should leave the front batch for now (see the header comment).
+  void runner();
+  // Starts a runner if work is queued and none is available; the caller holds the lock.
+  void ensureRunner();
+  // Whether runners should leave the front batch for now (see the header comment).
   bool holdBack(Clock::time_point* until) const;
   // Pops the front batch (and the point-to-point batches right behind a point-to-point one) and
-  // runs it; the caller holds the lock and !running_.
-  void runFront(std::unique_lock<std::mutex>& g);
+  // runs it; the caller holds the lock and !running_. onRunner: called by a runner thread.
+  void runFront(std::unique_lock<std::mutex>& g, bool onRunner);
   std::exception_ptr execute(std::vector<Batch>& run);
 
   chorusComm_t comm_;
   const Clock::duration workerDelay_;
   const Clock::duration p2pWindow_;
   std::mutex mu_;
-  std::condition_variable workCv_;  // the worker: work arrived, or the runner finished
+  std::condition_variable workCv_;  // runners: work arrived, or the running batch finished
   std::condition_variable doneCv_;  // waiters: a batch completed
   std::deque<Batch> queue_;
   uint64_t nextSeq_ = 1;
   uint64_t completedSeq_ = 0;
   bool running_ = false;
-  bool workerIdle_ = false;
   bool stop_ = false;
-  std::atomic<bool> failed_{false};
-  std::thread thread_;
+  size_t idleRunners_ = 0;       // runners blocked waiting for work
+  size_t availableRunners_ = 0;  // runners not inside future callbacks
+  std::vector<std::thread> runners_;
 };
 
 }  // namespace chorus_torch

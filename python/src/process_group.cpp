@@ -70,9 +70,9 @@ ProcessGroupChorus::~ProcessGroupChorus() {
     queue_->shutdown();
   } catch (const std::exception&) {
   }
-  // A failed call broke the communicator: abort (prompt) rather than destroy (waits for peers).
-  if (queue_->anyFailed()) chorusCommAbort(comm_);
-  else chorusCommDestroy(comm_);
+  // Destroy, not abort, also after a failed call: it is prompt either way (no call is pending),
+  // and an abort would fail peers that are still finishing the last call with us.
+  chorusCommDestroy(comm_);
 }
 
 c10::intrusive_ptr<c10d::Work> ProcessGroupChorus::submit(c10d::OpType type, Kind kind, std::vector<at::Tensor> outputs,
