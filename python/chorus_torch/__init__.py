@@ -7,9 +7,11 @@ Every torch.distributed collective and point-to-point call then runs over Chorus
 docs/PYTORCH.md lists what is supported and how errors surface.
 """
 
+import atexit as _atexit
+
 import torch.distributed as _dist
 
-from ._C import ProcessGroupChorus, create_process_group, version
+from ._C import ProcessGroupChorus, _shutdown_all, create_process_group, version
 
 BACKEND_NAME = "chorus"
 
@@ -24,3 +26,6 @@ def _register():
 
 
 _register()
+# Groups never destroyed are still live at exit: finish their queued calls and stop their runner
+# threads while Python can still run the callbacks those calls complete.
+_atexit.register(_shutdown_all)

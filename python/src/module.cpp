@@ -34,6 +34,8 @@ PYBIND11_MODULE(_C, m) {
       });
   m.def("create_process_group", &createProcessGroup, py::arg("store"), py::arg("rank"), py::arg("size"), py::arg("timeout"),
         py::call_guard<py::gil_scoped_release>(), "torch.distributed's creator function for backend 'chorus'.");
+  m.def("_shutdown_all", &chorus_torch::ProcessGroupChorus::shutdownAll, py::call_guard<py::gil_scoped_release>(),
+        "Runs what every chorus group has queued and stops their runner threads (at exit).");
   m.def("version", [] {
     int v = 0;
     chorusGetVersion(&v);

@@ -51,7 +51,7 @@ void OpQueue::enqueue(Batch batch) {
     batch.queuedAt = Clock::now();
     queue_.push_back(std::move(batch));
     ensureRunner();
-    wake = idleRunners_ > 0;
+    wake = wakeRunners_ && idleRunners_ > 0;
   }
   if (wake) workCv_.notify_one();
 }
@@ -80,7 +80,13 @@ void OpQueue::runner() {
         return;
       }
       ++idleRunners_;
-      workCv_.wait(g);
+      if (wakeRunners_) {
+        workCv_.wait(g);
+      } else {
+        workCv_.wait_for(g, kLazyPoll);
+        // Long quiet: sleep until woken again.
+        if (queue_.empty() && Clock::now() - lastRun_ > kLazyIdle) wakeRunners_ = true;
+      }
       --idleRunners_;
       continue;
     }
@@ -144,8 +150,20 @@ void OpQueue::runFront(std::unique_lock<std::mutex>& g, bool onRunner) {
   g.lock();
   running_ = false;
   completedSeq_ = run.back().seq;
+  lastRun_ = Clock::now();
+  if (onRunner) {
+    waiterRuns_ = 0;
+    wakeRunners_ = true;  // calls are left to the runners: wake them at once
+  } else if (++waiterRuns_ >= kLazyAfter && wakeRunners_) {
+    // Callers run their own calls: stop waking runners for them. Runners asleep until woken
+    // are woken this once, so that they poll from now on.
+    wakeRunners_ = false;
+    if (idleRunners_ > 0) workCv_.notify_all();
+  }
   doneCv_.notify_all();
-  if (idleRunners_ > 0) workCv_.notify_one();
+  // Idle runners need to hear of the next call only if it is already queued (and they are woken
+  // at all): a wake per call is what the lazy mode avoids.
+  if (idleRunners_ > 0 && wakeRunners_ && !queue_.empty()) workCv_.notify_one();
   if (onRunner) {
     // Callbacks may block on calls queued after this one: this runner does not count until
     // they return, and another one starts if work is waiting.

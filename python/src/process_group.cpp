@@ -5,6 +5,7 @@
 #include <c10/util/Exception.h>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 
 #include "torch_types.h"
 
@@ -15,6 +16,10 @@ namespace {
 // The Store key under which rank 0 publishes the communicator's unique id. The Store that
 // torch hands a backend is already prefixed per process group.
 constexpr const char* kUniqueIdKey = "chorus/unique_id";
+
+// Every live group, for shutdownAll().
+std::mutex gLiveMutex;
+std::set<ProcessGroupChorus*> gLive;
 
 std::chrono::microseconds envMicros(const char* name, long long dflt) {
   const char* v = std::getenv(name);
@@ -60,9 +65,24 @@ ProcessGroupChorus::ProcessGroupChorus(const c10::intrusive_ptr<c10d::Store>& st
     }
   }
   queue_ = std::make_shared<OpQueue>(comm_, workerDelay, p2pWindow);
+  std::lock_guard<std::mutex> g(gLiveMutex);
+  gLive.insert(this);
+}
+
+void ProcessGroupChorus::shutdownAll() {
+  std::vector<std::shared_ptr<OpQueue>> queues;
+  {
+    std::lock_guard<std::mutex> g(gLiveMutex);
+    for (ProcessGroupChorus* pg : gLive) queues.push_back(pg->queue_);
+  }
+  for (auto& q : queues) q->shutdown();
 }
 
 ProcessGroupChorus::~ProcessGroupChorus() {
+  {
+    std::lock_guard<std::mutex> g(gLiveMutex);
+    gLive.erase(this);
+  }
   // Queued calls may complete futures whose callbacks are Python code: let them take the GIL.
   std::unique_ptr<pybind11::gil_scoped_release> nogil;
   if (Py_IsInitialized() && PyGILState_Check()) nogil = std::make_unique<pybind11::gil_scoped_release>();

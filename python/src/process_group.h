@@ -32,6 +32,12 @@ class ProcessGroupChorus : public c10d::ProcessGroup {
   ~ProcessGroupChorus() override;
 
   const std::string getBackendName() const override { return "chorus"; }
+
+  // Runs what every live group has queued and stops their runner threads (idempotent; later
+  // calls run on the threads that wait for them). Called at interpreter exit (atexit in
+  // chorus_torch/__init__.py), before Python finalizes: a runner still inside a future callback
+  // then would be killed trying to take the GIL, and take the process down with it.
+  static void shutdownAll();
   chorusComm_t comm() const { return comm_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
 

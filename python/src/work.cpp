@@ -16,8 +16,7 @@ const c10::TypePtr& tensorListType() {
 ChorusWork::ChorusWork(std::shared_ptr<OpQueue> queue, int rank, c10d::OpType type, std::vector<at::Tensor> outputs)
     : c10d::Work(rank, type),
       queue_(std::move(queue)),
-      outputs_(std::move(outputs)),
-      future_(c10::make_intrusive<c10::ivalue::Future>(tensorListType())) {}
+      outputs_(std::move(outputs)) {}
 
 bool ChorusWork::isCompleted() {
   std::lock_guard<std::mutex> g(mutex_);
@@ -45,7 +44,19 @@ bool ChorusWork::wait(std::chrono::milliseconds timeout) {
   return true;
 }
 
-c10::intrusive_ptr<c10::ivalue::Future> ChorusWork::getFuture() { return future_; }
+c10::intrusive_ptr<c10::ivalue::Future> ChorusWork::getFuture() {
+  c10::intrusive_ptr<c10::ivalue::Future> future;
+  bool due;
+  {
+    std::lock_guard<std::mutex> g(mutex_);
+    if (future_) return future_;
+    future_ = c10::make_intrusive<c10::ivalue::Future>(tensorListType());
+    future = future_;
+    due = futureDue_;
+  }
+  if (due) settle(future);
+  return future;
+}
 
 void ChorusWork::complete(std::exception_ptr error) {
   {
@@ -57,9 +68,19 @@ void ChorusWork::complete(std::exception_ptr error) {
 }
 
 void ChorusWork::fireFuture() {
+  c10::intrusive_ptr<c10::ivalue::Future> future;
+  {
+    std::lock_guard<std::mutex> g(mutex_);
+    futureDue_ = true;
+    future = future_;
+  }
+  if (future) settle(future);
+}
+
+void ChorusWork::settle(const c10::intrusive_ptr<c10::ivalue::Future>& future) {
   std::exception_ptr error = exception();
-  if (error) future_->setError(error);
-  else future_->markCompleted(c10::IValue(outputs_));
+  if (error) future->setError(error);
+  else future->markCompleted(c10::IValue(outputs_));
 }
 
 }  // namespace chorus_torch

@@ -36,14 +36,19 @@ class ChorusWork : public c10d::Work {
   uint64_t sequence() const { return seq_; }
   // Records the outcome (nullptr = success) and wakes threads blocked in the base class.
   void complete(std::exception_ptr error);
-  // Completes the future (its callbacks run on this thread, as with torch's own backends).
+  // Completes the future, if anyone asked for it yet (its callbacks run on this thread, as with
+  // torch's own backends); one asked for later is created completed.
   void fireFuture();
 
  private:
   std::shared_ptr<OpQueue> queue_;  // outlives the process group while works are held
   uint64_t seq_ = 0;
   std::vector<at::Tensor> outputs_;
+  // Created on the first getFuture() (blocking calls never ask for one); guarded by mutex_.
   c10::intrusive_ptr<c10::ivalue::Future> future_;
+  bool futureDue_ = false;  // fireFuture() ran: a future created now starts completed
+  // Completes `future` with this call's outcome.
+  void settle(const c10::intrusive_ptr<c10::ivalue::Future>& future);
 };
 
 }  // namespace chorus_torch

@@ -4,7 +4,7 @@ The suite spawns real multi-process worlds on loopback: every rank is a separate
 Python process running one of the programs in rank_scripts/, started with the
 torch.distributed "env://" variables.  The helpers here
 
-  * find the build directory (env CHORUS_BUILD_DIR, default /work/main/build) and
+  * find the build directory (env CHORUS_BUILD_DIR, default <repo>/build) and
     the built chorus_torch package inside it (<build>/python/chorus_torch);
   * choose the backend(s) under test (env CHORUS_TEST_BACKEND, a comma-separated
     list, default "chorus"; "gloo" is PyTorch's reference CPU backend and is used
@@ -13,7 +13,7 @@ torch.distributed "env://" variables.  The helpers here
     process behind: each rank runs in its own session and on timeout (or shortly
     after the first rank fails) the whole process tree is SIGKILLed.
 
-Running:  CHORUS_BUILD_DIR=/work/main/build /usr/bin/python3 -m pytest tests/python -q
+Running:  CHORUS_BUILD_DIR=build /usr/bin/python3 -m pytest tests/python -q   (ctest sets it)
 """
 
 import dataclasses
@@ -33,7 +33,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RANK_SCRIPTS = os.path.join(HERE, "rank_scripts")
-DEFAULT_BUILD_DIR = "/work/main/build"
+DEFAULT_BUILD_DIR = os.path.join(HERE, os.pardir, os.pardir, "build")
 
 # The interpreter the ranks run under: the one running pytest, unless told otherwise.
 PYTHON = os.environ.get("CHORUS_TEST_PYTHON", sys.executable)
