@@ -8,6 +8,7 @@ twice: with the automatic transport (shared memory on one host) and over TCP.
 """
 
 import json
+import re
 
 import pytest
 
@@ -67,5 +68,44 @@ def test_killed_rank(backend, transport):
         elif backend == "chorus" and not any(w in message.lower() for w in ("rank", "peer")):
             problems.append(f"rank {r.rank}: the error names neither a rank nor a peer: "
                             f"{message[:300]}")
+    if problems:
+        pytest.fail("\n".join(problems) + "\n\n" + world.describe(), pytrace=False)
+
+
+def test_stopped_rank(backend):
+    """A rank that stops (SIGSTOP: alive, its connections open, silent) is found by the
+    deadline: every survivor gets a RuntimeError after about the group's timeout, not before
+    (nothing failed that could be seen sooner) and not much after. A survivor waiting on the
+    stopped rank reports a timeout naming it; the first to time out aborts its connections, so
+    the others may instead report that neighbour's abort (Chorus fails neighbours at once
+    rather than at their own deadline): each message names a rank."""
+    world = run_world(WORLD, "fault.py",
+                      ["--kill-rank", KILL_RANK, "--kill-after", 5, "--timeout", PG_TIMEOUT,
+                       "--signal", "stop"],
+                      backend, timeout=3 * PG_TIMEOUT + 60, grace_after_failure=None, check=False)
+    problems = []
+    if world.timed_out:
+        problems.append("the world timed out (a survivor hung)")
+    blamed = False
+    for r in world.ranks:
+        if r.rank == KILL_RANK:
+            continue
+        info = survivor_line(r.output)
+        if info is None:
+            problems.append(f"rank {r.rank} never reported the failure (rc={r.rc})")
+            continue
+        if info["type"] != "RuntimeError":
+            problems.append(f"rank {r.rank} got {info['type']}, expected RuntimeError")
+        if not PG_TIMEOUT * 0.9 <= info["elapsed"] < PG_TIMEOUT + SLACK:
+            problems.append(f"rank {r.rank} saw the failure after {info['elapsed']}s "
+                            f"(the group's timeout is {PG_TIMEOUT}s)")
+        message = info["message"].lower()
+        if backend == "chorus":
+            if "rank" not in message:
+                problems.append(f"rank {r.rank}: the error names no rank: {info['message'][:300]}")
+            # "... no progress for 10.0 s; waiting on rank 0 (shm: ...), rank 1 (shm: ...)"
+            blamed = blamed or bool(re.search(rf"timeout.*waiting on .*\brank {KILL_RANK} \(", message))
+    if backend == "chorus" and not blamed:
+        problems.append(f"no survivor reported a timeout waiting on rank {KILL_RANK}")
     if problems:
         pytest.fail("\n".join(problems) + "\n\n" + world.describe(), pytrace=False)
