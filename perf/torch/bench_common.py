@@ -41,11 +41,9 @@ def to_bytes(s):
     return int(num) * mult
 
 
-def size_str(n):
-    for unit, suffix in ((1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")):
-        if n >= unit and n % unit == 0:
-            return f"{n // unit}{suffix}"
-    return str(n)
+# The size column's form (1K, 4M, 1G) is tools/bench_report.py's, shared by every bench script.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "tools"))
+from bench_report import sz as size_str  # noqa: E402,F401
 
 
 def size_ladder(first, last, factor):

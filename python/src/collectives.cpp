@@ -104,7 +104,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupChorus::allreduce(std::vector<at::Ten
   auto op = reductionOp(opts.reduceOp, s.flat.scalar_type());
   return submit(c10d::OpType::ALLREDUCE, Kind::Collective, tensors,
                 [this, s, type, op] {
-                  check(chorusAllReduce(s.data(), s.data(), s.numel(), type, *op, comm_, nullptr), "allreduce");
+                  check(chorusAllReduce(s.data(), s.data(), s.numel(), type, op.value, comm_, nullptr), "allreduce");
                 },
                 [s] { s.copyBack(); });
 }
@@ -114,7 +114,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupChorus::allreduce_coalesced(std::vect
   TORCH_CHECK(!tensors.empty(), "chorus backend: allreduce_coalesced needs at least one tensor");
   std::vector<Staged> staged;
   std::vector<chorusDataType_t> types;
-  std::vector<std::shared_ptr<chorusRedOp_t>> ops;
+  std::vector<CallOp> ops;
   for (const auto& t : tensors) {
     checkTensor(t, "allreduce_coalesced tensor");
     staged.push_back(Staged::inout(t));
@@ -126,7 +126,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupChorus::allreduce_coalesced(std::vect
       c10d::OpType::ALLREDUCE_COALESCED, Kind::Collective, tensors,
       [this, staged, types, ops] {
         for (size_t i = 0; i < staged.size(); ++i)
-          check(chorusAllReduce(staged[i].data(), staged[i].data(), staged[i].numel(), types[i], *ops[i], comm_, nullptr),
+          check(chorusAllReduce(staged[i].data(), staged[i].data(), staged[i].numel(), types[i], ops[i].value, comm_, nullptr),
                 "allreduce_coalesced");
       },
       [staged] {
@@ -146,7 +146,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupChorus::reduce(std::vector<at::Tensor
   const bool isRoot = root == rank_;
   return submit(c10d::OpType::REDUCE, Kind::Collective, tensors,
                 [this, s, type, op, root, isRoot] {
-                  check(chorusReduce(s.data(), isRoot ? s.data() : nullptr, s.numel(), type, *op, root, comm_, nullptr),
+                  check(chorusReduce(s.data(), isRoot ? s.data() : nullptr, s.numel(), type, op.value, root, comm_, nullptr),
                         "reduce");
                 },
                 [s, isRoot] {
@@ -300,7 +300,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupChorus::reduce_scatter(std::vector<at
   return submit(c10d::OpType::REDUCE_SCATTER, Kind::Collective, outputs,
                 [this, out, type, op, packed, ins] {
                   pack(ins, packed);
-                  check(chorusReduceScatter(packed.data_ptr(), out.data(), out.numel(), type, *op, comm_, nullptr),
+                  check(chorusReduceScatter(packed.data_ptr(), out.data(), out.numel(), type, op.value, comm_, nullptr),
                         "reduce_scatter");
                 },
                 [out] { out.copyBack(); });
@@ -320,7 +320,7 @@ c10::intrusive_ptr<c10d::Work> ProcessGroupChorus::_reduce_scatter_base(at::Tens
   auto op = reductionOp(opts.reduceOp, input.scalar_type());
   return submit(c10d::OpType::_REDUCE_SCATTER_BASE, Kind::Collective, {output},
                 [this, in, out, type, op] {
-                  check(chorusReduceScatter(in.data(), out.data(), out.numel(), type, *op, comm_, nullptr),
+                  check(chorusReduceScatter(in.data(), out.data(), out.numel(), type, op.value, comm_, nullptr),
                         "_reduce_scatter_base");
                 },
                 [out] { out.copyBack(); });

@@ -28,10 +28,7 @@ PYBIND11_MODULE(_C, m) {
       .def(py::init(&createProcessGroup), py::arg("store"), py::arg("rank"), py::arg("size"), py::arg("timeout"),
            py::call_guard<py::gil_scoped_release>(),
            "Joins a Chorus communicator of `size` ranks through `store` (rank 0 publishes the unique id).")
-      .def_property_readonly("timeout", &chorus_torch::ProcessGroupChorus::timeout)
-      .def("_chorus_comm_handle", [](const chorus_torch::ProcessGroupChorus& pg) {
-        return reinterpret_cast<uintptr_t>(pg.comm());
-      });
+      .def_property_readonly("timeout", &chorus_torch::ProcessGroupChorus::timeout);
   m.def("create_process_group", &createProcessGroup, py::arg("store"), py::arg("rank"), py::arg("size"), py::arg("timeout"),
         py::call_guard<py::gil_scoped_release>(), "torch.distributed's creator function for backend 'chorus'.");
   m.def("_shutdown_all", &chorus_torch::ProcessGroupChorus::shutdownAll, py::call_guard<py::gil_scoped_release>(),

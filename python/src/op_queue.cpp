@@ -197,13 +197,4 @@ void OpQueue::waitFor(uint64_t seq, std::chrono::milliseconds timeout) {
   }
 }
 
-void OpQueue::drain() {
-  uint64_t last;
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    last = nextSeq_ - 1;
-  }
-  waitFor(last, std::chrono::milliseconds(0));
-}
-
 }  // namespace chorus_torch

@@ -80,8 +80,6 @@ class OpQueue {
   // itself meanwhile; with one it only waits (a call it ran could not be interrupted), and
   // throws when the timeout passes first (the call completes later, on a runner).
   void waitFor(uint64_t seq, std::chrono::milliseconds timeout);
-  // Waits for every queued call.
-  void drain();
   // Runs what is queued and stops the runners; later waits return at once (idempotent). Must
   // not be called from a future callback.
   void shutdown();

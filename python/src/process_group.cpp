@@ -159,21 +159,18 @@ void ProcessGroupChorus::checkPeer(int peer, const char* opName) const {
   TORCH_CHECK(peer >= 0 && peer < size_, "chorus backend: ", opName, " peer ", peer, " is out of range [0, ", size_, ")");
 }
 
-std::shared_ptr<chorusRedOp_t> ProcessGroupChorus::reductionOp(const c10d::ReduceOp& op, at::ScalarType type) {
+ProcessGroupChorus::CallOp ProcessGroupChorus::reductionOp(const c10d::ReduceOp& op, at::ScalarType type) {
   bool premul = false;
   double factor = 0;
   chorusRedOp_t plain = toChorusOp(op, type, &premul, &factor);
-  if (!premul) return std::make_shared<chorusRedOp_t>(plain);
+  if (!premul) return {plain, nullptr};
   // The factor in the call's dtype, read by Chorus when the operator is created.
   at::Tensor scalar = at::full({1}, factor, at::TensorOptions().dtype(type));
   chorusRedOp_t made;
   check(chorusRedOpCreatePreMulSum(&made, scalar.data_ptr(), reductionType(type), chorusScalarHostImmediate, comm_),
         "chorusRedOpCreatePreMulSum");
   chorusComm_t comm = comm_;
-  return std::shared_ptr<chorusRedOp_t>(new chorusRedOp_t(made), [comm](chorusRedOp_t* p) {
-    chorusRedOpDestroy(*p, comm);
-    delete p;
-  });
+  return {made, std::shared_ptr<void>(nullptr, [comm, made](void*) { chorusRedOpDestroy(made, comm); })};
 }
 
 }  // namespace chorus_torch

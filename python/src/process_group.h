@@ -38,7 +38,6 @@ class ProcessGroupChorus : public c10d::ProcessGroup {
   // chorus_torch/__init__.py), before Python finalizes: a runner still inside a future callback
   // then would be killed trying to take the GIL, and take the process down with it.
   static void shutdownAll();
-  chorusComm_t comm() const { return comm_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
 
   c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& tensors, const c10d::BroadcastOptions& opts) override;
@@ -91,9 +90,13 @@ class ProcessGroupChorus : public c10d::ProcessGroup {
   void check(chorusResult_t r, const char* what) const { OpQueue::check(r, comm_, what); }
   void checkRoot(int64_t root, const char* opName) const;
   void checkPeer(int peer, const char* opName) const;
-  // A reduction operator for the call: plain, or a PreMulSum created on this communicator for
-  // the call's dtype (destroyed when the returned holder goes).
-  std::shared_ptr<chorusRedOp_t> reductionOp(const c10d::ReduceOp& op, at::ScalarType type);
+  // A call's reduction operator: a plain one, or a PreMulSum created on this communicator for
+  // the call's dtype, which `owner` destroys when the last copy goes (plain ops allocate nothing).
+  struct CallOp {
+    chorusRedOp_t value;
+    std::shared_ptr<void> owner;
+  };
+  CallOp reductionOp(const c10d::ReduceOp& op, at::ScalarType type);
 
   chorusComm_t comm_ = nullptr;
   std::chrono::milliseconds timeout_;

@@ -13,8 +13,8 @@ struct Staged {
 
   // Read only by the call.
   static Staged input(const at::Tensor& t) { return {t, t.contiguous()}; }
-  // Written by the call (and read, for in-place collectives): the copy starts with t's values.
-  static Staged inout(const at::Tensor& t) { return {t, t.contiguous()}; }
+  // Read and written by the call (in-place collectives): staged as an input, copied back after.
+  static Staged inout(const at::Tensor& t) { return input(t); }
   // Written only: a non-contiguous tensor gets an uninitialised contiguous buffer.
   static Staged output(const at::Tensor& t) {
     return {t, t.is_contiguous() ? t : at::empty(t.sizes(), t.options().memory_format(at::MemoryFormat::Contiguous))};

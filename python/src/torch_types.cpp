@@ -4,31 +4,35 @@
 
 namespace chorus_torch {
 
-chorusDataType_t reductionType(at::ScalarType type) {
+namespace {
+// Chorus's element type for a torch dtype it has (bool as uint8); false for the others.
+bool nativeType(at::ScalarType type, chorusDataType_t* out) {
   switch (type) {
-    case at::kFloat: return chorusFloat32;
-    case at::kDouble: return chorusFloat64;
-    case at::kHalf: return chorusFloat16;
-    case at::kBFloat16: return chorusBfloat16;
-    case at::kChar: return chorusInt8;
-    case at::kByte: return chorusUint8;
-    case at::kBool: return chorusUint8;
-    case at::kInt: return chorusInt32;
-    case at::kLong: return chorusInt64;
-    default:
-      TORCH_CHECK(false, "chorus backend: reductions on dtype ", c10::toString(type),
-                  " are not supported (supported: float32, float64, float16, bfloat16, int8, uint8, int32, int64, bool)");
+    case at::kFloat: *out = chorusFloat32; return true;
+    case at::kDouble: *out = chorusFloat64; return true;
+    case at::kHalf: *out = chorusFloat16; return true;
+    case at::kBFloat16: *out = chorusBfloat16; return true;
+    case at::kChar: *out = chorusInt8; return true;
+    case at::kByte: *out = chorusUint8; return true;
+    case at::kBool: *out = chorusUint8; return true;
+    case at::kInt: *out = chorusInt32; return true;
+    case at::kLong: *out = chorusInt64; return true;
+    default: return false;
   }
+}
+}  // namespace
+
+chorusDataType_t reductionType(at::ScalarType type) {
+  chorusDataType_t t;
+  TORCH_CHECK(nativeType(type, &t), "chorus backend: reductions on dtype ", c10::toString(type),
+              " are not supported (supported: float32, float64, float16, bfloat16, int8, uint8, int32, int64, bool)");
+  return t;
 }
 
 Movement movementType(at::ScalarType type) {
-  switch (type) {
-    case at::kFloat: case at::kDouble: case at::kHalf: case at::kBFloat16: case at::kChar:
-    case at::kByte: case at::kBool: case at::kInt: case at::kLong:
-      return {reductionType(type), 1};
-    default:
-      return {chorusUint8, c10::elementSize(type)};
-  }
+  chorusDataType_t t;
+  if (nativeType(type, &t)) return {t, 1};
+  return {chorusUint8, c10::elementSize(type)};
 }
 
 namespace {

@@ -110,12 +110,12 @@ def _children_of(pid):
         # The command name is in parentheses and may contain spaces.
         fields = stat[stat.rfind(")") + 2:].split()
         by_parent.setdefault(int(fields[1]), []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in by_parent.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
+    descendants, unvisited = [], [pid]
+    while unvisited:
+        for child in by_parent.get(unvisited.pop(), []):
+            descendants.append(child)
+            unvisited.append(child)
+    return descendants
 
 
 def kill_tree(proc):

@@ -29,6 +29,26 @@ def survivor_line(output):
     return None
 
 
+def survivors(world, problems):
+    """(rank result, SURVIVOR report) of every survivor that reported; what is missing (a hung
+    world, a survivor without a report, an error that is not a RuntimeError) goes to problems."""
+    if world.timed_out:
+        problems.append("the world timed out (a survivor hung)")
+    reported = []
+    for r in world.ranks:
+        if r.rank == KILL_RANK:
+            continue
+        info = survivor_line(r.output)
+        if info is None:
+            problems.append(f"rank {r.rank} never reported the failure (rc={r.rc})")
+            continue
+        if info["type"] != "RuntimeError":
+            problems.append(f"rank {r.rank} got {info['type']}, expected RuntimeError: "
+                            f"{info['message'][:300]}")
+        reported.append((r, info))
+    return reported
+
+
 @pytest.mark.parametrize("transport", ["auto", "tcp"])
 def test_killed_rank(backend, transport):
     """auto: ranks on one host talk over shared memory; tcp: CHORUS_TRANSPORT=tcp,
@@ -41,24 +61,13 @@ def test_killed_rank(backend, transport):
                       backend, timeout=3 * PG_TIMEOUT + 60, env=env, grace_after_failure=None,
                       check=False)
     problems = []
-    if world.timed_out:
-        problems.append("the world timed out (a survivor hung)")
     killed = world.ranks[KILL_RANK]
     if killed.rc != -9:
         problems.append(f"rank {KILL_RANK} should have died of SIGKILL, rc={killed.rc}")
-    for r in world.ranks:
-        if r.rank == KILL_RANK:
-            continue
-        info = survivor_line(r.output)
-        if info is None:
-            problems.append(f"rank {r.rank} never reported the failure (rc={r.rc})")
-            continue
+    for r, info in survivors(world, problems):
         if r.rc != 0:
             problems.append(f"rank {r.rank} reported the failure but then exited with rc={r.rc}"
                             f"{' (' + r.killed_by_harness + ')' if r.killed_by_harness else ''}")
-        if info["type"] != "RuntimeError":
-            problems.append(f"rank {r.rank} got {info['type']}, expected RuntimeError: "
-                            f"{info['message'][:300]}")
         if info["elapsed"] >= PG_TIMEOUT + SLACK:
             problems.append(f"rank {r.rank} needed {info['elapsed']}s to see the failure "
                             f"(timeout {PG_TIMEOUT}s + {SLACK}s slack)")
@@ -84,18 +93,8 @@ def test_stopped_rank(backend):
                        "--signal", "stop"],
                       backend, timeout=3 * PG_TIMEOUT + 60, grace_after_failure=None, check=False)
     problems = []
-    if world.timed_out:
-        problems.append("the world timed out (a survivor hung)")
     blamed = False
-    for r in world.ranks:
-        if r.rank == KILL_RANK:
-            continue
-        info = survivor_line(r.output)
-        if info is None:
-            problems.append(f"rank {r.rank} never reported the failure (rc={r.rc})")
-            continue
-        if info["type"] != "RuntimeError":
-            problems.append(f"rank {r.rank} got {info['type']}, expected RuntimeError")
+    for r, info in survivors(world, problems):
         if not PG_TIMEOUT * 0.9 <= info["elapsed"] < PG_TIMEOUT + SLACK:
             problems.append(f"rank {r.rank} saw the failure after {info['elapsed']}s "
                             f"(the group's timeout is {PG_TIMEOUT}s)")

@@ -16,7 +16,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from rankutil import gloo_lacks, make_input, reference_reduce, sectioned_main
+from rankutil import default_store, gloo_lacks, make_input, reference_reduce, sectioned_main
 
 SECTIONS = {}
 F32 = torch.float32
@@ -205,11 +205,13 @@ def wait_timeout(c):
     itself still completes, and a later wait() returns its correct result."""
     import datetime
     case = "wait(200 ms) before the peers issue, then wait()"
+    store = default_store()
+    go = f"chorus_test/wait_timeout/{c.next_salt()}"
     with c.rep.case(case):
         xs = inputs(c, (100,), salt=c.next_salt())
         t = xs[c.rank].clone()
         if c.rank != 0:
-            time.sleep(2.0)                    # rank 0 waits with a short timeout meanwhile
+            store.wait([go])                   # issued only once rank 0's wait(200 ms) is over
         work = dist.all_reduce(t, async_op=True)
         if c.rank == 0:
             start = time.monotonic()
@@ -223,7 +225,9 @@ def wait_timeout(c):
                     c.rep.fail(case, "wait(timeout) raised with an empty message")
             else:
                 c.rep.fail(case, f"wait(200 ms) returned after {time.monotonic() - start:.2f}s "
-                                 "instead of raising (the peers issued the call after 2 s)")
+                                 "instead of raising (the peers had not issued the call)")
+            finally:
+                store.set(go, "1")
         work.wait()
         c.rep.check(case, t, reference_reduce(xs, "SUM", F32))
 
