@@ -31,6 +31,11 @@
  *
  * Every wait inside Chorus has a deadline (CHORUS_TIMEOUT, seconds): a dead or stopped peer
  * becomes chorusRemoteError or chorusTimeout on every surviving rank, never a hang.
+ *
+ * Arguments are checked before anything is sent. A count whose buffer could not fit the
+ * address space (2^56 bytes: count x element size, times nranks for the gathered, scattered
+ * and all-to-all buffers; displacement + count for each block of the V forms), or a buffer
+ * that would wrap past its end, is chorusInvalidArgument naming the product that overflows.
  */
 #ifndef CHORUS_CHORUS_H_
 #define CHORUS_CHORUS_H_
@@ -181,10 +186,21 @@ chorusResult_t chorusCommInitAll(chorusComm_t* comms, int ndev, const int* devli
  */
 chorusResult_t chorusCommInitFromEnv(chorusComm_t* comm);
 
-/** Waits for the communicator's pending work, then frees it. */
+/**
+ * Waits for the communicator's pending work, then frees it. Inside an open group
+ * (chorusGroupStart) that holds a call on comm it is chorusInvalidUsage and changes nothing:
+ * call chorusGroupEnd first, or chorusCommAbort to drop those calls. Calls that another thread
+ * recorded on comm in its open group are not waited for: that thread's chorusGroupEnd fails
+ * for them with chorusInvalidUsage.
+ */
 chorusResult_t chorusCommDestroy(chorusComm_t comm);
 
-/** Stops all pending work of comm with an error, frees it, and always returns promptly. */
+/**
+ * Stops all pending work of comm with an error, frees it, and always returns promptly. Calls
+ * the calling thread recorded on comm in its open group are dropped (and logged); the group's
+ * calls on other communicators still run at chorusGroupEnd. Calls other threads recorded on
+ * comm make their chorusGroupEnd fail with chorusInvalidUsage.
+ */
 chorusResult_t chorusCommAbort(chorusComm_t comm);
 
 /** The first error an enqueued call hit on comm (chorusSuccess when none). */
@@ -297,8 +313,16 @@ chorusResult_t chorusBarrier(chorusComm_t comm, chorusStream_t stream);
  * only recorded; chorusGroupEnd issues them together, one merged operation per communicator,
  * so any set of matching sends and receives inside one group completes without deadlock.
  * Argument errors are reported by the call that made them (and the group is then cancelled
- * at chorusGroupEnd with that error). Calls on different communicators in one group run one
- * communicator after another, in the order each communicator was first used.
+ * at chorusGroupEnd with that error: nothing in it is issued). Calls on different communicators
+ * in one group run one communicator after another, in the order each communicator was first
+ * used; a failure on one does not keep the others from being issued. chorusGroupEnd returns
+ * the first error, and each error is also the chorusGetLastError(comm) of the communicator it
+ * concerns (a cancelled group's reason: of every communicator in the group).
+ *
+ * A thread must end its groups before it exits. A thread that exits with calls recorded breaks
+ * their communicators: the error (logged, and the next call's chorusInvalidUsage on them) names
+ * the dropped calls, and their connections are aborted so that the peers waiting for those
+ * calls fail at once instead of at their deadline.
  */
 chorusResult_t chorusGroupStart(void);
 chorusResult_t chorusGroupEnd(void);
@@ -332,7 +356,11 @@ chorusResult_t chorusStreamCreate(chorusStream_t* stream);
 chorusResult_t chorusStreamSynchronize(chorusStream_t stream);
 /** chorusSuccess when idle, chorusInProgress while work is queued, or the first error. */
 chorusResult_t chorusStreamQuery(chorusStream_t stream);
-/** Synchronizes, then frees the stream. */
+/**
+ * Synchronizes, then frees the stream. Inside an open group that holds a call on stream it is
+ * chorusInvalidUsage and changes nothing (call chorusGroupEnd first); calls another thread's
+ * open group recorded on it make that group's chorusGroupEnd fail with chorusInvalidUsage.
+ */
 chorusResult_t chorusStreamDestroy(chorusStream_t stream);
 
 #ifdef __cplusplus

@@ -11,8 +11,10 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "bootstrap/launcher_env.h"
@@ -24,13 +26,17 @@
 #include "core/log.h"
 #include "core/stream.h"
 #include "core/user_config.h"
+#include "exec/reduce.h"
 
 // Handles are pinned by every call that uses them: destroy/abort first unregister the handle
-// (so no new call can start) and then wait until the last pin is released before freeing it.
+// (so no new call can start), then wait until the last pin is released and free what the handle
+// owns. The handle itself goes when no open group holds a call recorded on it (see GroupRef).
 struct chorusHandle {
   std::mutex mu;
   std::condition_variable unpinned;
-  int pins = 0;  // calls using the handle right now, including calls queued on streams
+  int pins = 0;          // calls using the handle right now, including calls queued on streams
+  int records = 0;       // calls recorded in open groups (GroupRef)
+  bool retired = false;  // destroyed or aborted; freed when records drops to 0
 };
 
 struct chorusComm : chorusHandle {
@@ -39,7 +45,7 @@ struct chorusComm : chorusHandle {
 };
 
 struct chorusStream : chorusHandle {
-  chorus::Stream impl;
+  std::unique_ptr<chorus::Stream> impl = std::make_unique<chorus::Stream>();
 };
 
 namespace chorus {
@@ -51,13 +57,19 @@ std::set<const chorusStream*> gStreams;
 thread_local std::string tLastError;
 thread_local std::string tLastErrorCopy;  // what chorusGetLastError returned last
 
-void setLastError(chorusComm* comm, const std::string& text) {
-  tLastError = text;
-  if (!comm) return;
-  std::lock_guard<std::mutex> g(gRegistryMutex);  // comm may be a stale handle: touch it only if live
+const char* plural(size_t n) { return n == 1 ? "" : "s"; }
+
+// The communicator's copy of an error text, if comm is live (it may be a stale handle).
+void setCommError(chorusComm* comm, const std::string& text) {
+  std::lock_guard<std::mutex> g(gRegistryMutex);
   if (!gComms.count(comm)) return;
   std::lock_guard<std::mutex> g2(comm->mu);
   comm->lastError = text;
+}
+
+void setLastError(chorusComm* comm, const std::string& text) {
+  tLastError = text;
+  if (comm) setCommError(comm, text);
 }
 
 // Runs body; maps exceptions to result codes and records their text.
@@ -110,6 +122,44 @@ class Pin {
 Pin<chorusComm> pinComm(chorusComm* c) { return Pin<chorusComm>(c, gComms, "communicator"); }
 Pin<chorusStream> pinStream(chorusStream* s) { return Pin<chorusStream>(s, gStreams, "stream"); }
 
+// A call recorded in an open group holds its handles' memory, not a pin: destroy and abort do
+// not wait for groups, which another thread may keep open for as long as it likes.
+// chorusGroupEnd pins the handles again, which fails for one retired meanwhile; the memory held
+// here means that its address cannot belong to a new handle by then.
+template <typename H>
+class GroupRef {
+ public:
+  GroupRef() = default;
+  explicit GroupRef(H* h) : h_(h) {  // h is live: the caller holds a Pin on it
+    if (!h_) return;
+    std::lock_guard<std::mutex> g(h_->mu);
+    ++h_->records;
+  }
+  ~GroupRef() { reset(); }
+  GroupRef(GroupRef&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  GroupRef& operator=(GroupRef&& o) noexcept {
+    if (this != &o) {
+      reset();
+      h_ = std::exchange(o.h_, nullptr);
+    }
+    return *this;
+  }
+  H* get() const { return h_; }
+
+ private:
+  void reset() noexcept {
+    if (!h_) return;
+    bool last = false;
+    {
+      std::lock_guard<std::mutex> g(h_->mu);
+      last = --h_->records == 0 && h_->retired;
+    }
+    if (last) delete h_;
+    h_ = nullptr;
+  }
+  H* h_ = nullptr;
+};
+
 // Unregisters h (so that no new call can pin it); throws for a handle that is not live, so that
 // of two racing destroys only one proceeds.
 template <typename H>
@@ -128,19 +178,25 @@ void waitUnpinned(H* h) {
   h->unpinned.wait(g, [h] { return h->pins == 0; });
 }
 
+// The last step of destroy/abort (h unregistered, unpinned, its contents freed): frees the
+// handle now, or leaves that to the last GroupRef on it.
+template <typename H>
+void freeHandle(H* h) {
+  bool last = false;
+  {
+    std::lock_guard<std::mutex> g(h->mu);
+    h->retired = true;
+    last = h->records == 0;
+  }
+  if (last) delete h;
+}
+
 chorusComm* registerComm(std::unique_ptr<Communicator> impl) {
   auto* c = new chorusComm;
   c->impl = std::move(impl);
   std::lock_guard<std::mutex> g(gRegistryMutex);
   gComms.insert(c);
   return c;
-}
-
-void retireComm(chorusComm* comm, bool abort) {
-  unregister(comm, gComms, "communicator");
-  if (abort) comm->impl->abort();
-  waitUnpinned(comm);
-  delete comm;
 }
 
 CollCall collective(Coll coll, const char* name, const void* sendbuf, void* recvbuf, size_t count, chorusDataType_t dtype,
@@ -157,12 +213,27 @@ CollCall collective(Coll coll, const char* name, const void* sendbuf, void* recv
   return c;
 }
 
-// A call recorded inside a group: it keeps its communicator (and stream) pinned until issued.
+// "chorusAllReduce (1024 x float32 sum)", "chorusSend (8 x int32 to rank 1)": a recorded call
+// in errors and logs.
+std::string describe(const CollCall& c) {
+  std::string s = format("%s (%zu x %s", c.apiName, c.count, dataTypeName(c.dtype));
+  if (c.kind == CallKind::Send) s += format(" to rank %d", c.peer);
+  if (c.kind == CallKind::Recv) s += format(" from rank %d", c.peer);
+  if (c.kind == CallKind::Collective && isReduction(c.coll))
+    s += static_cast<int>(c.op) >= chorusNumOps ? " premulsum" : format(" %s", redOpName(c.op));
+  return s + ")";
+}
+
+std::string describe(const std::vector<const CollCall*>& calls) {
+  std::string s;
+  for (const CollCall* c : calls) s += (s.empty() ? "" : ", ") + describe(*c);
+  return s;
+}
+
+// A call recorded inside a group (see GroupRef).
 struct PendingCall {
-  std::shared_ptr<Pin<chorusComm>> comm;
-  std::shared_ptr<Pin<chorusStream>> stream;  // null: run on the calling thread
-  chorusComm* handle = nullptr;
-  chorusStream* streamHandle = nullptr;
+  GroupRef<chorusComm> comm;
+  GroupRef<chorusStream> stream;  // empty: run on the calling thread
   CollCall call;
 };
 
@@ -170,8 +241,91 @@ struct GroupState {
   int depth = 0;
   std::vector<PendingCall> pending;
   chorusResult_t failed = chorusSuccess;  // the first error of a call in the open group
+  std::string failedText;
+  ~GroupState();  // a thread that exits inside a group breaks the communicators of its calls
 };
 thread_local GroupState tGroup;
+
+// The calls of the calling thread's open group recorded on h (a communicator or a stream).
+std::vector<const CollCall*> recordedOn(const chorusHandle* h) {
+  std::vector<const CollCall*> calls;
+  for (const PendingCall& p : tGroup.pending)
+    if (p.comm.get() == h || p.stream.get() == h) calls.push_back(&p.call);
+  return calls;
+}
+
+// Destroying a handle that the calling thread's open group holds calls on would leave them
+// nowhere to run: refused, naming the calls.
+void refuseIfRecorded(const chorusHandle* h, const char* api, const char* what, const char* advice) {
+  std::vector<const CollCall*> calls = recordedOn(h);
+  if (calls.empty()) return;
+  CHORUS_THROW(chorusInvalidUsage,
+               "%s(%p) inside chorusGroupStart: this thread's open group holds %zu call%s on this %s (%s); %s", api,
+               static_cast<const void*>(h), calls.size(), plural(calls.size()), what, describe(calls).c_str(), advice);
+}
+
+// chorusCommAbort inside a group: the calling thread's calls recorded on comm are dropped.
+void dropRecorded(chorusComm* comm) {
+  std::vector<const CollCall*> calls = recordedOn(comm);
+  if (calls.empty()) return;
+  CHORUS_WARN(kLogColl, "chorusCommAbort(%p) inside chorusGroupStart: dropped %zu call%s recorded on it: %s",
+              static_cast<void*>(comm), calls.size(), plural(calls.size()), describe(calls).c_str());
+  auto& v = tGroup.pending;
+  v.erase(std::remove_if(v.begin(), v.end(), [comm](const PendingCall& p) { return p.comm.get() == comm; }), v.end());
+}
+
+void retireComm(chorusComm* comm, bool abort) {
+  if (!abort)
+    refuseIfRecorded(comm, "chorusCommDestroy", "communicator", "call chorusGroupEnd first, or chorusCommAbort to drop them");
+  unregister(comm, gComms, "communicator");
+  if (abort) {
+    dropRecorded(comm);
+    comm->impl->abort();
+  }
+  waitUnpinned(comm);
+  comm->impl.reset();
+  freeHandle(comm);
+}
+
+// A communicator broken by an earlier error refuses new calls at once, saying why (run() says
+// only "aborted" when the break also aborted it, as for a thread that exited inside a group).
+void checkNotBroken(const Communicator& c) {
+  if (c.asyncError() != chorusSuccess)
+    CHORUS_THROW(chorusInvalidUsage, "communicator is broken by an earlier error: %s", c.lastError().c_str());
+}
+
+// Breaks a communicator whose calls a thread dropped by exiting inside a group: the next call
+// on it fails with `text`, and its peers, which wait for the dropped calls, are told now.
+void breakComm(chorusComm* h, const std::string& text) noexcept {
+  try {
+    Pin<chorusComm> pin = pinComm(h);  // a retired communicator needs nothing more
+    logSetThreadRank(h->impl->rank());  // the log line names the rank
+    h->impl->recordError(chorusInvalidUsage, text);
+    h->impl->abort();
+    std::lock_guard<std::mutex> g(h->mu);
+    h->lastError = text;
+  } catch (...) {
+  }
+}
+
+// Runs at thread exit, when other thread-locals (tLastError) may be gone already: touches none.
+GroupState::~GroupState() {
+  std::vector<chorusComm*> comms;
+  for (const PendingCall& p : pending)
+    if (std::find(comms.begin(), comms.end(), p.comm.get()) == comms.end()) comms.push_back(p.comm.get());
+  for (chorusComm* h : comms) {
+    std::vector<const CollCall*> calls;
+    for (const PendingCall& p : pending)
+      if (p.comm.get() == h) calls.push_back(&p.call);
+    try {
+      breakComm(
+          h, format("a thread exited inside chorusGroupStart holding %s on this communicator: never issued, so the communicator "
+                    "is broken and its peers were told",
+                    describe(calls).c_str()));
+    } catch (...) {
+    }
+  }
+}
 
 // Runs calls of one communicator now, or queues them on the stream.
 void issue(const std::shared_ptr<Pin<chorusComm>>& comm, chorusComm* handle, const std::shared_ptr<Pin<chorusStream>>& stream,
@@ -182,7 +336,7 @@ void issue(const std::shared_ptr<Pin<chorusComm>>& comm, chorusComm* handle, con
   }
   // The queued work keeps the communicator pinned until it has run.
   auto held = comm;
-  Stream* queue = &(*stream)->impl;  // alive until the task ran: destroy synchronizes first
+  Stream* queue = (*stream)->impl.get();  // alive until the task ran: destroy synchronizes first
   queue->enqueue([held, handle, queue, calls]() mutable -> chorusResult_t {
     chorusResult_t res = apiCall(handle, [&] { (*held)->impl->run(calls); });
     if (res != chorusSuccess) queue->noteErrorText(tLastError);
@@ -191,31 +345,85 @@ void issue(const std::shared_ptr<Pin<chorusComm>>& comm, chorusComm* handle, con
   });
 }
 
-// chorusGroupEnd: one merged run per communicator, in the order communicators were first used.
-void issueGroup(std::vector<PendingCall> pending) {
-  std::vector<chorusComm*> order;
-  for (const PendingCall& p : pending)
-    if (std::find(order.begin(), order.end(), p.handle) == order.end()) order.push_back(p.handle);
-  for (chorusComm* h : order) {
-    std::vector<CollCall> calls;
-    std::shared_ptr<Pin<chorusComm>> comm;
-    std::shared_ptr<Pin<chorusStream>> stream;
-    chorusStream* streamHandle = nullptr;
-    bool first = true;
-    for (PendingCall& p : pending) {
-      if (p.handle != h) continue;
-      if (first) {
-        comm = p.comm;
-        stream = p.stream;
-        streamHandle = p.streamHandle;
-        first = false;
-      } else if (p.streamHandle != streamHandle) {
-        CHORUS_THROW(chorusInvalidUsage, "calls on one communicator in a group must use one stream (%s used another)", p.call.apiName);
-      }
-      calls.push_back(std::move(p.call));
+// The calls a group made on one communicator, issued as one merged run.
+struct Batch {
+  chorusComm* comm;
+  chorusStream* stream;
+  std::vector<CollCall> calls;
+};
+
+// Groups recorded calls by communicator, in the order communicators were first used.
+std::vector<Batch> batchByComm(std::vector<PendingCall>& pending) {
+  std::vector<Batch> batches;
+  for (PendingCall& p : pending) {
+    auto b = std::find_if(batches.begin(), batches.end(), [&](const Batch& x) { return x.comm == p.comm.get(); });
+    if (b == batches.end()) {
+      batches.push_back({p.comm.get(), p.stream.get(), {}});
+      b = batches.end() - 1;
+    } else if (b->stream != p.stream.get()) {
+      CHORUS_THROW(chorusInvalidUsage,
+                   "chorusGroupEnd: calls on one communicator in a group must use one stream (%s used another)", p.call.apiName);
     }
-    issue(comm, h, stream, std::move(calls));
+    b->calls.push_back(std::move(p.call));
   }
+  return batches;
+}
+
+// Pins a batch's handle again at chorusGroupEnd: one destroyed or aborted by another thread
+// while the group was open fails, naming the calls it drops.
+template <typename H>
+Pin<H> repin(H* h, const std::set<const H*>& registry, const char* what, const Batch& b) {
+  try {
+    return Pin<H>(h, registry, what);
+  } catch (const Error&) {
+    std::vector<const CollCall*> calls;
+    for (const CollCall& c : b.calls) calls.push_back(&c);
+    CHORUS_THROW(chorusInvalidUsage, "chorusGroupEnd: %s %p was destroyed or aborted while the group was open; dropped %s", what,
+                 static_cast<const void*>(h), describe(calls).c_str());
+  }
+}
+
+void issueBatch(Batch& b) {
+  auto comm = std::make_shared<Pin<chorusComm>>(repin(b.comm, gComms, "communicator", b));
+  std::shared_ptr<Pin<chorusStream>> stream;
+  if (b.stream) stream = std::make_shared<Pin<chorusStream>>(repin(b.stream, gStreams, "stream", b));
+  issue(comm, b.comm, stream, std::move(b.calls));
+}
+
+// A group with a call that failed when it was recorded is not issued at all; each of its
+// communicators gets the reason as its last error.
+chorusResult_t cancelGroup(const std::vector<PendingCall>& pending, chorusResult_t code, const std::string& why) {
+  return apiCall(nullptr, [&] {
+    std::string text = format("group cancelled, nothing in it was issued: a call in it failed (%s)", why.c_str());
+    for (const PendingCall& p : pending) setCommError(p.comm.get(), text);
+    throw Error(code, text);
+  });
+}
+
+// chorusGroupEnd's work: one merged run per communicator. A failure on one communicator is its
+// last error (chorusGetLastError(comm)) and does not keep the others from being issued (their
+// peers wait for them); the first failure is returned and is the thread's last error.
+chorusResult_t issueGroup(std::vector<PendingCall>& pending) {
+  std::vector<Batch> batches;
+  chorusResult_t r = apiCall(nullptr, [&] { batches = batchByComm(pending); });
+  if (r != chorusSuccess) return cancelGroup(pending, r, tLastError);
+  chorusResult_t first = chorusSuccess;
+  std::string firstText;
+  for (Batch& b : batches) {
+    chorusResult_t res = apiCall(b.comm, [&] { issueBatch(b); });
+    if (res == chorusSuccess || first != chorusSuccess) continue;
+    first = res;
+    firstText = tLastError;
+  }
+  if (first != chorusSuccess) tLastError = firstText;
+  return first;
+}
+
+// Records a validated call in the calling thread's open group (the caller pins comm).
+void record(chorusComm* comm, chorusStream* stream, CollCall call) {
+  std::optional<Pin<chorusStream>> live;  // the stream is live while the reference is taken
+  if (stream) live.emplace(pinStream(stream));
+  tGroup.pending.push_back({GroupRef<chorusComm>(comm), GroupRef<chorusStream>(stream), std::move(call)});
 }
 
 // Every collective and point-to-point entry point: pin, copy vector arguments (fill), validate,
@@ -226,7 +434,9 @@ chorusResult_t submit(chorusComm* comm, chorusStream* stream, CollCall call, Fil
     Pin<chorusComm> c = pinComm(comm);
     fill(call, c->impl->nranks());
     c->impl->validate(call);
-    if (!stream && tGroup.depth == 0) {
+    checkNotBroken(*c->impl);
+    if (tGroup.depth > 0) return record(comm, stream, std::move(call));
+    if (!stream) {
       // The common blocking call: no shared pins, and a per-thread vector reused from call to call.
       thread_local std::vector<CollCall> one;
       one.clear();
@@ -234,18 +444,15 @@ chorusResult_t submit(chorusComm* comm, chorusStream* stream, CollCall call, Fil
       c->impl->run(one);
       return;
     }
-    auto held = std::make_shared<Pin<chorusComm>>(std::move(c));
-    std::shared_ptr<Pin<chorusStream>> s;
-    if (stream) s = std::make_shared<Pin<chorusStream>>(pinStream(stream));
-    if (tGroup.depth > 0) {
-      tGroup.pending.push_back({held, s, comm, stream, std::move(call)});
-      return;
-    }
+    auto s = std::make_shared<Pin<chorusStream>>(pinStream(stream));
     std::vector<CollCall> calls;
     calls.push_back(std::move(call));
-    issue(held, comm, s, std::move(calls));
+    issue(std::make_shared<Pin<chorusComm>>(std::move(c)), comm, s, std::move(calls));
   });
-  if (r != chorusSuccess && tGroup.depth > 0 && tGroup.failed == chorusSuccess) tGroup.failed = r;
+  if (r != chorusSuccess && tGroup.depth > 0 && tGroup.failed == chorusSuccess) {
+    tGroup.failed = r;
+    tGroup.failedText = tLastError;
+  }
   return r;
 }
 
@@ -466,7 +673,8 @@ chorusResult_t chorusReduceScatterV(const void* sendbuf, void* recvbuf, const si
     } else {  // packed in rank order
       v.displs.assign(n, 0);
       for (int r = 1; r < n; ++r) {
-        CHORUS_CHECK_ARG(v.displs[r - 1] <= SIZE_MAX - v.counts[r - 1], "chorusReduceScatterV: recvcounts overflow size_t");
+        CHORUS_CHECK_ARG(v.displs[r - 1] <= SIZE_MAX - v.counts[r - 1],
+                         "chorusReduceScatterV: recvcounts[0..%d] sum past SIZE_MAX", r - 1);
         v.displs[r] = v.displs[r - 1] + v.counts[r - 1];
       }
     }
@@ -518,18 +726,17 @@ chorusResult_t chorusGroupStart(void) {
 }
 
 chorusResult_t chorusGroupEnd(void) {
+  bool closed = false;
   chorusResult_t r = apiCall(nullptr, [&] {
     if (tGroup.depth == 0) CHORUS_THROW(chorusInvalidUsage, "chorusGroupEnd without chorusGroupStart");
-    if (--tGroup.depth > 0) return;
-    std::vector<PendingCall> pending = std::move(tGroup.pending);
-    tGroup.pending.clear();
-    chorusResult_t failed = tGroup.failed;
-    tGroup.failed = chorusSuccess;
-    if (failed != chorusSuccess)
-      throw Error(failed, format("group cancelled: a call in it failed (%s)", tLastError.c_str()));
-    issueGroup(std::move(pending));
+    closed = --tGroup.depth == 0;
   });
-  return r;
+  if (r != chorusSuccess || !closed) return r;
+  std::vector<PendingCall> pending = std::exchange(tGroup.pending, {});
+  chorusResult_t failed = std::exchange(tGroup.failed, chorusSuccess);
+  std::string why = std::exchange(tGroup.failedText, {});
+  if (failed != chorusSuccess) return cancelGroup(pending, failed, why);
+  return issueGroup(pending);
 }
 
 chorusResult_t chorusCommSplit(chorusComm_t comm, int color, int key, chorusComm_t* newcomm) {
@@ -575,8 +782,8 @@ chorusResult_t chorusStreamSynchronize(chorusStream_t stream) {
   chorusResult_t inner = chorusSuccess;
   chorusResult_t r = apiCall(nullptr, [&] {
     auto s = pinStream(stream);
-    inner = s->impl.synchronize();
-    if (inner != chorusSuccess) tLastError = s->impl.errorText();  // the error happened on another thread
+    inner = s->impl->synchronize();
+    if (inner != chorusSuccess) tLastError = s->impl->errorText();  // the error happened on another thread
   });
   return r != chorusSuccess ? r : inner;
 }
@@ -585,8 +792,8 @@ chorusResult_t chorusStreamQuery(chorusStream_t stream) {
   chorusResult_t inner = chorusSuccess;
   chorusResult_t r = apiCall(nullptr, [&] {
     auto s = pinStream(stream);
-    inner = s->impl.query();
-    if (inner != chorusSuccess && inner != chorusInProgress) tLastError = s->impl.errorText();
+    inner = s->impl->query();
+    if (inner != chorusSuccess && inner != chorusInProgress) tLastError = s->impl->errorText();
   });
   return r != chorusSuccess ? r : inner;
 }
@@ -594,10 +801,12 @@ chorusResult_t chorusStreamQuery(chorusStream_t stream) {
 chorusResult_t chorusStreamDestroy(chorusStream_t stream) {
   chorusResult_t inner = chorusSuccess;
   chorusResult_t r = apiCall(nullptr, [&] {
+    refuseIfRecorded(stream, "chorusStreamDestroy", "stream", "call chorusGroupEnd first");
     unregister(stream, gStreams, "stream");
     waitUnpinned(stream);  // calls that were enqueueing on it have finished enqueueing
-    inner = stream->impl.synchronize();
-    delete stream;
+    inner = stream->impl->synchronize();
+    stream->impl.reset();
+    freeHandle(stream);
   });
   return r != chorusSuccess ? r : inner;
 }

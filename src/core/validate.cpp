@@ -2,10 +2,16 @@
 // call runs or is queued: a bad call fails with chorusInvalidArgument on the rank that made
 // it, without communicating (the peers then see it as a missing participant, bounded by
 // CHORUS_TIMEOUT, as with any rank that stops calling).
+//
+// Sizes: every buffer a call describes (count x ranks x element size for the fixed-size
+// collectives, displacement + count for each block of a V form) must fit the address space.
+// The checks use only the arguments every rank passes alike (count, nranks, the V arrays), so
+// that every rank refuses the same oversized call instead of one rank waiting for the others.
 #include "core/validate.h"
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 
 #include "core/error.h"
 #include "exec/reduce.h"
@@ -13,28 +19,151 @@
 namespace chorus {
 namespace {
 
-// a * b, or throws naming what overflowed.
-size_t mulChecked(size_t a, size_t b, const CollCall& c) {
-  if (b != 0 && a > SIZE_MAX / b)
-    CHORUS_THROW(chorusInvalidArgument, "%s: count %zu x %zu overflows size_t", c.apiName, a, b);
-  return a * b;
+// The most bytes one buffer can span. User space ends at or below 2^56 on every 64-bit Linux
+// (x86-64: 2^47, 2^56 with 5-level paging; AArch64: 2^48 or 2^52; RISC-V Sv57: 2^56), so a
+// larger size is a wrong count, never a big buffer. Refusing it here also keeps the schedule
+// builders from planning steps for memory that cannot exist.
+constexpr uint64_t kAddressSpaceBytes = uint64_t{1} << 56;
+constexpr size_t kMaxBufferBytes = static_cast<size_t>(std::min<uint64_t>(kAddressSpaceBytes, SIZE_MAX));
+
+const char* plural(size_t n) { return n == 1 ? "" : "s"; }
+
+// The name of the count argument in the call's C signature.
+const char* countName(const CollCall& c) {
+  if (c.kind != CallKind::Collective) return "count";
+  if (c.coll == Coll::AllGather) return "sendcount";
+  if (c.coll == Coll::ReduceScatter) return "recvcount";
+  return "count";
 }
 
-void checkVector(const std::vector<size_t>& counts, const std::vector<size_t>& displs, size_t elemSize, const CollCall& c,
-                 const char* what) {
-  std::vector<std::pair<size_t, size_t>> blocks;
-  for (size_t i = 0; i < counts.size(); ++i) {
-    CHORUS_CHECK_ARG(counts[i] <= SIZE_MAX / elemSize && displs[i] <= SIZE_MAX / elemSize - counts[i],
-                     "%s: %s block %zu (displacement %zu + count %zu) overflows size_t", c.apiName, what, i, displs[i], counts[i]);
-    if (counts[i]) blocks.emplace_back(displs[i], displs[i] + counts[i]);
+// count x ranks x elemSize bytes, or throws naming the product, e.g. "chorusAllGather:
+// sendcount 9223372036854775807 x 2 ranks x 1 byte (int8) overflows the address space".
+size_t spanBytes(const CollCall& c, size_t count, size_t ranks, size_t es) {
+  if (count <= kMaxBufferBytes / ranks / es) return count * ranks * es;
+  std::string byRanks = ranks > 1 ? format(" x %zu ranks", ranks) : "";
+  CHORUS_THROW(chorusInvalidArgument, "%s: %s %zu%s x %zu byte%s (%s) overflows the address space (2^56 bytes)", c.apiName,
+               countName(c), count, byRanks.c_str(), es, plural(es), dataTypeName(c.dtype));
+}
+
+// The blocks of one buffer of a V form: each (displacement + count) x elemSize must fit the
+// address space, and blocks must not overlap.
+struct Blocks {
+  const char* buffer;  // "sendbuf" or "recvbuf"
+  const char* countsName;
+  const char* displsName;
+  const std::vector<size_t>& counts;
+  const std::vector<size_t>& displs;
+};
+
+void checkBlocks(const Blocks& b, size_t es, const CollCall& c) {
+  const size_t maxElems = kMaxBufferBytes / es;
+  std::vector<std::pair<size_t, size_t>> used;
+  for (size_t i = 0; i < b.counts.size(); ++i) {
+    size_t n = b.counts[i], d = b.displs[i];
+    CHORUS_CHECK_ARG(n <= maxElems && d <= maxElems - n,
+                     "%s: %s block %zu (%s[%zu] %zu + %s[%zu] %zu elements) x %zu byte%s (%s) overflows the address space (2^56 "
+                     "bytes)",
+                     c.apiName, b.buffer, i, b.displsName, i, d, b.countsName, i, n, es, plural(es), dataTypeName(c.dtype));
+    if (n) used.emplace_back(d, d + n);
   }
-  std::sort(blocks.begin(), blocks.end());
-  for (size_t i = 1; i < blocks.size(); ++i)
-    CHORUS_CHECK_ARG(blocks[i].first >= blocks[i - 1].second, "%s: %s blocks overlap (elements [%zu, %zu) and [%zu, %zu))", c.apiName,
-                     what, blocks[i - 1].first, blocks[i - 1].second, blocks[i].first, blocks[i].second);
+  std::sort(used.begin(), used.end());
+  for (size_t i = 1; i < used.size(); ++i)
+    CHORUS_CHECK_ARG(used[i].first >= used[i - 1].second, "%s: %s blocks overlap (elements [%zu, %zu) and [%zu, %zu))", c.apiName,
+                     b.buffer, used[i - 1].first, used[i - 1].second, used[i].first, used[i].second);
+}
+
+// A buffer of `bytes` at `p` must not wrap past the top of the address space.
+void checkEnd(const CollCall& c, const char* name, const void* p, size_t bytes) {
+  uintptr_t start = reinterpret_cast<uintptr_t>(p);
+  CHORUS_CHECK_ARG(bytes <= UINTPTR_MAX - start, "%s: %s %p + %zu bytes wraps around the end of the address space", c.apiName,
+                   name, p, bytes);
 }
 
 bool rooted(Coll c) { return c == Coll::Broadcast || c == Coll::Reduce || c == Coll::Gather || c == Coll::Scatter; }
+
+// How many ranks' blocks the larger buffer of a fixed-size collective holds.
+size_t blocksPerBuffer(Coll c, size_t nranks) {
+  switch (c) {
+    case Coll::AllGather:
+    case Coll::ReduceScatter:
+    case Coll::AlltoAll:
+    case Coll::Gather:
+    case Coll::Scatter: return nranks;
+    default: return 1;
+  }
+}
+
+void checkPointToPoint(const CollCall& c, int nranks, size_t es) {
+  CHORUS_CHECK_ARG(c.peer >= 0 && c.peer < nranks, "%s: peer %d is out of range [0, %d)", c.apiName, c.peer, nranks);
+  size_t bytes = spanBytes(c, c.count, 1, es);
+  const void* buf = c.kind == CallKind::Send ? c.sendbuf : c.recvbuf;
+  CHORUS_CHECK_ARG(c.count == 0 || buf, "%s: NULL buffer with count %zu > 0", c.apiName, c.count);
+  checkEnd(c, c.kind == CallKind::Send ? "sendbuf" : "recvbuf", buf, bytes);
+}
+
+void checkOp(const CollCall& c, const PreMulSumOps& ops) {
+  PreMulSum pm;
+  if (static_cast<int>(c.op) >= chorusNumOps && ops.lookup(c.op, &pm)) {
+    CHORUS_CHECK_ARG(pm.dtype == c.dtype, "%s: the PreMulSum operator was created for %s, not %s", c.apiName,
+                     dataTypeName(pm.dtype), dataTypeName(c.dtype));
+    return;
+  }
+  CHORUS_CHECK_ARG(static_cast<int>(c.op) >= 0 && static_cast<int>(c.op) < chorusNumOps,
+                   "%s: unknown reduction operator %d (not built in, nor a live PreMulSum operator of this communicator)",
+                   c.apiName, static_cast<int>(c.op));
+  reduceFunction(c.dtype, c.op);  // throws for an unsupported (type, op)
+}
+
+// Counts and V arrays: sizes that fit the address space, V blocks that do not overlap.
+void checkCounts(const CollCall& c, int rank, int nranks, size_t es) {
+  const bool vector = c.coll == Coll::AllGatherV || c.coll == Coll::ReduceScatterV || c.coll == Coll::AlltoAllV;
+  CHORUS_ASSERT(!vector || c.v);
+  switch (c.coll) {
+    case Coll::AllGatherV:
+      CHORUS_CHECK_ARG(c.count == c.v->counts[rank], "%s: sendcount %zu differs from recvcounts[%d] = %zu", c.apiName, c.count,
+                       rank, c.v->counts[rank]);
+      checkBlocks({"recvbuf", "recvcounts", "displs", c.v->counts, c.v->displs}, es, c);
+      break;
+    case Coll::ReduceScatterV:
+      checkBlocks({"sendbuf", "recvcounts", "displs", c.v->counts, c.v->displs}, es, c);
+      break;
+    case Coll::AlltoAllV:
+      checkBlocks({"sendbuf", "sendcounts", "sdispls", c.v->sendCounts, c.v->sendDispls}, es, c);
+      checkBlocks({"recvbuf", "recvcounts", "rdispls", c.v->recvCounts, c.v->recvDispls}, es, c);
+      CHORUS_CHECK_ARG(c.v->sendCounts[rank] == c.v->recvCounts[rank],
+                       "%s: sendcounts[%d] = %zu but recvcounts[%d] = %zu (to itself)", c.apiName, rank, c.v->sendCounts[rank],
+                       rank, c.v->recvCounts[rank]);
+      break;
+    default:
+      spanBytes(c, c.count, blocksPerBuffer(c.coll, static_cast<size_t>(nranks)), es);
+      break;
+  }
+}
+
+// NULL buffers with data, buffers that wrap, and overlaps other than the in-place layout.
+// Sets c.inPlace. All address arithmetic is on integers: sizes were bounded by checkCounts.
+void checkBuffers(CollCall& c, int rank, int nranks, size_t es) {
+  CollArgs a = collArgsFor(c, rank, nranks);
+  size_t inBytes = inputElems(a, rank) * es, outBytes = outputElems(a, rank) * es;
+  CHORUS_CHECK_ARG(inBytes == 0 || c.sendbuf, "%s: sendbuf is NULL with %zu bytes to send", c.apiName, inBytes);
+  CHORUS_CHECK_ARG(outBytes == 0 || c.recvbuf, "%s: recvbuf is NULL with %zu bytes to receive", c.apiName, outBytes);
+  if (inBytes) checkEnd(c, "sendbuf", c.sendbuf, inBytes);
+  if (outBytes) checkEnd(c, "recvbuf", c.recvbuf, outBytes);
+  if (inBytes == 0 || outBytes == 0) return;
+  // In place when the buffers alias exactly as the collective defines (collective.h).
+  a.inPlace = true;
+  bool outputInsideInput = false;
+  size_t offset = 0;
+  const uintptr_t s = reinterpret_cast<uintptr_t>(c.sendbuf), r = reinterpret_cast<uintptr_t>(c.recvbuf);
+  if (inPlaceAlias(a, rank, &outputInsideInput, &offset)) {
+    c.inPlace = outputInsideInput ? r == s + offset * es : s == r + offset * es;
+    if (c.inPlace) return;
+  }
+  CHORUS_CHECK_ARG(s + inBytes <= r || r + outBytes <= s,
+                   "%s: sendbuf [%p, +%zu bytes) and recvbuf [%p, +%zu bytes) overlap without being the in-place layout (see "
+                   "chorus.h for where an in-place call's send data lives)",
+                   c.apiName, c.sendbuf, inBytes, static_cast<const void*>(c.recvbuf), outBytes);
+}
 
 }  // namespace
 
@@ -68,64 +197,12 @@ void validateCall(CollCall& c, int rank, int nranks, const PreMulSumOps& ops) {
   size_t es = dataTypeSize(c.dtype);
   CHORUS_CHECK_ARG(es != 0, "%s: unknown datatype %d", c.apiName, static_cast<int>(c.dtype));
   c.inPlace = false;
-  if (c.kind != CallKind::Collective) {
-    CHORUS_CHECK_ARG(c.peer >= 0 && c.peer < nranks, "%s: peer %d is out of range [0, %d)", c.apiName, c.peer, nranks);
-    mulChecked(c.count, es, c);
-    const void* buf = c.kind == CallKind::Send ? c.sendbuf : c.recvbuf;
-    CHORUS_CHECK_ARG(c.count == 0 || buf, "%s: NULL buffer with count %zu > 0", c.apiName, c.count);
-    return;
-  }
-  if (isReduction(c.coll)) {
-    PreMulSum pm;
-    if (static_cast<int>(c.op) >= chorusNumOps && ops.lookup(c.op, &pm)) {
-      CHORUS_CHECK_ARG(pm.dtype == c.dtype, "%s: the PreMulSum operator was created for %s, not %s", c.apiName, dataTypeName(pm.dtype),
-                       dataTypeName(c.dtype));
-    } else {
-      CHORUS_CHECK_ARG(static_cast<int>(c.op) >= 0 && static_cast<int>(c.op) < chorusNumOps,
-                       "%s: unknown reduction operator %d (not built in, nor a live PreMulSum operator of this communicator)",
-                       c.apiName, static_cast<int>(c.op));
-      reduceFunction(c.dtype, c.op);  // throws for an unsupported (type, op)
-    }
-  }
-  if (rooted(c.coll)) CHORUS_CHECK_ARG(c.root >= 0 && c.root < nranks, "%s: root %d is out of range [0, %d)", c.apiName, c.root, nranks);
-  const size_t p = static_cast<size_t>(nranks);
-  bool vector = c.coll == Coll::AllGatherV || c.coll == Coll::ReduceScatterV || c.coll == Coll::AlltoAllV;
-  CHORUS_ASSERT(!vector || c.v);
-  switch (c.coll) {
-    case Coll::AllGatherV:
-      CHORUS_CHECK_ARG(c.count == c.v->counts[rank], "%s: sendcount %zu differs from recvcounts[%d] = %zu", c.apiName, c.count, rank,
-                       c.v->counts[rank]);
-      checkVector(c.v->counts, c.v->displs, es, c, "recvbuf");
-      break;
-    case Coll::ReduceScatterV: checkVector(c.v->counts, c.v->displs, es, c, "sendbuf"); break;
-    case Coll::AlltoAllV:
-      checkVector(c.v->sendCounts, c.v->sendDispls, es, c, "sendbuf");
-      checkVector(c.v->recvCounts, c.v->recvDispls, es, c, "recvbuf");
-      CHORUS_CHECK_ARG(c.v->sendCounts[rank] == c.v->recvCounts[rank],
-                       "%s: sendcounts[%d] = %zu but recvcounts[%d] = %zu (to itself)", c.apiName, rank, c.v->sendCounts[rank], rank,
-                       c.v->recvCounts[rank]);
-      break;
-    default: mulChecked(mulChecked(c.count, p, c), es, c); break;
-  }
-  CollArgs a = collArgsFor(c, rank, nranks);
-  size_t inBytes = inputElems(a, rank) * es, outBytes = outputElems(a, rank) * es;
-  CHORUS_CHECK_ARG(inBytes == 0 || c.sendbuf, "%s: sendbuf is NULL with %zu bytes to send", c.apiName, inBytes);
-  CHORUS_CHECK_ARG(outBytes == 0 || c.recvbuf, "%s: recvbuf is NULL with %zu bytes to receive", c.apiName, outBytes);
-  if (inBytes == 0 || outBytes == 0) return;
-  // In place when the buffers alias exactly as the collective defines (collective.h).
-  a.inPlace = true;
-  bool outputInsideInput = false;
-  size_t offset = 0;
-  const char* s = static_cast<const char*>(c.sendbuf);
-  const char* r = static_cast<const char*>(c.recvbuf);
-  if (inPlaceAlias(a, rank, &outputInsideInput, &offset)) {
-    c.inPlace = outputInsideInput ? r == s + offset * es : s == r + offset * es;
-    if (c.inPlace) return;
-  }
-  CHORUS_CHECK_ARG(s + inBytes <= r || r + outBytes <= s,
-                   "%s: sendbuf and recvbuf overlap without being the in-place layout (see chorus.h for where an in-place "
-                   "call's send data lives)",
-                   c.apiName);
+  if (c.kind != CallKind::Collective) return checkPointToPoint(c, nranks, es);
+  if (isReduction(c.coll)) checkOp(c, ops);
+  if (rooted(c.coll))
+    CHORUS_CHECK_ARG(c.root >= 0 && c.root < nranks, "%s: root %d is out of range [0, %d)", c.apiName, c.root, nranks);
+  checkCounts(c, rank, nranks, es);
+  checkBuffers(c, rank, nranks, es);
 }
 
 }  // namespace chorus

@@ -1,13 +1,19 @@
 // chorusCommAbort always returns promptly, even while a call on another thread waits for a peer
-// that will never answer, including during the first call's connection setup.
+// that will never answer, including during the first call's connection setup. A thread that
+// exits inside chorusGroupStart holding a call breaks that call's communicator, loudly.
 #include <gtest/gtest.h>
 
 #include <chorus/chorus.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "core/log.h"
 #include "fixtures/ranks.h"
 
 namespace chorus::test {
@@ -51,6 +57,64 @@ TEST(Abort, StuckInExecutorOverShm) { abortStuckCall("shm", true); }
 TEST(Abort, StuckInConnectionSetupOverShm) { abortStuckCall("shm", false); }
 TEST(Abort, StuckInExecutorOverTcp) { abortStuckCall("tcp", true); }
 TEST(Abort, StuckInConnectionSetupOverTcp) { abortStuckCall("tcp", false); }
+
+// Rank 0's call is recorded in a group by a thread that then exits without chorusGroupEnd.
+// Rank 1, already waiting in the matching all-reduce, must fail now (its connection to rank 0
+// is aborted), not at its 60 s deadline; rank 0's communicator is broken, and its next call
+// and the log say which thread-exit dropped which call. Runs in a forked child: the fixture's
+// watchdog turns a regression (a wait until the deadline) into a failure.
+void threadExitsInsideGroup(const char* transport) {
+  std::string logPath = "/tmp/chorus-thread-exit-" + std::to_string(getpid()) + ".log";
+  auto exits = runRanks(
+      1,
+      [&](int) {
+        ScopedEnv env("CHORUS_TRANSPORT", transport);
+        ScopedEnv timeout("CHORUS_TIMEOUT", "60");
+        ScopedEnv log("CHORUS_DEBUG_FILE", logPath.c_str());
+        logReloadConfig();
+        chorusComm_t comms[2];
+        if (chorusCommInitAll(comms, 2, nullptr) != chorusSuccess) return 2;
+        std::vector<float> a(1 << 16, 1.0f), b(1 << 16, 1.0f);
+        std::thread warm([&] { chorusAllReduce(b.data(), b.data(), b.size(), chorusFloat32, chorusSum, comms[1], nullptr); });
+        EXPECT_EQ(chorusAllReduce(a.data(), a.data(), a.size(), chorusFloat32, chorusSum, comms[0], nullptr), chorusSuccess);
+        warm.join();
+        chorusResult_t peerResult = chorusSuccess;
+        double peerSeconds = 0;
+        std::thread peer([&] {
+          auto t0 = std::chrono::steady_clock::now();
+          peerResult = chorusAllReduce(b.data(), b.data(), b.size(), chorusFloat32, chorusSum, comms[1], nullptr);
+          peerSeconds = secondsSince(t0);
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));  // rank 1 is waiting by now
+        std::thread quitter([&] {
+          chorusGroupStart();
+          chorusAllReduce(a.data(), a.data(), a.size(), chorusFloat32, chorusSum, comms[0], nullptr);
+        });  // exits with the group open
+        quitter.join();
+        peer.join();
+        EXPECT_NE(peerResult, chorusSuccess);
+        EXPECT_LT(peerSeconds, 10.0) << "rank 1 waited for the dropped call instead of failing at once";
+        const char* expected = "a thread exited inside chorusGroupStart holding chorusAllReduce (65536 x float sum)";
+        EXPECT_EQ(chorusAllReduce(a.data(), a.data(), a.size(), chorusFloat32, chorusSum, comms[0], nullptr), chorusInvalidUsage);
+        std::string text = chorusGetLastError(comms[0]);
+        EXPECT_NE(text.find(expected), std::string::npos) << text;
+        chorusResult_t async = chorusSuccess;
+        EXPECT_EQ(chorusCommGetAsyncError(comms[0], &async), chorusSuccess);
+        EXPECT_EQ(async, chorusInvalidUsage);
+        EXPECT_EQ(chorusCommDestroy(comms[0]), chorusSuccess);
+        EXPECT_EQ(chorusCommAbort(comms[1]), chorusSuccess);
+        std::stringstream logged;
+        logged << std::ifstream(logPath).rdbuf();
+        EXPECT_NE(logged.str().find(expected), std::string::npos) << "log: " << logged.str();
+        return 0;
+      },
+      40);
+  unlink(logPath.c_str());
+  EXPECT_TRUE(allRanksSucceeded(exits));
+}
+
+TEST(Abort, ThreadExitInsideGroupBreaksTheCommunicatorOverShm) { threadExitsInsideGroup("shm"); }
+TEST(Abort, ThreadExitInsideGroupBreaksTheCommunicatorOverTcp) { threadExitsInsideGroup("tcp"); }
 
 TEST(Abort, DestroyedHandlesAreRejectedNotReused) {
   chorusComm_t comms[1];
