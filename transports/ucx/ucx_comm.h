@@ -57,6 +57,7 @@ struct Handshake {
 constexpr uint32_t kHandshakeMagic = 0x48435543u;  // "CUCH"
 
 struct Comm;
+struct MemRegion;
 
 // Our part of every data request. It lives inside the UCP request (see above), or, for a send UCX
 // completed on the spot (no UCP request), in the comm's `completed` slot: the request pointer
@@ -67,15 +68,31 @@ struct RequestInfo {
   int slot;     // index in comm->inflight
   bool isRecv;
   bool inUcx;   // a UCP request (false: completed on the spot, nothing to free)
+  MemRegion* region;  // the registration handed to UCX with it (a reference held), or NULL
 };
 
 // A registered region (regMr's mhandle): UCX's handle plus the range, so that a post outside it
 // does not hand UCX a handle that does not cover its buffer.
+//
+// Reference counted: regMr holds one reference, and every request UCX was given the handle with
+// holds one until UCX is done with that request. deregMr drops the registration's reference; the
+// region is unmapped when the last one goes. Chorus releases its registrations before closing
+// the comms (net_connection.cpp), and closing progresses the worker while receives into the
+// region are still posted: a rendezvous that arrives then makes UCX pack the region's remote key
+// for its RTR, and with the handle already unmapped UCX 1.13 died in `proto_am.c:70 ...
+// packed_len=-5` (a use after free of the ucp_mem_h). A request UCX never gives back (freed while
+// incomplete) keeps its reference: the region then stays mapped for the life of the process.
 struct MemRegion {
   ucp_mem_h memh;
   uintptr_t begin;
   uintptr_t end;
+  std::atomic<int> refs{1};
 };
+
+// Takes a reference on mr for a request; releaseRegion drops one (and unmaps on the last).
+void retainRegion(MemRegion* mr);
+// Returns the unmap's status when this dropped the last reference, UCS_OK otherwise.
+ucs_status_t releaseRegion(MemRegion* mr);
 
 enum class CommKind : uint32_t { kSend = 0x53435543u, kRecv = 0x52435543u, kListen = 0x4c435543u, kDead = 0 };
 

@@ -153,8 +153,12 @@ void destroyComm(Comm* c) {
     c->ep = nullptr;
     drainWorker();
   }
-  for (int i = 0; i < kMaxInflight; ++i)
-    if (busy >> i & 1) finishRequest(c->inflight[i], remaining());
+  for (int i = 0; i < kMaxInflight; ++i) {
+    if (!(busy >> i & 1)) continue;
+    MemRegion* region = static_cast<RequestInfo*>(c->inflight[i])->region;
+    // A request UCX did not finish keeps its registration mapped (ucx_comm.h).
+    if (finishRequest(c->inflight[i], remaining()) && region) releaseRegion(region);
+  }
   finishRequest(c->hsRequest, remaining());
   if (!clean) {
     UCXNET_WARN("ucx: comm %p: its endpoint did not close within %.1f s; leaving it to UCX", (void*)c, kCloseTimeoutNs / 1e9);

@@ -35,15 +35,19 @@ void releaseSlot(Comm* c, int i) {
   c->freeSlots.fetch_or(1ull << i, std::memory_order_release);
 }
 
-// The request parameters of a post: the registration when the buffer lies inside it.
-void fillParam(ucp_request_param_t* p, const void* data, size_t size, void* mhandle) {
+// The request parameters of a post: the registration when the buffer lies inside it. Returns
+// that registration with a reference taken for the request (NULL when none is used).
+MemRegion* fillParam(ucp_request_param_t* p, const void* data, size_t size, void* mhandle) {
   p->op_attr_mask = 0;
-  const MemRegion* mr = static_cast<const MemRegion*>(mhandle);
+  MemRegion* mr = static_cast<MemRegion*>(mhandle);
   const uintptr_t b = reinterpret_cast<uintptr_t>(data);
   if (mr && size > 0 && b >= mr->begin && size <= mr->end - b && b <= mr->end) {
     p->op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
     p->memh = mr->memh;
+    retainRegion(mr);
+    return mr;
   }
+  return nullptr;
 }
 
 chorusNetResult_t checkPost(Comm* c, const void* data, size_t size, int tag, void** request) {
@@ -54,8 +58,12 @@ chorusNetResult_t checkPost(Comm* c, const void* data, size_t size, int tag, voi
 }
 
 // Records a post (its UCP request r, NULL when UCX completed a send on the spot, or its failure)
-// in comm c, slot i. size: bytes posted.
-chorusNetResult_t finishPost(Comm* c, int slot, void* r, size_t size, bool isRecv, void** request) {
+// in comm c, slot i. size: bytes posted; region: the registration it was posted with (a reference).
+chorusNetResult_t finishPost(Comm* c, int slot, void* r, size_t size, bool isRecv, MemRegion* region, void** request) {
+  if (r == nullptr || UCS_PTR_IS_ERR(r)) {
+    if (region) releaseRegion(region);  // UCX no longer holds the request
+    region = nullptr;
+  }
   if (UCS_PTR_IS_ERR(r)) {
     releaseSlot(c, slot);
     const ucs_status_t st = UCS_PTR_STATUS(r);
@@ -72,12 +80,23 @@ chorusNetResult_t finishPost(Comm* c, int slot, void* r, size_t size, bool isRec
   info->slot = slot;
   info->isRecv = isRecv;
   info->inUcx = r != nullptr;
+  info->region = region;
   c->inflight[slot] = info;
   *request = info;
   return chorusNetSuccess;
 }
 
 }  // namespace
+
+void retainRegion(MemRegion* mr) { mr->refs.fetch_add(1, std::memory_order_relaxed); }
+
+ucs_status_t releaseRegion(MemRegion* mr) {
+  if (mr->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return UCS_OK;
+  const ucs_status_t st = ucp_mem_unmap(state().context, mr->memh);
+  delete mr;
+  if (st != UCS_OK) UCXNET_ERROR("ucx: ucp_mem_unmap failed: %s", ucs_status_string(st));
+  return st;
+}
 
 chorusNetResult_t ucxRegMr(void* comm, void* data, size_t size, int type, void** mhandle) {
   if (chorusNetResult_t r = requireReady("regMr")) return r;
@@ -105,13 +124,8 @@ chorusNetResult_t ucxDeregMr(void* comm, void* mhandle) {
   if (chorusNetResult_t r = requireReady("deregMr")) return r;
   MemRegion* mr = static_cast<MemRegion*>(mhandle);
   if (mr == nullptr) return chorusNetInvalidArgument;
-  const ucs_status_t st = ucp_mem_unmap(state().context, mr->memh);
-  delete mr;
-  if (st != UCS_OK) {
-    UCXNET_ERROR("ucx: ucp_mem_unmap failed: %s", ucs_status_string(st));
-    return chorusNetSystemError;
-  }
-  return chorusNetSuccess;
+  // Requests still posted with it keep it mapped until UCX is done with them (ucx_comm.h).
+  return releaseRegion(mr) == UCS_OK ? chorusNetSuccess : chorusNetSystemError;
 }
 
 chorusNetResult_t ucxIsend(void* sendComm, const void* data, size_t size, int tag, void* mhandle, void** request) {
@@ -124,9 +138,9 @@ chorusNetResult_t ucxIsend(void* sendComm, const void* data, size_t size, int ta
     return chorusNetSuccess;  // full: post again later
   }
   ucp_request_param_t p;
-  fillParam(&p, data, size, mhandle);
+  MemRegion* region = fillParam(&p, data, size, mhandle);
   void* r = ucp_tag_send_nbx(c->ep, data ? data : gEmpty, size, c->tagBase | static_cast<uint32_t>(tag), &p);
-  return finishPost(c, slot, r, size, false, request);
+  return finishPost(c, slot, r, size, false, region, request);
 }
 
 chorusNetResult_t ucxIrecv(void* recvComm, void* data, size_t size, int tag, void* mhandle, void** request) {
@@ -138,14 +152,14 @@ chorusNetResult_t ucxIrecv(void* recvComm, void* data, size_t size, int tag, voi
     return chorusNetSuccess;
   }
   ucp_request_param_t p;
-  fillParam(&p, data, size, mhandle);
+  MemRegion* region = fillParam(&p, data, size, mhandle);
   // Posted even when the peer already failed: a message that arrived before the failure is still
   // delivered (test() completes it); one that can no longer arrive is canceled by test().
   // Always a UCP request: UCX 1.13 does not fill recv_info.tag_info when a receive completes on
   // the spot, and the received length is only known from ucp_tag_recv_request_test then.
   p.op_attr_mask |= UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
   void* r = ucp_tag_recv_nbx(state().worker, data ? data : gEmpty, size, c->tagBase | static_cast<uint32_t>(tag), ~0ull, &p);
-  return finishPost(c, slot, r, size, true, request);
+  return finishPost(c, slot, r, size, true, region, request);
 }
 
 chorusNetResult_t ucxTest(void* request, int* done, size_t* size) {
@@ -187,13 +201,17 @@ chorusNetResult_t ucxTest(void* request, int* done, size_t* size) {
     if (st == UCS_INPROGRESS) {
       st = static_cast<ucs_status_t>(c->failStatus.load());
       if (st == UCS_OK) st = UCS_ERR_CONNECTION_RESET;
+      // UCX still holds the request: its registration must stay mapped (ucx_comm.h).
+      info->region = nullptr;
     }
   }
   const bool failed = c->failed.load(std::memory_order_acquire);
   const bool isRecv = info->isRecv;
   const size_t posted = info->size;
+  MemRegion* region = info->region;
   releaseSlot(c, info->slot);
   ucp_request_free(request);
+  if (region) releaseRegion(region);
   *done = 1;
   if (st == UCS_OK) {
     if (size) *size = bytes;
