@@ -4,6 +4,9 @@
 // Contract of a Connection (one per peer pair, used by one thread at a time):
 //  * Messages, not streams: postSend(buf, n) on one side matches the next postRecv of exactly n
 //    bytes on the other. Messages in each direction are delivered in the order posted.
+//  * Every message carries the CallStamp of its call (exec/call_stamp.h) in its header; the
+//    receiver checks it against the stamp of its posted recv before delivering any byte, and a
+//    difference is a CallMismatch (chorusInvalidUsage). Zero-byte messages may carry nothing.
 //  * Post calls never block and return a ticket: 0, 1, 2, ... separately for sends and recvs.
 //    Sends (and recvs) complete in ticket order; sendsCompleted() is how many have completed,
 //    so ticket t is done when sendsCompleted() > t.
@@ -31,6 +34,7 @@
 #include "core/oob.h"
 #include "core/peer_card.h"
 #include "chorus/net_plugin.h"
+#include "exec/call_stamp.h"
 #include "exec/reduce.h"
 
 namespace chorus {
@@ -43,6 +47,7 @@ struct RecvSink {
   size_t bytes = 0;
   ReduceFn reduce = nullptr;
   size_t elemSize = 1;
+  CallStamp stamp;  // the call this receive belongs to: the message must carry the same
 
   // Deliver bytes [offset, offset + n) of the message. When reducing, offset and n must be
   // multiples of elemSize (transports deliver whole elements: their fragment sizes are
@@ -57,7 +62,7 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  virtual uint64_t postSend(const void* buf, size_t bytes) = 0;
+  uint64_t postSend(const void* buf, size_t bytes, const CallStamp& stamp = CallStamp{}) { return doPostSend(buf, bytes, stamp); }
   virtual uint64_t postRecv(const RecvSink& sink) = 0;
   virtual bool progress() = 0;
   virtual uint64_t sendsCompleted() const = 0;
@@ -68,6 +73,9 @@ class Connection {
   virtual const char* kind() const = 0;
 
   int peer() const { return peer_; }
+
+ protected:
+  virtual uint64_t doPostSend(const void* buf, size_t bytes, const CallStamp& stamp) = 0;
 
  private:
   int peer_;

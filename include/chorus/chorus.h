@@ -335,6 +335,37 @@ chorusResult_t chorusGroupEnd(void);
  */
 chorusResult_t chorusCommSplit(chorusComm_t comm, int color, int key, chorusComm_t* newcomm);
 
+/**
+ * Going on after a failure without restarting the job (modelled on NCCL's ncclCommShrink and
+ * MPI ULFM's MPIX_Comm_shrink). Called by every surviving rank of comm - typically after a
+ * collective returned chorusRemoteError or chorusTimeout - it agrees with the other survivors,
+ * over the ranks' health services (no data transport is trusted), on which ranks are gone: dead
+ * ones, ones that do not answer (stopped, cut off), ones that have not called it within
+ * CHORUS_SHRINK_TIMEOUT seconds, and the excludeCount ranks of excludeRanks (may be NULL when
+ * 0). *newcomm becomes a communicator of the rest, ranked in comm's order. A survivor that dies
+ * during the shrink is left out too (the round is retried). comm itself stays broken: destroy
+ * it (chorusCommAbort never waits) after the shrink. Returns chorusInvalidUsage on a rank that
+ * was left out; chorusRemoteError / chorusTimeout when no survivor could coordinate. Example:
+ *   if (chorusAllReduce(...) != chorusSuccess) {
+ *     chorusComm_t next;
+ *     if (chorusCommShrink(comm, NULL, 0, &next) == chorusSuccess) { chorusCommAbort(comm); comm = next; }
+ *   }
+ */
+chorusResult_t chorusCommShrink(chorusComm_t comm, const int* excludeRanks, int excludeCount, chorusComm_t* newcomm);
+
+/**
+ * The cluster-wide hang report of comm, gathered now from every rank's health service (a
+ * binomial tree from rank 0, within CHORUS_DIAG_TIMEOUT seconds): one line that names the ranks
+ * that are behind and where they are, e.g. "rank 15 (host h3, pid 1234) last finished #41 and
+ * has not entered #42; ranks 0-14,16-31 wait in chorusAllReduce #42 (on rank 15)". Ranks that
+ * cannot be reached are named as such. The line is copied into report (at most reportBytes
+ * bytes including the terminating NUL; report may be NULL) and printed at WARN with one line
+ * per group of ranks. Callable from any thread, also while another thread is stuck in a call on
+ * comm; no other rank has to call it. The same report is added to every chorusTimeout error, and
+ * CHORUS_DIAG_SIGNAL=USR1 prints it when the process gets that signal.
+ */
+chorusResult_t chorusCommDiagnose(chorusComm_t comm, char* report, size_t reportBytes);
+
 /** Where the scalar of chorusRedOpCreatePreMulSum lives: host memory (read when the op is created). */
 typedef enum { chorusScalarDevice = 0, chorusScalarHostImmediate = 1 } chorusScalarResidence_t;
 /**

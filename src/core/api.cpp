@@ -750,6 +750,27 @@ chorusResult_t chorusCommSplit(chorusComm_t comm, int color, int key, chorusComm
   });
 }
 
+chorusResult_t chorusCommShrink(chorusComm_t comm, const int* excludeRanks, int excludeCount, chorusComm_t* newcomm) {
+  return apiCall(comm, [&] {
+    auto c = pinComm(comm);
+    CHORUS_CHECK_ARG(newcomm, "newcomm is NULL");
+    *newcomm = nullptr;
+    CHORUS_CHECK_ARG(excludeCount >= 0 && (excludeCount == 0 || excludeRanks), "excludeRanks is NULL with excludeCount %d",
+                     excludeCount);
+    CHORUS_CHECK_ARG(tGroup.depth == 0, "chorusCommShrink inside a group is not supported");
+    std::vector<int> excluded(excludeRanks, excludeRanks + excludeCount);
+    *newcomm = registerComm(c->impl->shrink(excluded));
+  });
+}
+
+chorusResult_t chorusCommDiagnose(chorusComm_t comm, char* report, size_t reportBytes) {
+  return apiCall(comm, [&] {
+    auto c = pinComm(comm);
+    HangReport rep = c->impl->diagnose();
+    if (report && reportBytes) snprintf(report, reportBytes, "%s", rep.summary.c_str());
+  });
+}
+
 chorusResult_t chorusRedOpCreatePreMulSum(chorusRedOp_t* op, void* scalar, chorusDataType_t datatype,
                                           chorusScalarResidence_t residence, chorusComm_t comm) {
   return apiCall(comm, [&] {

@@ -4,15 +4,21 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <deque>
 
+#include "bootstrap/socket.h"
 #include "collectives/collective.h"
+#include "core/call_stamps.h"
+#include "core/knob_agreement.h"
 #include "core/error.h"
 #include "core/validate.h"
 #include "core/host_identity.h"
 #include "core/log.h"
 #include "exec/executor.h"
 #include "exec/reduce.h"
+#include "health/health_service.h"
+#include "health/shrink.h"
 #include "topology/node_topology.h"
 
 namespace chorus {
@@ -23,7 +29,8 @@ double secondsSince(Clock::time_point t) { return std::chrono::duration<double>(
 }  // namespace
 
 Communicator::Communicator(int rank, int nranks, const Config& config)
-    : rank_(rank), nranks_(nranks), config_(config), cards_(nranks), connections_(nranks), connectionPtrs_(nranks, nullptr) {
+    : rank_(rank), nranks_(nranks), config_(config), cards_(nranks), connections_(nranks), connectionPtrs_(nranks, nullptr),
+      cause_(std::make_shared<CauseBoard>()) {
   ctx_.rank = rank;
   ctx_.nranks = nranks;
   ctx_.cards = &cards_;
@@ -33,7 +40,9 @@ Communicator::Communicator(int rank, int nranks, const Config& config)
 }
 
 Communicator::~Communicator() {
-  // Connections first (they may reference transport state), then transports, then bootstrap.
+  // The health service first (its hooks read this object), then connections (they may
+  // reference transport state), then transports, then bootstrap.
+  health_.reset();
   connections_.clear();
   for (auto& t : transports_) t.reset();
   bootstrap_.reset();
@@ -43,18 +52,19 @@ std::unique_ptr<Communicator> Communicator::create(const UniqueIdData& id, int n
   return create(id, nranks, rank, Config::fromEnv());
 }
 
-std::unique_ptr<Communicator> Communicator::create(const UniqueIdData& id, int nranks, int rank, const Config& config) {
+std::unique_ptr<Communicator> Communicator::create(const UniqueIdData& id, int nranks, int rank, const Config& config,
+                                                   double initTimeoutSec) {
   CHORUS_CHECK_ARG(nranks >= 1, "nranks must be >= 1 (got %d)", nranks);
   CHORUS_CHECK_ARG(rank >= 0 && rank < nranks, "rank %d is out of range [0, %d)", rank, nranks);
   std::unique_ptr<Communicator> comm(new Communicator(rank, nranks, config));
-  comm->init(id);
+  comm->init(id, initTimeoutSec > 0 ? initTimeoutSec : config.timeoutSec);
   return comm;
 }
 
-void Communicator::init(const UniqueIdData& id) {
+void Communicator::init(const UniqueIdData& id, double timeoutSec) {
   logSetThreadRank(rank_);
   auto t0 = Clock::now();
-  Deadline deadline = Deadline::after(config_.timeoutSec);
+  Deadline deadline = Deadline::after(timeoutSec);
   ctx_.commId = id.commId;
   ctx_.secret[0] = id.secret[0];
   ctx_.secret[1] = id.secret[1];
@@ -73,6 +83,10 @@ void Communicator::init(const UniqueIdData& id) {
   snprintf(card.hostname, sizeof(card.hostname), "%s", host.c_str());
   card.topo = makeTopoCard(node);
   ctx_.numaNode = card.topo.boundNuma;
+  fillKnobHashes(config_, &card);
+  HealthIdentity hid{id.commId, {id.secret[0], id.secret[1]}, rank_, nranks_};
+  health_ = std::make_unique<HealthService>(hid, chooseLocalAddress(config_.socketIfname), config_.diagSignal);
+  card.healthAddr = health_->address();
   // Transports: every one the policy may use for some pair, made before the bootstrap so that
   // each rank's card says which it has (pairs choose among those both ranks have).
   policy_ = TransportPolicy::fromConfig(config_);
@@ -98,6 +112,9 @@ void Communicator::init(const UniqueIdData& id) {
   bootstrap_ = Bootstrap::join(id, rank_, nranks_, card, config_, deadline);
   oob_.target = bootstrap_.get();
   cards_ = bootstrap_->cards();
+  checkKnobAgreement(config_, cards_, rank_);
+  health_->shrinkCoordinator().configure(config_, config_.shrinkTimeoutSec);
+  health_->start(cards_, HealthHooks{[this] { return healthStatus(); }, cause_});
   auto t2 = Clock::now();
   transports_[static_cast<int>(TransportId::Shm)] = makeShmTransport(ctx_);
   // The cluster view's link classes, one per pair class (rack pairs exist only with cluster-file groups).
@@ -290,6 +307,7 @@ Communicator::CachedSchedule& Communicator::scheduleFor(const CollCall& call, st
   TuneChoice choice = tuner_->choose(call.coll, callBytes(args), nranks_);
   args.sliceBytes = choice.sliceBytes;
   entry->forced = choice.forced;
+  entry->algo = choice.algo;
   entry->schedule = buildSchedule(choice.algo, args);
   entry->plan = std::make_unique<ExecPlan>(entry->schedule);
   entry->scratch.assign(entry->schedule.scratchElems * args.elemSize, 0);
@@ -313,10 +331,19 @@ void Communicator::run(std::vector<CollCall>& calls) {
     // among the collectives (a send's matching receive may be the peer's last call).
     std::stable_partition(calls.begin(), calls.end(), [](const CollCall& c) { return c.kind == CallKind::Collective; });
   }
-  uint64_t seq = ++seq_;
   ExecArgs args;
+  // What the hang report sees: the call entered (a collective's ordinal, or a send/recv group).
+  const bool p2pOnly = first.kind != CallKind::Collective;
+  lastPointToPoint_.store(p2pOnly, std::memory_order_relaxed);
+  if (!p2pOnly) {
+    lastColl_.store(static_cast<uint8_t>(first.coll), std::memory_order_relaxed);
+    startedSeq_.store(static_cast<uint32_t>(collSeq_ + 1), std::memory_order_relaxed);
+  }
+  waitingOn_.store(-1, std::memory_order_relaxed);
+  state_.store(static_cast<uint8_t>(RankState::InCall), std::memory_order_release);
   args.call.collective = calls.size() == 1 ? first.apiName : "chorusGroupEnd";
-  args.call.seq = seq;
+  args.call.seq = collSeq_ + 1;  // the first collective's ordinal (send/recv: the next one's)
+  args.call.pointToPoint = first.kind != CallKind::Collective;
   args.call.count = first.count;
   args.call.dtype = first.dtype;
   args.call.op = first.op;
@@ -336,6 +363,7 @@ void Communicator::run(std::vector<CollCall>& calls) {
     st.parts.clear();
     st.scaled.clear();
     st.extraScratch.clear();
+    st.stamps.assign(calls.size(), CallStamp{});
     bool anyFresh = false;
     for (size_t k = 0; k < calls.size(); ++k) {
       CollCall& c = calls[k];
@@ -366,6 +394,7 @@ void Communicator::run(std::vector<CollCall>& calls) {
         scratch = st.extraScratch.emplace_back(entry.scratch.size()).data();
       st.entries.push_back(&entry);
       st.parts.push_back(&entry.schedule);
+      st.stamps[k] = stampOf(c, c.kind == CallKind::Collective ? ++collSeq_ : 0, entry.algo);
       if (calls.size() > 1) algorithms += (k ? "+" : "") + entry.schedule.algorithm;
       st.buffers[k * kBuffersPerCall + 0] = {const_cast<void*>(input), es, c.dtype, reduce};
       st.buffers[k * kBuffersPerCall + 1] = {c.recvbuf, es, c.dtype, reduce};
@@ -394,18 +423,110 @@ void Communicator::run(std::vector<CollCall>& calls) {
     args.connections = &connectionPtrs_;
     args.timeoutSec = config_.timeoutSec;
     args.abortFlag = &aborted_;
+    args.stamps = st.stamps.data();
+    args.numStamps = st.stamps.size();
+    args.waitingOn = &waitingOn_;
     execute(args);
   } catch (const Error& e) {
-    // Errors from transports do not know which call they broke: name it.
-    std::string what = describeCall(args.call);
-    std::string text = e.what();
-    if (text.find(what) == std::string::npos) text = what + ": " + text;
-    recordError(e.code(), text);
-    // Tell the peers at once, so that they fail now rather than at their deadline.
-    for (auto& c : connections_)
-      if (c) c->abort();
-    throw Error(e.code(), text);
+    failRun(args.call, e);
   }
+  finishedSeq_.store(static_cast<uint32_t>(collSeq_), std::memory_order_relaxed);
+  state_.store(static_cast<uint8_t>(RankState::Idle), std::memory_order_release);
+}
+
+void Communicator::failRun(const CallInfo& call, const Error& e) {
+  // Errors from transports do not know which call they broke: name it.
+  const std::string what = describeCall(call);
+  chorusResult_t code = e.code();
+  std::string text = e.what();
+  if (const auto* m = dynamic_cast<const CallMismatch*>(&e)) text = mismatchText(*m, rank_);
+  if (text.find(what) == std::string::npos) text = what + ": " + text;
+  // Record first, then tell the peers at once (they fail now rather than at their deadline, and
+  // find this cause when they ask); a dead or failed peer is the provisional origin.
+  const int peer = e.peer();
+  const bool willAsk = (code == chorusRemoteError && peer >= 0) || code == chorusTimeout;
+  // Provisional while this rank still asks (askers wait for what it learns next).
+  recordError(code, text, code == chorusRemoteError && peer >= 0 ? peer : rank_, text, !willAsk);
+  for (auto& c : connections_)
+    if (c) c->abort();
+  // A cascade settles hop by hop, each after its own question (or a hang report): twice the
+  // report's deadline covers both.
+  const Deadline diag = Deadline::after(2 * config_.diagSeconds());
+  if (code == chorusRemoteError && peer >= 0) {
+    // Where did it start? The peer knows, or does not answer because it is the one that died.
+    CauseWire cause;
+    std::string root;
+    cause_->setAsking(peer);
+    bool answered = health_->askCause(peer, diag, &cause, &root);
+    cause_->setAsking(-1);
+    if (!answered) {
+      text += format(" [rank %d does not answer: its process died, exited, stopped, or is cut off]", peer);
+      refineError(code, text, peer, text);
+    } else if (!root.empty() && cause.origin >= 0) {
+      if (cause.code == chorusInvalidUsage) code = chorusInvalidUsage;  // a mismatch upstream is still misuse
+      text += format(" [first failure, at rank %d: %s]", cause.origin, root.c_str());
+      refineError(code, text, cause.origin, root);
+    } else {
+      refineError(code, text, peer, text);
+    }
+  } else if (code == chorusTimeout) {
+    HangReport rep = health_->report(Deadline::after(config_.diagSeconds()));
+    for (const std::string& line : rep.lines) CHORUS_WARN(kLogColl, "hang report: %s", line.c_str());
+    text += " [hang report: " + rep.summary + "]";
+    refineError(code, text, rep.culprits.empty() ? rank_ : rep.culprits[0], text);
+  }
+  throw Error(code, text);
+}
+
+RankStatus Communicator::healthStatus() const {
+  RankStatus s;
+  s.rank = rank_;
+  s.state = asyncError_.load() != chorusSuccess ? RankState::Broken : static_cast<RankState>(state_.load(std::memory_order_acquire));
+  s.pointToPoint = lastPointToPoint_.load(std::memory_order_relaxed);
+  s.coll = lastColl_.load(std::memory_order_relaxed);
+  s.startedSeq = startedSeq_.load(std::memory_order_relaxed);
+  s.finishedSeq = finishedSeq_.load(std::memory_order_relaxed);
+  s.waitingOn = waitingOn_.load(std::memory_order_relaxed);
+  if (s.state == RankState::Broken) s.causeOrigin = cause_->origin();
+  return s;
+}
+
+HangReport Communicator::diagnose() {
+  HangReport rep = health_->report(Deadline::after(config_.diagSeconds()));
+  CHORUS_WARN(kLogColl, "hang report (rank %d): %s", rank_, rep.summary.c_str());
+  for (const std::string& line : rep.lines) CHORUS_WARN(kLogColl, "  %s", line.c_str());
+  return rep;
+}
+
+std::unique_ptr<Communicator> Communicator::shrink(const std::vector<int>& excluded) {
+  for (int r : excluded)
+    CHORUS_CHECK_ARG(r >= 0 && r < nranks_, "chorusCommShrink: excluded rank %d is out of range [0, %d)", r, nranks_);
+  CHORUS_CHECK_ARG(std::find(excluded.begin(), excluded.end(), rank_) == excluded.end(),
+                   "chorusCommShrink: rank %d excludes itself (a rank that leaves does not call chorusCommShrink)", rank_);
+  std::vector<int> leaveOut = excluded;
+  std::string failures;
+  // A round fails when a survivor dies between the decision and the new communicator's init:
+  // the next round leaves it out.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    uint32_t epoch = ++shrinkEpoch_;
+    ShrinkOutcome out = shrinkRound(*health_, epoch, leaveOut, config_.shrinkTimeoutSec);
+    int newRank = static_cast<int>(std::find(out.survivors.begin(), out.survivors.end(), rank_) - out.survivors.begin());
+    CHORUS_ASSERT(newRank < static_cast<int>(out.survivors.size()) && out.uniqueId.size() == sizeof(UniqueIdData));
+    UniqueIdData id;
+    memcpy(&id, out.uniqueId.data(), sizeof id);
+    CHORUS_WARN(kLogInit, "chorusCommShrink round %u: rank %d becomes rank %d of %zu (survivors: %s)", epoch, rank_, newRank,
+                out.survivors.size(), rankRanges(out.survivors).c_str());
+    try {
+      // The new rendezvous may lack a survivor that died after the decision: bounded by the round.
+      return create(id, static_cast<int>(out.survivors.size()), newRank, config_,
+                    std::min(config_.timeoutSec, config_.shrinkTimeoutSec + 5));
+    } catch (const Error& e) {
+      if (e.code() == chorusInvalidArgument || e.code() == chorusInvalidUsage) throw;
+      failures += format("%sround %u: %s", failures.empty() ? "" : "; ", epoch, e.what());
+      CHORUS_WARN(kLogInit, "chorusCommShrink round %u failed (%s); retrying without the ranks that are gone", epoch, e.what());
+    }
+  }
+  CHORUS_THROW(chorusRemoteError, "chorusCommShrink: three rounds failed: %s", failures.c_str());
 }
 
 std::unique_ptr<Communicator> Communicator::split(int color, int key) {
@@ -440,7 +561,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
 
 void Communicator::abort() noexcept {
   aborted_.store(true);
-  if (asyncError_.load() == chorusSuccess) recordError(chorusInvalidUsage, "communicator was aborted");
+  if (asyncError_.load() == chorusSuccess) recordError(chorusInvalidUsage, format("rank %d called chorusCommAbort", rank_));
   // The bootstrap's abort is thread-safe: it wakes a collective blocked in connection setup
   // (out-of-band waits); the TCP connect loop watches the flag itself. A running collective
   // sees the flag and aborts its connections; when none runs, abort them here so the peers
@@ -453,10 +574,23 @@ void Communicator::abort() noexcept {
   }
 }
 
-void Communicator::recordError(chorusResult_t code, const std::string& text) {
+void Communicator::recordError(chorusResult_t code, const std::string& text) { recordError(code, text, rank_, text, true); }
+
+void Communicator::recordError(chorusResult_t code, const std::string& text, int origin, const std::string& rootText, bool settled) {
   std::lock_guard<std::mutex> g(errorMutex_);
   chorusResult_t expected = chorusSuccess;
-  if (asyncError_.compare_exchange_strong(expected, code) || lastError_.empty()) lastError_ = text;
+  if (asyncError_.compare_exchange_strong(expected, code) || lastError_.empty()) {
+    lastError_ = text;
+    cause_->record(origin, code, rootText, settled);
+  }
+  CHORUS_WARN(kLogColl, "%s", text.c_str());
+}
+
+void Communicator::refineError(chorusResult_t code, const std::string& text, int origin, const std::string& rootText) {
+  std::lock_guard<std::mutex> g(errorMutex_);
+  asyncError_.store(code);
+  lastError_ = text;
+  cause_->record(origin, code, rootText, true);
   CHORUS_WARN(kLogColl, "%s", text.c_str());
 }
 

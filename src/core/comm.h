@@ -22,17 +22,24 @@
 #include "core/transport_select.h"
 #include "exec/executor.h"
 #include "exec/schedule.h"
+#include "health/hang_report.h"
+#include "health/health_wire.h"
 #include "topology/cluster_topology.h"
 #include "transports/transport.h"
 #include "tune/tuner.h"
 
 namespace chorus {
 
+class HealthService;
+class CauseBoard;
+
 class Communicator {
  public:
   // Joins the communicator (collective over nranks). Throws chorus::Error.
   static std::unique_ptr<Communicator> create(const UniqueIdData& id, int nranks, int rank);
-  static std::unique_ptr<Communicator> create(const UniqueIdData& id, int nranks, int rank, const Config& config);
+  // initTimeoutSec > 0 bounds the join instead of config.timeoutSec (a shrink's new communicator).
+  static std::unique_ptr<Communicator> create(const UniqueIdData& id, int nranks, int rank, const Config& config,
+                                              double initTimeoutSec = 0);
   ~Communicator();
 
   int rank() const { return rank_; }
@@ -61,14 +68,31 @@ class Communicator {
   // Makes every pending and future call fail promptly and tells the peers (never throws).
   void abort() noexcept;
 
+  // The cluster-wide hang report (src/health/hang_report.h), gathered now within
+  // CHORUS_DIAG_TIMEOUT; also printed at WARN.
+  HangReport diagnose();
+  // chorusCommShrink: with the other survivors, agrees on the ranks that are gone (plus
+  // `excluded`) and joins a communicator of the survivors (src/health/shrink.h).
+  std::unique_ptr<Communicator> shrink(const std::vector<int>& excluded);
+
   // Error state: the first failure breaks the communicator (later calls fail at once).
   chorusResult_t asyncError() const { return asyncError_.load(); }
   void recordError(chorusResult_t code, const std::string& text);
+  // The same, naming the rank where the failure started and its description (the "root cause"
+  // that other ranks adopt when they ask this one).
+  void recordError(chorusResult_t code, const std::string& text, int origin, const std::string& rootText, bool settled);
+  // Replaces the record of the failure with what was learned since (run()'s error path).
+  void refineError(chorusResult_t code, const std::string& text, int origin, const std::string& rootText);
   std::string lastError() const;
 
  private:
   Communicator(int rank, int nranks, const Config& config);
-  void init(const UniqueIdData& id);
+  void init(const UniqueIdData& id, double timeoutSec);
+  // run()'s error path: names the call, asks a failed peer where the failure started (or, on a
+  // timeout, gathers the hang report), records the cause, tells the peers; then throws.
+  [[noreturn]] void failRun(const CallInfo& call, const Error& e);
+  // What the health service reports about this rank.
+  RankStatus healthStatus() const;
   // Connects (once) to every peer in `peers`, choosing the transport per pair.
   void ensureConnected(const std::vector<int>& peers);
   // The pair's class and its transport (src/core/transport_select.h).
@@ -85,6 +109,7 @@ class Communicator {
     std::unique_ptr<ExecPlan> plan;
     std::vector<uint8_t> scratch;
     bool forced = false;  // algorithm chosen by CHORUS_ALGO rather than the model
+    Algo algo = Algo::Direct;  // the family that built it (for the messages' call stamps)
   };
   // The schedule of one call: cached by shape for the fixed-size collectives (*fresh = true on
   // first use), built into `temp` for the V forms and point-to-point halves.
@@ -97,6 +122,7 @@ class Communicator {
     std::vector<const RankSchedule*> parts;
     std::vector<std::vector<uint8_t>> scaled;        // PreMulSum inputs
     std::vector<std::vector<uint8_t>> extraScratch;  // a shape used twice in one group
+    std::vector<CallStamp> stamps;                   // per call, carried by its messages
   };
   RunState run_;
   // The tuner's link classes from the topology (overridden by CHORUS_TUNE_*).
@@ -125,7 +151,9 @@ class Communicator {
   std::vector<Connection*> connectionPtrs_;
 
   std::mutex execMutex_;  // one collective at a time
-  uint64_t seq_ = 0;
+  // Collectives issued so far: every rank counts the same, so a collective's ordinal names it
+  // across ranks (errors, call stamps). Sends and receives do not count.
+  uint64_t collSeq_ = 0;
   // Key: collective, count, element size, in place, average, root.
   std::map<std::tuple<int, size_t, size_t, bool, bool, int>, CachedSchedule> scheduleCache_;
   std::unique_ptr<Tuner> tuner_;
@@ -133,6 +161,17 @@ class Communicator {
   std::shared_ptr<const ClusterTopology> topology_;
   PreMulSumOps preMulOps_;
   uint32_t splitCount_ = 0;  // tags of successive splits
+
+  // The health service (src/health): answers other ranks' questions while this rank is busy.
+  std::unique_ptr<HealthService> health_;
+  uint32_t shrinkEpoch_ = 0;
+  // What this rank is doing, for the hang report (relaxed atomics written by run()).
+  std::atomic<uint8_t> state_{0};  // RankState
+  std::atomic<uint32_t> startedSeq_{0}, finishedSeq_{0};
+  std::atomic<uint8_t> lastColl_{0}, lastPointToPoint_{0};
+  std::atomic<int> waitingOn_{-1};
+  // Where the failure started, as the health service tells other ranks (src/health/cause_board.h).
+  std::shared_ptr<CauseBoard> cause_;
 
   std::atomic<bool> aborted_{false};
   std::atomic<chorusResult_t> asyncError_{chorusSuccess};

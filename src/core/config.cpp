@@ -1,5 +1,8 @@
 #include "core/config.h"
 
+#include <signal.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -73,11 +76,30 @@ bool Config::cpuHasFastStringCopy() {
   return fast;
 }
 
+double Config::diagSeconds() const {
+  if (diagTimeoutSec > 0) return diagTimeoutSec;
+  return std::clamp(timeoutSec / 2, 1.0, 5.0);
+}
+
 Config Config::fromEnv() {
   Config c;
   c.timeoutSec = envDouble("CHORUS_TIMEOUT", c.timeoutSec);
   // The cap keeps deadline arithmetic far from overflow (about 11.5 days).
   CHORUS_CHECK_ARG(c.timeoutSec > 0 && c.timeoutSec <= 1e6, "CHORUS_TIMEOUT must be in (0, 1e6] seconds");
+  c.diagTimeoutSec = envDouble("CHORUS_DIAG_TIMEOUT", 0);
+  CHORUS_CHECK_ARG(c.diagTimeoutSec >= 0 && c.diagTimeoutSec <= 3600, "CHORUS_DIAG_TIMEOUT must be in [0, 3600] seconds");
+  std::string sig = envString("CHORUS_DIAG_SIGNAL", "");
+  if (sig == "USR1" || sig == "SIGUSR1") {
+    c.diagSignal = SIGUSR1;
+  } else if (sig == "USR2" || sig == "SIGUSR2") {
+    c.diagSignal = SIGUSR2;
+  } else if (!sig.empty()) {
+    c.diagSignal = static_cast<int>(envInt("CHORUS_DIAG_SIGNAL", 0));
+    CHORUS_CHECK_ARG(c.diagSignal > 0 && c.diagSignal < NSIG && c.diagSignal != SIGKILL && c.diagSignal != SIGSTOP,
+                     "CHORUS_DIAG_SIGNAL=\"%s\" is not USR1, USR2 or a catchable signal number", sig.c_str());
+  }
+  c.shrinkTimeoutSec = envDouble("CHORUS_SHRINK_TIMEOUT", c.shrinkTimeoutSec);
+  CHORUS_CHECK_ARG(c.shrinkTimeoutSec > 0 && c.shrinkTimeoutSec <= 3600, "CHORUS_SHRINK_TIMEOUT must be in (0, 3600] seconds");
   c.transport = envString("CHORUS_TRANSPORT", "");
   CHORUS_CHECK_ARG(c.transport.empty() || c.transport == "shm" || c.transport == "tcp" || c.transport == "ucx" ||
                        c.transport == "ofi" || c.transport == "plugin",

@@ -10,6 +10,17 @@ namespace chorus {
 struct Config {
   // CHORUS_TIMEOUT: seconds any single wait may take before it becomes chorusTimeout.
   double timeoutSec = 300.0;
+  // CHORUS_DIAG_TIMEOUT: seconds the hang report (and a dead neighbour's cause) may take to
+  // gather; 0 = half of CHORUS_TIMEOUT, within [1, 5].
+  double diagTimeoutSec = 0;
+  // CHORUS_DIAG_SIGNAL: a signal (USR1, USR2, or a number) that prints every communicator's
+  // hang report; 0 = none.
+  int diagSignal = 0;
+  // CHORUS_SHRINK_TIMEOUT: how long chorusCommShrink's coordinator waits for the survivors to
+  // join before it leaves out the ranks that have not.
+  double shrinkTimeoutSec = 10;
+  // The diagnosis deadline in effect (CHORUS_DIAG_TIMEOUT or its default).
+  double diagSeconds() const;
   // CHORUS_TRANSPORT: "" (choose per peer pair, see CHORUS_TRANSPORT_MAP), or one transport for
   // every pair: "shm", "tcp", "ucx", "ofi", "plugin".
   std::string transport;

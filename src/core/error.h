@@ -16,9 +16,13 @@ class Error : public std::runtime_error {
  public:
   Error(chorusResult_t code, const std::string& message) : std::runtime_error(message), code_(code) {}
   chorusResult_t code() const noexcept { return code_; }
+  // The peer whose connection failed, when one did (the executor fills it in), else -1.
+  int peer() const noexcept { return peer_; }
+  void setPeer(int peer) noexcept { peer_ = peer; }
 
  private:
   chorusResult_t code_;
+  int peer_ = -1;
 };
 
 // printf-style formatting into a std::string.

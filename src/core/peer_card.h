@@ -11,6 +11,9 @@
 
 namespace chorus {
 
+// How many settings the ranks of a communicator must agree on (src/core/knob_agreement.cpp).
+constexpr int kAgreedKnobs = 12;
+
 // A socket address small enough to put on the wire (IPv4 or IPv6).
 struct WireAddr {
   uint16_t family = 0;  // AF_INET or AF_INET6
@@ -26,7 +29,10 @@ struct PeerCard {
   char hostname[64] = {};
   WireAddr bootstrapAddr;  // the rank's bootstrap listener (out-of-band messages)
   WireAddr tcpAddr;        // the TCP transport's data listener
+  WireAddr healthAddr;      // the rank's health service (src/health/health_service.h)
   uint32_t transports = 0; // bit (1 << TransportId) per transport this rank has (transports/transport.h)
+  // Hashes of the settings every rank must share (src/core/knob_agreement.h).
+  uint32_t knobHash[kAgreedKnobs] = {};
   TopoCard topo;           // binding, NICs, accelerators (src/topology/topo_card.h)
 };
 

@@ -45,7 +45,7 @@ class Runner {
     const auto timeout = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(a_.timeoutSec));
     while (remaining_ > 0) {
       bool progressed = false;
-      for (PeerCursor& q : peers_) progressed |= advance(q);
+      for (PeerCursor& q : peers_) progressed |= advanceNamingPeer(q);
       progressed |= runLocalSteps();
       if (a_.abortFlag && a_.abortFlag->load(std::memory_order_relaxed))
         CHORUS_THROW(chorusInvalidUsage, "%s: aborted by chorusCommAbort", describeCall(a_.call).c_str());
@@ -66,8 +66,18 @@ class Runner {
       }
       if (now - lastAliveCheck > std::chrono::milliseconds(10)) {
         lastAliveCheck = now;
-        for (PeerCursor& q : peers_)
-          if (q.busy()) q.conn->checkAlive();
+        int owing = -1;
+        for (PeerCursor& q : peers_) {
+          if (!q.busy()) continue;
+          if (owing < 0) owing = q.steps->peer;
+          try {
+            q.conn->checkAlive();
+          } catch (Error& e) {
+            if (e.peer() < 0) e.setPeer(q.steps->peer);
+            throw;
+          }
+        }
+        if (a_.waitingOn) a_.waitingOn->store(owing, std::memory_order_relaxed);
       }
       if (now - lastProgress > timeout) throwTimeout();
     }
@@ -87,10 +97,25 @@ class Runner {
     return static_cast<char*>(b.base) + r.offset * b.elemSize;
   }
   size_t bytes(const Region& r) const { return r.count * buffer(r).elemSize; }
+  const CallStamp& stamp(const Region& r) const {
+    static const CallStamp kUnstamped;
+    size_t call = static_cast<size_t>(r.buf) / kBuffersPerCall;
+    return call < a_.numStamps ? a_.stamps[call] : kUnstamped;
+  }
 
   void finish(uint32_t i) {
     done_[i] = 1;
     --remaining_;
+  }
+
+  // advance(), with the peer named in whatever a transport throws.
+  bool advanceNamingPeer(PeerCursor& q) {
+    try {
+      return advance(q);
+    } catch (Error& e) {
+      if (e.peer() < 0) e.setPeer(q.steps->peer);
+      throw;
+    }
   }
 
   bool advance(PeerCursor& q) {
@@ -100,7 +125,7 @@ class Runner {
     while (q.sendIssued < sends.size() && depsDone(sends[q.sendIssued])) {
       uint32_t i = sends[q.sendIssued++];
       const Step& st = s_.steps[i];
-      ticket_[i] = q.conn->postSend(ptr(st.src), bytes(st.src));
+      ticket_[i] = q.conn->postSend(ptr(st.src), bytes(st.src), stamp(st.src));
       progressed = true;
     }
     while (q.recvIssued < recvs.size() && depsDone(recvs[q.recvIssued])) {
@@ -111,6 +136,7 @@ class Runner {
       sink.dst = ptr(st.dst);
       sink.bytes = st.dst.count * b.elemSize;
       sink.elemSize = b.elemSize;
+      sink.stamp = stamp(st.dst);
       if (st.kind == StepKind::RecvReduce) {
         sink.local = ptr(st.src);
         sink.reduce = b.reduce;
@@ -197,7 +223,8 @@ ExecPlan::ExecPlan(const RankSchedule& s) : schedule(s), done(s.steps.size(), 0)
 }
 
 std::string describeCall(const CallInfo& c) {
-  return format("%s #%llu (%s, %zu x %s%s%s, rank %d/%d)", c.collective, static_cast<unsigned long long>(c.seq), c.algorithm, c.count,
+  return format("%s %s#%llu (%s, %zu x %s%s%s, rank %d/%d)", c.collective, c.pointToPoint ? "before collective " : "",
+                static_cast<unsigned long long>(c.seq), c.algorithm, c.count,
                 dataTypeName(c.dtype), c.hasOp ? " " : "", c.hasOp ? redOpName(c.op) : "", c.rank, c.nranks);
 }
 

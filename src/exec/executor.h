@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "exec/call_stamp.h"
 #include "exec/reduce.h"
 #include "exec/schedule.h"
 
@@ -42,7 +43,8 @@ struct ExecPlan {
 // Identifies the call in errors; formatted only when something goes wrong.
 struct CallInfo {
   const char* collective = "";  // "chorusAllReduce"
-  uint64_t seq = 0;
+  uint64_t seq = 0;             // the collective's ordinal on its communicator
+  bool pointToPoint = false;    // a send/recv (or a group of them): seq is the next collective's
   size_t count = 0;
   chorusDataType_t dtype = chorusFloat32;
   chorusRedOp_t op = chorusSum;
@@ -51,7 +53,7 @@ struct CallInfo {
   int nranks = 1;
   const char* algorithm = "";
 };
-// "chorusAllReduce #12 (ring, 1000 x float sum, rank 3/8)"
+// "chorusAllReduce #12 (ring, 1000 x float sum, rank 3/8)"; "chorusSend before collective #13 (...)"
 std::string describeCall(const CallInfo& call);
 
 // What a BufferId of the schedule refers to in this run.
@@ -71,6 +73,12 @@ struct ExecArgs {
   const std::vector<Connection*>* connections = nullptr;
   double timeoutSec = 300;
   const std::atomic<bool>* abortFlag = nullptr;  // set by chorusCommAbort
+  // stamps[k]: the stamp of merged call k (buffers 3k..3k+2), carried by its messages and
+  // checked on receipt (exec/call_stamp.h). Null: every message goes unstamped.
+  const CallStamp* stamps = nullptr;
+  size_t numStamps = 0;
+  // Published every ~10 ms while waiting: a peer that still owes data (the hang report's "on rank X").
+  std::atomic<int>* waitingOn = nullptr;
   CallInfo call;
 };
 

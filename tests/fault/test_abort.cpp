@@ -116,6 +116,38 @@ void threadExitsInsideGroup(const char* transport) {
 TEST(Abort, ThreadExitInsideGroupBreaksTheCommunicatorOverShm) { threadExitsInsideGroup("shm"); }
 TEST(Abort, ThreadExitInsideGroupBreaksTheCommunicatorOverTcp) { threadExitsInsideGroup("tcp"); }
 
+// A rank that finishes a collective and aborts at once (or breaks on its next call) must not
+// fail that collective on its peers: what it sent before the abort is delivered. Rank 0 of each
+// pair runs the recursive-doubling all-reduce, whose last step is an exchange, and aborts right
+// after; rank 1 may still be receiving. 20 rounds per transport.
+void abortRightAfterASuccessfulCall(const char* transport) {
+  ScopedEnv t("CHORUS_TRANSPORT", transport);
+  ScopedEnv timeout("CHORUS_TIMEOUT", "20");
+  for (int round = 0; round < 20; ++round) {
+    auto exits = runRanksWithId(
+        2,
+        [&](int rank, const chorusUniqueId& id) {
+          chorusComm_t comm = nullptr;
+          if (chorusCommInitRank(&comm, 2, id, rank) != chorusSuccess) return 2;
+          std::vector<float> buf(1 << 16, static_cast<float>(rank + 1));
+          if (chorusAllReduce(buf.data(), buf.data(), buf.size(), chorusFloat32, chorusSum, comm, nullptr) != chorusSuccess) {
+            fprintf(stderr, "rank %d: %s\n", rank, chorusGetLastError(comm));
+            return 3;
+          }
+          for (float x : buf)
+            if (x != 3.0f) return 4;
+          if (rank == 0) chorusCommAbort(comm);
+          else chorusCommDestroy(comm);
+          return 0;
+        },
+        60);
+    ASSERT_TRUE(allRanksSucceeded(exits)) << transport << " round " << round;
+  }
+}
+
+TEST(Abort, RightAfterASuccessfulCallOverShm) { abortRightAfterASuccessfulCall("shm"); }
+TEST(Abort, RightAfterASuccessfulCallOverTcp) { abortRightAfterASuccessfulCall("tcp"); }
+
 TEST(Abort, DestroyedHandlesAreRejectedNotReused) {
   chorusComm_t comms[1];
   ASSERT_EQ(chorusCommInitAll(comms, 1, nullptr), chorusSuccess);

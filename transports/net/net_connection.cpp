@@ -38,20 +38,25 @@ void NetConnection::ensureUsable() const {
   if (failed_) throw Error(static_cast<chorusResult_t>(failCode_), failWhy_);
 }
 
-void NetConnection::fail(const std::string& why, int code) {
+void NetConnection::markFailed(const std::string& why, int code) noexcept {
   failed_ = true;
   failCode_ = code;
   failWhy_ = why;
   closeComms();
+}
+
+void NetConnection::fail(const std::string& why, int code) {
+  markFailed(why, code);
   throw Error(static_cast<chorusResult_t>(code), why);
 }
 
-uint64_t NetConnection::postSend(const void* buf, size_t bytes) {
+uint64_t NetConnection::doPostSend(const void* buf, size_t bytes, const CallStamp& stamp) {
   ensureUsable();
   Message m;
   m.send = static_cast<const char*>(buf);
   m.bytes = bytes;
-  m.header = bytes;
+  m.header.bytes = bytes;
+  m.header.stamp = stamp;
   m.fragsLeft = 1 + (bytes + params_.chunk - 1) / params_.chunk;
   if (params_.regRequired && bytes > 0)
     check(plugin_.regMr(sendComm_, const_cast<void*>(buf), bytes, CHORUS_NET_PTR_HOST, &m.mhandle), plugin_,
@@ -148,6 +153,23 @@ bool NetConnection::postFragments(bool send) {
 
 // Tests every posted fragment; completed ones are accounted to their message. Returns whether
 // any completed.
+void NetConnection::checkHeader(const Message& m, size_t size) {
+  if (size != sizeof(m.header))
+    fail(format("rank %d sent a %zu-byte message header where %zu bytes were expected (another protocol version?)", peer(), size,
+                sizeof(m.header)),
+         chorusInternalError);
+  if (!stampsMatch(m.header.stamp, m.sink.stamp)) {
+    std::string text = rawMismatchText(peer(), m.header.stamp, m.sink.stamp);
+    markFailed(text, chorusInvalidUsage);
+    throw CallMismatch(peer(), m.header.stamp, m.sink.stamp, text);
+  }
+  if (m.header.bytes != m.bytes)
+    fail(format("rank %d sent a message of %llu bytes where a receive of %zu bytes was posted (sizes of matching send and receive "
+                "differ)",
+                peer(), static_cast<unsigned long long>(m.header.bytes), m.bytes),
+         chorusInternalError);
+}
+
 bool NetConnection::testFragments(bool send) {
   std::vector<Fragment>& frags = send ? sendFrags_ : recvFrags_;
   bool moved = false;
@@ -166,11 +188,7 @@ bool NetConnection::testFragments(bool send) {
     if (!done) continue;
     f.request = nullptr;
     moved = true;
-    if (!send && f.header && (size != sizeof(uint64_t) || f.msg->header != f.msg->bytes))
-      fail(format("rank %d sent a message of %llu bytes where a receive of %zu bytes was posted (sizes of matching send and receive "
-                  "differ)",
-                  peer(), static_cast<unsigned long long>(f.msg->header), f.msg->bytes),
-           chorusInternalError);
+    if (!send && f.header) checkHeader(*f.msg, size);
     if (!send && size != f.bytes)
       fail(format("rank %d sent a message that does not match the receive posted for it: a %zu-byte fragment arrived where %zu "
                   "bytes were expected at offset %zu of a %zu-byte receive (sizes of matching send and receive differ)",

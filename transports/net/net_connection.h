@@ -1,8 +1,8 @@
 // A Connection over a network plugin: one sendComm (this rank -> peer) and one recvComm
-// (peer -> this rank). Each message is an 8-byte header holding its size, then its bytes cut into
+// (peer -> this rank). Each message is a 32-byte header holding its size and call stamp, then its bytes cut into
 // fragments of at most `chunk` bytes; header and fragments are plugin messages whose tag is their
 // sequence number in that direction, so they match in order whatever the plugin does with equal
-// tags. The header makes any size mismatch between a send and its receive an error at once (a
+// tags. The header makes any call or size mismatch between a send and its receive an error at once (a
 // receive expecting more fragments than were sent would otherwise wait for one that never
 // comes). Up to `inflight` plugin messages are posted per direction. Plain receives land directly in the sink's buffer; reducing receives land in
 // registered staging buffers (one per in-flight fragment) and are reduced from there.
@@ -36,7 +36,7 @@ class NetConnection final : public Connection {
                 const NetLinkParams& params, shm::ProcessWatch watch);
   ~NetConnection() override;
 
-  uint64_t postSend(const void* buf, size_t bytes) override;
+  uint64_t doPostSend(const void* buf, size_t bytes, const CallStamp& stamp) override;
   uint64_t postRecv(const RecvSink& sink) override;
   bool progress() override;
   uint64_t sendsCompleted() const override { return sendsDone_; }
@@ -53,7 +53,11 @@ class NetConnection final : public Connection {
     size_t posted = 0;           // bytes whose fragments are posted
     size_t fragsLeft = 0;        // fragments not yet completed
     bool started = false;        // header posted (then data fragments until posted == bytes)
-    uint64_t header = 0;         // the size on the wire (sent, or received for checking)
+    // What goes on the wire before the fragments (sent, or received for checking).
+    struct Header {
+      uint64_t bytes = 0;
+      CallStamp stamp;
+    } header;
     void* mhandle = nullptr;     // registration of the user buffer (regRequired plugins only)
   };
   struct Fragment {
@@ -67,8 +71,10 @@ class NetConnection final : public Connection {
 
   bool postFragments(bool send);
   bool testFragments(bool send);
+  void checkHeader(const Message& m, size_t size);
   void retire(bool send);
-  void fail(const std::string& why, int code);
+  void markFailed(const std::string& why, int code) noexcept;
+  [[noreturn]] void fail(const std::string& why, int code);
   void ensureUsable() const;
   void closeComms() noexcept;
 

@@ -28,12 +28,13 @@ ShmConnection::~ShmConnection() {
   in_->header()->receiverFlags.fetch_or(flag, std::memory_order_release);
 }
 
-uint64_t ShmConnection::postSend(const void* buf, size_t bytes) {
+uint64_t ShmConnection::doPostSend(const void* buf, size_t bytes, const CallStamp& stamp) {
   rethrowIfFailed();
   CHORUS_CHECK_ARG(buf != nullptr || bytes == 0, "shm postSend to rank %d: null buffer for %zu bytes", peer(), bytes);
   SendOp op{};
   op.buf = static_cast<const char*>(buf);
   op.bytes = bytes;
+  op.stamp = stamp;
   op.rendezvous = bytes > 0 && opts_.singleCopySend && bytes >= opts_.singleCopyThreshold;
   sends_.push_back(op);
   return sendsPosted_++;
@@ -62,26 +63,28 @@ uint32_t ShmConnection::peerFlags() const {
 
 bool ShmConnection::progress() {
   rethrowIfFailed();
-  // Read the flags before trying to move: if the peer had closed by then, everything it ever
-  // published is visible to the attempt below, so "closed and nothing moved" is final.
+  // Read the flags before trying to move: if the peer had closed or aborted by then, everything
+  // it ever published is visible to the attempt below, so "stopped and nothing moved" is final.
+  // Messages a peer published before it aborted are whole and still delivered: a peer that
+  // finished its part of a collective and then aborted (or failed its next call) must not fail
+  // ours. (A single-copy read from an aborted peer fails instead: its buffer may be gone.)
   uint32_t flags = peerFlags();
-  if (flags & kFlagAborted) SHM_FAIL(chorusRemoteError, "rank %d aborted the connection", peer());
   bool moved = progressSends();
   moved = progressRecvs() || moved;
-  if (!moved && (flags & kFlagClosed) && !(sends_.empty() && recvs_.empty()))
-    SHM_FAIL(chorusRemoteError, "rank %d closed the connection with %zu send(s) and %zu recv(s) still pending here", peer(),
-             sends_.size(), recvs_.size());
+  if (!moved && (flags & (kFlagAborted | kFlagClosed)) && !(sends_.empty() && recvs_.empty()))
+    SHM_FAIL(chorusRemoteError, "rank %d %s the connection with %zu send(s) and %zu recv(s) still pending here", peer(),
+             flags & kFlagAborted ? "aborted" : "closed", sends_.size(), recvs_.size());
   return moved;
 }
 
 void ShmConnection::checkAlive() {
   rethrowIfFailed();
-  if (peerFlags() & kFlagAborted) SHM_FAIL(chorusRemoteError, "rank %d aborted the connection", peer());
-  if (watch_.alive()) return;
+  if (!(peerFlags() & kFlagAborted) && watch_.alive()) return;
   // A peer that finished its part of a collective may exit while its last messages still sit in
   // our inbound FIFO (its sends completed when it copied them into the slots). Death is final,
   // so everything it published is visible now: drain, and fail only when nothing is left to move.
   if (progress()) return;
+  if (peerFlags() & kFlagAborted) SHM_FAIL(chorusRemoteError, "rank %d aborted the connection", peer());
   SHM_FAIL(chorusRemoteError, "rank %d (pid %d) died", peer(), static_cast<int>(watch_.pid()));
 }
 
@@ -99,14 +102,24 @@ void ShmConnection::rethrowIfFailed() const {
   if (failed_) throw Error(failCode_, failMessage_);
 }
 
-void ShmConnection::fail(chorusResult_t code, const char* file, int line, const std::string& message) {
+void ShmConnection::markFailed(chorusResult_t code, const std::string& message) {
   out_->header()->senderFlags.fetch_or(kFlagAborted, std::memory_order_release);
   in_->header()->receiverFlags.fetch_or(kFlagAborted, std::memory_order_release);
   failed_ = true;
   failCode_ = code;
   failMessage_ = format("shm connection rank %d <-> rank %d: %s", opts_.rank, peer(), message.c_str());
   CHORUS_INFO(kLogTransport, "%s", failMessage_.c_str());
+}
+
+void ShmConnection::fail(chorusResult_t code, const char* file, int line, const std::string& message) {
+  markFailed(code, message);
   throwError(code, file, line, failMessage_);
+}
+
+void ShmConnection::failMismatch(const CallStamp& sent, const CallStamp& posted) {
+  std::string text = rawMismatchText(peer(), sent, posted);
+  markFailed(chorusInvalidUsage, text);
+  throw CallMismatch(peer(), sent, posted, failMessage_);
 }
 
 // --- sending --------------------------------------------------------------------------------
@@ -131,7 +144,7 @@ bool ShmConnection::progressSends() {
       s->msgBytes = 0;
       s->offset = 0;
       s->seq = sendSeq_++;
-      s->addr = 0;
+      s->stamp = op.stamp;
       s->fragBytes = 0;
       s->kind = kSlotEager;
       s->pid = ownPid_;
@@ -141,9 +154,9 @@ bool ShmConnection::progressSends() {
         if (!slotFree()) break;
         SlotHeader* s = out_->slotHeader(head_);
         s->msgBytes = op.bytes;
-        s->offset = 0;
-        s->seq = sendSeq_;
         s->addr = reinterpret_cast<uintptr_t>(op.buf);
+        s->seq = sendSeq_;
+        s->stamp = op.stamp;
         s->fragBytes = 0;
         s->kind = kSlotRendezvous;
         s->pid = ownPid_;
@@ -157,7 +170,7 @@ bool ShmConnection::progressSends() {
           s->msgBytes = op.bytes;
           s->offset = op.pushed;
           s->seq = sendSeq_;
-          s->addr = 0;
+          s->stamp = op.stamp;
           s->fragBytes = static_cast<uint32_t>(n);
           s->kind = kSlotEager;
           s->pid = ownPid_;
@@ -208,6 +221,7 @@ bool ShmConnection::progressRecvs() {
       if (!slotReady()) break;
       // The slot is ours until we release it; copy its header once.
       const SlotHeader slot = *in_->slotHeader(tail_);
+      if (!stampsMatch(slot.stamp, op.sink.stamp)) failMismatch(slot.stamp, op.sink.stamp);
       if (slot.msgBytes != bytes)
         SHM_FAIL(chorusInternalError, "size mismatch: rank %d sent a message of %llu bytes, the matching recv #%llu expects %zu",
                  peer(), static_cast<unsigned long long>(slot.msgBytes), static_cast<unsigned long long>(recvsDone_), bytes);

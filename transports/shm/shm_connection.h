@@ -56,7 +56,7 @@ class ShmConnection final : public Connection {
   ShmConnection(int peer, std::unique_ptr<Segment> in, std::unique_ptr<Segment> out, const ShmConnectionOptions& opts);
   ~ShmConnection() override;
 
-  uint64_t postSend(const void* buf, size_t bytes) override;
+  uint64_t doPostSend(const void* buf, size_t bytes, const CallStamp& stamp) override;
   uint64_t postRecv(const RecvSink& sink) override;
   bool progress() override;
   uint64_t sendsCompleted() const override { return sendsDone_; }
@@ -80,6 +80,7 @@ class ShmConnection final : public Connection {
   struct SendOp {
     const char* buf;
     size_t bytes;
+    CallStamp stamp;
     size_t pushed;        // eager bytes published so far
     bool rendezvous;
     uint64_t ackSlot;     // rendezvous: the slot whose release completes the send
@@ -98,7 +99,9 @@ class ShmConnection final : public Connection {
   bool slotReady();
   void releaseSlot();
   void rethrowIfFailed() const;
+  void markFailed(chorusResult_t code, const std::string& message);
   [[noreturn]] void fail(chorusResult_t code, const char* file, int line, const std::string& message);
+  [[noreturn]] void failMismatch(const CallStamp& sent, const CallStamp& posted);
 
   ShmConnectionOptions opts_;
   std::unique_ptr<Segment> in_;

@@ -22,6 +22,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+
+#include "exec/call_stamp.h"
 #include <memory>
 #include <string>
 
@@ -40,10 +42,13 @@ enum SlotKind : uint32_t {
 };
 
 struct alignas(64) SlotHeader {
-  uint64_t msgBytes;   // total size of the message (checked against the posted recv)
-  uint64_t offset;     // eager: where this fragment starts in the message
+  uint64_t msgBytes;  // total size of the message (checked against the posted recv)
+  union {
+    uint64_t offset;  // eager: where this fragment starts in the message
+    uint64_t addr;    // rendezvous: address of the message in the sender's process
+  };
   uint64_t seq;        // ordinal of the message among the channel's messages (empty ones included)
-  uint64_t addr;       // rendezvous: address of the message in the sender's process
+  CallStamp stamp;     // the call the message belongs to (checked against the posted recv's)
   uint32_t fragBytes;  // eager: payload bytes in this slot
   uint32_t kind;       // SlotKind
   int32_t pid;         // rendezvous: the sender's process id

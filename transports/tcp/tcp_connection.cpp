@@ -52,7 +52,7 @@ uint64_t TcpConnection::post(Queue& q, Op op) {
   return ticket;
 }
 
-uint64_t TcpConnection::postSend(const void* buf, size_t bytes) {
+uint64_t TcpConnection::doPostSend(const void* buf, size_t bytes, const CallStamp& stamp) {
   throwIfFailed();
   CHORUS_CHECK_ARG(buf != nullptr || bytes == 0, "tcp send to rank %d: null buffer", peer());
   Op op;
@@ -60,6 +60,7 @@ uint64_t TcpConnection::postSend(const void* buf, size_t bytes) {
   op.src = static_cast<const char*>(buf);
   op.header.bytes = bytes;
   op.header.seq = static_cast<uint32_t>(sendQ_.posted());
+  op.header.stamp = stamp;
   uint64_t ticket = post(sendQ_, op);
   CHORUS_TRACE(kLogTransport, "tcp: send #%lu to rank %d, %zu bytes", static_cast<unsigned long>(ticket), peer(),
                bytes);
@@ -187,6 +188,11 @@ void TcpConnection::checkHeader(uint64_t ticket, const Op& op) {
                 "posted on the two sides diverged earlier",
                 peer(), static_cast<unsigned long>(ticket), h.magic, h.seq));
   }
+  if (!stampsMatch(h.stamp, op.sink.stamp)) {
+    std::string text = "tcp: " + rawMismatchText(peer(), h.stamp, op.sink.stamp);
+    markFailed(chorusInvalidUsage, text);
+    throw CallMismatch(peer(), h.stamp, op.sink.stamp, text);
+  }
   if (h.bytes != op.bytes) {
     fail(chorusInternalError, format("tcp: size mismatch on recv #%lu from rank %d: posted %zu bytes, peer sent %lu",
                                      static_cast<unsigned long>(ticket), peer(), op.bytes,
@@ -287,11 +293,15 @@ void TcpConnection::throwIfFailed() const {
   if (failed_) throw Error(failCode_, failMessage_);
 }
 
-void TcpConnection::fail(chorusResult_t code, const std::string& message) {
+void TcpConnection::markFailed(chorusResult_t code, const std::string& message) {
   failed_ = true;
   failCode_ = code;
   failMessage_ = message;
   CHORUS_INFO(kLogTransport, "%s", message.c_str());
+}
+
+void TcpConnection::fail(chorusResult_t code, const std::string& message) {
+  markFailed(code, message);
   throw Error(code, message);
 }
 

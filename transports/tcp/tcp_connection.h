@@ -3,7 +3,7 @@
 // Striping: a message of `bytes` is cut into ceil(bytes / chunk) chunks. The connection numbers
 // chunks in each direction from 0 over all messages; chunk k goes on socket k mod numSockets.
 // Both sides post the same message sizes in the same order, so both compute the same map and no
-// chunk carries a header. A message's first chunk is preceded by a MsgHeader (size and sequence)
+// chunk carries a header. A message's first chunk is preceded by a MsgHeader (size, sequence, call stamp)
 // that the receiver checks against the recv it posted.
 //
 // Each socket keeps a cursor per direction: (message ticket, chunk index, bytes done in that
@@ -36,7 +36,7 @@ class TcpConnection final : public Connection {
   TcpConnection(int rank, int peer, std::vector<Fd> socks, size_t chunkBytes);
   ~TcpConnection() override = default;
 
-  uint64_t postSend(const void* buf, size_t bytes) override;
+  uint64_t doPostSend(const void* buf, size_t bytes, const CallStamp& stamp) override;
   uint64_t postRecv(const RecvSink& sink) override;
   bool progress() override;
   uint64_t sendsCompleted() const override { return sendQ_.done; }
@@ -101,6 +101,7 @@ class TcpConnection final : public Connection {
   void checkHeader(uint64_t ticket, const Op& op);
 
   void throwIfFailed() const;
+  void markFailed(chorusResult_t code, const std::string& message);
   [[noreturn]] void fail(chorusResult_t code, const std::string& message);
   [[noreturn]] void failErrno(int err, int s, const char* op);
 

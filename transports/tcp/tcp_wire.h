@@ -14,6 +14,8 @@
 
 #include <cstdint>
 
+#include "exec/call_stamp.h"
+
 namespace chorus::tcp {
 
 constexpr uint64_t kHelloMagic = 0x43484f5255535443ull;  // "CHORUSTC"
@@ -37,7 +39,8 @@ struct MsgHeader {
   uint64_t bytes = 0;
   uint32_t seq = 0;  // low 32 bits of the sender's ticket: catches a skipped or extra message
   uint32_t magic = kMsgMagic;
+  CallStamp stamp;   // the call the message belongs to (exec/call_stamp.h)
 };
-static_assert(sizeof(MsgHeader) == 16, "MsgHeader is a wire format");
+static_assert(sizeof(MsgHeader) == 40, "MsgHeader is a wire format");
 
 }  // namespace chorus::tcp
