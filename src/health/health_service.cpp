@@ -146,6 +146,7 @@ void HealthService::loop() {
       (void)!read(signalFd_.get(), &n, sizeof n);
       // Off the accept loop, so that other ranks' questions are answered meanwhile.
       std::thread([st = state_] {
+        logSetThreadRank(st->id.rank);
         HangReport rep = reportVia(*st, Deadline::after(5));
         CHORUS_WARN(kLogColl, "hang report (CHORUS_DIAG_SIGNAL): %s", rep.summary.c_str());
         for (const std::string& line : rep.lines) CHORUS_WARN(kLogColl, "  %s", line.c_str());
@@ -176,6 +177,7 @@ void HealthService::handle(const std::shared_ptr<State>& st, Fd fd) {
     State& s;
     ~Release() { s.handlers.fetch_sub(1); }
   } release{*st};
+  logSetThreadRank(st->id.rank);
   try {
     Deadline readBy = Deadline::after(kRequestSeconds);
     HealthRequest req;

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/log.h"
 #include "fixtures/ranks.h"
 
 namespace chorus::test {
@@ -268,6 +269,37 @@ TEST(Health, StoppedRankIsReportedUnreachable) {
       EXPECT_TRUE(exits[r].exited && exits[r].code == kOk) << "survivor " << r << ": " << exits[r].describe();
       EXPECT_LT(exits[r].seconds, 2 * 4 + 3) << "survivor " << r;  // the deadline, the report, start-up
     }
+}
+
+// CHORUS_DIAG_SIGNAL: a signal to any rank prints its communicator's hang report.
+TEST(Health, DiagSignalPrintsTheReport) {
+  ScopedEnv signal("CHORUS_DIAG_SIGNAL", "USR1");
+  std::string logPattern = ::testing::TempDir() + "chorus_diag_%p.log";
+  ScopedEnv logFile("CHORUS_DEBUG_FILE", logPattern.c_str());
+  ScopedEnv transport("CHORUS_TRANSPORT", "shm");
+  auto exits = runRanksWithId(2, [&](int rank, const chorusUniqueId& id) {
+    logReloadConfig();
+    chorusComm_t comm = nullptr;
+    if (chorusCommInitRank(&comm, 2, id, rank) != chorusSuccess) return 2;
+    float x = 1;
+    if (chorusAllReduce(&x, &x, 1, chorusFloat32, chorusSum, comm, nullptr) != chorusSuccess) return 3;
+    if (rank == 0) raise(SIGUSR1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the report is gathered meanwhile
+    chorusCommDestroy(comm);
+    if (rank != 0) return 0;
+    std::string path = ::testing::TempDir() + "chorus_diag_" + std::to_string(getpid()) + ".log";
+    FILE* f = fopen(path.c_str(), "r");
+    if (!f) return 4;
+    std::string text;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    fclose(f);
+    remove(path.c_str());
+    fprintf(stderr, "%s", text.c_str());
+    return text.find("hang report (CHORUS_DIAG_SIGNAL): ranks 0-1 are idle after #1") != std::string::npos ? 0 : 5;
+  }, 60);
+  EXPECT_TRUE(allRanksSucceeded(exits));
 }
 
 }  // namespace
