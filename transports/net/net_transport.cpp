@@ -8,7 +8,9 @@
 //     sendComm naming itself (commId, rank);
 //  3. each rank accepts incoming connections and reads their hellos to learn which peer each is.
 //     A connection whose hello names a peer of a later connect() call waits for that call.
-// All of it is polled against the deadline and the communicator's abort flag.
+// All of it is polled against the deadline and the communicator's abort flag, and same-host
+// peers against their pid: one that dies before its connections are made fails the setup at once
+// (chorusRemoteError naming it) instead of at the deadline.
 #include <cstring>
 #include <map>
 #include <string>
@@ -178,6 +180,9 @@ std::vector<std::unique_ptr<Connection>> NetTransport::connect(const std::vector
   hello.rank = ctx_.rank;
   size_t complete = 0;
   Backoff backoff;
+  std::vector<shm::ProcessWatch> watches;
+  watches.reserve(n);
+  for (int p : peers) watches.push_back(watchFor(p));
   try {
     while (complete < n) {
       bool moved = false;
@@ -216,6 +221,11 @@ std::vector<std::unique_ptr<Connection>> NetTransport::connect(const std::vector
       if (complete == n) break;
       if (ctx_.abortFlag && ctx_.abortFlag->load(std::memory_order_relaxed))
         CHORUS_THROW(chorusInvalidUsage, "%s: connection setup interrupted by chorusCommAbort", name_.c_str());
+      for (size_t i = 0; !moved && i < n; ++i) {
+        if ((!sendComms[i] || !helloSent[i] || !recvComms[i]) && !watches[i].alive())
+          CHORUS_THROW(chorusRemoteError, "%s: rank %d (pid %d) died during connection setup", name_.c_str(), peers[i],
+                       static_cast<int>(watches[i].pid()));
+      }
       if (deadline.expired()) {
         std::string missing;
         for (size_t i = 0; i < n; ++i)

@@ -21,17 +21,19 @@
 //     posted (-FI_EAGAIN) for a keepalive period means the peer is unreachable
 //     (ofi_progress.cpp: tcp;ofi_rxm retries a broken connection forever and leaves giving up to
 //     us). Detection therefore takes one to three keepalive periods;
-//   - shm: a send to a dead process still completes (it lands in the dead process's queue), so
-//     no libfabric operation ever fails. Instead the keepalive checks the peer's process: shm
-//     names an endpoint "fi_shm://<pid>:..." (libfabric 1.17; the provider itself relies on that
-//     pid for cross-memory attach, so it is in our pid namespace), and a pid that is gone (or a
-//     zombie) fails the comms to it. A name of another shape leaves shm without detection, and
-//     Chorus's own deadlines and pid watch are the backstop.
+//   - shm: a send to a dead process may complete (it lands in the dead process's queue) or spin
+//     forever on a lock the dead process held (ofi_peer_watch.h), and no libfabric operation ever
+//     fails. Instead every peer address has a PeerWatch: shm names an endpoint
+//     "fi_shm://<pid>:..." (libfabric 1.17; the provider itself relies on that pid for
+//     cross-memory attach, so it is in our pid namespace). A send to a peer that is dead or dying
+//     is never handed to the provider: it fails every comm to that peer instead
+//     (ofi_progress.cpp), and so does the keepalive when it finds the peer gone. Closing a comm
+//     sends no kCtrlClosed to a peer that is gone or to a comm that already failed. A name of
+//     another shape leaves shm without detection, and Chorus's own deadlines and pid watch are
+//     the backstop.
 #include <rdma/fi_errno.h>
 #include <rdma/fi_tagged.h>
 
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
 
 #include "transports/ofi/ofi_device.h"
@@ -183,7 +185,10 @@ void Device::failComm(Comm* c, const char* why) {
     complete(r, chorusNetRemoteError, 0);
     // A receive the provider still holds is canceled: no data may land in a buffer whose request
     // already ended (a receive already matched mid-message cannot be canceled on every provider).
-    if (r->posted && r->kind == ReqKind::Recv) fi_cancel(&ep_->fid, &r->ctx);
+    if (r->posted && r->kind == ReqKind::Recv) {
+      CallScope call(calls_, "fi_cancel", 0);
+      fi_cancel(&ep_->fid, &r->ctx);
+    }
   }
 }
 
@@ -205,28 +210,12 @@ int Device::peerPidOf(const uint8_t* name, size_t len) const {
   return i > plen && i < len && name[i] == ':' ? static_cast<int>(pid) : 0;
 }
 
-namespace {
-// False when the process is gone or a zombie (dead, not yet reaped).
-bool processAlive(int pid) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-  FILE* f = fopen(path, "r");
-  if (f == nullptr) return errno != ENOENT;
-  char buf[512];
-  const size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  const char* paren = strrchr(buf, ')');  // the state follows the command name, which may hold spaces
-  return paren == nullptr || paren[1] != ' ' || (paren[2] != 'Z' && paren[2] != 'X');
-}
-}  // namespace
-
 void Device::keepalive(int64_t now) {
   for (auto& entry : comms_) {
     Comm* c = entry.second;
     if (!c->ready || c->failed || c->outstanding == 0) continue;
     if (now - c->lastActivityNs < settings_.keepaliveNs) continue;
-    if (c->peerPid > 0 && !processAlive(c->peerPid)) {
+    if (peerGone(c->peerAddr, true)) {
       failPeer(c->peerAddr, "the peer process is gone");
       continue;
     }
@@ -281,7 +270,6 @@ chorusNetResult_t Device::connect(const WireHandle& h, Comm** out) {
   c->dev = this;
   c->id = newId();
   c->peerAddr = addr;
-  c->peerPid = peerPidOf(h.name, h.nameLen);
   c->connectKey = key;
   comms_[c->id] = c;
   connecting_[key] = c;
@@ -308,7 +296,6 @@ chorusNetResult_t Device::accept(Listener* l, Comm** out) {
   c->id = newId();
   c->peerId = in.srcId;
   c->peerAddr = addr;
-  c->peerPid = peerPidOf(reinterpret_cast<const uint8_t*>(in.name.data()), in.name.size());
   c->ready = true;
   c->lastActivityNs = nowNs();
   comms_[c->id] = c;
@@ -324,7 +311,9 @@ chorusNetResult_t Device::accept(Listener* l, Comm** out) {
 void Device::closeComm(Comm* c) {
   progress();
   uint64_t closed = 0;
-  if (c->ready && !c->failed) {
+  // Tell the peer, unless the comm already failed (its peer is gone or unreachable, or it closed)
+  // or the peer is dead or dying: a send to it could wait forever in the provider (shm).
+  if (c->ready && !c->failed && !peerGone(c->peerAddr, true)) {
     closed = sendCtrl(kCtrlClosed, c->peerAddr, c->peerId, c->id, c->kind == Comm::Kind::Send ? c->dataCount : 0, 0);
   }
   // Abandon the comm's requests: the provider keeps the ones it holds until their completion
@@ -342,7 +331,10 @@ void Device::closeComm(Comm* c) {
   Request* r = c->live;
   while (r != nullptr) {
     Request* next = r->nextInComm;
-    if (r->posted && r->kind == ReqKind::Recv && !r->complete) fi_cancel(&ep_->fid, &r->ctx);
+    if (r->posted && r->kind == ReqKind::Recv && !r->complete) {
+      CallScope call(calls_, "fi_cancel", 0);
+      fi_cancel(&ep_->fid, &r->ctx);
+    }
     unlink(r);
     r->released = true;
     recycleIfIdle(r);

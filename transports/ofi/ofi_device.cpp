@@ -215,6 +215,7 @@ chorusNetResult_t Device::ensureOpen() {
     }
   }
   open_ = true;
+  watchDevice(name_.c_str(), &calls_);
   postCtrlRecvs();
   OFI_LOG(kLogInfo,
           "ofi device %d: provider %s fabric %s domain %s: %d tag bits, %s receives, mr_mode 0x%llx%s, inject %zu B, "
@@ -274,15 +275,34 @@ bool Device::addressOf(const uint8_t* name, size_t len, fi_addr_t* out) {
     return true;
   }
   fi_addr_t addr = FI_ADDR_NOTAVAIL;
-  const int n = fi_av_insert(av_, name, 1, &addr, 0, nullptr);
+  int n = 0;
+  {
+    CallScope call(calls_, "fi_av_insert", 0);
+    n = fi_av_insert(av_, name, 1, &addr, 0, nullptr);
+  }
   if (n != 1) {
     OFI_LOG(kLogError, "ofi %s: fi_av_insert of a %zu-byte peer name failed: %s (%d)", name_.c_str(), len,
             fi_strerror(n < 0 ? -n : FI_EINVAL), n);
     return false;
   }
   addrs_.emplace(std::move(key), addr);
+  if (const int pid = peerPidOf(name, len); pid > 0 && peers_.count(addr) == 0) {
+    peers_[addr] = std::make_unique<PeerWatch>(pid);
+    calls_.addPid(pid);
+  }
   *out = addr;
   return true;
+}
+
+PeerWatch* Device::watchOf(fi_addr_t addr) {
+  if (peers_.empty()) return nullptr;
+  auto it = peers_.find(addr);
+  return it == peers_.end() ? nullptr : it->second.get();
+}
+
+bool Device::peerGone(fi_addr_t addr, bool thorough) {
+  PeerWatch* w = watchOf(addr);
+  return w != nullptr && w->gone(thorough);
 }
 
 }  // namespace chorus::ofi

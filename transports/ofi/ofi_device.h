@@ -8,6 +8,11 @@
 // single-threaded (FI_THREAD_DOMAIN is all we ask of the provider); comms on different threads
 // share it, and whichever thread reads a completion finishes the request it belongs to.
 //
+// Bounded calls into the provider: with shm, every peer address has a PeerWatch, and no send
+// (data or control, the close path included) goes to a peer that is dead or dying
+// (ofi_peer_watch.h); every provider call is marked for the watchdog (ofi_watchdog.h), which ends
+// the process with a fatal error if one never returns.
+//
 // The methods are split by concept: ofi_device.cpp (opening, properties, memory registration,
 // addresses), ofi_progress.cpp (posting, the pending queue, completions, request lifetime),
 // ofi_control.cpp (connections, control messages, keepalive, failures).
@@ -29,8 +34,10 @@
 
 #include "chorus/net_plugin.h"
 #include "transports/ofi/ofi_mr_cache.h"
+#include "transports/ofi/ofi_peer_watch.h"
 #include "transports/ofi/ofi_pending.h"
 #include "transports/ofi/ofi_request.h"
+#include "transports/ofi/ofi_watchdog.h"
 #include "transports/ofi/ofi_wire.h"
 
 namespace chorus::ofi {
@@ -67,7 +74,6 @@ struct Comm {
   uint64_t id = 0;      // this side's id (the data tags of a receive comm carry its low bits)
   uint64_t peerId = 0;  // the other side's id
   fi_addr_t peerAddr = FI_ADDR_UNSPEC;
-  int peerPid = 0;      // shm: the peer's process id (from its endpoint name), 0 when unknown
   bool ready = false;
   bool failed = false;
   int active = 0;       // user requests not yet released (the in-flight limit counts these)
@@ -132,6 +138,10 @@ class Device {
   bool addressOf(const uint8_t* name, size_t len, fi_addr_t* out);
   bool needLocalMr() const { return mrLocal_ || settings_.forceMrLocal; }
   int peerPidOf(const uint8_t* name, size_t len) const;
+  // shm: whether the peer at addr is dead or dying (never for an address without a watch);
+  // thorough: see PeerWatch::gone.
+  bool peerGone(fi_addr_t addr, bool thorough);
+  PeerWatch* watchOf(fi_addr_t addr);
   // ofi_progress.cpp
   Request* newRequest();
   void submit(Request* r);
@@ -197,6 +207,8 @@ class Device {
   std::vector<Comm*> waiting_;   // comms whose pending queue may hold posts
   std::unique_ptr<MrCache> cache_;
   std::map<std::string, fi_addr_t> addrs_;
+  std::unordered_map<fi_addr_t, std::unique_ptr<PeerWatch>> peers_;  // shm: each peer's process
+  CallRecord calls_;  // the provider call in progress, for the watchdog
   std::unordered_map<uint64_t, Comm*> comms_;
   std::unordered_map<uint64_t, Listener*> listeners_;
   std::map<std::string, Comm*> connecting_;

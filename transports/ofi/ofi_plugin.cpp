@@ -8,6 +8,8 @@
 //                    memory registration (regMr, and the cache for posts without an mhandle)
 //   ofi_progress.cpp posts, the pending queue (-FI_EAGAIN), completions, request lifetime
 //   ofi_control.cpp  connect/accept/close over control messages, keepalive, failures
+//   ofi_peer_watch.* shm: is a peer process dead or dying (checked before sending to it)
+//   ofi_watchdog.*   a thread that ends the process when a provider call never returns
 //   ofi_wire.h       the handle, the control messages and the tag layout
 //   ofi_request.h, ofi_pending.h, ofi_mr_cache.h, ofi_log.h
 //
@@ -20,16 +22,18 @@
 //   CHORUS_OFI_MR_CACHE_MAX      registrations the cache keeps (default 256; 0: no caching)
 //   CHORUS_OFI_MR_CACHE_MAX_BYTES  bytes the cache keeps registered (default 4 GiB)
 //   CHORUS_OFI_FORCE_MR_LOCAL    1: register like a provider that needs FI_MR_LOCAL (testing)
-// CHORUS_SOCKET_IFNAME also selects the domain of socket providers (ofi_discovery.h).
+// CHORUS_SOCKET_IFNAME also selects the domain of socket providers (ofi_discovery.h), and
+// CHORUS_TIMEOUT bounds any one provider call (ofi_watchdog.h).
 //
 // Provider quirks handled (libfabric 1.17): tcp;ofi_rxm answers -FI_EAGAIN forever to an
 // unreachable peer (control messages give up after a keepalive period); shm cannot see a dead
-// peer (the keepalive checks its pid), spins inside fi_cq_read on a truncated message sent by
-// cross-memory attach (receives carry an overflow sink, ofi_device.h) and reports errors with
-// a negated err (both signs are accepted).
+// peer (its process is watched, ofi_peer_watch.h), spins for ever on a region lock a dead process
+// held (no send goes to a dead or dying peer; the watchdog ends what cannot be avoided), spins
+// inside fi_cq_read on a truncated message sent by cross-memory attach (receives carry an
+// overflow sink, ofi_device.h) and reports errors with a negated err (both signs are accepted).
 //
 // There is no finalize in ABI v1: the devices live until the process exits (never destroyed,
-// so no libfabric call runs during static destruction).
+// so no libfabric call runs during static destruction), and so does the watchdog thread.
 #include <atomic>
 #include <cstdlib>
 #include <cstring>

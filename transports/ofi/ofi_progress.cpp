@@ -1,6 +1,7 @@
 // Data path of the libfabric plugin: posting (fi_tsend / fi_tinject / fi_trecv), the pending
 // queue for -FI_EAGAIN, reading the completion queue, and the two-owner lifetime of requests
-// (ofi_request.h). Everything here runs with the device's lock held.
+// (ofi_request.h). Everything here runs with the device's lock held. Every provider call is
+// marked for the watchdog (CallScope), and no send goes to an shm peer that is gone (post()).
 #include <rdma/fi_errno.h>
 #include <rdma/fi_tagged.h>
 
@@ -8,6 +9,7 @@
 #include <sys/uio.h>
 
 #include <cstddef>
+#include <cstring>
 
 #include "transports/ofi/ofi_device.h"
 #include "transports/ofi/ofi_log.h"
@@ -18,6 +20,9 @@ namespace {
 constexpr int kCqBatch = 16;
 constexpr int kCqRounds = 64;            // at most this many batches per progress (others get the lock too)
 constexpr int64_t kKeepaliveTickNs = 100000000;  // how often progress looks at idle comms
+
+// What post() returns, without calling the provider, for a send to a peer that is gone.
+constexpr ssize_t kPeerGone = -FI_ECONNRESET;
 
 bool isPeerFailure(ssize_t rc) {
   switch (-rc) {
@@ -172,11 +177,22 @@ void Device::dropQueued(Comm* c) {
 
 ssize_t Device::post(Request* r) {
   ssize_t rc = 0;
+  int pid = 0;
+  if (r->kind == ReqKind::Send || r->kind == ReqKind::CtrlSend) {
+    // shm: a send takes the receiver's region lock, which a dead receiver may hold forever.
+    if (PeerWatch* w = watchOf(r->addr)) {
+      if (w->gone(r->kind == ReqKind::CtrlSend)) return kPeerGone;
+      pid = w->pid();
+    }
+  }
   switch (r->kind) {
     case ReqKind::Send:
       if (r->len <= injectSize_) {
         // Small sends are injected: the buffer is free at once and no completion comes back.
-        rc = fi_tinject(ep_, r->buf, r->len, r->addr, r->tag);
+        {
+          CallScope call(calls_, "fi_tinject", pid);
+          rc = fi_tinject(ep_, r->buf, r->len, r->addr, r->tag);
+        }
         if (rc == 0) {
           if (r->comm != nullptr) ++r->comm->dataCount;
           complete(r, chorusNetSuccess, r->len);
@@ -187,7 +203,10 @@ ssize_t Device::post(Request* r) {
         }
         return rc;
       }
-      rc = fi_tsend(ep_, r->buf, r->len, r->desc, r->addr, r->tag, &r->ctx);
+      {
+        CallScope call(calls_, "fi_tsend", pid);
+        rc = fi_tsend(ep_, r->buf, r->len, r->desc, r->addr, r->tag, &r->ctx);
+      }
       if (rc == 0 && r->comm != nullptr) ++r->comm->dataCount;
       break;
     case ReqKind::Recv:
@@ -202,24 +221,35 @@ ssize_t Device::post(Request* r) {
         iov[n] = {sink_, sinkBytes_};
         desc[n++] = sinkDesc_;
         fi_msg_tagged msg{iov, desc, n, r->addr, r->tag, 0, &r->ctx, 0};
+        CallScope call(calls_, "fi_trecvmsg", 0);
         rc = fi_trecvmsg(ep_, &msg, 0);
       } else {
+        CallScope call(calls_, "fi_trecv", 0);
         rc = fi_trecv(ep_, r->buf, r->len, r->desc, r->addr, r->tag, 0, &r->ctx);
       }
       break;
-    case ReqKind::CtrlSend:
+    case ReqKind::CtrlSend: {
+      CallScope call(calls_, "fi_tsend (control message)", pid);
       rc = fi_tsend(ep_, r->ctrl, r->len, r->slabDesc, r->addr, tags_.ctrlBit, &r->ctx);
       break;
-    case ReqKind::CtrlRecv:
+    }
+    case ReqKind::CtrlRecv: {
+      CallScope call(calls_, "fi_trecv (control messages)", 0);
       rc = fi_trecv(ep_, r->ctrl, kCtrlBytes, r->slabDesc, FI_ADDR_UNSPEC, tags_.ctrlBit, tags_.ctrlIgnore(), &r->ctx);
       break;
+    }
   }
   if (rc == 0) r->posted = true;
   return rc;
 }
 
 void Device::onPostError(Request* r, ssize_t rc) {
-  OFI_LOG(kLogWarn, "ofi %s: posting failed: %s (%zd)", name_.c_str(), fi_strerror(static_cast<int>(-rc)), rc);
+  PeerWatch* w = rc == kPeerGone ? watchOf(r->addr) : nullptr;
+  if (w != nullptr && w->gone(false))
+    OFI_LOG(kLogInfo, "ofi %s: not sending to process %d: it %s", name_.c_str(), static_cast<int>(w->pid()),
+            strcmp(w->why(), "killed") == 0 ? "was killed" : strcmp(w->why(), "exiting") == 0 ? "is exiting" : "exited");
+  else
+    OFI_LOG(kLogWarn, "ofi %s: posting failed: %s (%zd)", name_.c_str(), fi_strerror(static_cast<int>(-rc)), rc);
   switch (r->kind) {
     case ReqKind::Send:
     case ReqKind::Recv: {
@@ -294,7 +324,12 @@ void Device::drainComm(Comm* c) {
 void Device::readCompletions() {
   fi_cq_tagged_entry entries[kCqBatch];
   for (int round = 0; round < kCqRounds; ++round) {
-    const ssize_t n = fi_cq_read(cq_, entries, kCqBatch);
+    ssize_t n = 0;
+    {
+      // shm: takes this endpoint's own region lock, which a peer killed mid-send to us holds.
+      CallScope call(calls_, "fi_cq_read", 0);
+      n = fi_cq_read(cq_, entries, kCqBatch);
+    }
     if (n > 0) {
       for (ssize_t i = 0; i < n; ++i) {
         if (entries[i].op_context != nullptr) onCompletion(static_cast<Request*>(entries[i].op_context), entries[i].len);
@@ -304,7 +339,11 @@ void Device::readCompletions() {
     if (n == -FI_EAGAIN) return;
     if (n == -FI_EAVAIL) {
       fi_cq_err_entry err{};
-      const ssize_t m = fi_cq_readerr(cq_, &err, 0);
+      ssize_t m = 0;
+      {
+        CallScope call(calls_, "fi_cq_readerr", 0);
+        m = fi_cq_readerr(cq_, &err, 0);
+      }
       if (m == -FI_EAGAIN) return;
       if (m < 0) {
         OFI_LOG(kLogError, "ofi %s: fi_cq_readerr failed: %s (%zd)", name_.c_str(), fi_strerror(static_cast<int>(-m)), m);

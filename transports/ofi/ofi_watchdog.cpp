@@ -1,0 +1,127 @@
+// The watchdog thread of the libfabric plugin (design in ofi_watchdog.h).
+#include "transports/ofi/ofi_watchdog.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "transports/ofi/ofi_log.h"
+#include "transports/shm/process_watch.h"
+
+namespace chorus::ofi {
+
+void CallRecord::addPid(int pid) {
+  const int n = npids.load(std::memory_order_relaxed);
+  for (int i = 0; i < n; ++i)
+    if (pids[i].load(std::memory_order_relaxed) == pid) return;
+  if (n >= kMaxPids) return;  // beyond: only the call's own peer and the deadline rule apply
+  pids[n].store(pid, std::memory_order_relaxed);
+  npids.store(n + 1, std::memory_order_release);
+}
+
+namespace {
+
+constexpr auto kTick = std::chrono::milliseconds(100);
+
+struct Watched {
+  const char* name;
+  CallRecord* record;
+  uint64_t seq = 0;  // the call seen in progress at the last tick (0: none)
+  std::chrono::steady_clock::time_point since;
+};
+
+std::mutex gMu;                // guards gWatched (the watchdog copies it each tick)
+std::vector<Watched>* gWatched = new std::vector<Watched>;  // never destroyed: the thread outlives main
+
+// The job's deadline: CHORUS_TIMEOUT seconds, as the communicator reads it (default 300).
+double callDeadlineSec() {
+  const char* v = getenv("CHORUS_TIMEOUT");
+  char* end = nullptr;
+  const double s = v != nullptr ? strtod(v, &end) : 0;
+  return v != nullptr && end != v && s > 0 ? s : 300.0;
+}
+
+bool isDead(int pid) { return pid > 0 && !shm::ProcessWatch(pid).alive(); }
+
+[[noreturn]] void fatal(const std::string& text) {
+  OFI_LOG(kLogError, "%s", text.c_str());
+  if (logSink().load() == nullptr) fprintf(stderr, "chorus ofi: %s\n", text.c_str());
+  fflush(stderr);
+  abort();
+}
+
+// One look at a device; ends the process when its call is stuck.
+void inspect(Watched& w, std::chrono::steady_clock::time_point now, double deadlineSec) {
+  const uint64_t seq = w.record->seq.load(std::memory_order_acquire);
+  if ((seq & 1) == 0) {
+    w.seq = 0;
+    return;
+  }
+  if (seq != w.seq) {  // a new call since the last tick
+    w.seq = seq;
+    w.since = now;
+    return;
+  }
+  const double stuck = std::chrono::duration<double>(now - w.since).count();
+  if (stuck < kDeadPeerStuckSec) return;
+  const char* call = w.record->call.load(std::memory_order_relaxed);
+  const int target = w.record->peerPid.load(std::memory_order_relaxed);
+  int dead = isDead(target) ? target : 0;
+  for (int i = 0, n = w.record->npids.load(std::memory_order_acquire); dead == 0 && i < n; ++i) {
+    const int pid = w.record->pids[i].load(std::memory_order_relaxed);
+    if (isDead(pid)) dead = pid;
+  }
+  char what[160];
+  if (target > 0)
+    snprintf(what, sizeof(what), "%s to process %d", call ? call : "a provider call", target);
+  else
+    snprintf(what, sizeof(what), "%s", call ? call : "a provider call");
+  char text[512];
+  if (dead != 0) {
+    snprintf(text, sizeof(text),
+             "FATAL: ofi %s: %s has not returned for %.1f s and process %d, a peer on this device, is dead: it died "
+             "holding a lock of libfabric's shm region (%s), which the provider waits on forever. This process "
+             "cannot continue; aborting it instead of hanging.",
+             w.name, what, stuck, dead, dead == target ? "its own region" : "its own or this process's region");
+    fatal(text);
+  }
+  if (stuck >= deadlineSec) {
+    snprintf(text, sizeof(text),
+             "FATAL: ofi %s: %s has not returned for %.0f s (CHORUS_TIMEOUT): no peer of this device is known dead "
+             "(one stopped while holding a provider lock?). This process cannot continue; aborting it instead of "
+             "hanging.",
+             w.name, what, stuck);
+    fatal(text);
+  }
+}
+
+void run() {
+  const double deadlineSec = callDeadlineSec();
+  std::vector<Watched> local;
+  for (;;) {
+    std::this_thread::sleep_for(kTick);
+    {
+      std::lock_guard<std::mutex> lock(gMu);
+      for (size_t i = local.size(); i < gWatched->size(); ++i) local.push_back((*gWatched)[i]);  // devices only get added
+    }
+    const auto now = std::chrono::steady_clock::now();
+    for (Watched& w : local) inspect(w, now, deadlineSec);
+  }
+}
+
+}  // namespace
+
+void watchDevice(const char* deviceName, CallRecord* record) {
+  static std::once_flag started;
+  {
+    std::lock_guard<std::mutex> lock(gMu);
+    gWatched->push_back(Watched{deviceName, record, 0, {}});
+  }
+  std::call_once(started, [] { std::thread(run).detach(); });
+}
+
+}  // namespace chorus::ofi
