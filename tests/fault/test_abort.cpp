@@ -147,6 +147,12 @@ void abortRightAfterASuccessfulCall(const char* transport) {
 
 TEST(Abort, RightAfterASuccessfulCallOverShm) { abortRightAfterASuccessfulCall("shm"); }
 TEST(Abort, RightAfterASuccessfulCallOverTcp) { abortRightAfterASuccessfulCall("tcp"); }
+#ifdef CHORUS_HAVE_UCX
+TEST(Abort, RightAfterASuccessfulCallOverUcx) { abortRightAfterASuccessfulCall("ucx"); }
+#endif
+#ifdef CHORUS_HAVE_OFI
+TEST(Abort, RightAfterASuccessfulCallOverOfi) { abortRightAfterASuccessfulCall("ofi"); }
+#endif
 
 TEST(Abort, DestroyedHandlesAreRejectedNotReused) {
   chorusComm_t comms[1];
