@@ -42,9 +42,27 @@ bool namesCall(const std::string& text, const char* api) {
 }
 
 bool namesRank(const std::string& text, int rank) {
-  const std::string key = "rank " + std::to_string(rank);
-  for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + 1))
-    if (!digitAt(text, at + key.size())) return true;
+  // "rank 3", and the hang report's lists: "ranks 0,4", "ranks 0-14,16-31".
+  for (size_t at = text.find("rank"); at != std::string::npos; at = text.find("rank", at + 1)) {
+    size_t i = at + 4;
+    if (i < text.size() && text[i] == 's') ++i;
+    if (i >= text.size() || text[i] != ' ' || !digitAt(text, i + 1)) continue;
+    ++i;
+    while (digitAt(text, i)) {
+      long lo = 0;
+      while (digitAt(text, i)) lo = lo * 10 + (text[i++] - '0');
+      long hi = lo;
+      if (i + 1 < text.size() && text[i] == '-' && digitAt(text, i + 1)) {
+        hi = 0;
+        for (++i; digitAt(text, i);) hi = hi * 10 + (text[i++] - '0');
+      }
+      if (rank >= lo && rank <= hi) return true;
+      if (i + 1 < text.size() && text[i] == ',' && digitAt(text, i + 1))
+        ++i;
+      else
+        break;
+    }
+  }
   return false;
 }
 

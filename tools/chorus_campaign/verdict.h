@@ -44,7 +44,8 @@ struct Verdict {
 
 Verdict judge(const TrialPlan& plan, const TrialOutcome& outcome, const Limits& limits);
 
-// Whether text names "<api> #<digits>" / "rank <v>" (not a prefix of a longer number).
+// Whether text names "<api> #<digits>", or rank v: "rank v" (not a prefix of a longer number), or
+// v inside a list of the hang report ("ranks 0,4", "ranks 0-14,16-31").
 bool namesCall(const std::string& text, const char* api);
 bool namesRank(const std::string& text, int rank);
 
