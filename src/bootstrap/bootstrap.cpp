@@ -37,6 +37,7 @@
 #include "bootstrap/wire.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "topology/topo_card.h"
 
 namespace chorus {
 namespace {
@@ -118,12 +119,7 @@ void SocketBootstrap::init(PeerCard card, Deadline deadline) {
   cards_.assign(static_cast<size_t>(nranks_), PeerCard{});
   cards_[static_cast<size_t>(rank_)] = card;
   bruck(cards_.data(), sizeof(PeerCard), kTagBootstrapCards, deadline);
-  for (int r = 0; r < nranks_; ++r) {
-    const PeerCard& c = cards_[static_cast<size_t>(r)];
-    if (c.rank != r || (c.bootstrapAddr.family != AF_INET && c.bootstrapAddr.family != AF_INET6))
-      CHORUS_THROW(chorusInternalError, "rank %d: card %d after the all-gather is malformed (rank field %d)", rank_, r,
-                   c.rank);
-  }
+  checkPeerCards(cards_, rank_);
   oob_->useCards(&cards_);
   CHORUS_INFO(kLogBootstrap, "rank %d/%d: bootstrap done in %.2f ms (root check-in %.2f ms, card all-gather %.2f ms in "
               "%d rounds), listening at %s",
@@ -141,24 +137,13 @@ void SocketBootstrap::checkIn(Deadline deadline) {
   hello.nranks = nranks_;
   hello.listenAddr = oob_->listenAddress();
   wire::Reply reply;
-  std::vector<wire::PeerAddr> addrs;
-  std::string text;
+  std::vector<char> body;
   try {
     Fd sock = connectTo(id_.root, deadline);
     sendAll(sock.get(), &hello, sizeof(hello), deadline);
     recvAll(sock.get(), &reply, sizeof(reply), deadline);
-    if (reply.magic != wire::kReplyMagic)
-      CHORUS_THROW(chorusInternalError, "malformed answer (magic 0x%08x)", reply.magic);
-    if (reply.code != chorusSuccess) {
-      text.resize(std::min<uint32_t>(reply.textLen, 1u << 16));
-      recvAll(sock.get(), text.data(), text.size(), deadline);
-    } else {
-      if (static_cast<int>(reply.count) != wire::log2Ceil(nranks_))
-        CHORUS_THROW(chorusInternalError, "answer holds %u addresses, expected %d", reply.count,
-                     wire::log2Ceil(nranks_));
-      addrs.resize(reply.count);
-      recvAll(sock.get(), addrs.data(), addrs.size() * sizeof(wire::PeerAddr), deadline);
-    }
+    body.resize(rootAnswerBodyBytes(reply, nranks_));
+    recvAll(sock.get(), body.data(), body.size(), deadline);
   } catch (const Error& e) {
     if (e.code() == chorusRemoteError)
       CHORUS_THROW(chorusRemoteError,
@@ -170,10 +155,11 @@ void SocketBootstrap::checkIn(Deadline deadline) {
                    rank_, nranks_, root.c_str(), e.what());
     CHORUS_THROW(e.code(), "rank %d: check-in at the root rendezvous %s failed: %s", rank_, root.c_str(), e.what());
   }
-  if (reply.code != chorusSuccess) {
-    auto code = (reply.code > chorusSuccess && reply.code < chorusNumResults) ? static_cast<chorusResult_t>(reply.code)
-                                                                               : chorusInternalError;
-    CHORUS_THROW(code, "rank %d: rendezvous at %s failed: %s", rank_, root.c_str(), text.c_str());
+  std::vector<wire::PeerAddr> addrs;
+  try {
+    addrs = parseRootAnswer(reply, body.data(), body.size(), rank_, nranks_);
+  } catch (const Error& e) {
+    CHORUS_THROW(e.code(), "rank %d: rendezvous at %s failed: %s", rank_, root.c_str(), e.what());
   }
   for (const auto& pa : addrs) oob_->learnAddress(pa.rank, pa.addr);
 }
@@ -197,12 +183,72 @@ void SocketBootstrap::bruck(void* buf, size_t bytes, uint32_t tag, Deadline dead
     memcpy(out + static_cast<size_t>((rank_ + i) % p) * bytes, tmp.data() + static_cast<size_t>(i) * bytes, bytes);
 }
 
+bool knownFamily(const WireAddr& a) { return a.family == AF_INET || a.family == AF_INET6; }
+
+template <size_t N>
+void terminate(char (&s)[N]) {
+  s[N - 1] = '\0';
+}
+
 }  // namespace
+
+// Largest error text a rank reads from the root; the rest is left unread.
+constexpr uint32_t kMaxRootTextBytes = 1u << 16;
+
+size_t rootAnswerBodyBytes(const wire::Reply& reply, int nranks) {
+  if (reply.magic != wire::kReplyMagic)
+    CHORUS_THROW(chorusInternalError, "malformed answer (magic 0x%08x)", reply.magic);
+  if (reply.code != chorusSuccess) return std::min(reply.textLen, kMaxRootTextBytes);
+  if (static_cast<int64_t>(reply.count) != wire::log2Ceil(nranks))
+    CHORUS_THROW(chorusInternalError, "answer holds %u addresses, expected %d", reply.count, wire::log2Ceil(nranks));
+  return reply.count * sizeof(wire::PeerAddr);
+}
+
+std::vector<wire::PeerAddr> parseRootAnswer(const wire::Reply& reply, const char* body, size_t bytes, int rank,
+                                            int nranks) {
+  CHORUS_ASSERT(nranks >= 1 && rank >= 0 && rank < nranks);
+  size_t want = rootAnswerBodyBytes(reply, nranks);
+  if (bytes != want) CHORUS_THROW(chorusInternalError, "answer body has %zu bytes, expected %zu", bytes, want);
+  if (reply.code != chorusSuccess) {
+    auto code = (reply.code > chorusSuccess && reply.code < chorusNumResults) ? static_cast<chorusResult_t>(reply.code)
+                                                                               : chorusInternalError;
+    std::string text(body, bytes);
+    for (char& c : text)
+      if (static_cast<unsigned char>(c) < ' ' || static_cast<unsigned char>(c) > '~') c = '?';
+    CHORUS_THROW(code, "%s", text.c_str());
+  }
+  std::vector<wire::PeerAddr> addrs(reply.count);
+  if (bytes) memcpy(addrs.data(), body, bytes);
+  for (size_t k = 0; k < addrs.size(); ++k) {
+    const wire::PeerAddr& pa = addrs[k];
+    int expect = wire::bruckSendPeer(rank, nranks, 1 << k);
+    if (pa.rank != expect)
+      CHORUS_THROW(chorusInternalError, "answer names rank %d as peer %zu, expected rank %d", pa.rank, k, expect);
+    if (!knownFamily(pa.addr))
+      CHORUS_THROW(chorusInternalError, "answer holds an address of unknown family %u for rank %d", pa.addr.family,
+                   pa.rank);
+  }
+  return addrs;
+}
+
+void checkPeerCards(std::vector<PeerCard>& cards, int rank) {
+  for (size_t r = 0; r < cards.size(); ++r) {
+    PeerCard& c = cards[r];
+    if (c.rank != static_cast<int>(r) || !knownFamily(c.bootstrapAddr))
+      CHORUS_THROW(chorusInternalError,
+                   "rank %d: card %zu after the all-gather is malformed (rank field %d, bootstrap address family %u)",
+                   rank, r, c.rank, c.bootstrapAddr.family);
+    terminate(c.hostname);
+    if (!knownFamily(c.tcpAddr)) c.tcpAddr = WireAddr{};
+    sanitizeTopoCard(c.topo);
+  }
+}
 
 std::unique_ptr<Bootstrap> Bootstrap::join(const UniqueIdData& id, int rank, int nranks, PeerCard card,
                                            const Config& config, Deadline deadline) {
   CHORUS_CHECK_ARG(nranks >= 1, "nranks must be at least 1 (got %d)", nranks);
   CHORUS_CHECK_ARG(rank >= 0 && rank < nranks, "rank %d is outside [0, %d)", rank, nranks);
+  checkUniqueId(id);  // also when it did not come through decodeUniqueId (a split sends it)
   auto bs = std::make_unique<SocketBootstrap>(id, rank, nranks, config);
   bs->init(std::move(card), deadline);
   return bs;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bootstrap/unique_id.h"
+#include "bootstrap/wire.h"
 #include "core/config.h"
 #include "core/oob.h"
 #include "core/peer_card.h"
@@ -36,5 +37,22 @@ class Bootstrap : public Oob {
   // Closes every socket so that peers blocked on this rank see an error. Never throws.
   virtual void abort() noexcept = 0;
 };
+
+// What the bootstrap reads from other processes, as pure functions: the real code and the fuzz
+// targets (tests/fuzz) call the same ones. Each throws chorus::Error naming the problem.
+//
+// The root's answer to a check-in is a wire::Reply and a body: rootAnswerBodyBytes says how many
+// body bytes follow the Reply (at most 64 KiB of error text, or the addresses); parseRootAnswer
+// returns the addresses of the ranks `rank` sends to in the card all-gather (checked: exactly
+// ranks wire::bruckSendPeer(rank, nranks, 2^k), with IPv4/IPv6 addresses), or throws the error
+// the root reported (its code, and its text with unprintable bytes replaced).
+size_t rootAnswerBodyBytes(const wire::Reply& reply, int nranks);
+std::vector<wire::PeerAddr> parseRootAnswer(const wire::Reply& reply, const char* body, size_t bytes, int rank,
+                                            int nranks);
+// The cards after the all-gather: each card's rank field and bootstrap address are checked
+// (chorusInternalError otherwise), and what is only read later is made safe to read: strings
+// end with a NUL, addresses of an unknown family are cleared, the topology card is sanitized
+// (sanitizeTopoCard).
+void checkPeerCards(std::vector<PeerCard>& cards, int rank);
 
 }  // namespace chorus

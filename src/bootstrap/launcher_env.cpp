@@ -41,6 +41,21 @@ std::string firstOf(std::initializer_list<const char*> names) {
 
 }  // namespace
 
+HostPort splitHostPort(const std::string& text, const char* what) {
+  size_t colon = text.rfind(':');
+  CHORUS_CHECK_ARG(colon != std::string::npos && colon > 0, "%s=\"%s\" must be host:port", what, text.c_str());
+  HostPort hp;
+  hp.host = text.substr(0, colon);
+  if (hp.host.size() > 2 && hp.host.front() == '[' && hp.host.back() == ']') hp.host = hp.host.substr(1, hp.host.size() - 2);
+  // The port: 1-5 digits, nothing else (strtol would also take blanks, signs and "0x").
+  std::string port = text.substr(colon + 1);
+  bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos;
+  hp.port = digits ? std::stoi(port) : 0;
+  CHORUS_CHECK_ARG(hp.port > 0 && hp.port < 65536, "%s=\"%s\": bad port", what, text.c_str());
+  CHORUS_CHECK_ARG(hp.host.find('\0') == std::string::npos, "%s: host name holds a NUL byte", what);
+  return hp;
+}
+
 LaunchInfo detectLauncher() {
   LaunchInfo info;
   std::string jobId;
@@ -79,15 +94,8 @@ LaunchInfo detectLauncher() {
   // from the job id.
   const char* rootAddr = env("CHORUS_ROOT_ADDR");
   if (rootAddr) {
-    std::string s(rootAddr);
-    size_t colon = s.rfind(':');
-    CHORUS_CHECK_ARG(colon != std::string::npos, "CHORUS_ROOT_ADDR=\"%s\" must be host:port", rootAddr);
-    std::string host = s.substr(0, colon);
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    char* end = nullptr;
-    long port = strtol(s.c_str() + colon + 1, &end, 10);
-    CHORUS_CHECK_ARG(end && *end == '\0' && port > 0 && port < 65536, "CHORUS_ROOT_ADDR=\"%s\": bad port", rootAddr);
-    info.id.root = parseAddress(host, static_cast<int>(port));
+    HostPort hp = splitHostPort(rootAddr, "CHORUS_ROOT_ADDR");
+    info.id.root = parseAddress(hp.host, hp.port);
     info.rootFrom = "CHORUS_ROOT_ADDR";
   } else if (env("MASTER_ADDR") && env("MASTER_PORT")) {
     long long master = envInt("MASTER_PORT", 0);

@@ -17,6 +17,14 @@ struct LaunchInfo {
   std::string rootFrom;  // where the root address came from, for logs and errors
 };
 
+// "host:port", "[v6]:port" -> its parts (port 1-65535; the host is not resolved). Throws
+// chorusInvalidArgument naming `what` (the variable) when malformed.
+struct HostPort {
+  std::string host;
+  int port = 0;
+};
+HostPort splitHostPort(const std::string& text, const char* what);
+
 // Reads the environment; throws chorusInvalidUsage when no launcher is recognized or the root
 // address cannot be determined (naming the variables to set).
 LaunchInfo detectLauncher();

@@ -58,7 +58,10 @@ OobSockets::OobSockets(const UniqueIdData& id, int rank, int nranks, const Confi
   if (efd < 0) CHORUS_THROW_ERRNO("eventfd");
   wakeFd_ = std::make_unique<TrackedFd>(registry_, Fd(efd));
   wake_ = efd;
+  AuthLimits limits = AuthLimits::fromEnv(config.timeoutSec);
   listener_ = std::make_unique<TrackedFd>(registry_, listenOn(chooseLocalAddress(config.socketIfname), &listenAddr_));
+  gate_ = std::make_unique<AuthGate>(format("rank %d: bootstrap listener %s", rank, addrToString(listenAddr_).c_str()),
+                                     kLogBootstrap, limits);
 }
 
 void OobSockets::send(int peer, uint32_t tag, const void* data, size_t bytes, Deadline deadline) {
@@ -217,12 +220,20 @@ void OobSockets::pump(Outgoing* out, int wantPeer, uint32_t wantTag, Deadline de
                    wantTag, tagName(wantTag), wantPeer,
                    connectedPeers_.count(wantPeer) ? "" : " (rank has never connected to this rank)");
     }
+    settle();
+    auto now = Clock::now();
+    bool acceptPaused = now < acceptPausedUntil_;
     fds.clear();
     fds.push_back({wake_, POLLIN, 0});
-    fds.push_back({listener_->get(), POLLIN, 0});
+    fds.push_back({listener_->get(), static_cast<short>(acceptPaused ? 0 : POLLIN), 0});
     for (auto& c : conns_) fds.push_back({c->fd.get(), POLLIN, 0});
+    for (auto& c : strangers_) fds.push_back({c->fd.get(), POLLIN, 0});
     if (!outDone) fds.push_back({out->fd, POLLOUT, 0});
-    int n = poll(fds.data(), fds.size(), deadline.millisLeft());
+    // Wake for the deadline, the oldest stranger's expiry and the end of an accept pause.
+    Clock::time_point wake = deadline.at();
+    if (!strangers_.empty()) wake = std::min(wake, gate_->expiry(strangers_.front()->since));
+    if (acceptPaused) wake = std::min(wake, acceptPausedUntil_);
+    int n = poll(fds.data(), fds.size(), Deadline(wake).millisLeft());
     if (n < 0 && errno != EINTR) CHORUS_THROW_ERRNO("rank %d: poll", rank_);
     if (n <= 0) continue;
     if (fds[0].revents) {
@@ -230,50 +241,111 @@ void OobSockets::pump(Outgoing* out, int wantPeer, uint32_t wantTag, Deadline de
       ssize_t r = ::read(wake_, &v, sizeof(v));
       (void)r;
     }
-    for (size_t i = 0; i < conns_.size(); ++i)
-      if (fds[i + 2].revents) readConn(*conns_[i]);
-    conns_.erase(std::remove_if(conns_.begin(), conns_.end(), [](const auto& c) { return c->dead; }), conns_.end());
+    size_t i = 2;
+    for (auto& c : conns_)
+      if (fds[i++].revents) readConn(*c);
+    for (auto& c : strangers_)
+      if (fds[i++].revents) readConn(*c);
+    settle();
     if (fds[1].revents) acceptAll();
   }
+}
+
+// Drops dead connections, moves strangers that authenticated to conns_, and closes strangers
+// that have had their time.
+void OobSockets::settle() {
+  conns_.erase(std::remove_if(conns_.begin(), conns_.end(), [](const auto& c) { return c->dead; }), conns_.end());
+  auto now = Clock::now();
+  std::deque<std::unique_ptr<Conn>> still;
+  for (auto& c : strangers_) {
+    if (c->dead) continue;
+    if (c->in.peer() >= 0) {
+      conns_.push_back(std::move(c));
+    } else if (gate_->expired(c->since, now)) {
+      gate_->rejected(c->remote, format("no Auth within %.1f s (%zu of %zu bytes)", gate_->limits().timeoutSec,
+                                        c->in.authBytes(), sizeof(wire::Auth)));
+    } else {
+      still.push_back(std::move(c));
+    }
+  }
+  strangers_ = std::move(still);
 }
 
 void OobSockets::acceptAll() {
   for (;;) {
     int c = accept4(listener_->get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (c >= 0) {
-      Fd fd(c);
-      std::string remote = peerAddressOf(c);
-      conns_.push_back(std::make_unique<Conn>(registry_, std::move(fd), std::move(remote)));
+      admit(Fd(c));
       continue;
     }
-    if (errno == EINTR || errno == ECONNABORTED) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    int err = errno;
+    if (err == EINTR || err == ECONNABORTED) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
     checkAborted();
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      // Strangers give way to whoever is next in the accept queue; without any, the listener
+      // rests a moment (the kernel keeps the queue) rather than failing this rank's call.
+      if (!strangers_.empty()) {
+        gate_->rejected(strangers_.front()->remote, "closed to free a descriptor (this process has no more)");
+        strangers_.pop_front();
+        continue;
+      }
+      gate_->rejected("(not accepted yet)", format("cannot accept: %s", strerror(err)));
+      acceptPausedUntil_ = Clock::now() + std::chrono::milliseconds(50);
+      return;
+    }
+    errno = err;
     CHORUS_THROW_ERRNO("rank %d: accept on the bootstrap listener", rank_);
   }
+}
+
+// A new connection: a rank's Auth (and often its first message) is usually there already; a
+// stranger waits within the gate's limits.
+void OobSockets::admit(Fd fd) {
+  std::string remote = peerAddressOf(fd.get());
+  auto conn = std::make_unique<Conn>(registry_, std::move(fd), std::move(remote), OobInbound(id_, rank_, nranks_));
+  readConn(*conn);
+  if (conn->dead) return;
+  if (conn->in.peer() >= 0) {
+    conns_.push_back(std::move(conn));
+    return;
+  }
+  if (strangers_.size() >= static_cast<size_t>(gate_->limits().maxPending)) {
+    gate_->rejected(strangers_.front()->remote,
+                    format("no Auth yet; closed to make room (at most %d connections wait for their Auth)",
+                           gate_->limits().maxPending));
+    strangers_.pop_front();
+  }
+  strangers_.push_back(std::move(conn));
 }
 
 // Reads everything available on c, filing complete messages in the stash.
 void OobSockets::readConn(Conn& c) {
   while (!c.dead) {
-    char* dst;
-    size_t want;
-    switch (c.phase) {
-      case Conn::kAuth: dst = reinterpret_cast<char*>(&c.auth); want = sizeof(c.auth); break;
-      case Conn::kHeader: dst = reinterpret_cast<char*>(&c.header); want = sizeof(c.header); break;
-      default: dst = c.body.data(); want = c.body.size(); break;
-    }
-    ssize_t n = ::recv(c.fd.get(), dst + c.got, want - c.got, MSG_DONTWAIT);
+    auto [dst, want] = c.in.space();
+    ssize_t n = ::recv(c.fd.get(), dst, want, MSG_DONTWAIT);
     if (n > 0) {
-      c.got += static_cast<size_t>(n);
-      if (c.got < want) continue;
-      c.got = 0;
-      if (c.phase == Conn::kAuth) onAuth(c);
-      else if (c.phase == Conn::kHeader) onFrame(c);
-      else {
-        stash_[{c.peer, c.header.tag}].push_back(std::move(c.body));
-        c.body = {};
-        c.phase = Conn::kHeader;
+      switch (c.in.received(static_cast<size_t>(n))) {
+        case OobInbound::Event::None: break;
+        case OobInbound::Event::Authenticated:
+          if (!connectedPeers_.insert(c.in.peer()).second)
+            CHORUS_WARN(kLogBootstrap, "rank %d: rank %d opened a second bootstrap connection (from %s)", rank_,
+                        c.in.peer(), c.remote.c_str());
+          CHORUS_TRACE(kLogBootstrap, "rank %d: accepted rank %d from %s", rank_, c.in.peer(), c.remote.c_str());
+          break;
+        case OobInbound::Event::Message:
+          CHORUS_TRACE(kLogBootstrap, "rank %d: message tag %u (%s) from rank %d", rank_, c.in.tag(),
+                       tagName(c.in.tag()), c.in.peer());
+          stash_[{c.in.peer(), c.in.tag()}].push_back(c.in.takeBody());
+          break;
+        case OobInbound::Event::Rejected:
+          if (c.in.peer() < 0) {
+            gate_->rejected(c.remote, c.in.why());
+            c.dead = true;
+          } else {
+            onClosed(c, c.in.why());
+          }
+          break;
       }
       continue;
     }
@@ -283,53 +355,90 @@ void OobSockets::readConn(Conn& c) {
   }
 }
 
-void OobSockets::onAuth(Conn& c) {
-  const wire::Auth& a = c.auth;
-  const char* why = nullptr;
-  if (a.magic != wire::kAuthMagic) why = "not a Chorus bootstrap connection";
-  else if (a.version != wire::kVersion) why = "other protocol version";
-  else if (a.secret[0] != id_.secret[0] || a.secret[1] != id_.secret[1] || a.commId != id_.commId)
-    why = "wrong secret or communicator id";
-  else if (a.toRank != rank_) why = "addressed to another rank";
-  else if (a.fromRank < 0 || a.fromRank >= nranks_) why = "sender rank out of range";
-  if (why) {
-    CHORUS_WARN(kLogBootstrap, "rank %d: rejected a bootstrap connection from %s: %s", rank_, c.remote.c_str(), why);
-    c.dead = true;
-    return;
-  }
-  c.peer = a.fromRank;
-  if (!connectedPeers_.insert(c.peer).second)
-    CHORUS_WARN(kLogBootstrap, "rank %d: rank %d opened a second bootstrap connection (from %s)", rank_, c.peer,
-                c.remote.c_str());
-  c.phase = Conn::kHeader;
-  CHORUS_TRACE(kLogBootstrap, "rank %d: accepted rank %d from %s", rank_, c.peer, c.remote.c_str());
-}
-
-void OobSockets::onFrame(Conn& c) {
-  if (c.header.bytes > wire::kMaxMessageBytes) {
-    onClosed(c, format("sent a corrupt message header (%llu bytes)", static_cast<unsigned long long>(c.header.bytes)));
-    return;
-  }
-  CHORUS_TRACE(kLogBootstrap, "rank %d: message tag %u (%s), %llu bytes from rank %d", rank_, c.header.tag,
-               tagName(c.header.tag), static_cast<unsigned long long>(c.header.bytes), c.peer);
-  if (c.header.bytes == 0) {
-    stash_[{c.peer, c.header.tag}].emplace_back();
-    return;
-  }
-  c.body.resize(c.header.bytes);
-  c.phase = Conn::kBody;
-}
-
 void OobSockets::onClosed(Conn& c, const std::string& why) {
   c.dead = true;
-  if (c.peer < 0) {
-    CHORUS_TRACE(kLogBootstrap, "rank %d: unauthenticated connection from %s went away", rank_, c.remote.c_str());
+  if (c.in.peer() < 0) {
+    if (c.in.authBytes() > 0)
+      gate_->rejected(c.remote, format("left after %zu of %zu bytes of its Auth", c.in.authBytes(), sizeof(wire::Auth)));
+    else
+      CHORUS_TRACE(kLogBootstrap, "rank %d: unauthenticated connection from %s went away", rank_, c.remote.c_str());
     return;
   }
   std::string text = why;
-  if (c.phase != Conn::kHeader || c.got != 0) text += " in the middle of a message";
-  CHORUS_TRACE(kLogBootstrap, "rank %d: rank %d %s", rank_, c.peer, text.c_str());
-  closedPeers_.emplace(c.peer, std::move(text));
+  if (c.in.midMessage()) text += " in the middle of a message";
+  CHORUS_TRACE(kLogBootstrap, "rank %d: rank %d %s", rank_, c.in.peer(), text.c_str());
+  closedPeers_.emplace(c.in.peer(), std::move(text));
+}
+
+// ---------------------------------------------------------------------------------------------
+// OobInbound: the bytes of one connection
+// ---------------------------------------------------------------------------------------------
+
+std::pair<char*, size_t> OobInbound::space() {
+  switch (phase_) {
+    case kAuth: return {reinterpret_cast<char*>(&auth_) + got_, sizeof(auth_) - got_};
+    case kHeader: return {reinterpret_cast<char*>(&header_) + got_, sizeof(header_) - got_};
+    case kBody: {
+      // Grow the payload buffer only as far as kBodyStep past what has arrived.
+      if (got_ == body_.size()) body_.resize(got_ + std::min<size_t>(header_.bytes - got_, kBodyStep));
+      return {body_.data() + got_, body_.size() - got_};
+    }
+    case kDead: break;
+  }
+  return {nullptr, 0};
+}
+
+OobInbound::Event OobInbound::received(size_t n) {
+  if (phase_ == kDead || n == 0) return Event::None;
+  const size_t room = phase_ == kAuth ? sizeof(auth_) : phase_ == kHeader ? sizeof(header_) : body_.size();
+  CHORUS_ASSERT(got_ + n <= room);
+  got_ += n;
+  switch (phase_) {
+    case kAuth:
+      if (got_ < sizeof(auth_)) return Event::None;
+      return onAuth();
+    case kHeader:
+      if (got_ < sizeof(header_)) return Event::None;
+      return onHeader();
+    case kBody:
+      if (got_ < header_.bytes) return Event::None;
+      got_ = 0;
+      phase_ = kHeader;
+      return Event::Message;
+    case kDead: break;
+  }
+  return Event::None;
+}
+
+OobInbound::Event OobInbound::reject(std::string why) {
+  phase_ = kDead;
+  why_ = std::move(why);
+  body_ = {};
+  return Event::Rejected;
+}
+
+OobInbound::Event OobInbound::onAuth() {
+  const wire::Auth& a = auth_;
+  if (a.magic != wire::kAuthMagic) return reject("not a Chorus bootstrap connection");
+  if (a.version != wire::kVersion) return reject("other protocol version");
+  if (a.secret[0] != id_.secret[0] || a.secret[1] != id_.secret[1] || a.commId != id_.commId)
+    return reject("wrong secret or communicator id");
+  if (a.toRank != rank_) return reject(format("addressed to rank %d", a.toRank));
+  if (a.fromRank < 0 || a.fromRank >= nranks_) return reject(format("sender rank %d out of range", a.fromRank));
+  peer_ = a.fromRank;
+  phase_ = kHeader;
+  got_ = 0;
+  return Event::Authenticated;
+}
+
+OobInbound::Event OobInbound::onHeader() {
+  got_ = 0;
+  if (header_.bytes > wire::kMaxMessageBytes)
+    return reject(format("sent a corrupt message header (%llu bytes)", static_cast<unsigned long long>(header_.bytes)));
+  body_ = {};
+  if (header_.bytes == 0) return Event::Message;  // phase stays kHeader
+  phase_ = kBody;
+  return Event::None;
 }
 
 void OobSockets::take(int peer, uint32_t tag, void* data, size_t bytes) {

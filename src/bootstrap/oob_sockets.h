@@ -6,7 +6,14 @@
 // {magic, secret, comm id, from, to}, then framed messages {tag, bytes} + payload (wire.h).
 // The receiver accepts on its listener, checks the Auth (a wrong secret is logged as a WARN and
 // closed; serving goes on) and files every arriving message in a stash keyed by (peer, tag), so
-// recv(peer, tag) finds it whatever arrived before.
+// recv(peer, tag) finds it whatever arrived before. The bytes of each accepted connection are
+// read by an OobInbound (below), a pure state machine that the fuzz target drives too.
+//
+// Strangers: connections without a valid Auth are held to the limits of auth_gate.h (closed
+// after CHORUS_AUTH_TIMEOUT, at most CHORUS_AUTH_MAX_PENDING at once; closings logged at WARN,
+// rate-limited), and accept() running out of descriptors closes the oldest stranger or pauses
+// the listener for a moment instead of failing the call. So however many strangers connect, a
+// rank holds at most that many descriptors for them.
 //
 // Progress: every wait is one poll() over the wake eventfd, the listener, the accepted
 // connections and (while a send is incomplete) the outgoing socket, with a timeout from the
@@ -30,8 +37,10 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
+#include "bootstrap/auth_gate.h"
 #include "bootstrap/socket.h"
 #include "bootstrap/unique_id.h"
 #include "bootstrap/wire.h"
@@ -69,6 +78,53 @@ class TrackedFd {
   int fd_;
 };
 
+// The receiving end of one Oob connection, as a pure state machine over its bytes: an Auth
+// record, then frames (FrameHeader + payload). The caller writes incoming bytes into space()
+// and reports them with received().
+class OobInbound {
+ public:
+  enum class Event {
+    None,           // nothing completed yet
+    Authenticated,  // the Auth was valid: peer() is known
+    Message,        // a whole message arrived: tag() and takeBody()
+    Rejected,       // bad Auth or corrupt frame: why(); close the connection
+  };
+  // Payload memory grows with the bytes that arrived, at most this far ahead of them, so that
+  // a header announcing kMaxMessageBytes costs nothing until the bytes come.
+  static constexpr size_t kBodyStep = 1 << 20;
+
+  OobInbound(const UniqueIdData& id, int rank, int nranks) : id_(id), rank_(rank), nranks_(nranks) {}
+  // Where the next bytes go; empty once Rejected.
+  std::pair<char*, size_t> space();
+  // n bytes (at most space().second) were written at space(): what they completed.
+  Event received(size_t n);
+  int peer() const { return peer_; }  // -1 until authenticated
+  bool rejected() const { return phase_ == kDead; }
+  const std::string& why() const { return why_; }
+  size_t authBytes() const { return phase_ == kAuth ? got_ : sizeof(auth_); }
+  // Some bytes of a frame arrived, not all of it.
+  bool midMessage() const { return phase_ == kBody || (phase_ == kHeader && got_ != 0); }
+  uint32_t tag() const { return header_.tag; }
+  std::vector<char> takeBody() { return std::move(body_); }
+
+ private:
+  enum Phase { kAuth, kHeader, kBody, kDead };
+  Event reject(std::string why);
+  Event onAuth();
+  Event onHeader();
+
+  UniqueIdData id_;
+  int rank_;
+  int nranks_;
+  int peer_ = -1;
+  Phase phase_ = kAuth;
+  size_t got_ = 0;  // bytes of the current record (Auth, header or payload)
+  wire::Auth auth_;
+  wire::FrameHeader header_;
+  std::vector<char> body_;
+  std::string why_;
+};
+
 class OobSockets {
  public:
   // Opens the listener on the interface the config chooses (and the wake eventfd).
@@ -96,16 +152,12 @@ class OobSockets {
  private:
   // An accepted connection: Auth first, then frames.
   struct Conn {
-    Conn(FdRegistry& reg, Fd&& f, std::string r) : fd(reg, std::move(f)), remote(std::move(r)) {}
-    enum Phase { kAuth, kHeader, kBody };
+    Conn(FdRegistry& reg, Fd&& f, std::string r, const OobInbound& i)
+        : fd(reg, std::move(f)), remote(std::move(r)), in(i), since(Clock::now()) {}
     TrackedFd fd;
     std::string remote;
-    int peer = -1;  // known once the Auth is verified
-    Phase phase = kAuth;
-    size_t got = 0;
-    wire::Auth auth;
-    wire::FrameHeader header;
-    std::vector<char> body;
+    OobInbound in;
+    Clock::time_point since;  // accepted at
     bool dead = false;
   };
 
@@ -130,9 +182,9 @@ class OobSockets {
   bool trySend(Outgoing& out);
   void pump(Outgoing* out, int wantPeer, uint32_t wantTag, Deadline deadline);
   void acceptAll();
+  void admit(Fd fd);
+  void settle();
   void readConn(Conn& c);
-  void onAuth(Conn& c);
-  void onFrame(Conn& c);
   void onClosed(Conn& c, const std::string& why);
   bool stashed(int peer, uint32_t tag) const {
     auto it = stash_.find({peer, tag});
@@ -152,7 +204,10 @@ class OobSockets {
   const std::vector<PeerCard>* cards_ = nullptr;
   std::unordered_map<int, WireAddr> rootAddrs_;  // from the root, until the cards are known
   std::unordered_map<int, std::unique_ptr<TrackedFd>> sendFds_;
-  std::vector<std::unique_ptr<Conn>> conns_;
+  std::unique_ptr<AuthGate> gate_;
+  std::vector<std::unique_ptr<Conn>> conns_;     // authenticated
+  std::deque<std::unique_ptr<Conn>> strangers_;  // not yet authenticated, oldest first
+  Clock::time_point acceptPausedUntil_{};         // out of descriptors: the listener rests
   std::map<std::pair<int, uint32_t>, std::deque<std::vector<char>>> stash_;
   std::unordered_map<int, std::string> closedPeers_;  // peer -> how its connection ended
   std::set<int> connectedPeers_;                       // peers that have authenticated to us

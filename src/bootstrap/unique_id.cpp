@@ -13,9 +13,7 @@
 
 namespace chorus {
 
-UniqueIdData decodeUniqueId(const chorusUniqueId& id) {
-  UniqueIdData d;
-  memcpy(&d, id.internal, sizeof(d));
+void checkUniqueId(const UniqueIdData& d) {
   CHORUS_CHECK_ARG(d.magic == UniqueIdData::kMagic, "unique id is malformed (bad magic 0x%08x): was it produced by chorusGetUniqueId?",
                    d.magic);
   CHORUS_CHECK_ARG(d.version == UniqueIdData::kVersion, "unique id has version %u, this library speaks version %u",
@@ -23,6 +21,18 @@ UniqueIdData decodeUniqueId(const chorusUniqueId& id) {
   CHORUS_CHECK_ARG(d.root.family == AF_INET || d.root.family == AF_INET6, "unique id holds no root address (family %u)",
                    d.root.family);
   CHORUS_CHECK_ARG(d.root.port != 0, "unique id holds root address %s without a port", addrToString(d.root).c_str());
+}
+
+UniqueIdData decodeUniqueId(const chorusUniqueId& id) {
+  return decodeUniqueIdBytes(id.internal, sizeof(id.internal));
+}
+
+UniqueIdData decodeUniqueIdBytes(const void* bytes, size_t size) {
+  CHORUS_CHECK_ARG(bytes != nullptr && size >= sizeof(UniqueIdData) && size <= CHORUS_UNIQUE_ID_BYTES,
+                   "unique id of %zu bytes: expected %zu to %d", size, sizeof(UniqueIdData), CHORUS_UNIQUE_ID_BYTES);
+  UniqueIdData d;
+  memcpy(&d, bytes, sizeof(d));
+  checkUniqueId(d);
   return d;
 }
 
@@ -52,8 +62,9 @@ UniqueIdData createUniqueIdAndRoot(const Config& config) {
   fillRandom(id.secret, sizeof(id.secret));
   fillRandom(&id.commId, sizeof(id.commId));
   WireAddr local = chooseLocalAddress(config.socketIfname);
+  AuthLimits limits = AuthLimits::fromEnv(config.timeoutSec);
   Fd listener = listenOn(local, &id.root);
-  launchRootThread(std::move(listener), id, config.timeoutSec);
+  launchRootThread(std::move(listener), id, config.timeoutSec, limits);
   CHORUS_INFO(kLogBootstrap, "unique id: comm %016llx, root rendezvous at %s", static_cast<unsigned long long>(id.commId),
               addrToString(id.root).c_str());
   return id;
@@ -62,8 +73,9 @@ UniqueIdData createUniqueIdAndRoot(const Config& config) {
 void startRootService(const UniqueIdData& id, const Config& config) {
   CHORUS_CHECK_ARG(id.root.family == AF_INET || id.root.family == AF_INET6, "root address has unknown family %u",
                    id.root.family);
+  AuthLimits limits = AuthLimits::fromEnv(config.timeoutSec);
   Fd listener = listenOn(id.root, nullptr);
-  launchRootThread(std::move(listener), id, config.timeoutSec);
+  launchRootThread(std::move(listener), id, config.timeoutSec, limits);
   CHORUS_INFO(kLogBootstrap, "root rendezvous for comm %016llx started at %s",
               static_cast<unsigned long long>(id.commId), addrToString(id.root).c_str());
 }

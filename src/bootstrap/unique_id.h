@@ -4,6 +4,7 @@
 
 #include <chorus/chorus.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "core/config.h"
@@ -22,8 +23,15 @@ struct UniqueIdData {
 };
 static_assert(sizeof(UniqueIdData) <= CHORUS_UNIQUE_ID_BYTES, "unique id too large");
 
-UniqueIdData decodeUniqueId(const chorusUniqueId& id);  // throws chorusInvalidArgument if malformed
+// Bytes form: chorusUniqueId.internal (what applications copy between processes, e.g. through
+// torch's Store). Each decoder throws chorusInvalidArgument, naming the problem, for anything
+// but a well-formed id (tests/fuzz/fuzz_unique_id.cpp feeds them arbitrary bytes).
+UniqueIdData decodeUniqueId(const chorusUniqueId& id);
+UniqueIdData decodeUniqueIdBytes(const void* bytes, size_t size);
 chorusUniqueId encodeUniqueId(const UniqueIdData& data);
+// The checks decodeUniqueId makes (magic, version, root address), for an id that arrived some
+// other way (a communicator split sends one over the out-of-band channel).
+void checkUniqueId(const UniqueIdData& id);
 
 // Fresh random secret and comm id from the kernel's random source.
 void fillRandom(void* buf, size_t bytes);

@@ -1,10 +1,11 @@
 // makeTopoCard (topo_card.h): squeezes a NodeTopology into the fixed-size card that rides in the
 // PeerCard. NICs go fastest first (unknown speed, 0, last; equal speeds keep discovery order),
 // names and kinds are cut to fit their fields and always end with a NUL, and counts saturate
-// at what an int16_t holds.
+// at what an int16_t holds. sanitizeTopoCard enforces the same shape on a card from elsewhere.
 #include "topology/topo_card.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <numeric>
@@ -28,7 +29,53 @@ int16_t toInt16(long long v) {
                                                     std::numeric_limits<int16_t>::max()));
 }
 
+// Each fixer returns 1 when it changed the field.
+template <size_t N>
+int terminate(char (&s)[N]) {
+  // Bytes after the first NUL are cleared too, so that equal names compare equal as bytes.
+  size_t n = strnlen(s, N - 1);
+  bool changed = s[N - 1] != '\0';
+  for (size_t i = n; i < N; ++i) {
+    changed = changed || s[i] != '\0';
+    s[i] = '\0';
+  }
+  return changed ? 1 : 0;
+}
+
+int atLeast(int16_t& v, int16_t lo) {
+  if (v >= lo) return 0;
+  v = lo;
+  return 1;
+}
+
 }  // namespace
+
+int sanitizeTopoCard(TopoCard& card) {
+  int fixed = atLeast(card.boundNuma, -1) + atLeast(card.numaNodes, 0) + atLeast(card.nicCount, 0) +
+              atLeast(card.accelerators, 0);
+  const int listed = std::min<int>(card.nicCount, kTopoCardNics);
+  for (int i = 0; i < kTopoCardNics; ++i) {
+    TopoCardNic& nic = card.nics[i];
+    if (i >= listed) {
+      static const TopoCardNic kEmpty{};
+      if (std::memcmp(&nic, &kEmpty, sizeof(nic)) != 0) {
+        nic = kEmpty;
+        ++fixed;
+      }
+      continue;
+    }
+    fixed += terminate(nic.name) + terminate(nic.kind) + atLeast(nic.numaNode, -1);
+    if (!std::isfinite(nic.speedGbps) || nic.speedGbps < 0) {
+      nic.speedGbps = 0;
+      ++fixed;
+    }
+    if (nic.reserved != 0) {
+      nic.reserved = 0;
+      ++fixed;
+    }
+  }
+  return fixed;
+}
 
 TopoCard makeTopoCard(const NodeTopology& topo) {
   TopoCard card;

@@ -29,4 +29,11 @@ struct NodeTopology;
 // The card of the calling process from its topology: the fastest NICs first.
 TopoCard makeTopoCard(const NodeTopology& topo);
 
+// Makes a card that came from another process safe to use (the bootstrap calls it on every
+// card it receives; tests/fuzz/fuzz_topo_card.cpp on arbitrary bytes): names and kinds end
+// with a NUL, counts are >= 0 (nicCount may exceed the kTopoCardNics listed), NUMA nodes are
+// >= -1, speeds are finite and >= 0, and the unlisted NIC entries are zero. Returns how many
+// fields it had to change (0 for a well-formed card).
+int sanitizeTopoCard(TopoCard& card);
+
 }  // namespace chorus

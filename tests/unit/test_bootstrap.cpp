@@ -15,12 +15,15 @@
 #include <thread>
 #include <vector>
 
+#include "bootstrap/auth_gate.h"
 #include "bootstrap/bootstrap.h"
+#include "bootstrap/launcher_env.h"
 #include "bootstrap/socket.h"
 #include "bootstrap/unique_id.h"
 #include "bootstrap/wire.h"
 #include "core/error.h"
 #include "fixtures/ranks.h"
+#include "topology/topo_card.h"
 
 namespace chorus {
 namespace {
@@ -498,6 +501,183 @@ TEST(Bootstrap, DuplicateAndOutOfRangeRanksAreErrors) {
     EXPECT_NE(outs[0].message.find("outside [0, 2)"), std::string::npos) << outs[0].message;
     EXPECT_TRUE(outs[1].ok) << outs[1].message;
   }
+}
+
+// Waits until the other end closes fd (true) or `seconds` pass (false).
+bool closedWithin(int fd, double seconds) {
+  auto t0 = Clock::now();
+  while (secondsSince(t0) < seconds) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 20) == 1) {
+      char buf[256];
+      ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) return true;
+    }
+  }
+  return false;
+}
+
+TEST(AuthGate, LimitsComeFromTheEnvironmentAndAreChecked) {
+  {
+    AuthLimits l = AuthLimits::fromEnv(300);
+    EXPECT_EQ(l.timeoutSec, 2.0);
+    EXPECT_EQ(l.maxPending, 32);
+    EXPECT_EQ(AuthLimits::fromEnv(0.5).timeoutSec, 0.5);  // never longer than CHORUS_TIMEOUT
+  }
+  test::ScopedEnv t("CHORUS_AUTH_TIMEOUT", "0.25");
+  test::ScopedEnv m("CHORUS_AUTH_MAX_PENDING", "3");
+  AuthLimits l = AuthLimits::fromEnv(300);
+  EXPECT_EQ(l.timeoutSec, 0.25);
+  EXPECT_EQ(l.maxPending, 3);
+  for (const char* bad : {"0", "-1", "x"}) {
+    test::ScopedEnv b("CHORUS_AUTH_MAX_PENDING", bad);
+    EXPECT_THROW(AuthLimits::fromEnv(300), Error) << bad;
+  }
+  test::ScopedEnv b("CHORUS_AUTH_TIMEOUT", "0");
+  EXPECT_THROW(AuthLimits::fromEnv(300), Error);
+}
+
+TEST(AuthGate, RootClosesIdleStrangersAtTheirDeadlineAndHoldsFewAtOnce) {
+  test::ScopedEnv t("CHORUS_AUTH_TIMEOUT", "0.5");
+  test::ScopedEnv m("CHORUS_AUTH_MAX_PENDING", "8");
+  Config cfg = testConfig(20);
+  UniqueIdData id = createUniqueIdAndRoot(cfg);
+  // One idle stranger: closed about CHORUS_AUTH_TIMEOUT after it connected.
+  auto t0 = Clock::now();
+  Fd lone = connectTo(id.root, Deadline::after(5));
+  EXPECT_TRUE(closedWithin(lone.get(), 3.0));
+  EXPECT_GT(secondsSince(t0), 0.4);
+  EXPECT_LT(secondsSince(t0), 2.0);
+  // A burst of 40: at most 8 are held, the others are closed at once.
+  std::vector<Fd> burst;
+  for (int i = 0; i < 40; ++i) burst.push_back(connectTo(id.root, Deadline::after(5)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  int open = 0;
+  for (Fd& fd : burst) open += closedWithin(fd.get(), 0.01) ? 0 : 1;
+  EXPECT_LE(open, 8);
+  EXPECT_GE(open, 1);
+  // A check-in that comes in pieces still gets through while strangers wait.
+  auto outs = runThreads(2, [&](int r) {
+    Bootstrap::join(id, r, 2, makeCard(r), cfg, Deadline::after(10));
+  });
+  EXPECT_TRUE(allOk(outs));
+}
+
+TEST(AuthGate, OobListenerClosesStrangersWhileARankWaits) {
+  test::ScopedEnv t("CHORUS_AUTH_TIMEOUT", "0.5");
+  Config cfg = testConfig(20);
+  auto bs = joinAll(2, cfg);
+  ASSERT_EQ(bs.size(), 2u);
+  const WireAddr listener = bs[1]->cards()[1].bootstrapAddr;
+  auto t0 = Clock::now();
+  auto outs = runThreads(3, [&](int t) {
+    Deadline dl = Deadline::after(10);
+    if (t == 0) {
+      // Sends only after the strangers have had their time.
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      int v = 7;
+      bs[0]->send(1, kTagUser, &v, sizeof(v), dl);
+    } else if (t == 1) {
+      int v = 0;
+      bs[1]->recv(0, kTagUser, &v, sizeof(v), dl);
+      if (v != 7) CHORUS_THROW(chorusInternalError, "got %d", v);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      Fd idle = connectTo(listener, dl);
+      Fd truncated = connectTo(listener, dl);
+      wire::Auth a;
+      sendAll(truncated.get(), &a, 20, dl);
+      wire::FrameHeader huge;  // a huge length where the Auth belongs
+      huge.bytes = ~0ull;
+      Fd garbage = connectTo(listener, dl);
+      sendAll(garbage.get(), &huge, sizeof(huge), dl);
+      sendAll(garbage.get(), &huge, sizeof(huge), dl);
+      sendAll(garbage.get(), &huge, sizeof(huge), dl);
+      if (!closedWithin(idle.get(), 3.0) || !closedWithin(truncated.get(), 1.0) || !closedWithin(garbage.get(), 1.0))
+        CHORUS_THROW(chorusInternalError, "a stranger was not closed");
+      if (secondsSince(t0) > 1.5) CHORUS_THROW(chorusInternalError, "strangers closed late: %.2f s", secondsSince(t0));
+    }
+  });
+  EXPECT_TRUE(allOk(outs));
+}
+
+TEST(Bootstrap, ARootAnswerIsCheckedBeforeItIsUsed) {
+  // Well formed: rank 3 of 5 gets the addresses of ranks 2, 1 and 4 (3 - 2^k mod 5).
+  wire::Reply reply;
+  reply.count = 3;
+  std::vector<wire::PeerAddr> addrs(3);
+  for (int k = 0; k < 3; ++k) {
+    addrs[static_cast<size_t>(k)].rank = wire::bruckSendPeer(3, 5, 1 << k);
+    addrs[static_cast<size_t>(k)].addr = parseAddress("127.0.0.1", 100 + k);
+  }
+  const char* body = reinterpret_cast<const char*>(addrs.data());
+  EXPECT_EQ(rootAnswerBodyBytes(reply, 5), 3 * sizeof(wire::PeerAddr));
+  EXPECT_EQ(parseRootAnswer(reply, body, 3 * sizeof(wire::PeerAddr), 3, 5).size(), 3u);
+  // A wrong peer, an unknown family, a short body, a count that does not fit nranks.
+  auto code = [&](const wire::Reply& r, const std::vector<wire::PeerAddr>& a, size_t bytes) {
+    try {
+      parseRootAnswer(r, reinterpret_cast<const char*>(a.data()), bytes, 3, 5);
+      return chorusSuccess;
+    } catch (const Error& e) {
+      return e.code();
+    }
+  };
+  auto wrongPeer = addrs;
+  wrongPeer[1].rank = 0;
+  EXPECT_EQ(code(reply, wrongPeer, 3 * sizeof(wire::PeerAddr)), chorusInternalError);
+  auto wrongFamily = addrs;
+  wrongFamily[2].addr.family = 1;
+  EXPECT_EQ(code(reply, wrongFamily, 3 * sizeof(wire::PeerAddr)), chorusInternalError);
+  EXPECT_EQ(code(reply, addrs, 10), chorusInternalError);
+  wire::Reply many = reply;
+  many.count = 0xffffffff;
+  EXPECT_THROW(rootAnswerBodyBytes(many, 5), Error);
+  // An error answer: its code and text, unprintable bytes replaced; a huge length is cut.
+  wire::Reply failed;
+  failed.code = chorusInvalidUsage;
+  failed.textLen = 0xffffffff;
+  EXPECT_EQ(rootAnswerBodyBytes(failed, 5), 65536u);
+  failed.textLen = 4;
+  try {
+    parseRootAnswer(failed, "ab\x01" "c", 4, 3, 5);
+    FAIL() << "an error answer was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), chorusInvalidUsage);
+    EXPECT_NE(std::string(e.what()).find("ab?c"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Bootstrap, CardsAreCheckedAndMadeSafeToRead) {
+  std::vector<PeerCard> cards{makeCard(0), makeCard(1)};
+  for (int r = 0; r < 2; ++r) {
+    cards[static_cast<size_t>(r)].rank = r;
+    cards[static_cast<size_t>(r)].bootstrapAddr = parseAddress("127.0.0.1", 300 + r);
+  }
+  memset(cards[1].hostname, 'h', sizeof(cards[1].hostname));  // no NUL
+  cards[1].tcpAddr.family = 99;
+  cards[1].topo.nicCount = -4;
+  cards[1].topo.nics[0].speedGbps = -1;
+  checkPeerCards(cards, 0);
+  EXPECT_EQ(strlen(cards[1].hostname), sizeof(cards[1].hostname) - 1);
+  EXPECT_EQ(cards[1].tcpAddr.family, 0);
+  EXPECT_EQ(cards[1].topo.nicCount, 0);
+  EXPECT_EQ(cards[1].topo.nics[0].speedGbps, 0.0f);
+  cards[0].rank = 1;
+  EXPECT_THROW(checkPeerCards(cards, 0), Error);
+}
+
+TEST(UniqueId, BytesFormAndRootAddressText) {
+  UniqueIdData d;
+  d.root = parseAddress("127.0.0.1", 4242);
+  chorusUniqueId id = encodeUniqueId(d);
+  EXPECT_EQ(decodeUniqueIdBytes(id.internal, sizeof(UniqueIdData)).root.port, 4242);
+  EXPECT_THROW(decodeUniqueIdBytes(id.internal, sizeof(UniqueIdData) - 1), Error);
+  EXPECT_THROW(decodeUniqueIdBytes(nullptr, 0), Error);
+  HostPort hp = splitHostPort("[::1]:29500", "X");
+  EXPECT_EQ(hp.host, "::1");
+  EXPECT_EQ(hp.port, 29500);
+  for (const char* bad : {"host", ":80", "h:0", "h:65536", "h:+80", "h: 80", "h:0x50", "h:"})
+    EXPECT_THROW(splitHostPort(bad, "X"), Error) << bad;
 }
 
 TEST(BootstrapProcesses, ForkedRanksJoinGatherAndBarrier) {

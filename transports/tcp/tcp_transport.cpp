@@ -10,7 +10,11 @@
 //
 // Sockets that arrive for a peer (or for a connect ordinal) not asked for yet are kept for the
 // later connect() that asks for them. A hello with the wrong secret, communicator or layout is
-// closed with a warning.
+// closed with a warning (tcp_hello.h). Sockets whose hello is not complete are held to the
+// limits of bootstrap/auth_gate.h: closed after CHORUS_AUTH_TIMEOUT, at most
+// CHORUS_AUTH_MAX_PENDING at once, and when accept() runs out of descriptors the oldest is
+// closed (or, with none, the listener rests a moment) instead of failing the connect. Accepting
+// happens only inside connect(); between calls, connections wait in the kernel's queue.
 //
 // Failure: every peer's listener was open before the cards were exchanged, so a refused dial
 // means the peer is gone: chorusRemoteError at once, not retries until the deadline. The
@@ -21,15 +25,18 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <deque>
 #include <map>
 #include <set>
 #include <string>
 #include <utility>
 
+#include "bootstrap/auth_gate.h"
 #include "bootstrap/socket.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "transports/tcp/tcp_connection.h"
+#include "transports/tcp/tcp_hello.h"
 #include "transports/tcp/tcp_wire.h"
 
 namespace chorus {
@@ -76,6 +83,7 @@ class TcpTransport final : public TcpTransportBase {
   // An accepted socket whose hello is not complete yet.
   struct Handshake {
     Fd fd;
+    std::string remote;
     Hello hello;
     size_t got = 0;
     Clock::time_point since;
@@ -87,10 +95,13 @@ class TcpTransport final : public TcpTransportBase {
   void checkAbort(int peer) const;
   bool complete(const Key& key) const;
   void waitForSockets(Deadline deadline);
+  // Throws chorusRemoteError when a peer we wait for is known gone (ctx_.peerGone, every 250 ms).
+  void checkGone(const std::vector<std::pair<size_t, Key>>& incoming);
   void acceptQueued();
+  void admit(Fd fd);
   void readHellos();
-  // Returns "" when the hello is acceptable, else why not.
-  std::string verify(const Hello& h) const;
+  // Reads what has arrived of h's hello. Returns false when h is done with (adopted or closed).
+  bool readHello(Handshake& h);
 
   TransportContext ctx_;
   int numSockets_;
@@ -99,7 +110,11 @@ class TcpTransport final : public TcpTransportBase {
   Fd listen_;
   WireAddr addr_;
   std::map<int, uint64_t> ordinals_;    // connect() calls so far, per peer
-  std::vector<Handshake> handshakes_;
+  HelloExpect expect_;
+  std::unique_ptr<AuthGate> gate_;
+  std::deque<Handshake> handshakes_;          // oldest first
+  Clock::time_point acceptPausedUntil_{};     // out of descriptors: the listener rests
+  Clock::time_point nextGoneCheck_{};         // when checkGone asks ctx_.peerGone again
   std::map<Key, std::vector<Fd>> arrived_;  // verified sockets, by socket index
 };
 
@@ -117,6 +132,13 @@ TcpTransport::TcpTransport(const TransportContext& ctx) : ctx_(ctx) {
   listen_ = listenOn(local, &addr_);
   setNonBlocking(listen_.get(), true);
   tuneBuffers(listen_.get());  // accepted sockets inherit the listener's buffer sizes
+  expect_.secret[0] = ctx.secret[0];
+  expect_.secret[1] = ctx.secret[1];
+  expect_.commId = ctx.commId;
+  expect_.rank = ctx.rank;
+  expect_.numSockets = numSockets_;
+  gate_ = std::make_unique<AuthGate>(format("tcp: rank %d: data listener %s", ctx.rank, addrToString(addr_).c_str()),
+                                     kLogTransport, AuthLimits::fromEnv(timeoutSec_));
   auto [snd, rcv] = bufferSizes(listen_.get());
   CHORUS_INFO(kLogTransport, "tcp: data listener on %s (%d socket(s) per peer, chunk %zu, socket buffers %d/%d)",
               addrToString(addr_).c_str(), numSockets_, chunkBytes_, snd, rcv);
@@ -165,6 +187,7 @@ std::vector<std::unique_ptr<Connection>> TcpTransport::connect(const std::vector
     }
     if (incoming.empty()) break;
     checkAbort(incoming.front().second.first);
+    checkGone(incoming);
     if (deadline.expired()) {
       std::string missing;
       for (auto& [i, key] : incoming) {
@@ -188,6 +211,16 @@ std::unique_ptr<Connection> TcpTransport::makeConnection(int peer, std::vector<F
               "sndbuf %d, rcvbuf %d", ctx_.rank, peer, how, addrToString((*ctx_.cards)[peer].tcpAddr).c_str(),
               socks.size(), chunkBytes_, snd, rcv);
   return std::make_unique<TcpConnection>(ctx_.rank, peer, std::move(socks), chunkBytes_);
+}
+
+void TcpTransport::checkGone(const std::vector<std::pair<size_t, Key>>& incoming) {
+  // A peer that died before dialing us would be waited for until the deadline: ask now and then.
+  if (!ctx_.peerGone || Clock::now() < nextGoneCheck_) return;
+  nextGoneCheck_ = Clock::now() + std::chrono::milliseconds(250);
+  for (const auto& [i, key] : incoming)
+    if (ctx_.peerGone(key.first))
+      CHORUS_THROW(chorusRemoteError, "tcp: rank %d died (or destroyed its communicator) before connecting to rank %d", key.first,
+                   ctx_.rank);
 }
 
 void TcpTransport::checkAbort(int peer) const {
@@ -239,89 +272,107 @@ bool TcpTransport::complete(const Key& key) const {
 // One round of waiting: sleeps in poll() until a connection or hello bytes arrive (or a short
 // while passes), then accepts and reads whatever is there.
 void TcpTransport::waitForSockets(Deadline deadline) {
+  bool acceptPaused = Clock::now() < acceptPausedUntil_;
   std::vector<pollfd> fds;
-  fds.push_back({listen_.get(), POLLIN, 0});
+  fds.push_back({listen_.get(), static_cast<short>(acceptPaused ? 0 : POLLIN), 0});
   for (const Handshake& h : handshakes_) fds.push_back({h.fd.get(), POLLIN, 0});
-  int r = ::poll(fds.data(), fds.size(), deadline.millisLeft(100));
+  int r = ::poll(fds.data(), fds.size(), deadline.millisLeft(acceptPaused ? 20 : 100));
   if (r < 0 && errno != EINTR) CHORUS_THROW_ERRNO("tcp: poll on the data listener");
-  acceptQueued();
   readHellos();
+  if (Clock::now() >= acceptPausedUntil_) acceptQueued();
 }
 
 void TcpTransport::acceptQueued() {
   for (;;) {
     int c = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (c < 0) {
-      int err = errno;
-      if (err == EINTR || err == ECONNABORTED) continue;
-      if (err == EAGAIN || err == EWOULDBLOCK) return;
-      CHORUS_THROW_ERRNO("tcp: accept on the data listener");
+    if (c >= 0) {
+      admit(Fd(c));
+      continue;
     }
-    Handshake h;
-    h.fd = Fd(c);
-    h.since = Clock::now();
-    setNoDelay(c);
-    handshakes_.push_back(std::move(h));
+    int err = errno;
+    if (err == EINTR || err == ECONNABORTED) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      // Strangers give way to whoever is next in the accept queue; without any, the listener
+      // rests a moment (the kernel keeps the queue) rather than failing the connect.
+      if (!handshakes_.empty()) {
+        gate_->rejected(handshakes_.front().remote, "closed to free a descriptor (this process has no more)");
+        handshakes_.pop_front();
+        continue;
+      }
+      gate_->rejected("(not accepted yet)", format("cannot accept: %s", strerror(err)));
+      acceptPausedUntil_ = Clock::now() + std::chrono::milliseconds(50);
+      return;
+    }
+    errno = err;
+    CHORUS_THROW_ERRNO("tcp: accept on the data listener");
   }
+}
+
+// A new socket: a rank's hello is usually there already; a stranger waits within the gate's
+// limits.
+void TcpTransport::admit(Fd fd) {
+  Handshake h;
+  h.remote = peerAddressOf(fd.get());
+  h.fd = std::move(fd);
+  h.since = Clock::now();
+  if (!readHello(h)) return;
+  if (handshakes_.size() >= static_cast<size_t>(gate_->limits().maxPending)) {
+    gate_->rejected(handshakes_.front().remote,
+                    format("no hello yet; closed to make room (at most %d connections wait for their hello)",
+                           gate_->limits().maxPending));
+    handshakes_.pop_front();
+  }
+  handshakes_.push_back(std::move(h));
 }
 
 void TcpTransport::readHellos() {
-  auto staleBefore =
-      Clock::now() - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeoutSec_));
-  for (size_t k = 0; k < handshakes_.size();) {
-    Handshake& h = handshakes_[k];
-    std::string drop;
+  auto now = Clock::now();
+  std::deque<Handshake> still;
+  for (Handshake& h : handshakes_) {
+    if (!readHello(h)) continue;
+    if (gate_->expired(h.since, now)) {
+      gate_->rejected(h.remote, format("no complete hello within %.1f s (%zu of %zu bytes)", gate_->limits().timeoutSec,
+                                       h.got, sizeof(Hello)));
+      continue;
+    }
+    still.push_back(std::move(h));
+  }
+  handshakes_ = std::move(still);
+}
+
+bool TcpTransport::readHello(Handshake& h) {
+  while (h.got < sizeof(Hello)) {
     ssize_t r = ::recv(h.fd.get(), reinterpret_cast<char*>(&h.hello) + h.got, sizeof(Hello) - h.got, MSG_DONTWAIT);
     if (r > 0) {
       h.got += static_cast<size_t>(r);
-      if (h.got == sizeof(Hello)) {
-        drop = verify(h.hello);
-        if (drop.empty()) {
-          auto& slots = arrived_[{h.hello.fromRank, h.hello.ordinal}];
-          slots.resize(numSockets_);
-          Fd& slot = slots[h.hello.socketIndex];
-          if (slot) {
-            drop = "duplicate socket index";
-          } else {
-            slot = std::move(h.fd);
-          }
-        }
-        if (drop.empty()) {
-          handshakes_[k] = std::move(handshakes_.back());
-          handshakes_.pop_back();
-          continue;
-        }
-      }
-    } else if (r == 0) {
-      drop = "closed before its hello was complete";
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      drop = format("failed before its hello was complete: %s", strerror(errno));
-    } else if (timeoutSec_ > 0 && h.since < staleBefore) {
-      drop = "sent no hello in CHORUS_TIMEOUT";
-    }
-    if (drop.empty()) {
-      ++k;
       continue;
     }
-    CHORUS_WARN(kLogTransport, "tcp: rank %d rejected a connection from %s: %s", ctx_.rank,
-                peerAddressOf(h.fd.get()).c_str(), drop.c_str());
-    handshakes_[k] = std::move(handshakes_.back());
-    handshakes_.pop_back();
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    std::string how = r == 0 ? "closed" : strerror(errno);
+    if (h.got > 0)
+      gate_->rejected(h.remote, format("left after %zu of %zu bytes of its hello (%s)", h.got, sizeof(Hello), how.c_str()));
+    else
+      CHORUS_TRACE(kLogTransport, "tcp: rank %d: connection from %s went away before its hello (%s)", ctx_.rank,
+                   h.remote.c_str(), how.c_str());
+    return false;
   }
-}
-
-std::string TcpTransport::verify(const Hello& h) const {
-  if (h.magic != kHelloMagic) return "not a Chorus TCP hello";
-  if (h.secret[0] != ctx_.secret[0] || h.secret[1] != ctx_.secret[1]) return "wrong secret";
-  if (h.commId != ctx_.commId)
-    return format("hello for another communicator (%#lx)", static_cast<unsigned long>(h.commId));
-  if (h.toRank != ctx_.rank) return format("hello addressed to rank %d", h.toRank);
-  if (h.fromRank < 0 || h.fromRank >= ctx_.rank)
-    return format("hello from rank %d, which should not dial rank %d", h.fromRank, ctx_.rank);
-  if (h.numSockets != numSockets_)
-    return format("peer uses %d sockets per pair, this rank %d", h.numSockets, numSockets_);
-  if (h.socketIndex < 0 || h.socketIndex >= numSockets_) return format("socket index %d out of range", h.socketIndex);
-  return "";
+  std::string drop = helloProblem(h.hello, expect_);
+  if (drop.empty()) {
+    auto& slots = arrived_[{h.hello.fromRank, h.hello.ordinal}];
+    slots.resize(static_cast<size_t>(numSockets_));
+    Fd& slot = slots[static_cast<size_t>(h.hello.socketIndex)];
+    if (slot) {
+      drop = "duplicate socket index";
+    } else {
+      setNoDelay(h.fd.get());
+      slot = std::move(h.fd);
+      return false;
+    }
+  }
+  gate_->rejected(h.remote, drop);
+  return false;
 }
 
 }  // namespace

@@ -1,0 +1,70 @@
+// Limits on connections that have not authenticated yet, shared by every listener that anyone
+// on the network can reach: the root rendezvous (root.cpp), each rank's out-of-band listener
+// (oob_sockets.cpp) and the TCP transport's data listener (transports/tcp/tcp_transport.cpp).
+//
+// A connection is "pending" from its accept until it has sent a complete, valid first record
+// (check-in, Auth or TCP Hello: each carries the communicator's secret). Real ranks write that
+// record right after connecting, so it is normally already there when the connection is
+// accepted. Strangers are held to two limits:
+//   - a deadline: a pending connection is closed once it has waited CHORUS_AUTH_TIMEOUT seconds
+//     (default 2, never more than CHORUS_TIMEOUT);
+//   - a cap: at most CHORUS_AUTH_MAX_PENDING (default 32) pending connections per listener.
+//     When a new one arrives at the cap, the oldest pending one is closed: it has had the most
+//     time to authenticate. (Turning the newcomer away instead would let a burst of idle
+//     strangers, all accepted together, shut out a real rank whose first record is a few
+//     microseconds behind its connect: that happened on a loaded machine.)
+// So the descriptors a listener holds for strangers stay below the cap whatever arrives.
+//
+// Every connection turned away is logged at WARN with its address, at most one line per second
+// per listener; the lines not printed are counted in the next one, and in a last line when the
+// gate is destroyed.
+//
+// Not thread-safe: each listener's gate is used by the one thread that serves that listener.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/deadline.h"
+
+namespace chorus {
+
+struct AuthLimits {
+  double timeoutSec = 2.0;  // CHORUS_AUTH_TIMEOUT
+  int maxPending = 32;      // CHORUS_AUTH_MAX_PENDING
+  // Reads CHORUS_AUTH_TIMEOUT and CHORUS_AUTH_MAX_PENDING (chorusInvalidArgument when
+  // malformed); the deadline is capped at commTimeoutSec when that is positive.
+  static AuthLimits fromEnv(double commTimeoutSec);
+};
+
+class AuthGate {
+ public:
+  // `listener` names the listener in log lines ("root 10.0.0.1:4242", "rank 3's bootstrap
+  // listener"); subsys is the log subsystem.
+  AuthGate(std::string listener, uint32_t subsys, AuthLimits limits);
+  ~AuthGate();
+  AuthGate(const AuthGate&) = delete;
+  AuthGate& operator=(const AuthGate&) = delete;
+
+  const AuthLimits& limits() const { return limits_; }
+  // Whether a connection accepted at `since` has had its time.
+  bool expired(Clock::time_point since, Clock::time_point now) const;
+  // When a connection accepted at `since` will have had its time.
+  Clock::time_point expiry(Clock::time_point since) const;
+
+  // Logs a connection turned away (rate-limited WARN) and counts it.
+  void rejected(const std::string& remote, const std::string& why);
+  uint64_t rejectedCount() const { return rejectedTotal_; }
+
+ private:
+  std::string listener_;
+  uint32_t subsys_;
+  AuthLimits limits_;
+  Clock::duration timeout_;
+  Clock::time_point lastWarn_{};
+  bool warned_ = false;
+  uint64_t suppressed_ = 0;
+  uint64_t rejectedTotal_ = 0;
+};
+
+}  // namespace chorus
