@@ -25,6 +25,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -92,6 +93,11 @@ struct TransportContext {
   const Config* config = nullptr;
   // Set by chorusCommAbort; long waits in connect() give up with chorusInvalidUsage when it is set.
   const std::atomic<bool>* abortFlag = nullptr;
+  // Whether a peer is known to be gone (its process no longer answers at all: the health service
+  // refuses connections). Transports waiting for a peer during connection setup ask it now and
+  // then, so that a peer that died before connecting fails the setup at once, not at the
+  // deadline. Unset: nobody knows.
+  std::function<bool(int peer)> peerGone;
   // The NUMA node this rank is bound to (-1: none or unknown); network transports prefer a device
   // on it.
   int numaNode = -1;

@@ -87,6 +87,8 @@ void Communicator::init(const UniqueIdData& id, double timeoutSec) {
   HealthIdentity hid{id.commId, {id.secret[0], id.secret[1]}, rank_, nranks_};
   health_ = std::make_unique<HealthService>(hid, chooseLocalAddress(config_.socketIfname), config_.diagSignal);
   card.healthAddr = health_->address();
+  // Transports copy the context when they are made (below): the hook goes in first.
+  ctx_.peerGone = [this](int peer) { return health_->gone(peer, Deadline::after(0.5)); };
   // Transports: every one the policy may use for some pair, made before the bootstrap so that
   // each rank's card says which it has (pairs choose among those both ranks have).
   policy_ = TransportPolicy::fromConfig(config_);

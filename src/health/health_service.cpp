@@ -324,6 +324,16 @@ bool HealthService::ping(int peer, Deadline deadline) const {
   }
 }
 
+bool HealthService::gone(int peer, Deadline deadline) const {
+  if (!thread_.joinable()) return false;  // not serving yet: nothing is known
+  try {
+    call(peer, HealthOp::Ping, 0, 0, nullptr, 0, deadline);
+    return false;
+  } catch (const Error& e) {
+    return e.code() == chorusRemoteError;
+  }
+}
+
 void HealthService::collectSubtree(State& st, int rel, int root, Deadline deadline, bool self, std::vector<RankStatus>* out) {
   const int n = st.id.nranks;
   const int rank = (rel + root) % n;

@@ -76,6 +76,9 @@ class HealthService {
   // stopped or unreachable); true with an empty text when it answered but is healthy.
   bool askCause(int peer, Deadline deadline, CauseWire* cause, std::string* text) const;
   bool ping(int peer, Deadline deadline) const;
+  // True only when peer's service refuses or resets the connection: its process (or its
+  // communicator) is gone. A silent peer (stopped, slow) is not gone.
+  bool gone(int peer, Deadline deadline) const;
   // Every rank's status, gathered down a tree rooted at this rank.
   std::vector<RankStatus> gather(Deadline deadline) const;
   // The hang report: from the coordinator (rank 0), or gathered here if it does not answer.

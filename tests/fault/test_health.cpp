@@ -271,6 +271,34 @@ TEST(Health, StoppedRankIsReportedUnreachable) {
     }
 }
 
+// A peer that dies before the first collective (connections are made lazily, on first use)
+// fails the survivors' connection setup at once, not at the deadline.
+TEST(Health, DeadPeerDuringLazyTcpSetupFailsFast) {
+  ScopedEnv transport("CHORUS_TRANSPORT", "tcp");
+  ScopedEnv timeout("CHORUS_TIMEOUT", "30");
+  const int p = 3, victim = 1;
+  auto exits = runRanksWithId(
+      p,
+      [&](int rank, const chorusUniqueId& id) {
+        chorusComm_t comm = nullptr;
+        if (chorusCommInitRank(&comm, p, id, rank) != chorusSuccess) return 2;
+        if (rank == victim) _exit(0);  // gone before any connection exists
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        std::vector<float> buf(1 << 16, 1.0f);
+        chorusResult_t r = chorusAllReduce(buf.data(), buf.data(), buf.size(), chorusFloat32, chorusSum, comm, nullptr);
+        std::string text = chorusGetLastError(comm);
+        fprintf(stderr, "rank %d: %s\n", rank, text.c_str());
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        chorusCommAbort(comm);
+        return r == chorusRemoteError && text.find("rank 1") != std::string::npos ? kOk : 3;
+      },
+      60);
+  for (int r = 0; r < p; ++r) {
+    EXPECT_TRUE(exits[r].exited && exits[r].code == kOk) << "rank " << r << ": " << exits[r].describe();
+    if (r != victim) EXPECT_LT(exits[r].seconds, 8) << "rank " << r << " waited for the deadline";
+  }
+}
+
 // CHORUS_DIAG_SIGNAL: a signal to any rank prints its communicator's hang report.
 TEST(Health, DiagSignalPrintsTheReport) {
   ScopedEnv signal("CHORUS_DIAG_SIGNAL", "USR1");
