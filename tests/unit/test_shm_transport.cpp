@@ -324,10 +324,10 @@ TEST(ShmTransport, SizeMismatchIsInternalErrorAndPeerNotices) {
         sink.dst = buf.data();
         sink.bytes = bytes + 64;
         c.postRecv(sink);
-        std::string msg = expectError(chorusInternalError, [&] { waitAll(c, 0, 1); });
+        std::string msg = expectError(chorusInvalidUsage, [&] { waitAll(c, 0, 1); });
         EXPECT_NE(msg.find("size mismatch"), std::string::npos) << msg;
         // The connection stays failed.
-        expectError(chorusInternalError, [&] { c.progress(); });
+        expectError(chorusInvalidUsage, [&] { c.progress(); });
       }
     });
   }

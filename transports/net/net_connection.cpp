@@ -167,7 +167,7 @@ void NetConnection::checkHeader(const Message& m, size_t size) {
     fail(format("rank %d sent a message of %llu bytes where a receive of %zu bytes was posted (sizes of matching send and receive "
                 "differ)",
                 peer(), static_cast<unsigned long long>(m.header.bytes), m.bytes),
-         chorusInternalError);
+         chorusInvalidUsage);
 }
 
 bool NetConnection::testFragments(bool send) {

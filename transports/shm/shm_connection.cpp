@@ -223,7 +223,7 @@ bool ShmConnection::progressRecvs() {
       const SlotHeader slot = *in_->slotHeader(tail_);
       if (!stampsMatch(slot.stamp, op.sink.stamp)) failMismatch(slot.stamp, op.sink.stamp);
       if (slot.msgBytes != bytes)
-        SHM_FAIL(chorusInternalError, "size mismatch: rank %d sent a message of %llu bytes, the matching recv #%llu expects %zu",
+        SHM_FAIL(chorusInvalidUsage, "size mismatch: rank %d sent a message of %llu bytes, the matching recv #%llu expects %zu",
                  peer(), static_cast<unsigned long long>(slot.msgBytes), static_cast<unsigned long long>(recvsDone_), bytes);
       if (slot.seq != recvSeq_)
         SHM_FAIL(chorusInternalError, "protocol error: slot of message %llu while expecting message %llu",

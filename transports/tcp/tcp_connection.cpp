@@ -194,7 +194,7 @@ void TcpConnection::checkHeader(uint64_t ticket, const Op& op) {
     throw CallMismatch(peer(), h.stamp, op.sink.stamp, text);
   }
   if (h.bytes != op.bytes) {
-    fail(chorusInternalError, format("tcp: size mismatch on recv #%lu from rank %d: posted %zu bytes, peer sent %lu",
+    fail(chorusInvalidUsage, format("tcp: size mismatch on recv #%lu from rank %d: posted %zu bytes, peer sent %lu",
                                      static_cast<unsigned long>(ticket), peer(), op.bytes,
                                      static_cast<unsigned long>(h.bytes)));
   }
