@@ -73,7 +73,7 @@ void printTrial(FILE* out, const TrialRecord& t, bool verbose, const std::string
   std::string result;
   char buf[256];
   if (v.setupFailed) {
-    result = "setup failed";
+    result = t.outcome.failedUnprovoked ? "failed without a fault" : "setup failed";
   } else {
     snprintf(buf, sizeof buf, "%d/%d errored, slowest %.2f s (limit %.1f s), named: call %d/%d, rank %d %d/%d", v.errored,
              v.survivors, v.maxErrSec, v.limitSec, v.namedCollective, v.survivors, t.plan.victim, v.namedCulprit, v.survivors);
@@ -87,9 +87,13 @@ void printTrial(FILE* out, const TrialRecord& t, bool verbose, const std::string
     for (size_t r = 0; r < t.outcome.ranks.size(); ++r) {
       const RankOutcome& o = t.outcome.ranks[r];
       if (!isSurvivor(t.plan, static_cast<int>(r)) || !o.reported) continue;
-      fprintf(out, "        rank %zu: %s after %.3f s at #%ld: %s\n", r,
-              chorusGetErrorString(static_cast<chorusResult_t>(o.code)), o.errAt - t.outcome.faultAt, o.errCall + 1,
-              o.text.c_str());
+      char when[64];
+      if (t.outcome.faultAt >= 0)
+        snprintf(when, sizeof when, "%.3f s after the fault", o.errAt - t.outcome.faultAt);
+      else
+        snprintf(when, sizeof when, "before any fault");
+      fprintf(out, "        rank %zu: %s %s, at #%ld: %s\n", r, chorusGetErrorString(static_cast<chorusResult_t>(o.code)), when,
+              o.errCall + 1, o.text.c_str());
     }
   }
   if (!v.pass()) {

@@ -253,9 +253,12 @@ class Trial {
       for (int r = 0; r < p_; ++r) {
         const RankOutcome& o = out_.ranks[r];
         // (Exited and its pipe drained: a victim's fault record comes before its end.)
-        if ((o.exited && reportFds_[r] < 0) || o.reported)
-          return setupFailed("rank " + std::to_string(r) +
-                             (o.reported ? " failed before the fault: " + o.text : " exited before the fault"));
+        if (o.reported) {
+          out_.failedUnprovoked = true;
+          return setupFailed("rank " + std::to_string(r) + "'s call #" + std::to_string(o.errCall + 1) +
+                             " failed before any fault: " + o.text);
+        }
+        if (o.exited && reportFds_[r] < 0) return setupFailed("rank " + std::to_string(r) + " exited before the fault");
       }
       if (now - readyAt_ > kReachFaultSec) return setupFailed("the victim never reached its call");
       return false;

@@ -34,8 +34,9 @@ struct RankOutcome {
 
 struct TrialOutcome {
   std::vector<RankOutcome> ranks;
-  double faultAt = -1;       // monotonic seconds; -1: the fault never happened
-  bool setupFailed = false;  // init failed or the victim never reached its call
+  double faultAt = -1;            // monotonic seconds; -1: the fault never happened
+  bool setupFailed = false;       // init failed, the victim never reached its call, or a rank failed first
+  bool failedUnprovoked = false;  // ... a rank's call failed before any fault was injected
   std::string setupText;
   bool hang = false;          // a survivor reported nothing by the deadline
   bool teardownHang = false;  // survivors reported, but did not exit (abort did not return)

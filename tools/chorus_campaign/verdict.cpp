@@ -73,7 +73,7 @@ Verdict judge(const TrialPlan& plan, const TrialOutcome& out, const Limits& limi
   v.hang = out.hang;
   v.teardownHang = out.teardownHang;
   const char* api = collectiveApiName(plan.coll);
-  if (out.setupFailed) v.problems.push_back("setup: " + out.setupText);
+  if (out.setupFailed) v.problems.push_back((out.failedUnprovoked ? "FAILED WITHOUT A FAULT: " : "setup: ") + out.setupText);
   std::string silent, stuck;
   for (int r = 0; r < plan.nranks; ++r) {
     const RankOutcome& o = out.ranks[r];
