@@ -776,8 +776,12 @@ chorusResult_t chorusRedOpCreatePreMulSum(chorusRedOp_t* op, void* scalar, choru
   return apiCall(comm, [&] {
     auto c = pinComm(comm);
     CHORUS_CHECK_ARG(op, "op is NULL");
-    CHORUS_CHECK_ARG(residence == chorusScalarDevice || residence == chorusScalarHostImmediate, "unknown scalar residence %d",
-                     static_cast<int>(residence));
+    // Read as the integer a C caller passes: loading a value outside the enumerators as this enum
+    // type is undefined behaviour in C++ (UBSan: "not a valid value for type").
+    std::underlying_type_t<chorusScalarResidence_t> where;
+    memcpy(&where, &residence, sizeof where);
+    CHORUS_CHECK_ARG(where == chorusScalarDevice || where == chorusScalarHostImmediate, "unknown scalar residence %d",
+                     static_cast<int>(where));
     *op = c->impl->preMulSumOps().create(scalar, datatype);
   });
 }

@@ -244,7 +244,7 @@ void HealthService::handle(const std::shared_ptr<State>& st, Fd fd) {
           answer.payload.assign(text.begin(), text.end());
         } else {
           std::vector<int> ranks(payload.size() / sizeof(int32_t));
-          memcpy(ranks.data(), payload.data(), ranks.size() * sizeof(int32_t));
+          if (!ranks.empty()) memcpy(ranks.data(), payload.data(), ranks.size() * sizeof(int32_t));  // empty: data() may be null
           auto alive = [st](int rank, Deadline by) {
             try {
               callRank(*st, rank, HealthOp::Ping, 0, 0, nullptr, 0, by);
@@ -343,7 +343,7 @@ void HealthService::collectSubtree(State& st, int rel, int root, Deadline deadli
       size_t k = a.payload.size() / sizeof(RankStatus);
       size_t at = out->size();
       out->resize(at + k);
-      memcpy(out->data() + at, a.payload.data(), k * sizeof(RankStatus));
+      if (k) memcpy(out->data() + at, a.payload.data(), k * sizeof(RankStatus));
       return;
     } catch (const Error&) {
       RankStatus gone;
