@@ -1,10 +1,25 @@
 #!/usr/bin/env bash
-# Install dependencies, build from scratch into ${BUILD_DIR:-build-test}, run every test.
+# Install dependencies, build from scratch into ${BUILD_DIR:-build-test}, run every test; then the
+# sanitizer stage: the unit and multiprocess suites again under ASan+UBSan, built into
+# $BUILD_DIR-asan (tools/sanitizers/run.sh; docs/RELIABILITY.md, "Sanitizers").
+#   CHORUS_SANITIZE_STAGE=0  skips the sanitizer stage (quick local runs); it also does not run
+#                            when the main build is itself a sanitizer build (CMAKE_ARGS).
+# Arguments go to the main run's ctest (e.g. -R Bootstrap), not to the sanitizer stage.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export BUILD_DIR=${BUILD_DIR:-$ROOT/build-test}
 "$ROOT/tools/install_deps.sh"
 "$ROOT/tools/build.sh"
-cd "$BUILD_DIR"
 # Tests fork several ranks each: two at a time is what a 2-core machine takes.
-ctest --output-on-failure -j "${TEST_JOBS:-2}" --timeout 600 "$@"
+(cd "$BUILD_DIR" && ctest --output-on-failure -j "${TEST_JOBS:-2}" --timeout 600 "$@")
+echo "test.sh: build and tests took ${SECONDS} s"
+
+if [ "${CHORUS_SANITIZE_STAGE:-1}" = 0 ]; then
+  echo "test.sh: sanitizer stage skipped (CHORUS_SANITIZE_STAGE=0)"
+elif grep -q '^CHORUS_SANITIZE:STRING=.' "$BUILD_DIR/CMakeCache.txt"; then
+  echo "test.sh: sanitizer stage skipped (the main build is a sanitizer build)"
+else
+  start=$SECONDS
+  "$ROOT/tools/sanitizers/run.sh" address
+  echo "test.sh: sanitizer stage took $((SECONDS - start)) s (${SECONDS} s in all)"
+fi

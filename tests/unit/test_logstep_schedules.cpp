@@ -3,7 +3,8 @@
 // (every fold shape and round count up to 6) and at 127, 128, 1000 and 1024 ranks; the cost
 // each file's header states (latency steps, elements on the wire per rank, what a folded rank
 // does, the pairwise window); and, numerically, that the reductions leave identical bits on
-// every rank, which symbols cannot show.
+// every rank, which symbols cannot show. CHORUS_TEST_SWEEP=short (the sanitizer stage) checks
+// fewer rank counts: fixtures/sweep.h.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include "collectives/collective.h"
 #include "collectives/verifier.h"
 #include "core/error.h"
+#include "fixtures/sweep.h"
 
 namespace chorus {
 namespace {
@@ -93,13 +95,13 @@ void verifyMatrix(Pair pr, int p, std::initializer_list<size_t> counts) {
 class LogStep : public testing::TestWithParam<Pair> {};
 
 TEST_P(LogStep, VerifiesAtEveryRankCountUpTo64) {
-  for (int p = 1; p <= 64; ++p) verifyMatrix(GetParam(), p, {0, 1, 13, 101});
+  for (int p : test::rankCountsUpTo(64)) verifyMatrix(GetParam(), p, {0, 1, 13, 101});
 }
 
 TEST_P(LogStep, VerifiesAtLargeRankCounts) {
   // All-to-all moves p^2 blocks (Bruck's through Scratch log2 p times): one element each.
   const bool alltoall = !hasInPlace(GetParam().coll);
-  for (int p : {127, 128, 1000, 1024}) {
+  for (int p : test::largeRankCounts({127, 128, 1000, 1024})) {
     if (alltoall)
       verifyMatrix(GetParam(), p, {1});
     else

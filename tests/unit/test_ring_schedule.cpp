@@ -4,11 +4,13 @@
 // in place and out of place, average on and off, roots first, middle and last, and for the V
 // forms irregular blocks with empty ones and gaps. Then the bytes per rank and the shape
 // collectives/ring.cpp's header claims, bounded scratch, and that the hazard dependencies are
-// all needed.
+// all needed. CHORUS_TEST_SWEEP=short (the sanitizer stage) checks fewer rank counts:
+// fixtures/sweep.h.
 #include <gtest/gtest.h>
 
 #include "collectives/collective.h"
 #include "collectives/verifier.h"
+#include "fixtures/sweep.h"
 
 namespace chorus {
 namespace {
@@ -132,7 +134,7 @@ void verifyMatrix(Algo algo, Coll coll, size_t elemSize, int maxRanks) {
   const bool wholeBuffer = coll == Coll::AllReduce || rooted;
   const size_t several = (wholeBuffer ? 1200 : 160) / elemSize;
   int failures = 0;
-  for (int p = 1; p <= maxRanks; ++p)
+  for (int p : test::rankCountsUpTo(maxRanks))
     for (int root : {0, p / 2, p - 1}) {
       if (!rooted && root) continue;
       for (size_t count : {size_t{0}, size_t{1}, size_t{13}, several}) {

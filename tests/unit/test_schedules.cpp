@@ -7,6 +7,7 @@
 //
 // A pair's test runs all its cases and reports how many failed, at which rank counts, and the
 // first few verifier messages, so one broken builder reads as one failure with its evidence.
+// CHORUS_TEST_SWEEP=short (the sanitizer stage) checks fewer rank counts: fixtures/sweep.h.
 #include <gtest/gtest.h>
 
 #include <chorus/chorus.h>
@@ -19,6 +20,7 @@
 #include "collectives/collective.h"
 #include "collectives/verifier.h"
 #include "core/error.h"
+#include "fixtures/sweep.h"
 
 namespace chorus {
 namespace {
@@ -182,7 +184,7 @@ class EveryPair : public testing::TestWithParam<Pair> {};
 TEST_P(EveryPair, VerifiesForEveryRankCountUpTo64) {
   Pair pr = GetParam();
   Failures f;
-  for (int p = 1; p <= 64; ++p) runMatrix(f, pr, p, {0, 1, 2, 13, kSeveralSlices});
+  for (int p : test::rankCountsUpTo(64)) runMatrix(f, pr, p, {0, 1, 2, 13, kSeveralSlices});
   EXPECT_EQ(f.failed(), 0u) << algoName(pr.algo) << " " << collName(pr.coll) << ": " << f.summary();
 }
 
@@ -198,7 +200,7 @@ TEST_P(EveryPair, VerifiesAtLargeRankCounts) {
   if (linear) ps = {256};
   if (pr.coll == Coll::AlltoAll && !linear) ps = {127, 128, 256, 512};
   Failures f;
-  for (int p : ps) {
+  for (int p : test::largeRankCounts(ps)) {
     // A prime count per block (all-to-all: one element); whole-buffer collectives get p + 3
     // elements: with 8-byte elements (chunks aligned to 64 bytes) one rank in eight owns a
     // chunk and the last one is short, and the buffers of 1024 ranks stay a few MB. Slices of
