@@ -48,6 +48,36 @@ Communicator::~Communicator() {
   bootstrap_.reset();
 }
 
+void Communicator::OobForwarder::send(int peer, uint32_t tag, const void* d, size_t n, Deadline dl) {
+  try {
+    target->send(peer, tag, d, n, dl);
+  } catch (Error& e) {
+    if (e.peer() < 0) e.setPeer(peer);
+    throw;
+  }
+}
+
+void Communicator::OobForwarder::recv(int peer, uint32_t tag, void* d, size_t n, Deadline dl) {
+  for (;;) {
+    Deadline slice = Deadline::after(0.25);
+    bool last = !dl.infinite() && dl.at() <= slice.at();
+    try {
+      target->recv(peer, tag, d, n, last ? dl : slice);
+      return;
+    } catch (Error& e) {
+      if (e.peer() < 0) e.setPeer(peer);
+      if (e.code() != chorusTimeout || last) throw;
+    }
+    if (peerGone && peerGone(peer)) {
+      Error gone(chorusRemoteError, format("rank %d is gone (its process died, or it destroyed its communicator) while this rank "
+                                           "waited for its connection-setup message (tag %u)",
+                                           peer, tag));
+      gone.setPeer(peer);
+      throw gone;
+    }
+  }
+}
+
 std::unique_ptr<Communicator> Communicator::create(const UniqueIdData& id, int nranks, int rank) {
   return create(id, nranks, rank, Config::fromEnv());
 }
@@ -89,6 +119,7 @@ void Communicator::init(const UniqueIdData& id, double timeoutSec) {
   card.healthAddr = health_->address();
   // Transports copy the context when they are made (below): the hook goes in first.
   ctx_.peerGone = [this](int peer) { return health_->gone(peer, Deadline::after(0.5)); };
+  oob_.peerGone = ctx_.peerGone;
   // Transports: every one the policy may use for some pair, made before the bootstrap so that
   // each rank's card says which it has (pairs choose among those both ranks have).
   policy_ = TransportPolicy::fromConfig(config_);

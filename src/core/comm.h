@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -131,11 +132,15 @@ class Communicator {
   LinkModel linkModel() const;       // the flat algorithms' model: the slowest class in use
   TopoModel topoModel() const;
 
-  // Forwards Oob calls to the bootstrap, which exists only after the TCP listener does.
+  // Forwards Oob calls to the bootstrap, which exists only after the TCP listener does. Errors
+  // name the peer (so that run() asks it where a failure started), and a wait for a peer that
+  // is gone - dead before it ever connected to this rank - ends at once instead of at the
+  // deadline (peerGone is asked every 250 ms).
   struct OobForwarder : Oob {
     Bootstrap* target = nullptr;
-    void send(int peer, uint32_t tag, const void* d, size_t n, Deadline dl) override { target->send(peer, tag, d, n, dl); }
-    void recv(int peer, uint32_t tag, void* d, size_t n, Deadline dl) override { target->recv(peer, tag, d, n, dl); }
+    std::function<bool(int peer)> peerGone;
+    void send(int peer, uint32_t tag, const void* d, size_t n, Deadline dl) override;
+    void recv(int peer, uint32_t tag, void* d, size_t n, Deadline dl) override;
   };
 
   const int rank_;

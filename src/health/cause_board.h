@@ -30,6 +30,10 @@ class CauseBoard {
     std::lock_guard<std::mutex> g(mu_);
     asking_ = peer;
   }
+  bool broken() const {
+    std::lock_guard<std::mutex> g(mu_);
+    return broken_;
+  }
   int origin() const {
     std::lock_guard<std::mutex> g(mu_);
     return cause_.origin;

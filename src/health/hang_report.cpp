@@ -78,10 +78,10 @@ HangReport summarizeStatuses(const std::vector<RankStatus>& statuses, const std:
       line = namedRanks(ranks, cards) + format(" %s in %s, behind #%u", s.state == RankState::InCall ? "waits" : "is",
                                                  callName(s, s.startedSeq).c_str(), latest);
     } else if (s.state == RankState::InCall) {
-      line = ranksWord(ranks) + format(" wait in %s", callName(s, s.startedSeq).c_str());
+      line = ranksWord(ranks) + format(" %s in %s", ranks.size() == 1 ? "waits" : "wait", callName(s, s.startedSeq).c_str());
       if (s.waitingOn >= 0) line += format(" (on rank %d)", s.waitingOn);
     } else {
-      line = ranksWord(ranks) + format(" are idle after #%u", s.finishedSeq);
+      line = ranksWord(ranks) + format(" %s idle after #%u", ranks.size() == 1 ? "is" : "are", s.finishedSeq);
     }
     report.lines.push_back(line);
   }

@@ -195,8 +195,17 @@ void HealthService::handle(const std::shared_ptr<State>& st, Fd fd) {
     Deadline deadline = Deadline::after(std::min(req.millisLeft, 60000u) / 1e3);
     HealthAnswer answer;
     switch (static_cast<HealthOp>(req.op)) {
-      case HealthOp::Ping:
+      case HealthOp::Ping: {
+        // One byte: whether this rank's communicator is broken (a peer waiting for it to
+        // connect stops waiting).
+        std::shared_ptr<CauseBoard> board;
+        {
+          std::lock_guard<std::mutex> g(st->hookMu);
+          if (st->alive) board = st->hooks.cause;
+        }
+        answer.payload.push_back(board && board->broken() ? 1 : 0);
         break;
+      }
       case HealthOp::Status: {
         RankStatus s = st->ownStatus();
         answer.payload.assign(reinterpret_cast<uint8_t*>(&s), reinterpret_cast<uint8_t*>(&s) + sizeof s);
@@ -327,8 +336,8 @@ bool HealthService::ping(int peer, Deadline deadline) const {
 bool HealthService::gone(int peer, Deadline deadline) const {
   if (!thread_.joinable()) return false;  // not serving yet: nothing is known
   try {
-    call(peer, HealthOp::Ping, 0, 0, nullptr, 0, deadline);
-    return false;
+    HealthAnswer a = call(peer, HealthOp::Ping, 0, 0, nullptr, 0, deadline);
+    return !a.payload.empty() && a.payload[0] == 1;  // alive, but its communicator is broken
   } catch (const Error& e) {
     return e.code() == chorusRemoteError;
   }

@@ -76,8 +76,9 @@ class HealthService {
   // stopped or unreachable); true with an empty text when it answered but is healthy.
   bool askCause(int peer, Deadline deadline, CauseWire* cause, std::string* text) const;
   bool ping(int peer, Deadline deadline) const;
-  // True only when peer's service refuses or resets the connection: its process (or its
-  // communicator) is gone. A silent peer (stopped, slow) is not gone.
+  // True when peer's service refuses or resets the connection (its process or communicator is
+  // gone) or says its communicator is broken: a peer that will not take part any more. A silent
+  // peer (stopped, slow) is not gone.
   bool gone(int peer, Deadline deadline) const;
   // Every rank's status, gathered down a tree rooted at this rank.
   std::vector<RankStatus> gather(Deadline deadline) const;

@@ -180,6 +180,7 @@ std::vector<std::unique_ptr<Connection>> NetTransport::connect(const std::vector
   hello.rank = ctx_.rank;
   size_t complete = 0;
   Backoff backoff;
+  Clock::time_point nextGoneCheck = Clock::now() + std::chrono::milliseconds(250);
   std::vector<shm::ProcessWatch> watches;
   watches.reserve(n);
   for (int p : peers) watches.push_back(watchFor(p));
@@ -187,25 +188,30 @@ std::vector<std::unique_ptr<Connection>> NetTransport::connect(const std::vector
     while (complete < n) {
       bool moved = false;
       for (size_t i = 0; i < n; ++i) {
-        if (!sendComms[i]) {
-          check(plugin_.connect(dev_, handles[i].bytes, &sendComms[i]), plugin_, format("connecting to rank %d", peers[i]));
-          if (!sendComms[i]) continue;
-          moved = true;
-        }
-        if (!helloSent[i]) {
-          if (!helloReqs[i]) {
-            check(plugin_.isend(sendComms[i], &hello, sizeof(hello), kHelloTag, nullptr, &helloReqs[i]), plugin_,
-                  format("sending a hello to rank %d", peers[i]));
-            if (!helloReqs[i]) continue;
-          }
-          int done = 0;
-          check(plugin_.test(helloReqs[i], &done, nullptr), plugin_, format("sending a hello to rank %d", peers[i]));
-          if (done) {
-            helloReqs[i] = nullptr;
-            helloSent[i] = true;
+        try {
+          if (!sendComms[i]) {
+            check(plugin_.connect(dev_, handles[i].bytes, &sendComms[i]), plugin_, format("connecting to rank %d", peers[i]));
+            if (!sendComms[i]) continue;
             moved = true;
-            if (recvComms[i]) ++complete;
           }
+          if (!helloSent[i]) {
+            if (!helloReqs[i]) {
+              check(plugin_.isend(sendComms[i], &hello, sizeof(hello), kHelloTag, nullptr, &helloReqs[i]), plugin_,
+                    format("sending a hello to rank %d", peers[i]));
+              if (!helloReqs[i]) continue;
+            }
+            int done = 0;
+            check(plugin_.test(helloReqs[i], &done, nullptr), plugin_, format("sending a hello to rank %d", peers[i]));
+            if (done) {
+              helloReqs[i] = nullptr;
+              helloSent[i] = true;
+              moved = true;
+              if (recvComms[i]) ++complete;
+            }
+          }
+        } catch (Error& e) {
+          if (e.peer() < 0) e.setPeer(peers[i]);  // run() then asks that peer where the failure started
+          throw;
         }
       }
       pollAccepts(&moved);
@@ -221,6 +227,17 @@ std::vector<std::unique_ptr<Connection>> NetTransport::connect(const std::vector
       if (complete == n) break;
       if (ctx_.abortFlag && ctx_.abortFlag->load(std::memory_order_relaxed))
         CHORUS_THROW(chorusInvalidUsage, "%s: connection setup interrupted by chorusCommAbort", name_.c_str());
+      if (!moved && ctx_.peerGone && Clock::now() >= nextGoneCheck) {
+        // A peer that died or broke before connecting would be waited for until the deadline.
+        nextGoneCheck = Clock::now() + std::chrono::milliseconds(250);
+        for (size_t i = 0; i < n; ++i) {
+          if ((sendComms[i] && helloSent[i] && recvComms[i]) || !ctx_.peerGone(peers[i])) continue;
+          Error gone(chorusRemoteError, format("%s: rank %d will not connect: its process died or its communicator broke", name_.c_str(),
+                                               peers[i]));
+          gone.setPeer(peers[i]);
+          throw gone;
+        }
+      }
       for (size_t i = 0; !moved && i < n; ++i) {
         if ((!sendComms[i] || !helloSent[i] || !recvComms[i]) && !watches[i].alive())
           CHORUS_THROW(chorusRemoteError, "%s: rank %d (pid %d) died during connection setup", name_.c_str(), peers[i],

@@ -218,9 +218,12 @@ void TcpTransport::checkGone(const std::vector<std::pair<size_t, Key>>& incoming
   if (!ctx_.peerGone || Clock::now() < nextGoneCheck_) return;
   nextGoneCheck_ = Clock::now() + std::chrono::milliseconds(250);
   for (const auto& [i, key] : incoming)
-    if (ctx_.peerGone(key.first))
-      CHORUS_THROW(chorusRemoteError, "tcp: rank %d died (or destroyed its communicator) before connecting to rank %d", key.first,
-                   ctx_.rank);
+    if (ctx_.peerGone(key.first)) {
+      Error gone(chorusRemoteError,
+                 format("tcp: rank %d will not connect to rank %d: its process died or its communicator broke", key.first, ctx_.rank));
+      gone.setPeer(key.first);  // run() then asks it where the failure started
+      throw gone;
+    }
 }
 
 void TcpTransport::checkAbort(int peer) const {
