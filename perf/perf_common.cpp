@@ -155,6 +155,24 @@ CollSizes collSizes(PerfColl coll, size_t totalCount, int nranks) {
 // Command line
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+
+// The size after s in the sweep of o, or 0 when s is its last (the next one would pass -e, or
+// not fit in a size_t). Sizes after the first are > 0, so 0 is free to mean "none".
+size_t sizeAfter(const Options& o, size_t s) {
+  size_t next;
+  if (o.stepFactor > 1) {
+    if (s > SIZE_MAX / static_cast<size_t>(o.stepFactor)) return 0;
+    next = s * static_cast<size_t>(o.stepFactor);
+  } else {
+    if (s > SIZE_MAX - o.stepBytes) return 0;
+    next = s + o.stepBytes;
+  }
+  return (next <= s || next > o.maxBytes) ? 0 : next;
+}
+
+}  // namespace
+
 bool parseSize(const char* text, size_t* bytes) {
   if (!text || !*text || *text == '-' || *text == '+') return false;
   char* end = nullptr;
@@ -345,25 +363,27 @@ ParseOutcome parseArgs(int argc, const char* const* argv) {
     return fail(format("minbytes (%zu) is larger than maxbytes (%zu)", o.minBytes, o.maxBytes));
   if (o.stepFactor > 0 && o.minBytes == 0)
     return fail("-b must be > 0 with -f (0 times a factor never grows)");
+  // A sweep must end: "-b 8 -e 9999999999G" with the default -i 1M would list 10^13 sizes
+  // (found by tests/fuzz/fuzz_perf_args: the list alone exhausted memory).
+  size_t sizes = 1;
+  for (size_t s = o.minBytes; sizes <= kMaxSweepSizes && (s = sizeAfter(o, s)) != 0;) ++sizes;
+  if (sizes > kMaxSweepSizes)
+    return fail(format("-b %zu -e %zu %s %s make a sweep of more than %zu sizes", o.minBytes, o.maxBytes,
+                       o.stepFactor > 1 ? "-f" : "-i",
+                       o.stepFactor > 1 ? std::to_string(o.stepFactor).c_str() : std::to_string(o.stepBytes).c_str(),
+                       kMaxSweepSizes));
   out.ok = true;
   return out;
 }
 
 std::vector<size_t> sizeLadder(const Options& o) {
   std::vector<size_t> sizes;
-  for (size_t s = o.minBytes; s <= o.maxBytes;) {
+  if (o.minBytes > o.maxBytes) return sizes;
+  size_t s = o.minBytes;
+  do {
     sizes.push_back(s);
-    size_t next;
-    if (o.stepFactor > 1) {
-      if (s > SIZE_MAX / static_cast<size_t>(o.stepFactor)) break;
-      next = s * static_cast<size_t>(o.stepFactor);
-    } else {
-      if (s > SIZE_MAX - o.stepBytes) break;
-      next = s + o.stepBytes;
-    }
-    if (next <= s) break;
-    s = next;
-  }
+    s = sizeAfter(o, s);
+  } while (s != 0 && sizes.size() < kMaxSweepSizes);
   return sizes;
 }
 

@@ -124,8 +124,10 @@ std::string usage(const char* prog, PerfColl coll = PerfColl::AllReduce);
 /** "8", "4K", "1M", "2G", "64KiB", "1MB" -> bytes (suffixes are powers of 1024). */
 bool parseSize(const char* text, size_t* bytes);
 
-/** The byte sizes of the sweep: min, then *factor (or +step), while <= max. */
+/** The byte sizes of the sweep: min, then *factor (or +step), while <= max; at most
+ *  kMaxSweepSizes of them (parseArgs refuses options that would make more). */
 std::vector<size_t> sizeLadder(const Options& opts);
+constexpr size_t kMaxSweepSizes = size_t{1} << 16;
 
 // ---------------------------------------------------------------------------------------------
 // Types, ops, bandwidth

@@ -240,6 +240,7 @@ void checkPeerCards(std::vector<PeerCard>& cards, int rank) {
                    rank, r, c.rank, c.bootstrapAddr.family);
     terminate(c.hostname);
     if (!knownFamily(c.tcpAddr)) c.tcpAddr = WireAddr{};
+    if (!knownFamily(c.healthAddr)) c.healthAddr = WireAddr{};
     sanitizeTopoCard(c.topo);
   }
 }
