@@ -84,6 +84,9 @@ void ShmConnection::checkAlive() {
   // our inbound FIFO (its sends completed when it copied them into the slots). Death is final,
   // so everything it published is visible now: drain, and fail only when nothing is left to move.
   if (progress()) return;
+  // Whole messages it published before it exited may wait for receives this rank has not
+  // posted yet (their dependencies on other peers are not done): those are still deliverable.
+  if (!(peerFlags() & kFlagAborted) && slotReady()) return;
   if (peerFlags() & kFlagAborted) SHM_FAIL(chorusRemoteError, "rank %d aborted the connection", peer());
   SHM_FAIL(chorusRemoteError, "rank %d (pid %d) died", peer(), static_cast<int>(watch_.pid()));
 }
