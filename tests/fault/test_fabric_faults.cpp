@@ -11,6 +11,8 @@
 //     error, the documented remaining window (docs/TRANSPORTS.md), which the campaign accepts
 //     (and counts) but only within a few seconds; a survivor that hangs fails the test. A
 //     second test makes that state on purpose and checks the watchdog's error.
+//   - ofi + tcp;ofi_rxm (campaign finding 5): a survivor died of SIGSEGV in fi_trecv, a receive
+//     matching a dead peer's rendezvous request; a fourth test makes that state on purpose.
 //   - ucx: a survivor died in UCX's assertion `proto_am.c:70 ... packed_len=-5`: a rendezvous
 //     arrived for a receive whose registration Chorus had already released while closing the
 //     connection. A third test does exactly that, deterministically.
@@ -514,6 +516,103 @@ TEST(FabricFaults, OfiShmWatchdogEndsASendStuckOnADeadPeersLock) {
   EXPECT_NE(log.find("fi_tinject to process"), std::string::npos) << log;
   EXPECT_NE(log.find("is dead"), std::string::npos) << log;
   fprintf(stderr, "%s", log.c_str());
+}
+
+// ---- tcp;ofi_rxm: a receive matching a dead peer's rendezvous -------------------------------
+
+// Campaign finding 5 (docs/RELIABILITY.md): a survivor died of SIGSEGV (address 0x30) inside
+// fi_trecv. libfabric 1.17's rxm closes the connection of a peer whose socket shut down but keeps
+// that peer's unexpected messages; a receive posted afterwards that matches a rendezvous request
+// among them starts an RMA read on the closed (NULL) endpoint. Made on purpose: the peer sends
+// 4 MiB (a rendezvous), is SIGKILLed, this side progresses until rxm has seen the shutdown, then
+// posts the matching receive. It must fail (the peer is gone), never crash.
+int rendezvousFromDeadPeerChild(const chorusNet_v1_t& net) {
+  int handlePipe[2], readyPipe[2];
+  CHECK_NET(pipe(handlePipe) == 0 && pipe(readyPipe) == 0);
+  const size_t n = 4 << 20;
+  const pid_t peer = fork();  // before init: libfabric state must not cross a fork
+  CHECK_NET(peer >= 0);
+  if (peer == 0) {
+    CHECK_NET(net.init(quietLogger) == chorusNetSuccess);
+    char handle[CHORUS_NET_HANDLE_MAXSIZE];
+    CHECK_NET(read(handlePipe[0], handle, sizeof(handle)) == static_cast<ssize_t>(sizeof(handle)));
+    void* send = nullptr;
+    const int64_t t0 = monoNs();
+    while (send == nullptr) {
+      CHECK_NET(monoNs() - t0 < 10'000'000'000);
+      CHECK_NET(net.connect(0, handle, &send) == chorusNetSuccess);
+    }
+    std::vector<char> out(n, 'y');
+    void* req = nullptr;
+    CHECK_NET(net.isend(send, out.data(), n, 5, nullptr, &req) == chorusNetSuccess && req != nullptr);
+    for (int i = 0; i < 200; ++i) {  // 200 ms of progress: the rendezvous request goes out
+      int done = 0;
+      CHECK_NET(net.test(req, &done, nullptr) == chorusNetSuccess && !done);
+      usleep(1000);
+    }
+    const char ready = 1;
+    CHECK_NET(write(readyPipe[1], &ready, 1) == 1);
+    for (;;) pause();  // killed here, its send never completed
+  }
+  CHECK_NET(net.init(quietLogger) == chorusNetSuccess);
+  char handle[CHORUS_NET_HANDLE_MAXSIZE];
+  void* listen = nullptr;
+  CHECK_NET(net.listen(0, handle, &listen) == chorusNetSuccess);
+  CHECK_NET(write(handlePipe[1], handle, sizeof(handle)) == static_cast<ssize_t>(sizeof(handle)));
+  void* recv = nullptr;
+  const int64_t t0 = monoNs();
+  while (recv == nullptr) {
+    CHECK_NET(monoNs() - t0 < 10'000'000'000);
+    CHECK_NET(net.accept(listen, &recv) == chorusNetSuccess);
+  }
+  // A small receive on another tag: testing it progresses the endpoint (the request arrives
+  // unexpected), and after the kill lets rxm read the shutdown and close the connection.
+  uint64_t word = 0;
+  void* other = nullptr;
+  CHECK_NET(net.irecv(recv, &word, sizeof(word), 9, nullptr, &other) == chorusNetSuccess && other != nullptr);
+  auto progressFor = [&](int ms) {
+    for (int i = 0; i < ms && other != nullptr; ++i) {
+      int done = 0;
+      if (net.test(other, &done, nullptr) != chorusNetSuccess || done) other = nullptr;
+      usleep(1000);
+    }
+  };
+  char ready = 0;
+  while (read(readyPipe[0], &ready, 1) != 1) {}
+  progressFor(300);
+  kill(peer, SIGKILL);
+  waitpid(peer, nullptr, 0);
+  progressFor(500);
+  std::vector<char> in(n, 'x');
+  void* req = nullptr;
+  const chorusNetResult_t rc = net.irecv(recv, in.data(), n, 5, nullptr, &req);
+  fprintf(stderr, "irecv after the kill: %d (request %p)\n", static_cast<int>(rc), req);
+  if (rc == chorusNetSuccess && req != nullptr) {
+    int done = 0;
+    chorusNetResult_t trc = chorusNetSuccess;
+    while (trc == chorusNetSuccess && !done) {
+      CHECK_NET(monoNs() - t0 < 20'000'000'000);
+      trc = net.test(req, &done, nullptr);
+    }
+    fprintf(stderr, "the receive ended: %d\n", static_cast<int>(trc));
+    CHECK_NET(trc != chorusNetSuccess);  // its sender is dead: no data can have arrived
+  }
+  return 0;
+}
+
+TEST(FabricFaults, OfiTcpReceiveMatchingADeadPeersRendezvousDoesNotCrash) {
+  if (!ofiBuilt()) GTEST_SKIP() << "transport ofi is not built in";
+  auto exits = runRanks(
+      1,
+      [](int) {
+        setenv("CHORUS_OFI_PROVIDER", "tcp;ofi_rxm", 1);
+        setenv("FI_PROVIDER", "tcp;ofi_rxm", 1);
+        setenv("CHORUS_SOCKET_IFNAME", "lo", 1);
+        setenv("CHORUS_OFI_KEEPALIVE_MS", "0", 1);  // no pings: nothing else sends to the dead peer
+        return rendezvousFromDeadPeerChild(chorus::ofiNetPlugin());
+      },
+      40);
+  EXPECT_TRUE(allRanksSucceeded(exits)) << exits[0].describe() << " (SIGSEGV: libfabric's rxm read on a closed connection)";
 }
 
 // ---- the campaigns ---------------------------------------------------------------------------

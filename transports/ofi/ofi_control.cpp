@@ -34,6 +34,8 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_tagged.h>
 
+#include <unistd.h>
+
 #include <cstring>
 
 #include "transports/ofi/ofi_device.h"
@@ -65,7 +67,8 @@ void Device::postCtrlRecvs() {
   }
 }
 
-uint64_t Device::sendCtrl(CtrlType type, fi_addr_t addr, uint64_t dstId, uint64_t srcId, uint64_t value, uint64_t commId) {
+uint64_t Device::sendCtrl(CtrlType type, fi_addr_t addr, uint64_t dstId, uint64_t srcId, uint64_t value, uint64_t commId,
+                          uint8_t flags) {
   Request* r = newRequest();
   if (r == nullptr) return 0;
   const uint64_t seq = r->seq = ++ctrlSeq_;
@@ -76,6 +79,9 @@ uint64_t Device::sendCtrl(CtrlType type, fi_addr_t addr, uint64_t dstId, uint64_
   CtrlMsg m{};
   m.magic = kCtrlMagic;
   m.type = type;
+  m.flags = flags;
+  m.pid = static_cast<int32_t>(getpid());
+  m.hostTag = hostTag_;
   m.nameLen = static_cast<uint16_t>(epName_.size());
   m.dstId = dstId;
   m.srcId = srcId;
@@ -118,6 +124,7 @@ void Device::onCtrlMessage(const uint8_t* data, size_t len) {
           static_cast<unsigned long long>(m.dstId), static_cast<unsigned long long>(m.srcId),
           static_cast<unsigned long long>(m.value));
   fi_addr_t from = FI_ADDR_NOTAVAIL;
+  const int samePid = hostTag_ != 0 && m.hostTag == hostTag_ ? m.pid : 0;  // a pid we can watch
   switch (m.type) {
     case kCtrlConnect: {
       Listener* l = findIn(listeners_, m.dstId);
@@ -125,7 +132,7 @@ void Device::onCtrlMessage(const uint8_t* data, size_t len) {
         if (addressOf(m.name, m.nameLen, &from)) sendCtrl(kCtrlRefuse, from, m.srcId, 0, 0, 0);
         return;
       }
-      l->incoming.push_back({std::string(reinterpret_cast<const char*>(m.name), m.nameLen), m.srcId});
+      l->incoming.push_back({std::string(reinterpret_cast<const char*>(m.name), m.nameLen), m.srcId, samePid});
       return;
     }
     case kCtrlAccept: {
@@ -134,6 +141,7 @@ void Device::onCtrlMessage(const uint8_t* data, size_t len) {
         c->peerId = m.srcId;
         c->ready = true;
         c->lastActivityNs = nowNs();
+        watchPeer(c->peerAddr, samePid);
       } else if (addressOf(m.name, m.nameLen, &from)) {
         sendCtrl(kCtrlClosed, from, m.srcId, m.dstId, 0, 0);  // nobody waits for it: let the receive side go
       }
@@ -149,8 +157,12 @@ void Device::onCtrlMessage(const uint8_t* data, size_t len) {
         failComm(c, "the receiver closed the connection");
       } else {
         // An answer to our ping (count unknown) must not shorten a count the sender announced.
-        if (m.value != kUnknownCount) c->peerSent = m.value;
-        else if (!c->peerClosed) c->peerSent = 0;
+        if (m.value != kUnknownCount) {
+          c->peerSent = m.value;
+          c->peerClosedClean = (m.flags & kClosedClean) != 0;
+        } else if (!c->peerClosed) {
+          c->peerSent = 0;
+        }
         c->peerClosed = true;
         checkPeerClosed(c);
       }
@@ -290,6 +302,7 @@ chorusNetResult_t Device::accept(Listener* l, Comm** out) {
   l->incoming.pop_front();
   fi_addr_t addr;
   if (!addressOf(reinterpret_cast<const uint8_t*>(in.name.data()), in.name.size(), &addr)) return chorusNetSystemError;
+  watchPeer(addr, in.pid);
   auto* c = new Comm;
   c->kind = Comm::Kind::Recv;
   c->dev = this;
@@ -313,8 +326,12 @@ void Device::closeComm(Comm* c) {
   uint64_t closed = 0;
   // Tell the peer, unless the comm already failed (its peer is gone or unreachable, or it closed)
   // or the peer is dead or dying: a send to it could wait forever in the provider (shm).
+  // Clean: no send of ours is still in flight, so no message of this comm can wait at the peer
+  // for us to hand it over (a rendezvous request): the peer may still receive after we exit.
   if (c->ready && !c->failed && !peerGone(c->peerAddr, true)) {
-    closed = sendCtrl(kCtrlClosed, c->peerAddr, c->peerId, c->id, c->kind == Comm::Kind::Send ? c->dataCount : 0, 0);
+    const bool clean = c->outstanding == 0 && c->pending.empty();
+    closed = sendCtrl(kCtrlClosed, c->peerAddr, c->peerId, c->id, c->kind == Comm::Kind::Send ? c->dataCount : 0, 0,
+                      clean ? kClosedClean : 0);
   }
   // Abandon the comm's requests: the provider keeps the ones it holds until their completion
   // (receives are canceled), the others go back to the pool now.

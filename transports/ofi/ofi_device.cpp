@@ -89,6 +89,17 @@ Device::Device(int index, fi_info* info, const Settings& settings) : index_(inde
   mrProvKey_ = (mrMode & FI_MR_PROV_KEY) != 0;
   injectSize_ = info->tx_attr->inject_size;
   maxMsg_ = info->ep_attr->max_msg_size;
+  hostTag_ = localHostTag();
+  // rxm sends messages up to its buffer size (FI_OFI_RXM_BUFFER_SIZE, default 16 KiB, less a
+  // header) eagerly and larger ones by segments or rendezvous. Half of it leaves room for the
+  // header; other providers: the same conservative bound.
+  size_t rxmBuffer = 16384;
+  if (const char* v = getenv("FI_OFI_RXM_BUFFER_SIZE"); v != nullptr && v[0] != '\0') {
+    char* end = nullptr;
+    const unsigned long long x = strtoull(v, &end, 10);
+    if (end != v && *end == '\0' && x > 0) rxmBuffer = static_cast<size_t>(x);
+  }
+  eagerBytes_ = rxmBuffer / 2;
 }
 
 Device::~Device() {
@@ -298,6 +309,20 @@ PeerWatch* Device::watchOf(fi_addr_t addr) {
   if (peers_.empty()) return nullptr;
   auto it = peers_.find(addr);
   return it == peers_.end() ? nullptr : it->second.get();
+}
+
+void Device::watchPeer(fi_addr_t addr, int pid) {
+  if (pid <= 0 || pid == getpid() || addr == FI_ADDR_UNSPEC || addr == FI_ADDR_NOTAVAIL || peers_.count(addr) != 0) return;
+  peers_[addr] = std::make_unique<PeerWatch>(pid);
+  // The watchdog's dead-peer rule is about shm's region locks; other providers keep the deadline.
+  if (shm_) calls_.addPid(pid);
+}
+
+bool Device::recvFromGonePeer(const Request* r) {
+  if (shm_ || r->kind != ReqKind::Recv || r->len <= eagerBytes_) return false;
+  const Comm* c = r->comm;
+  if (c == nullptr || (c->peerClosed && c->peerClosedClean)) return false;
+  return peerGone(c->peerAddr, true);
 }
 
 bool Device::peerGone(fi_addr_t addr, bool thorough) {

@@ -8,9 +8,10 @@
 // single-threaded (FI_THREAD_DOMAIN is all we ask of the provider); comms on different threads
 // share it, and whichever thread reads a completion finishes the request it belongs to.
 //
-// Bounded calls into the provider: with shm, every peer address has a PeerWatch, and no send
-// (data or control, the close path included) goes to a peer that is dead or dying
-// (ofi_peer_watch.h); every provider call is marked for the watchdog (ofi_watchdog.h), which ends
+// Bounded calls into the provider: every peer we can watch has a PeerWatch (with shm every
+// address; with any provider a peer on this host that told us its pid), and no send (data or
+// control, the close path included) goes to a peer that is dead or dying, nor (other providers
+// than shm) a receive that may start a rendezvous with it (ofi_peer_watch.h); every provider call is marked for the watchdog (ofi_watchdog.h), which ends
 // the process with a fatal error if one never returns.
 //
 // The methods are split by concept: ofi_device.cpp (opening, properties, memory registration,
@@ -81,6 +82,7 @@ struct Comm {
   Request* live = nullptr;  // list of the user requests not yet released
   uint64_t dataCount = 0;   // send comm: data messages handed to the provider; recv comm: received
   bool peerClosed = false;  // receive comm: the sender closed after posting peerSent messages
+  bool peerClosedClean = false;  // ... with every one of them handed over (kClosedClean)
   uint64_t peerSent = 0;
   bool pingInFlight = false;
   int64_t lastActivityNs = 0;
@@ -93,6 +95,7 @@ struct Listener {
   struct Incoming {
     std::string name;
     uint64_t srcId;
+    int pid;  // the connecting process when it is on this host and pid namespace, else 0
   };
   Device* dev = nullptr;
   uint64_t id = 0;
@@ -142,6 +145,11 @@ class Device {
   // thorough: see PeerWatch::gone.
   bool peerGone(fi_addr_t addr, bool thorough);
   PeerWatch* watchOf(fi_addr_t addr);
+  // Watches the process pid at addr (once per address; pid 0 or this process: nothing).
+  void watchPeer(fi_addr_t addr, int pid);
+  // A receive that must not be posted: larger than an eager message, from a peer that is gone
+  // and did not close cleanly (ofi_peer_watch.h, the tcp;ofi_rxm crash).
+  bool recvFromGonePeer(const Request* r);
   // ofi_progress.cpp
   Request* newRequest();
   void submit(Request* r);
@@ -160,7 +168,8 @@ class Device {
   void unlink(Request* r);
   // ofi_control.cpp
   // Returns the message's sequence number (0: no request could be had).
-  uint64_t sendCtrl(CtrlType type, fi_addr_t addr, uint64_t dstId, uint64_t srcId, uint64_t value, uint64_t commId);
+  uint64_t sendCtrl(CtrlType type, fi_addr_t addr, uint64_t dstId, uint64_t srcId, uint64_t value, uint64_t commId,
+                    uint8_t flags = 0);
   void postCtrlRecvs();
   void onCtrlMessage(const uint8_t* data, size_t len);
   void onCtrlSent(Request* r, bool ok);
@@ -179,6 +188,8 @@ class Device {
   bool shm_ = false;       // the shm provider: peers are local processes named by pid
   bool mrLocal_ = false, mrEndpoint_ = false, mrProvKey_ = false;
   size_t injectSize_ = 0;
+  uint64_t hostTag_ = 0;   // localHostTag(): sent in control messages
+  size_t eagerBytes_ = 0;  // receives above this may match a rendezvous request (recvFromGonePeer)
   size_t maxMsg_ = 0;
 
   bool open_ = false;

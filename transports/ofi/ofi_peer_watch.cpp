@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -79,6 +80,27 @@ bool PeerWatch::gone(bool thorough) {
     why_ = end;
   }
   return gone_;
+}
+
+uint64_t localHostTag() {
+  static const uint64_t tag = [] {
+    char boot[64] = {};
+    const int fd = ::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return uint64_t{0};
+    const ssize_t n = read(fd, boot, sizeof(boot) - 1);
+    close(fd);
+    struct stat ns {};
+    if (n < 16 || stat("/proc/self/ns/pid", &ns) != 0) return uint64_t{0};
+    uint64_t h = 1469598103934665603ull;  // FNV-1a over the boot id and the namespace's identity
+    auto mix = [&h](const void* p, size_t len) {
+      for (size_t i = 0; i < len; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 1099511628211ull;
+    };
+    mix(boot, static_cast<size_t>(n));
+    mix(&ns.st_dev, sizeof(ns.st_dev));
+    mix(&ns.st_ino, sizeof(ns.st_ino));
+    return h == 0 ? uint64_t{1} : h;
+  }();
+  return tag;
 }
 
 }  // namespace chorus::ofi

@@ -1,4 +1,9 @@
-// Liveness of a peer process of libfabric's shm provider, checked before every send to it.
+// Liveness of a peer process, checked before every send to it (shm) and before a receive from
+// it that may start a rendezvous (every other provider: see "tcp;ofi_rxm" below).
+//
+// Which peers are watched: with shm, every address (its name carries the pid); with any
+// provider, every peer that told us its pid in a control message (connect, accept: CtrlMsg)
+// from the same host and pid namespace (localHostTag()). Peers on other hosts are not watched.
 //
 // Why: libfabric 1.17's shm provider guards each endpoint's shared region with a process-shared
 // spinlock in that region. A sender takes the receiver's lock to queue a command (fi_tsend,
@@ -16,6 +21,19 @@
 // every time; data sends at most once per kCheckIntervalNs, a window far shorter than the pidfd's.
 // What remains: a kill in that interval, and a kill while another process already waits for the
 // lock; the watchdog (ofi_watchdog.h) turns a send stuck there into a fatal error.
+//
+// tcp;ofi_rxm (libfabric 1.17) has two bugs a dead peer sets off, and both are avoided by not
+// going near a peer known gone:
+//   - rxm closes the connection of a peer whose socket shut down (rxm_process_shutdown: its
+//     msg_ep becomes NULL) but leaves that peer's unexpected messages queued with a pointer to the
+//     closed connection. A receive posted later that matches a rendezvous request among them
+//     starts the RMA read on the NULL endpoint: SIGSEGV at address 0x30 (fid_ep.rma) inside
+//     fi_trecv (campaign finding 5). Eager messages are copied out and are harmless. So a receive
+//     larger than rxm's eager size from a peer that is gone, and that did not close the comm
+//     with every send complete (kClosedClean), is never posted: it fails the comm instead.
+//   - a send to a dead peer makes rxm reconnect; the refused connection and the retry spin
+//     inside one fi_cq_read for as long as the send is queued (the watchdog then ended the
+//     process after CHORUS_TIMEOUT). So no data or control send goes to a peer known gone.
 #pragma once
 
 #include <sys/types.h>
@@ -50,6 +68,10 @@ class PeerWatch {
   const char* why_ = "";
   int64_t lastCheckNs_ = 0;  // when the process was last looked at
 };
+
+// A tag of this host and pid namespace (the boot id and the namespace's inode, hashed; 0 when
+// either cannot be read): two processes with the same nonzero tag see each other's pids.
+uint64_t localHostTag();
 
 // How often data sends look at their peer's process (see above): the longest a kill can go
 // unseen by them.

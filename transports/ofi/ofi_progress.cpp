@@ -1,7 +1,13 @@
 // Data path of the libfabric plugin: posting (fi_tsend / fi_tinject / fi_trecv), the pending
-// queue for -FI_EAGAIN, reading the completion queue, and the two-owner lifetime of requests
-// (ofi_request.h). Everything here runs with the device's lock held. Every provider call is
-// marked for the watchdog (CallScope), and no send goes to an shm peer that is gone (post()).
+// queue for -FI_EAGAIN and -FI_ENOMEM, reading the completion queue, and the two-owner lifetime
+// of requests (ofi_request.h). Everything here runs with the device's lock held. Every provider
+// call is marked for the watchdog (CallScope), and no send goes to a watched peer that is gone,
+// nor a receive that may start a rendezvous with one (post(), ofi_peer_watch.h).
+//
+// -FI_ENOMEM from a post is a provider queue that is full for now, like -FI_EAGAIN (libfabric
+// 1.17's shm answered fi_trecvmsg so with no fault at all: campaign finding 6): the post waits
+// in the pending queue and is retried after the completion queue is read, and the caller's
+// deadline (CHORUS_TIMEOUT) bounds it; one that waits longer than kStuckPostNs is logged.
 #include <rdma/fi_errno.h>
 #include <rdma/fi_tagged.h>
 
@@ -20,6 +26,10 @@ namespace {
 constexpr int kCqBatch = 16;
 constexpr int kCqRounds = 64;            // at most this many batches per progress (others get the lock too)
 constexpr int64_t kKeepaliveTickNs = 100000000;  // how often progress looks at idle comms
+constexpr int64_t kStuckPostNs = 1000000000;     // a post refused this long is logged (once)
+
+// Answers of a post that mean "not now": the provider's queues are full.
+bool isRetryable(ssize_t rc) { return rc == -FI_EAGAIN || rc == -FI_ENOMEM; }
 
 // What post() returns, without calling the provider, for a send to a peer that is gone.
 constexpr ssize_t kPeerGone = -FI_ECONNRESET;
@@ -142,10 +152,11 @@ void Device::submit(Request* r) {
     return;
   }
   const ssize_t rc = post(r);
-  if (rc == -FI_EAGAIN) {
+  if (isRetryable(rc)) {
     enqueue(r);
     static const char* const kKind[] = {"send", "receive", "control send", "control receive"};
-    OFI_LOG(kLogTrace, "ofi %s: %s got -FI_EAGAIN, queued", name_.c_str(), kKind[static_cast<int>(r->kind)]);
+    OFI_LOG(kLogTrace, "ofi %s: %s got %s, queued", name_.c_str(), kKind[static_cast<int>(r->kind)],
+            rc == -FI_EAGAIN ? "-FI_EAGAIN" : "-FI_ENOMEM");
   } else if (rc != 0) {
     onPostError(r, rc);
   }
@@ -153,9 +164,9 @@ void Device::submit(Request* r) {
 
 void Device::enqueue(Request* r) {
   ++eagains_;
+  r->queuedNs = nowNs();
   Comm* c = r->comm;
   if (c == nullptr) {
-    r->queuedNs = nowNs();
     ctrlPending_.push(r);
     return;
   }
@@ -179,11 +190,14 @@ ssize_t Device::post(Request* r) {
   ssize_t rc = 0;
   int pid = 0;
   if (r->kind == ReqKind::Send || r->kind == ReqKind::CtrlSend) {
-    // shm: a send takes the receiver's region lock, which a dead receiver may hold forever.
+    // shm: a send takes the receiver's region lock, which a dead receiver may hold forever;
+    // tcp;ofi_rxm: a send to a dead peer reconnects, spinning in fi_cq_read (ofi_peer_watch.h).
     if (PeerWatch* w = watchOf(r->addr)) {
       if (w->gone(r->kind == ReqKind::CtrlSend)) return kPeerGone;
-      pid = w->pid();
+      if (shm_) pid = w->pid();
     }
+  } else if (recvFromGonePeer(r)) {
+    return kPeerGone;  // tcp;ofi_rxm: it could start a rendezvous read on a closed connection
   }
   switch (r->kind) {
     case ReqKind::Send:
@@ -244,9 +258,10 @@ ssize_t Device::post(Request* r) {
 }
 
 void Device::onPostError(Request* r, ssize_t rc) {
-  PeerWatch* w = rc == kPeerGone ? watchOf(r->addr) : nullptr;
+  PeerWatch* w = rc == kPeerGone ? watchOf(r->comm != nullptr ? r->comm->peerAddr : r->addr) : nullptr;
   if (w != nullptr && w->gone(false))
-    OFI_LOG(kLogInfo, "ofi %s: not sending to process %d: it %s", name_.c_str(), static_cast<int>(w->pid()),
+    OFI_LOG(kLogInfo, "ofi %s: not %s process %d: it %s", name_.c_str(),
+            r->kind == ReqKind::Recv ? "posting a receive from" : "sending to", static_cast<int>(w->pid()),
             strcmp(w->why(), "killed") == 0 ? "was killed" : strcmp(w->why(), "exiting") == 0 ? "is exiting" : "exited");
   else
     OFI_LOG(kLogWarn, "ofi %s: posting failed: %s (%zd)", name_.c_str(), fi_strerror(static_cast<int>(-rc)), rc);
@@ -282,7 +297,7 @@ void Device::drainPending() {
   for (size_t n = ctrlPending_.size(); n > 0; --n) {
     Request* r = ctrlPending_.pop();
     const ssize_t rc = post(r);
-    if (rc == -FI_EAGAIN) {
+    if (isRetryable(rc)) {
       const uint8_t type = r->ctrl[offsetof(CtrlMsg, type)];
       if (r->kind == ReqKind::CtrlSend && type != kCtrlConnect && settings_.keepaliveNs > 0 &&
           now - r->queuedNs > settings_.keepaliveNs) {
@@ -315,7 +330,15 @@ void Device::drainComm(Comm* c) {
   while (!c->pending.empty()) {
     Request* r = c->pending.front();
     const ssize_t rc = post(r);
-    if (rc == -FI_EAGAIN) return;
+    if (isRetryable(rc)) {
+      if (!r->stuckLogged && r->queuedNs != 0 && nowNs() - r->queuedNs > kStuckPostNs) {
+        r->stuckLogged = true;
+        OFI_LOG(kLogWarn, "ofi %s: a %s has waited %.1f s for the provider to take it (%s): its queues stay full",
+                name_.c_str(), r->kind == ReqKind::Send ? "send" : "receive", (nowNs() - r->queuedNs) / 1e9,
+                fi_strerror(static_cast<int>(-rc)));
+      }
+      return;
+    }
     c->pending.pop();
     if (rc != 0) onPostError(r, rc);
   }

@@ -53,7 +53,8 @@ struct Request {
   fi_addr_t addr = FI_ADDR_UNSPEC;
   uint64_t tag = 0;
   uint64_t ignore = 0;
-  int64_t queuedNs = 0;           // control sends: when the pending queue took it (-FI_EAGAIN)
+  int64_t queuedNs = 0;           // when the pending queue took it (-FI_EAGAIN, -FI_ENOMEM)
+  bool stuckLogged = false;       // data posts: the "waited long" warning was given
   uint64_t seq = 0;               // control sends: a number no other control send of the device has
   MrCache::Region* mr = nullptr;  // cache region held until the provider completes
   void* slabDesc = nullptr;       // descriptor of the slab's registration (control buffers)

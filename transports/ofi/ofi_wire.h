@@ -46,16 +46,25 @@ enum CtrlType : uint8_t {
 };
 constexpr uint64_t kUnknownCount = ~0ull;  // kCtrlClosed.value when the count is not known
 
+// kCtrlClosed.flags: the closing side had no send of the comm still in flight (every message it
+// counted was handed over in full: none waits for the receiver to fetch it).
+constexpr uint8_t kClosedClean = 1;
+
 // Every control message also carries the sender's endpoint name, so that the receiver can
-// answer (insert it in its address vector) without FI_SOURCE.
+// answer (insert it in its address vector) without FI_SOURCE, and the sender's pid with a tag
+// of its host and pid namespace (LocalHost in ofi_peer_watch.h), so that a receiver on the same
+// host and namespace can watch the sender's process whatever the provider (ofi_peer_watch.h).
 struct CtrlMsg {
   uint32_t magic;
   uint8_t type;
-  uint8_t reserved;
+  uint8_t flags;  // kCtrlClosed: kClosedClean
   uint16_t nameLen;
   uint64_t dstId;
   uint64_t srcId;
   uint64_t value;
+  int32_t pid;       // the sender's process
+  uint32_t reserved;
+  uint64_t hostTag;  // its host and pid namespace (0: unknown, never matched)
   uint8_t name[kMaxNameBytes];
 };
 constexpr size_t kCtrlHeaderBytes = offsetof(CtrlMsg, name);

@@ -86,7 +86,8 @@ std::unique_ptr<Segment> Segment::open(const std::string& name, const SegmentIde
   seg->name_ = name;
   int fd = shm_open(name.c_str(), O_RDWR, 0600);
   if (fd < 0 && errno == ENOENT)  // announced but gone: the creator removed it when it gave up
-    CHORUS_THROW(chorusRemoteError, "shm: segment %s no longer exists (its creator failed or died)", name.c_str());
+    CHORUS_THROW(chorusRemoteError, "shm: segment %s no longer exists: rank %d, its creator, failed or died", name.c_str(),
+                 id.to);
   if (fd < 0) CHORUS_THROW_ERRNO("shm: cannot open segment %s", name.c_str());
   FdGuard guard{fd};
   struct stat st;

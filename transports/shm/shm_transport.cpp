@@ -230,12 +230,16 @@ std::vector<std::unique_ptr<Connection>> ShmTransport::connect(const std::vector
       id.nonce = m.nonce;
       id.from = ctx_.rank;
       id.to = p;
+      // A segment gone (its creator, p, gave up or died) throws chorusRemoteError naming p; the
+      // catch below makes p the error's peer, which is then asked where the failure started.
       pend[answered].out = Segment::open(m.name, id);
       bool canRead = probeSingleCopy(p, m);
       sendReady(p, true, canRead, nullptr, deadline);
     }
-  } catch (const std::exception& e) {
+  } catch (std::exception& e) {
     markAborted(pend);
+    // Every error of this step concerns the peer being answered: it is the one to ask.
+    if (auto* err = dynamic_cast<Error*>(&e); err != nullptr && err->peer() < 0 && answered < n) err->setPeer(peers[answered]);
     std::string why = format("rank %d failed to set up shm: %s", ctx_.rank, e.what());
     for (size_t j = answered; j < n; ++j) {
       try {
@@ -247,8 +251,10 @@ std::vector<std::unique_ptr<Connection>> ShmTransport::connect(const std::vector
   }
 
   // 3. Collect the confirmations; unlink our segments as soon as the peer holds its mapping.
+  size_t confirmed = 0;
   try {
-    for (auto& pe : pend) {
+    for (; confirmed < n; ++confirmed) {
+      Pending& pe = pend[confirmed];
       ReadyMsg r{};
       ctx_.oob->recv(pe.peer, kTagShmReady, &r, sizeof(r), deadline);
       pe.in->unlink();
@@ -257,6 +263,10 @@ std::vector<std::unique_ptr<Connection>> ShmTransport::connect(const std::vector
       if (!r.ok) CHORUS_THROW(chorusRemoteError, "shm connect: rank %d could not connect: %s", pe.peer, r.why);
       pe.peerCanReadUs = r.canReadYou != 0;
     }
+  } catch (Error& e) {
+    markAborted(pend);
+    if (e.peer() < 0 && confirmed < n) e.setPeer(pend[confirmed].peer);
+    throw;
   } catch (...) {
     markAborted(pend);
     throw;
