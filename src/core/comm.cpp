@@ -117,8 +117,17 @@ void Communicator::init(const UniqueIdData& id, double timeoutSec) {
   HealthIdentity hid{id.commId, {id.secret[0], id.secret[1]}, rank_, nranks_};
   health_ = std::make_unique<HealthService>(hid, chooseLocalAddress(config_.socketIfname), config_.diagSignal);
   card.healthAddr = health_->address();
+  runAhead_ = std::make_unique<RunAheadWatch>(nranks_, config_.timeoutSec, config_.probeSeconds());
   // Transports copy the context when they are made (below): the hook goes in first.
-  ctx_.peerGone = [this](int peer) { return health_->gone(peer, Deadline::after(0.5)); };
+  // A peer that is gone or broken ends the wait as chorusRemoteError (the transports' own
+  // message); one waiting in this collective with another stamp, as a mismatch (thrown here).
+  ctx_.peerGone = [this](int peer) {
+    PeerProbe p = askStatus(peer, Deadline::after(0.5));
+    if (p.reach == HealthService::Reach::Gone || (p.reach == HealthService::Reach::Answered && p.status.state == RankState::Broken))
+      return true;
+    throwIfPeerWillNotCome(peer, p, runStamp_, "connection setup");
+    return false;
+  };
   oob_.peerGone = ctx_.peerGone;
   // Transports: every one the policy may use for some pair, made before the bootstrap so that
   // each rank's card says which it has (pairs choose among those both ranks have).
@@ -449,6 +458,10 @@ void Communicator::run(std::vector<CollCall>& calls) {
       plan = mergedPlan.get();
       anyFresh = true;
     }
+    if (!p2pOnly) {
+      runStamp_ = st.stamps[0];  // the group's first collective (collectives go first)
+      publishedStamp_.store(runStamp_);
+    }
     if (anyFresh) ensureConnected(plan->schedule.peers());
     args.plan = plan;
     args.buffers = st.buffers.data();
@@ -459,10 +472,18 @@ void Communicator::run(std::vector<CollCall>& calls) {
     args.stamps = st.stamps.data();
     args.numStamps = st.stamps.size();
     args.waitingOn = &waitingOn_;
+    args.probe = [this](int peer) { probePeer(peer, 0.25, "a wait that made no progress"); };
+    args.probeAfterSec = config_.probeSeconds();
     execute(args);
+    if (!p2pOnly) {
+      runAhead_->afterRun(*plan, static_cast<uint32_t>(args.call.seq), static_cast<uint32_t>(collSeq_), runStamp_,
+                          [this](int peer, Deadline dl) { return askStatus(peer, dl); });
+    }
   } catch (const Error& e) {
+    runStamp_ = CallStamp{};
     failRun(args.call, e);
   }
+  runStamp_ = CallStamp{};
   finishedSeq_.store(static_cast<uint32_t>(collSeq_), std::memory_order_relaxed);
   state_.store(static_cast<uint8_t>(RankState::Idle), std::memory_order_release);
 }
@@ -505,6 +526,7 @@ void Communicator::failRun(const CallInfo& call, const Error& e) {
   } else if (code == chorusTimeout) {
     HangReport rep = health_->report(Deadline::after(config_.diagSeconds()));
     for (const std::string& line : rep.lines) CHORUS_WARN(kLogColl, "hang report: %s", line.c_str());
+    if (rep.mismatch) code = chorusInvalidUsage;  // the wait was the ranks' disagreement, misuse
     text += " [hang report: " + rep.summary + "]";
     refineError(code, text, rep.culprits.empty() ? rank_ : rep.culprits[0], text);
   }
@@ -520,8 +542,19 @@ RankStatus Communicator::healthStatus() const {
   s.startedSeq = startedSeq_.load(std::memory_order_relaxed);
   s.finishedSeq = finishedSeq_.load(std::memory_order_relaxed);
   s.waitingOn = waitingOn_.load(std::memory_order_relaxed);
+  s.call = publishedStamp_.load();
   if (s.state == RankState::Broken) s.causeOrigin = cause_->origin();
   return s;
+}
+
+PeerProbe Communicator::askStatus(int peer, Deadline deadline) const {
+  PeerProbe p;
+  p.reach = health_->status(peer, deadline, &p.status);
+  return p;
+}
+
+void Communicator::probePeer(int peer, double seconds, const char* during) {
+  throwIfPeerWillNotCome(peer, askStatus(peer, Deadline::after(seconds)), runStamp_, during);
 }
 
 HangReport Communicator::diagnose() {

@@ -19,7 +19,10 @@
 #include "bootstrap/unique_id.h"
 #include "core/coll_call.h"
 #include "core/config.h"
+#include "core/peer_probe.h"
 #include "core/premul.h"
+#include "core/published_stamp.h"
+#include "core/run_ahead.h"
 #include "core/transport_select.h"
 #include "exec/executor.h"
 #include "exec/schedule.h"
@@ -94,6 +97,10 @@ class Communicator {
   [[noreturn]] void failRun(const CallInfo& call, const Error& e);
   // What the health service reports about this rank.
   RankStatus healthStatus() const;
+  // Asks peer's health service, from the thread running a call, and throws when waiting for it
+  // is pointless (core/peer_probe.h); `during` names the wait in the error.
+  void probePeer(int peer, double seconds, const char* during);
+  PeerProbe askStatus(int peer, Deadline deadline) const;
   // Connects (once) to every peer in `peers`, choosing the transport per pair.
   void ensureConnected(const std::vector<int>& peers);
   // The pair's class and its transport (src/core/transport_select.h).
@@ -175,6 +182,10 @@ class Communicator {
   std::atomic<uint32_t> startedSeq_{0}, finishedSeq_{0};
   std::atomic<uint8_t> lastColl_{0}, lastPointToPoint_{0};
   std::atomic<int> waitingOn_{-1};
+  PublishedStamp publishedStamp_;  // collective #startedSeq_'s stamp
+  // The stamp of the collective run() is in (kind Unchecked outside one); run()'s thread only.
+  CallStamp runStamp_;
+  std::unique_ptr<RunAheadWatch> runAhead_;
   // Where the failure started, as the health service tells other ranks (src/health/cause_board.h).
   std::shared_ptr<CauseBoard> cause_;
 

@@ -81,6 +81,8 @@ double Config::diagSeconds() const {
   return std::clamp(timeoutSec / 2, 1.0, 5.0);
 }
 
+double Config::probeSeconds() const { return std::clamp(timeoutSec / 8, 0.1, 1.0); }
+
 Config Config::fromEnv() {
   Config c;
   c.timeoutSec = envDouble("CHORUS_TIMEOUT", c.timeoutSec);

@@ -21,6 +21,9 @@ struct Config {
   double shrinkTimeoutSec = 10;
   // The diagnosis deadline in effect (CHORUS_DIAG_TIMEOUT or its default).
   double diagSeconds() const;
+  // How often a rank asks a stalled or running-ahead call's peers how far they are
+  // (core/peer_probe.h): an eighth of CHORUS_TIMEOUT, within [0.1, 1] s.
+  double probeSeconds() const;
   // CHORUS_TRANSPORT: "" (choose per peer pair, see CHORUS_TRANSPORT_MAP), or one transport for
   // every pair: "shm", "tcp", "ucx", "ofi", "plugin".
   std::string transport;

@@ -40,9 +40,10 @@ class Runner {
     // much as a whole small step, so "when did we last progress" is recorded lazily: progress
     // since the previous check counts as progress at this check.
     Backoff backoff;
-    Clock::time_point lastProgress{}, lastAliveCheck{};
+    Clock::time_point lastProgress{}, lastAliveCheck{}, lastProbe{};
     bool progressedSinceCheck = true;
     const auto timeout = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(a_.timeoutSec));
+    const auto probeAfter = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(a_.probeAfterSec));
     while (remaining_ > 0) {
       bool progressed = false;
       for (PeerCursor& q : peers_) progressed |= advanceNamingPeer(q);
@@ -78,6 +79,10 @@ class Runner {
           }
         }
         if (a_.waitingOn) a_.waitingOn->store(owing, std::memory_order_relaxed);
+      }
+      if (a_.probe && now - lastProgress > probeAfter && now - lastProbe > probeAfter) {
+        probeBusyPeers();
+        lastProbe = Clock::now();
       }
       if (now - lastProgress > timeout) throwTimeout();
     }
@@ -180,6 +185,18 @@ class Runner {
     return progressed;
   }
 
+  // Two busy peers per round, taking turns (a probe of a silent peer costs its own deadline).
+  void probeBusyPeers() {
+    int asked = 0;
+    for (size_t k = 0; k < peers_.size() && asked < 2; ++k) {
+      const PeerCursor& q = peers_[probeNext_];
+      probeNext_ = (probeNext_ + 1) % peers_.size();
+      if (!q.busy()) continue;
+      ++asked;
+      a_.probe(q.steps->peer);
+    }
+  }
+
   [[noreturn]] void throwTimeout() {
     std::string pending;
     for (const PeerCursor& q : peers_) {
@@ -197,6 +214,7 @@ class Runner {
   std::vector<uint64_t>& ticket_;
   std::vector<PeerCursor> peers_;
   size_t localDone_ = 0;
+  size_t probeNext_ = 0;
   size_t remaining_ = 0;
 };
 

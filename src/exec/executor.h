@@ -4,13 +4,15 @@
 // peer and direction (the matching rule of schedule.h), drives progress on the connections
 // that have work in flight, and runs local steps (Copy, Divide) when they become ready. It
 // never blocks in the kernel: idle passes back off (core/deadline.h) and, every few
-// milliseconds, probe the busy peers' liveness. No progress for `timeoutSec` seconds is
-// chorusTimeout naming the peers still owing data.
+// milliseconds, probe the busy peers' liveness; after probeAfterSec without progress it asks
+// about them further (ExecArgs::probe). No progress for `timeoutSec` seconds is chorusTimeout
+// naming the peers still owing data.
 #pragma once
 
 #include <chorus/chorus.h>
 
 #include <atomic>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -79,6 +81,11 @@ struct ExecArgs {
   size_t numStamps = 0;
   // Published every ~10 ms while waiting: a peer that still owes data (the hang report's "on rank X").
   std::atomic<int>* waitingOn = nullptr;
+  // Asked about a peer that still owes this rank work once the run has made no progress for
+  // probeAfterSec, and again every probeAfterSec (at most two peers per round, in turn): it
+  // throws when waiting for that peer is pointless (core/peer_probe.h). Empty: not asked.
+  std::function<void(int peer)> probe;
+  double probeAfterSec = 1.0;
   CallInfo call;
 };
 

@@ -85,7 +85,12 @@ struct HealthService::State {
 
   RankStatus ownStatus() {
     std::lock_guard<std::mutex> g(hookMu);
-    if (!alive || !hooks.status) return RankStatus{id.rank, RankState::Broken};
+    if (!alive || !hooks.status) {
+      RankStatus s;
+      s.rank = id.rank;
+      s.state = RankState::Broken;
+      return s;
+    }
     return hooks.status();
   }
 };
@@ -247,9 +252,7 @@ void HealthService::handle(const std::shared_ptr<State>& st, Fd fd) {
           HealthService::collectSubtree(*st, (id.rank - root + id.nranks) % id.nranks, root, deadline, /*self=*/true, &all);
           answer.payload.assign(reinterpret_cast<uint8_t*>(all.data()), reinterpret_cast<uint8_t*>(all.data() + all.size()));
         } else if (static_cast<HealthOp>(req.op) == HealthOp::Report) {
-          HangReport rep = HealthService::coordinatorReport(*st, deadline);
-          std::string text = rep.summary;
-          for (const std::string& line : rep.lines) text += "\n" + line;
+          std::string text = encodeReport(HealthService::coordinatorReport(*st, deadline));
           answer.payload.assign(text.begin(), text.end());
         } else {
           std::vector<int> ranks(payload.size() / sizeof(int32_t));
@@ -343,6 +346,18 @@ bool HealthService::gone(int peer, Deadline deadline) const {
   }
 }
 
+HealthService::Reach HealthService::status(int peer, Deadline deadline, RankStatus* out) const {
+  if (!thread_.joinable()) return Reach::Silent;  // not serving yet: nothing is known
+  try {
+    HealthAnswer a = call(peer, HealthOp::Status, 0, 0, nullptr, 0, deadline);
+    if (a.payload.size() != sizeof(RankStatus)) return Reach::Silent;
+    memcpy(out, a.payload.data(), sizeof(RankStatus));
+    return Reach::Answered;
+  } catch (const Error& e) {
+    return e.code() == chorusRemoteError ? Reach::Gone : Reach::Silent;
+  }
+}
+
 void HealthService::collectSubtree(State& st, int rel, int root, Deadline deadline, bool self, std::vector<RankStatus>* out) {
   const int n = st.id.nranks;
   const int rank = (rel + root) % n;
@@ -433,18 +448,7 @@ HangReport HealthService::reportVia(State& st, Deadline deadline) {
         if (a.code != HealthStatusCode::Busy || deadline.expired()) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(5 + (st.id.rank * 7 + attempt * 13) % 50));
       }
-      if (a.code == HealthStatusCode::Ok) {
-        std::string text(a.payload.begin(), a.payload.end());
-        HangReport rep;
-        size_t nl = text.find('\n');
-        rep.summary = text.substr(0, nl);
-        while (nl != std::string::npos) {
-          size_t next = text.find('\n', nl + 1);
-          rep.lines.push_back(text.substr(nl + 1, next == std::string::npos ? std::string::npos : next - nl - 1));
-          nl = next;
-        }
-        return rep;
-      }
+      if (a.code == HealthStatusCode::Ok) return decodeReport(std::string(a.payload.begin(), a.payload.end()));
     } catch (const Error& e) {
       CHORUS_INFO(kLogColl, "hang report: the coordinator (rank %d) did not answer (%s); gathering from here", coordinator, e.what());
     }

@@ -80,6 +80,10 @@ class HealthService {
   // gone) or says its communicator is broken: a peer that will not take part any more. A silent
   // peer (stopped, slow) is not gone.
   bool gone(int peer, Deadline deadline) const;
+  // One peer's status: Answered (in *out), Gone (its service refuses or resets the connection:
+  // process or communicator gone) or Silent (no answer by the deadline: stopped, slow or cut off).
+  enum class Reach { Answered, Gone, Silent };
+  Reach status(int peer, Deadline deadline, RankStatus* out) const;
   // Every rank's status, gathered down a tree rooted at this rank.
   std::vector<RankStatus> gather(Deadline deadline) const;
   // The hang report: from the coordinator (rank 0), or gathered here if it does not answer.

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "exec/call_stamp.h"
+
 namespace chorus {
 
 constexpr uint64_t kHealthMagic = 0x544c4845524f4843ull;  // "CHOREHLT"
@@ -58,8 +60,13 @@ struct RankStatus {
   int32_t waitingOn = -1;    // in a call: a peer it still waits for, -1 unknown
   int32_t causeOrigin = -1;  // broken: the rank its failure started at
   uint32_t reserved2 = 0;
+  uint32_t reserved3 = 0;
+  // The stamp of collective #startedSeq (kind Unchecked before the first): a peer waiting in
+  // the same collective compares it with its own, so ranks that disagree about a call whose
+  // messages never meet (another root, or a size that picks another algorithm) are told so.
+  CallStamp call;
 };
-static_assert(sizeof(RankStatus) == 28, "RankStatus is a wire format");
+static_assert(sizeof(RankStatus) == 56, "RankStatus is a wire format");
 
 struct CauseWire {
   int32_t origin = -1;  // the rank whose failure started it (-1: unknown)

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +50,17 @@ chorusResult_t loopUntilFailure(chorusComm_t comm, int rank, bool victim, int pi
     }
   }
   return chorusSuccess;
+}
+
+// The parent's part: SIGSTOP the victim once it writes to the pipe fds.
+std::function<void(RankHandles&)> stopWhenSignalled(const int fds[2], int victim) {
+  const int readFd = fds[0];
+  return [readFd, victim](RankHandles& h) {
+    pollfd pfd{readFd, POLLIN, 0};
+    ASSERT_EQ(poll(&pfd, 1, 60000), 1);
+    kill(h.pids[victim], SIGSTOP);
+    h.expendable[victim] = true;
+  };
 }
 
 // After a failure: shrink, then run all-reduces on the survivors' communicator and check them;
@@ -256,18 +268,59 @@ TEST(Health, StoppedRankIsReportedUnreachable) {
         return text.find("rank 1 (host ") != std::string::npos && text.find("did not answer") != std::string::npos ? kOk : 4;
       },
       60,
-      [&](RankHandles& h) {
-        pollfd pfd{fds[0], POLLIN, 0};
-        ASSERT_EQ(poll(&pfd, 1, 60000), 1);
-        kill(h.pids[victim], SIGSTOP);
-        h.expendable[victim] = true;
-      });
+      stopWhenSignalled(fds, victim));
   close(fds[0]);
   close(fds[1]);
   for (int r = 0; r < p; ++r)
     if (r != victim) {
       EXPECT_TRUE(exits[r].exited && exits[r].code == kOk) << "survivor " << r << ": " << exits[r].describe();
       EXPECT_LT(exits[r].seconds, 2 * 4 + 3) << "survivor " << r;  // the deadline, the report, start-up
+    }
+}
+
+// A broadcast root only sends: each call completes once the transport holds its bytes, so with
+// a receiver stopped it would run call after call into kernel buffers instead of waiting on
+// it. The root must still fail within the deadline of the first call the stopped rank never
+// entered, naming it, and so must the rank that only hears from the root.
+TEST(Health, SendOnlyRootDoesNotRunAheadOfAStoppedRank) {
+  ScopedEnv transport("CHORUS_TRANSPORT", "tcp");
+  ScopedEnv algo("CHORUS_ALGO", "broadcast:direct");  // the root sends to every rank, nobody else sends
+  ScopedEnv timeout("CHORUS_TIMEOUT", "3");
+  const int p = 3, victim = 2;
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  auto exits = runRanksWithId(
+      p,
+      [&](int rank, const chorusUniqueId& id) {
+        chorusComm_t comm = nullptr;
+        if (chorusCommInitRank(&comm, p, id, rank) != chorusSuccess) return 2;
+        double value = 0;
+        chorusResult_t r = chorusSuccess;
+        long call = 0;
+        for (; call < 100000000L && r == chorusSuccess; ++call) {
+          if (rank == victim && call == 5) {
+            char c = 'x';
+            if (write(fds[1], &c, 1) != 1) return 5;
+          }
+          value = rank == 0 ? static_cast<double>(call) : -1.0;
+          r = chorusBroadcast(&value, &value, 1, chorusFloat64, 0, comm, nullptr);
+          if (r == chorusSuccess && value != static_cast<double>(call)) return 6;
+        }
+        std::string text = chorusGetLastError(comm);
+        fprintf(stderr, "rank %d after %ld calls: %s\n", rank, call, text.c_str());
+        std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // others may still ask this rank
+        chorusCommAbort(comm);
+        return r != chorusSuccess && text.find("rank 2") != std::string::npos ? kOk : 3;
+      },
+      60,
+      stopWhenSignalled(fds, victim));
+  close(fds[0]);
+  close(fds[1]);
+  for (int r = 0; r < p; ++r)
+    if (r != victim) {
+      EXPECT_TRUE(exits[r].exited && exits[r].code == kOk) << "survivor " << r << ": " << exits[r].describe();
+      // The deadline, a probe period, the report (1.5 s), the linger (1.5 s), start-up.
+      EXPECT_LT(exits[r].seconds, 3 + 0.5 + 1.5 + 1.5 + 3) << "survivor " << r;
     }
 }
 

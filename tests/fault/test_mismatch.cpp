@@ -152,5 +152,63 @@ INSTANTIATE_TEST_SUITE_P(SameSequenceNumber, Mismatch, ::testing::ValuesIn(cases
                            return std::string(skewName(i.param.skew)) + "_" + i.param.transport + "_np" + std::to_string(i.param.p);
                          });
 
+// Mismatches whose messages never meet: each rank waits for a peer that is not sending to it,
+// or for a connection the peer never makes. Message stamps cannot see these; the ranks ask
+// their stalled peers what they are doing (core/peer_probe.h), and must find the mismatch long
+// before CHORUS_TIMEOUT.
+struct UnmetCase {
+  const char* name;
+  const char* transport;
+  int p;
+};
+
+void PrintTo(const UnmetCase& c, std::ostream* os) { *os << c.name << "_" << c.transport; }
+
+class UnmetMismatch : public ::testing::TestWithParam<UnmetCase> {};
+
+TEST_P(UnmetMismatch, IsFoundLongBeforeTheDeadline) {
+  const UnmetCase c = GetParam();
+  const bool swapped = std::string(c.name) == "swapped_roots";
+  ScopedEnv transport("CHORUS_TRANSPORT", c.transport);
+  ScopedEnv algo("CHORUS_ALGO", "broadcast:direct");
+  ScopedEnv timeout("CHORUS_TIMEOUT", "20");
+  auto exits = runRanksWithId(
+      c.p,
+      [&](int rank, const chorusUniqueId& id) {
+        chorusComm_t comm = nullptr;
+        if (chorusCommInitRank(&comm, c.p, id, rank) != chorusSuccess) return 2;
+        std::vector<float> buf(257, 1.0f);
+        // #1 agrees: root 0 (it connects rank 0 to every rank, and nobody else).
+        if (chorusBroadcast(buf.data(), buf.data(), buf.size(), chorusFloat32, 0, comm, nullptr) != chorusSuccess) return 3;
+        // #2: swapped_roots (np 2): each rank names the other as root, so both wait to receive.
+        // other_root (np 3): rank 2 names rank 1, which it never connected to and which does
+        // not send in the others' view.
+        int root = swapped ? 1 - rank : (rank == 2 ? 1 : 0);
+        chorusResult_t r = chorusBroadcast(buf.data(), buf.data(), buf.size(), chorusFloat32, root, comm, nullptr);
+        if (r == chorusSuccess) r = chorusAllReduce(buf.data(), buf.data(), buf.size(), chorusFloat32, chorusSum, comm, nullptr);
+        std::string text = chorusGetLastError(comm);
+        fprintf(stderr, "rank %d: %s: %s\n", rank, chorusGetErrorString(r), text.c_str());
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        chorusCommAbort(comm);
+        if (r == chorusSuccess) return 4;
+        return r == chorusInvalidUsage && text.find("collective mismatch") != std::string::npos &&
+                       text.find("chorusBroadcast #2") != std::string::npos
+                   ? kMismatchNamed
+                   : kOtherError;
+      },
+      60);
+  for (int r = 0; r < c.p; ++r) {
+    EXPECT_TRUE(exits[r].exited && exits[r].code == kMismatchNamed) << "rank " << r << ": " << exits[r].describe();
+    EXPECT_LT(exits[r].seconds, 8) << "rank " << r << " waited instead of detecting the mismatch";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(MessagesNeverMeet, UnmetMismatch,
+                         ::testing::Values(UnmetCase{"swapped_roots", "tcp", 2}, UnmetCase{"swapped_roots", "shm", 2},
+                                           UnmetCase{"other_root", "shm", 3}, UnmetCase{"other_root", "tcp", 3}),
+                         [](const ::testing::TestParamInfo<UnmetCase>& i) {
+                           return std::string(i.param.name) + "_" + i.param.transport;
+                         });
+
 }  // namespace
 }  // namespace chorus::test

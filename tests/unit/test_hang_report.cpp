@@ -88,5 +88,76 @@ TEST(HangReport, AllIdleIsNotAHang) {
   EXPECT_EQ(rep.summary, "ranks 0-2 are idle after #5");
 }
 
+CallStamp broadcastStamp(uint32_t seq, int root) {
+  CallStamp c;
+  c.kind = StampKind::Collective;
+  c.seq = seq;
+  c.count = 257;
+  c.coll = static_cast<uint8_t>(Coll::Broadcast);
+  c.dtype = chorusFloat32;
+  c.algo = static_cast<uint8_t>(Algo::Direct) + 1;
+  c.root = root;
+  return c;
+}
+
+// Ranks waiting in the same collective with different roots wait for each other forever: the
+// report names the disagreement, the odd rank out as the culprit, and calls it misuse.
+TEST(HangReport, NamesRanksThatDisagreeAboutACall) {
+  const int n = 4;
+  std::vector<RankStatus> st;
+  for (int r = 0; r < n; ++r) {
+    st.push_back(waiting(r, 5, r == 2 ? 1 : -1));
+    st[r].coll = static_cast<uint8_t>(Coll::Broadcast);
+    st[r].call = broadcastStamp(5, r == 2 ? 1 : 0);
+  }
+  HangReport rep = summarizeStatuses(st, cardsFor(n));
+  EXPECT_TRUE(rep.mismatch);
+  EXPECT_EQ(rep.culprits, std::vector<int>{2});
+  EXPECT_EQ(rep.summary.rfind("ranks disagree about collective #5: rank 2 called chorusBroadcast #5 (", 0), 0u) << rep.summary;
+  EXPECT_NE(rep.summary.find("root 1); ranks 0-1,3 called chorusBroadcast #5 ("), std::string::npos) << rep.summary;
+}
+
+TEST(HangReport, ATieNamesEveryDisagreeingRank) {
+  std::vector<RankStatus> st;
+  for (int r = 0; r < 2; ++r) {
+    st.push_back(waiting(r, 3, 1 - r));
+    st[r].call = broadcastStamp(3, 1 - r);  // swapped roots: both wait to receive
+  }
+  HangReport rep = summarizeStatuses(st, cardsFor(2));
+  EXPECT_TRUE(rep.mismatch);
+  EXPECT_EQ(rep.culprits, (std::vector<int>{0, 1}));
+}
+
+TEST(HangReport, StampsOfDifferentOrdinalsAreNoDisagreement) {
+  std::vector<RankStatus> st;
+  for (int r = 0; r < 3; ++r) {
+    st.push_back(waiting(r, r == 1 ? 6 : 7, -1));
+    st[r].call = broadcastStamp(st[r].startedSeq, 0);
+  }
+  HangReport rep = summarizeStatuses(st, cardsFor(3));
+  EXPECT_FALSE(rep.mismatch);
+  EXPECT_EQ(rep.culprits, std::vector<int>{1});
+}
+
+TEST(HangReport, TravelsWithItsCulprits) {
+  HangReport rep;
+  rep.summary = "rank 3 did not answer";
+  rep.lines = {"a", "", "b"};
+  rep.culprits = {3, 17};
+  rep.mismatch = true;
+  HangReport back = decodeReport(encodeReport(rep));
+  EXPECT_EQ(back.summary, rep.summary);
+  EXPECT_EQ(back.lines, rep.lines);
+  EXPECT_EQ(back.culprits, rep.culprits);
+  EXPECT_TRUE(back.mismatch);
+  HangReport none = decodeReport(encodeReport(HangReport{"all idle", {}, {}, false}));
+  EXPECT_TRUE(none.culprits.empty());
+  EXPECT_EQ(none.summary, "all idle");
+  // Text without the culprits line (or junk) is a summary, never a crash.
+  EXPECT_EQ(decodeReport("just text").summary, "just text");
+  EXPECT_TRUE(decodeReport("culprits 1 ,,x\ns").culprits.empty());
+  EXPECT_EQ(decodeReport("culprits 1 99999999999999\ns").culprits.size(), 0u);
+}
+
 }  // namespace
 }  // namespace chorus

@@ -1,0 +1,92 @@
+#include "core/run_ahead.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace chorus {
+namespace {
+
+// a is at or after b, in ordinals that wrap at 2^32.
+bool atOrAfter(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) >= 0; }
+
+Clock::duration seconds(double s) { return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)); }
+
+}  // namespace
+
+RunAheadWatch::RunAheadWatch(int nranks, double timeoutSec, double probePeriodSec)
+    : pending_(static_cast<size_t>(nranks)), timeout_(seconds(timeoutSec)), period_(seconds(probePeriodSec)), timeoutSec_(timeoutSec) {}
+
+void RunAheadWatch::drop(int peer) {
+  pending_[peer].active = false;
+  active_.erase(std::find(active_.begin(), active_.end(), peer));
+}
+
+void RunAheadWatch::afterRun(const ExecPlan& plan, uint32_t firstSeq, uint32_t lastSeq, const CallStamp& ours, const Prober& probe) {
+  bool sendOnly = false;
+  for (const ExecPlan::PeerSteps& ps : plan.peers) {
+    if (!ps.recvs.empty()) {
+      // It sent to this rank in this run: it entered the run's collectives, so it has passed
+      // every earlier one (and took their data).
+      if (pending_[ps.peer].active) drop(ps.peer);
+    } else if (!ps.sends.empty()) {
+      sendOnly = true;
+    }
+  }
+  if (!sendOnly && active_.empty()) return;  // the common case: every peer also sent to us
+  const Clock::time_point now = Clock::now();
+  for (const ExecPlan::PeerSteps& ps : plan.peers) {
+    Pending& p = pending_[ps.peer];
+    if (!ps.recvs.empty() || ps.sends.empty() || p.active) continue;
+    p.active = true;
+    p.seq = firstSeq;
+    p.since = now;
+    p.nextProbe = now + period_;
+    active_.push_back(ps.peer);
+  }
+  for (size_t k = 0; k < active_.size();) {
+    const int peer = active_[k];
+    if (now < pending_[peer].nextProbe) {
+      ++k;
+      continue;
+    }
+    check(peer, lastSeq, ours, probe, now);
+    if (k < active_.size() && active_[k] == peer) ++k;  // else dropped: active_[k] is the next one
+  }
+}
+
+void RunAheadWatch::check(int peer, uint32_t lastSeq, const CallStamp& ours, const Prober& probe, Clock::time_point now) {
+  Pending& p = pending_[peer];
+  // Bounded: a silent peer costs this rank at most half a second per question, and the
+  // question is never asked past the deadline it serves.
+  double left = std::chrono::duration<double>(p.since + timeout_ - now).count();
+  PeerProbe got = probe(peer, Deadline::after(std::clamp(left, 0.05, 0.5)));
+  throwIfPeerWillNotCome(peer, got, ours, "a check that it takes the data this rank sent it");
+  const Clock::time_point after = Clock::now();
+  if (got.reach == HealthService::Reach::Answered && got.status.startedSeq != 0 && atOrAfter(got.status.startedSeq, p.seq)) {
+    // It came that far. Anything sent after the collective it is in is pending from now on.
+    if (atOrAfter(got.status.startedSeq, lastSeq)) {
+      drop(peer);
+      return;
+    }
+    p.seq = got.status.startedSeq + 1;
+    p.since = after;
+    p.nextProbe = after + period_;
+    return;
+  }
+  if (after - p.since > timeout_) {
+    Error e(chorusTimeout,
+            got.reach == HealthService::Reach::Answered
+                ? format("rank %d has not entered collective #%u within %.1f s (CHORUS_TIMEOUT) of this rank sending it its part "
+                         "of it; it is at #%u",
+                         peer, p.seq, timeoutSec_, got.status.startedSeq)
+                : format("rank %d does not answer (stopped, stuck, or cut off), and has not been seen to take the data this rank "
+                         "sent it since collective #%u, %.1f s ago (CHORUS_TIMEOUT)",
+                         peer, p.seq, std::chrono::duration<double>(after - p.since).count()));
+    e.setPeer(peer);
+    throw e;
+  }
+  p.nextProbe = after + period_;
+}
+
+}  // namespace chorus

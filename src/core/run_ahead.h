@@ -1,0 +1,55 @@
+// Bounds how long data this rank sent may stay untaken by a peer it only sends to.
+//
+// A rank that only sends to a peer in a collective (a broadcast root, a tree's inner ranks
+// towards their children, reduce's non-roots with `direct`) completes the call as soon as the
+// transport takes the bytes - a kernel socket buffer, a shared-memory FIFO, a UCX or libfabric
+// queue - and never waits on that peer. With the peer stopped it would run on, call after call,
+// until those buffers fill: hundreds of thousands of small calls, long past CHORUS_TIMEOUT,
+// while the ranks that do wait on the peer fail at their deadline.
+//
+// So per such peer the watch keeps the oldest collective whose data the peer has not been seen
+// to reach, and asks the peer's health service (at most every `probePeriod`, one small TCP
+// round trip; a rank that also receives from the peer needs no question) how far it got. A peer
+// that has not entered that collective within CHORUS_TIMEOUT of it is a timeout, as a wait for
+// it would be; a peer that is gone, broken, or in the same collective with another stamp ends
+// the call at once (core/peer_probe.h).
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "core/deadline.h"
+#include "core/peer_probe.h"
+#include "exec/executor.h"
+
+namespace chorus {
+
+class RunAheadWatch {
+ public:
+  using Prober = std::function<PeerProbe(int peer, Deadline deadline)>;
+  RunAheadWatch(int nranks, double timeoutSec, double probePeriodSec);
+
+  // After this rank ran collectives firstSeq..lastSeq (one run: a call or a group) with `plan`,
+  // whose first collective is stamped `ours`. Throws chorusTimeout naming the peer that has not
+  // come within the deadline, or what throwIfPeerWillNotCome throws.
+  void afterRun(const ExecPlan& plan, uint32_t firstSeq, uint32_t lastSeq, const CallStamp& ours, const Prober& probe);
+
+  // How many peers have data pending (tests).
+  size_t pendingPeers() const { return active_.size(); }
+
+ private:
+  struct Pending {
+    bool active = false;
+    uint32_t seq = 0;                 // the oldest collective the peer has not been seen to enter
+    Clock::time_point since, nextProbe;  // when this rank finished its part of it; the next question
+  };
+  void check(int peer, uint32_t lastSeq, const CallStamp& ours, const Prober& probe, Clock::time_point now);
+  void drop(int peer);
+
+  std::vector<Pending> pending_;  // per peer
+  std::vector<int> active_;       // peers with pending data
+  Clock::duration timeout_, period_;
+  double timeoutSec_;
+};
+
+}  // namespace chorus
