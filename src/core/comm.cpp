@@ -118,6 +118,8 @@ void Communicator::init(const UniqueIdData& id, double timeoutSec) {
   health_ = std::make_unique<HealthService>(hid, chooseLocalAddress(config_.socketIfname), config_.diagSignal);
   card.healthAddr = health_->address();
   runAhead_ = std::make_unique<RunAheadWatch>(nranks_, config_.timeoutSec, config_.probeSeconds());
+  stallProbe_ = [this](int peer) { probePeer(peer, 0.25, "a wait that made no progress"); };
+  statusProbe_ = [this](int peer, Deadline dl) { return askStatus(peer, dl); };
   // Transports copy the context when they are made (below): the hook goes in first.
   // A peer that is gone or broken ends the wait as chorusRemoteError (the transports' own
   // message); one waiting in this collective with another stamp, as a mismatch (thrown here).
@@ -125,7 +127,9 @@ void Communicator::init(const UniqueIdData& id, double timeoutSec) {
     PeerProbe p = askStatus(peer, Deadline::after(0.5));
     if (p.reach == HealthService::Reach::Gone || (p.reach == HealthService::Reach::Answered && p.status.state == RankState::Broken))
       return true;
-    throwIfPeerWillNotCome(peer, p, runStamp_, "connection setup");
+    // A peer past this collective has done its part without connecting to this rank (once
+    // what it sent is surely here: a dialer finishes before the listener has accepted).
+    throwIfPeerWillNotCome(peer, p, runStamp_, "connection setup", stillPast(peer, p));
     return false;
   };
   oob_.peerGone = ctx_.peerGone;
@@ -472,12 +476,11 @@ void Communicator::run(std::vector<CollCall>& calls) {
     args.stamps = st.stamps.data();
     args.numStamps = st.stamps.size();
     args.waitingOn = &waitingOn_;
-    args.probe = [this](int peer) { probePeer(peer, 0.25, "a wait that made no progress"); };
+    args.probe = &stallProbe_;
     args.probeAfterSec = config_.probeSeconds();
     execute(args);
     if (!p2pOnly) {
-      runAhead_->afterRun(*plan, static_cast<uint32_t>(args.call.seq), static_cast<uint32_t>(collSeq_), runStamp_,
-                          [this](int peer, Deadline dl) { return askStatus(peer, dl); });
+      runAhead_->afterRun(*plan, static_cast<uint32_t>(args.call.seq), static_cast<uint32_t>(collSeq_), runStamp_, statusProbe_);
     }
   } catch (const Error& e) {
     runStamp_ = CallStamp{};
@@ -553,8 +556,27 @@ PeerProbe Communicator::askStatus(int peer, Deadline deadline) const {
   return p;
 }
 
+bool Communicator::stillPast(int peer, const PeerProbe& p) {
+  // A peer can finish a collective a little before this rank has what it sent (a dialed
+  // connection not yet accepted, a message in flight): only a peer seen past this collective
+  // for half a second while this rank still waits on it has really left it out.
+  if (peerPast_.empty()) peerPast_.resize(static_cast<size_t>(nranks_));
+  PeerPast& past = peerPast_[peer];
+  if (!peerFinished(p, runStamp_)) {
+    past.seq = 0;
+    return false;
+  }
+  const Clock::time_point now = Clock::now();
+  if (past.seq != runStamp_.seq) {
+    past.seq = runStamp_.seq;
+    past.since = now;
+  }
+  return now - past.since >= std::chrono::milliseconds(500);
+}
+
 void Communicator::probePeer(int peer, double seconds, const char* during) {
-  throwIfPeerWillNotCome(peer, askStatus(peer, Deadline::after(seconds)), runStamp_, during);
+  PeerProbe p = askStatus(peer, Deadline::after(seconds));
+  throwIfPeerWillNotCome(peer, p, runStamp_, during, stillPast(peer, p));
 }
 
 HangReport Communicator::diagnose() {

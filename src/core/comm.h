@@ -101,6 +101,8 @@ class Communicator {
   // is pointless (core/peer_probe.h); `during` names the wait in the error.
   void probePeer(int peer, double seconds, const char* during);
   PeerProbe askStatus(int peer, Deadline deadline) const;
+  // Whether the probe shows peer past the current collective, as it already did half a second ago.
+  bool stillPast(int peer, const PeerProbe& probe);
   // Connects (once) to every peer in `peers`, choosing the transport per pair.
   void ensureConnected(const std::vector<int>& peers);
   // The pair's class and its transport (src/core/transport_select.h).
@@ -186,6 +188,14 @@ class Communicator {
   // The stamp of the collective run() is in (kind Unchecked outside one); run()'s thread only.
   CallStamp runStamp_;
   std::unique_ptr<RunAheadWatch> runAhead_;
+  std::function<void(int peer)> stallProbe_;  // ExecArgs::probe: probePeer
+  // Per peer: since when it has been seen past the current collective (seq 0: it was not).
+  struct PeerPast {
+    uint32_t seq = 0;
+    Clock::time_point since;
+  };
+  std::vector<PeerPast> peerPast_;
+  RunAheadWatch::Prober statusProbe_;         // askStatus
   // Where the failure started, as the health service tells other ranks (src/health/cause_board.h).
   std::shared_ptr<CauseBoard> cause_;
 

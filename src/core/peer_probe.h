@@ -25,8 +25,14 @@ struct PeerProbe {
 // Throws what the probe shows, or returns when the peer may still come: chorusRemoteError
 // naming `peer` when it is gone or broken, CallMismatch when it waits in collective
 // #ours.seq with another stamp (ours: this rank's current collective; kind Unchecked when it
-// is in none). `during` says what this rank was doing ("connection setup", "a stalled wait").
-void throwIfPeerWillNotCome(int peer, const PeerProbe& probe, const CallStamp& ours, const char* during);
+// is in none), and - when finishedIsMismatch - chorusInvalidUsage when it has already finished
+// #ours.seq: it did without this rank what this rank's part needs from it. `during` says what
+// this rank was doing ("connection setup", "a stalled wait").
+void throwIfPeerWillNotCome(int peer, const PeerProbe& probe, const CallStamp& ours, const char* during,
+                            bool finishedIsMismatch = false);
+
+// Whether the probe shows the peer past collective #ours.seq (finished it).
+bool peerFinished(const PeerProbe& probe, const CallStamp& ours);
 
 // Whether `theirs` (a peer's current collective) is the same ordinal as ours but another call.
 bool sameOrdinalOtherCall(const CallStamp& theirs, const CallStamp& ours);

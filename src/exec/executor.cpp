@@ -193,7 +193,7 @@ class Runner {
       probeNext_ = (probeNext_ + 1) % peers_.size();
       if (!q.busy()) continue;
       ++asked;
-      a_.probe(q.steps->peer);
+      (*a_.probe)(q.steps->peer);
     }
   }
 

@@ -83,8 +83,8 @@ struct ExecArgs {
   std::atomic<int>* waitingOn = nullptr;
   // Asked about a peer that still owes this rank work once the run has made no progress for
   // probeAfterSec, and again every probeAfterSec (at most two peers per round, in turn): it
-  // throws when waiting for that peer is pointless (core/peer_probe.h). Empty: not asked.
-  std::function<void(int peer)> probe;
+  // throws when waiting for that peer is pointless (core/peer_probe.h). Null: not asked.
+  const std::function<void(int peer)>* probe = nullptr;
   double probeAfterSec = 1.0;
   CallInfo call;
 };

@@ -7,10 +7,13 @@
 #include <vector>
 
 #include "collectives/collective.h"
+#include "fixtures/stamps.h"
 #include "health/hang_report.h"
 
 namespace chorus {
 namespace {
+
+using test::broadcastStamp;
 
 std::vector<PeerCard> cardsFor(int n) {
   std::vector<PeerCard> cards(n);
@@ -86,18 +89,6 @@ TEST(HangReport, AllIdleIsNotAHang) {
   HangReport rep = summarizeStatuses(st, cardsFor(3));
   EXPECT_TRUE(rep.culprits.empty());
   EXPECT_EQ(rep.summary, "ranks 0-2 are idle after #5");
-}
-
-CallStamp broadcastStamp(uint32_t seq, int root) {
-  CallStamp c;
-  c.kind = StampKind::Collective;
-  c.seq = seq;
-  c.count = 257;
-  c.coll = static_cast<uint8_t>(Coll::Broadcast);
-  c.dtype = chorusFloat32;
-  c.algo = static_cast<uint8_t>(Algo::Direct) + 1;
-  c.root = root;
-  return c;
 }
 
 // Ranks waiting in the same collective with different roots wait for each other forever: the

@@ -1,0 +1,161 @@
+// Asking a stalled wait's peer (src/core/peer_probe.h) and the send-only run-ahead watch
+// (src/core/run_ahead.h), fed made-up answers: which answers end a wait, with which code, and
+// when a peer that only receives from this rank counts as too late.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "collectives/collective.h"
+#include "fixtures/stamps.h"
+#include "core/error.h"
+#include "core/peer_probe.h"
+#include "core/run_ahead.h"
+
+namespace chorus {
+namespace {
+
+using test::broadcastStamp;
+
+PeerProbe answered(RankState state, uint32_t started, uint32_t finished, const CallStamp& call) {
+  PeerProbe p;
+  p.reach = HealthService::Reach::Answered;
+  p.status.state = state;
+  p.status.startedSeq = started;
+  p.status.finishedSeq = finished;
+  p.status.call = call;
+  return p;
+}
+
+chorusResult_t codeOf(int peer, const PeerProbe& p, const CallStamp& ours, bool finishedIsMismatch = false) {
+  try {
+    throwIfPeerWillNotCome(peer, p, ours, "a test", finishedIsMismatch);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.peer(), peer) << e.what();
+    return e.code();
+  }
+  return chorusSuccess;
+}
+
+TEST(PeerProbe, GoneAndBrokenPeersEndTheWaitAsRemoteErrors) {
+  PeerProbe gone;
+  gone.reach = HealthService::Reach::Gone;
+  EXPECT_EQ(codeOf(3, gone, broadcastStamp(5, 0)), chorusRemoteError);
+  EXPECT_EQ(codeOf(3, answered(RankState::Broken, 5, 4, broadcastStamp(5, 0)), broadcastStamp(5, 0)), chorusRemoteError);
+}
+
+TEST(PeerProbe, SilentOrBehindPeersMayStillCome) {
+  PeerProbe silent;  // stopped, or slow: the deadline decides
+  EXPECT_EQ(codeOf(1, silent, broadcastStamp(5, 0)), chorusSuccess);
+  EXPECT_EQ(codeOf(1, answered(RankState::InCall, 4, 3, broadcastStamp(4, 0)), broadcastStamp(5, 0)), chorusSuccess);
+  EXPECT_EQ(codeOf(1, answered(RankState::Idle, 4, 4, broadcastStamp(4, 0)), broadcastStamp(5, 0), true), chorusSuccess);
+  EXPECT_EQ(codeOf(1, answered(RankState::InCall, 5, 4, broadcastStamp(5, 0)), broadcastStamp(5, 0)), chorusSuccess);  // same call
+}
+
+TEST(PeerProbe, SameCollectiveWithAnotherStampIsAMismatch) {
+  try {
+    throwIfPeerWillNotCome(2, answered(RankState::InCall, 5, 4, broadcastStamp(5, 1)), broadcastStamp(5, 0), "a test");
+    FAIL() << "no mismatch";
+  } catch (const CallMismatch& m) {
+    EXPECT_EQ(m.code(), chorusInvalidUsage);
+    EXPECT_EQ(m.sent().root, 1);
+    EXPECT_EQ(m.posted().root, 0);
+  }
+  // Outside a collective (send/recv, init) nothing is compared.
+  EXPECT_EQ(codeOf(2, answered(RankState::InCall, 5, 4, broadcastStamp(5, 1)), CallStamp{}), chorusSuccess);
+}
+
+TEST(PeerProbe, APeerPastTheCallIsAMismatchOnlyWhereAsked) {
+  PeerProbe past = answered(RankState::InCall, 9457, 9456, broadcastStamp(9457, 0));
+  EXPECT_EQ(codeOf(2, past, broadcastStamp(5, 2)), chorusSuccess);
+  EXPECT_EQ(codeOf(2, past, broadcastStamp(5, 2), true), chorusInvalidUsage);
+  // Ordinals wrap at 2^32: 3 is after 0xfffffff0.
+  EXPECT_EQ(codeOf(2, answered(RankState::Idle, 3, 3, broadcastStamp(3, 0)), broadcastStamp(0xfffffff0u, 0), true), chorusInvalidUsage);
+}
+
+// A schedule in which this rank (0 of 3) sends to 1 and 2 and receives from nobody, or also
+// receives from 1.
+RankSchedule rootSchedule(bool hearsFromOne) {
+  RankSchedule s;
+  s.nranks = 3;
+  Step send;
+  send.kind = StepKind::Send;
+  send.src = {BufferId::Input, 0, 1};
+  send.peer = 1;
+  s.add(send);
+  send.peer = 2;
+  s.add(send);
+  if (hearsFromOne) {
+    Step recv;
+    recv.kind = StepKind::Recv;
+    recv.peer = 1;
+    recv.dst = {BufferId::Output, 0, 1};
+    s.add(recv);
+  }
+  return s;
+}
+
+TEST(RunAheadWatch, APeerThatKeepsUpIsAskedAtMostOncePerPeriod) {
+  RankSchedule s = rootSchedule(false);
+  ExecPlan plan(s);
+  RunAheadWatch watch(3, /*timeout=*/0.2, /*period=*/0.02);
+  uint32_t seq = 0;
+  int asked = 0;
+  auto keepsUp = [&](int, Deadline) {
+    ++asked;
+    return answered(RankState::InCall, seq, seq - 1, broadcastStamp(seq, 0));
+  };
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (std::chrono::steady_clock::now() < until) {
+    ++seq;
+    watch.afterRun(plan, seq, seq, broadcastStamp(seq, 0), keepsUp);
+  }
+  EXPECT_GT(seq, 1000u);
+  EXPECT_GT(asked, 2);
+  EXPECT_LT(asked, 2 * 2 * 500 / 20 + 4);  // two peers, one question per period each
+}
+
+TEST(RunAheadWatch, APeerThatStopsIsATimeoutNamingIt) {
+  RankSchedule s = rootSchedule(false);
+  ExecPlan plan(s);
+  RunAheadWatch watch(3, 0.2, 0.02);
+  auto twoStopped = [](int peer, Deadline) {
+    if (peer == 2) return PeerProbe{};  // silent
+    return answered(RankState::Idle, 1u << 30, 1u << 30, broadcastStamp(1u << 30, 0));
+  };
+  uint32_t seq = 0;
+  auto start = std::chrono::steady_clock::now();
+  try {
+    for (;;) {
+      ++seq;
+      watch.afterRun(plan, seq, seq, broadcastStamp(seq, 0), twoStopped);
+      ASSERT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5)) << "never timed out";
+    }
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), chorusTimeout) << e.what();
+    EXPECT_EQ(e.peer(), 2);
+    EXPECT_NE(std::string(e.what()).find("rank 2 does not answer"), std::string::npos) << e.what();
+  }
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_GE(took, 0.2);
+  EXPECT_LT(took, 1.5);
+}
+
+TEST(RunAheadWatch, APeerThatAlsoSendsToThisRankIsNeverAsked) {
+  RankSchedule s = rootSchedule(true);
+  ExecPlan plan(s);
+  RunAheadWatch watch(3, 0.05, 0.01);
+  int askedOne = 0;
+  auto probe = [&](int peer, Deadline) {
+    askedOne += peer == 1;
+    return answered(RankState::InCall, 1u << 20, 0, CallStamp{});
+  };
+  for (uint32_t seq = 1; seq < 200; ++seq) {
+    watch.afterRun(plan, seq, seq, broadcastStamp(seq, 0), probe);
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  EXPECT_EQ(askedOne, 0);
+}
+
+}  // namespace
+}  // namespace chorus
