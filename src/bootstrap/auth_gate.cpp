@@ -1,8 +1,13 @@
 // Limits on unauthenticated connections (auth_gate.h).
 #include "bootstrap/auth_gate.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -38,6 +43,9 @@ AuthGate::AuthGate(std::string listener, uint32_t subsys, AuthLimits limits)
     : listener_(std::move(listener)), subsys_(subsys), limits_(limits), timeout_(seconds(limits.timeoutSec)) {}
 
 AuthGate::~AuthGate() {
+  if (restEpisodes_ > 1)
+    CHORUS_WARN(subsys_, "%s: ran out of descriptors %llu times in all", listener_.c_str(),
+                static_cast<unsigned long long>(restEpisodes_));
   if (suppressed_ > 0)
     CHORUS_WARN(subsys_, "%s: %llu more unauthenticated connection(s) were closed (not shown; %llu in all)",
                 listener_.c_str(), static_cast<unsigned long long>(suppressed_),
@@ -63,6 +71,64 @@ void AuthGate::rejected(const std::string& remote, const std::string& why) {
   warned_ = true;
   lastWarn_ = now;
   suppressed_ = 0;
+}
+
+Fd AuthGate::accept(int listener, const std::function<bool()>& closeOldest) {
+  for (;;) {
+    int c = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (c >= 0) {
+      if (restSince_ != Clock::time_point{}) {
+        CHORUS_INFO(subsys_, "%s: accepting again after %.0f ms without descriptors (%llu tries)", listener_.c_str(),
+                    std::chrono::duration<double, std::milli>(Clock::now() - restSince_).count(),
+                    static_cast<unsigned long long>(restTries_));
+        restSince_ = Clock::time_point{};
+      }
+      return Fd(c);
+    }
+    int err = errno;
+    switch (err) {
+      case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+      case EWOULDBLOCK:
+#endif
+        return Fd();
+      // A connection that failed while queued (accept(2): "treat like EAGAIN by retrying").
+      case EINTR: case ECONNABORTED: case EPROTO: case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN:
+      case ENONET: case EHOSTUNREACH: case ENETUNREACH: case EPERM: case ETIMEDOUT:
+        continue;
+      case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM: {
+        // accept() wants a descriptor before it looks at the queue: is anybody there at all?
+        pollfd queued{listener, POLLIN, 0};
+        if (::poll(&queued, 1, 0) == 0) return Fd();
+        // Strangers give way to whoever is next in the queue.
+        if (closeOldest && closeOldest()) continue;
+        rest(err);
+        return Fd();
+      }
+      default:
+        errno = err;
+        CHORUS_THROW_ERRNO("%s: accept", listener_.c_str());
+    }
+  }
+}
+
+// One WARN line when an episode without descriptors begins (at most one per kWarnInterval;
+// the rest are counted), none per try.
+void AuthGate::rest(int err) {
+  auto now = Clock::now();
+  restUntil_ = now + kAcceptRest;
+  ++restTries_;
+  if (restSince_ != Clock::time_point{}) return;
+  restSince_ = now;
+  restTries_ = 1;
+  ++restEpisodes_;
+  if (lastRestWarn_ != Clock::time_point{} && now - lastRestWarn_ < kWarnInterval) return;
+  lastRestWarn_ = now;
+  CHORUS_WARN(subsys_,
+              "%s: cannot accept connections: %s; not accepting for %lld ms at a time until a descriptor is free "
+              "(queued connections wait; %llu such episode(s) so far)",
+              listener_.c_str(), strerror(err), static_cast<long long>(kAcceptRest.count()),
+              static_cast<unsigned long long>(restEpisodes_));
 }
 
 }  // namespace chorus

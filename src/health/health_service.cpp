@@ -7,8 +7,11 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <deque>
 #include <future>
+#include <system_error>
 
+#include "bootstrap/auth_gate.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "health/shrink.h"
@@ -95,13 +98,39 @@ struct HealthService::State {
   }
 };
 
-HealthService::HealthService(const HealthIdentity& id, const WireAddr& bindAddr, int diagSignal)
+// A connection whose request has not arrived whole yet: a stranger until it has.
+struct HealthService::Pending {
+  Fd fd;
+  std::string remote;
+  Clock::time_point since;
+  HealthRequest req;
+  size_t got = 0;  // bytes of req, then of the payload
+  std::vector<uint8_t> payload;
+};
+
+struct HealthService::Admission {
+  AuthGate gate;
+  std::deque<Pending> pending;  // in accept order, so the oldest is in front
+
+  Admission(std::string listener, AuthLimits limits) : gate(std::move(listener), kLogInit, limits) {}
+  bool closeOldest(const std::string& why) {
+    if (pending.empty()) return false;
+    gate.rejected(pending.front().remote, why);
+    pending.pop_front();
+    return true;
+  }
+};
+
+HealthService::HealthService(const HealthIdentity& id, const WireAddr& bindAddr, int diagSignal, double commTimeoutSec)
     : state_(std::make_shared<State>()), shrink_(std::make_shared<ShrinkCoordinator>()) {
   state_->id = id;
   state_->shrink = shrink_;
   WireAddr bind = bindAddr;
   bind.port = 0;
+  AuthLimits limits = AuthLimits::fromEnv(commTimeoutSec);
   listener_ = listenOn(bind, &addr_);
+  admission_ = std::make_unique<Admission>(format("rank %d: health listener %s", id.rank, addrToString(addr_).c_str()), limits);
+  CHORUS_INFO(kLogInit, "rank %d: health service listening on %s", id.rank, addrToString(addr_).c_str());
   stopFd_ = makeEventFd();
   signalFd_ = makeEventFd();
   if (diagSignal > 0) {
@@ -137,9 +166,24 @@ void HealthService::start(const std::vector<PeerCard>& cards, HealthHooks hooks)
 
 void HealthService::loop() {
   logSetThreadRank(state_->id.rank);
+  Admission& a = *admission_;
+  std::vector<pollfd> fds;
   for (;;) {
-    pollfd fds[3] = {{listener_.get(), POLLIN, 0}, {stopFd_.get(), POLLIN, 0}, {signalFd_.get(), POLLIN, 0}};
-    int r = ::poll(fds, 3, -1);
+    auto now = Clock::now();
+    while (!a.pending.empty() && a.gate.expired(a.pending.front().since, now))
+      a.closeOldest(format("no whole request within %.1f s (%zu bytes)", a.gate.limits().timeoutSec, a.pending.front().got));
+    // Out of descriptors, the listener rests (it stays readable: polling it would spin).
+    bool resting = a.gate.resting(now);
+    fds.clear();
+    fds.push_back({listener_.get(), static_cast<short>(resting ? 0 : POLLIN), 0});
+    fds.push_back({stopFd_.get(), POLLIN, 0});
+    fds.push_back({signalFd_.get(), POLLIN, 0});
+    for (const Pending& p : a.pending) fds.push_back({p.fd.get(), POLLIN, 0});
+    // Wake for the oldest pending connection's expiry and the end of a rest.
+    Clock::time_point wake = Clock::time_point::max();
+    if (!a.pending.empty()) wake = a.gate.expiry(a.pending.front().since);
+    if (resting) wake = std::min(wake, a.gate.restsUntil());
+    int r = ::poll(fds.data(), fds.size(), wake == Clock::time_point::max() ? -1 : Deadline(wake).millisLeft());
     if (r < 0) {
       if (errno == EINTR) continue;
       CHORUS_WARN(kLogInit, "health service of rank %d stops: poll failed: %s", state_->id.rank, strerror(errno));
@@ -157,46 +201,130 @@ void HealthService::loop() {
         for (const std::string& line : rep.lines) CHORUS_WARN(kLogColl, "  %s", line.c_str());
       }).detach();
     }
+    // The pending connections first (their indices match fds[3..]), then the new ones.
+    std::deque<Pending> still;
+    for (size_t i = 0; i < a.pending.size(); ++i)
+      if (!fds[i + 3].revents || readRequest(a.pending[i])) still.push_back(std::move(a.pending[i]));
+    a.pending = std::move(still);
     if (fds[0].revents) {
-      Fd conn(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-      if (!conn) continue;  // EMFILE and friends: the stranger limit is the bootstrap's job
-      if (state_->handlers.load() >= kMaxHandlers) {
-        // Too many at once (a burst of reports at scale): "busy", and the asker comes back.
-        // The request is read first where it has arrived, so that closing does not reset the
-        // connection (and the reply with it).
-        HealthRequest ignored;
-        (void)!::recv(conn.get(), &ignored, sizeof ignored, MSG_DONTWAIT);
-        HealthReply busy{static_cast<uint32_t>(HealthStatusCode::Busy), 0};
-        (void)!::send(conn.get(), &busy, sizeof busy, MSG_DONTWAIT | MSG_NOSIGNAL);
-        ::shutdown(conn.get(), SHUT_WR);
-        continue;
+      try {
+        acceptQueued();
+      } catch (const Error& e) {
+        CHORUS_WARN(kLogInit, "health service of rank %d stops: %s", state_->id.rank, e.what());
+        return;
       }
-      state_->handlers.fetch_add(1);
-      std::thread(&HealthService::handle, state_, std::move(conn)).detach();
     }
   }
 }
 
-void HealthService::handle(const std::shared_ptr<State>& st, Fd fd) {
+// Accepts what is queued, up to a bound per pass so that a flood does not keep the service
+// thread from its other work (the listener stays readable for the next pass).
+void HealthService::acceptQueued() {
+  Admission& a = *admission_;
+  for (int i = 0; i < 4 * kMaxHandlers; ++i) {
+    Fd conn = a.gate.accept(listener_.get(), [&a] { return a.closeOldest("closed to free a descriptor (this process has no more)"); });
+    if (!conn) return;
+    admit(std::move(conn));
+  }
+}
+
+// A new connection: a rank's request is usually there already and goes to a handler at once;
+// otherwise it waits within the gate's limits, the oldest waiting one making room (read once
+// more first: a rank's request that arrived since is served, not closed).
+void HealthService::admit(Fd fd) {
+  Admission& a = *admission_;
+  Pending p;
+  p.remote = peerAddressOf(fd.get());
+  p.fd = std::move(fd);
+  p.since = Clock::now();
+  if (!readRequest(p)) return;
+  if (a.pending.size() >= static_cast<size_t>(a.gate.limits().maxPending)) {
+    if (readRequest(a.pending.front()))
+      a.closeOldest(format("no whole request yet; closed to make room (at most %d connections wait for theirs)",
+                           a.gate.limits().maxPending));
+    else
+      a.pending.pop_front();
+  }
+  a.pending.push_back(std::move(p));
+}
+
+namespace {
+
+// Why a request's header does not belong to this communicator ("" when it does).
+std::string refusal(const HealthRequest& req, const HealthIdentity& id) {
+  if (req.magic != kHealthMagic) return "not a health request";
+  if (req.secret[0] != id.secret[0] || req.secret[1] != id.secret[1] || req.commId != id.commId)
+    return "a request for another communicator (or a wrong secret)";
+  if (req.from < 0 || req.from >= id.nranks) return format("a request from rank %d of %d", req.from, id.nranks);
+  const size_t maxPayload = static_cast<size_t>(id.nranks) * sizeof(int32_t) + 64;
+  if (req.payloadBytes > maxPayload) return format("a request announcing %u payload bytes (at most %zu)", req.payloadBytes, maxPayload);
+  return "";
+}
+
+}  // namespace
+
+// Reads what has arrived of p's request, without blocking. Returns true while p still waits;
+// false once it is done with: dispatched to a handler, or closed (a stranger, logged).
+bool HealthService::readRequest(Pending& p) {
+  Admission& a = *admission_;
+  const size_t header = sizeof p.req;
+  for (;;) {
+    if (p.got >= header && p.got == header + p.payload.size()) {
+      dispatch(p);
+      return false;
+    }
+    char* dst = p.got < header ? reinterpret_cast<char*>(&p.req) + p.got : reinterpret_cast<char*>(p.payload.data()) + (p.got - header);
+    size_t want = p.got < header ? header - p.got : header + p.payload.size() - p.got;
+    ssize_t n = ::recv(p.fd.get(), dst, want, MSG_DONTWAIT);
+    if (n > 0) {
+      p.got += static_cast<size_t>(n);
+      if (p.got == header) {
+        std::string why = refusal(p.req, state_->id);
+        if (!why.empty()) {
+          a.gate.rejected(p.remote, why);
+          return false;
+        }
+        p.payload.resize(p.req.payloadBytes);
+      }
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    std::string how = n == 0 ? "closed" : strerror(errno);
+    if (p.got > 0)
+      a.gate.rejected(p.remote, format("left after %zu bytes of a request (%s)", p.got, how.c_str()));
+    else
+      CHORUS_TRACE(kLogInit, "health service of rank %d: %s left before asking (%s)", state_->id.rank, p.remote.c_str(), how.c_str());
+    return false;
+  }
+}
+
+// A whole, authenticated request: to a handler thread, or "busy" when there are too many.
+void HealthService::dispatch(Pending& p) {
+  if (state_->handlers.fetch_add(1) < kMaxHandlers) {
+    try {
+      std::thread(&HealthService::handle, state_, std::move(p.fd), p.req, std::move(p.payload)).detach();
+      return;
+    } catch (const std::system_error& e) {
+      CHORUS_INFO(kLogInit, "health service of rank %d: no thread for a request: %s", state_->id.rank, e.what());
+    }
+  }
+  state_->handlers.fetch_sub(1);
+  // Too many at once (a burst of reports at scale): "busy", and the asker comes back. The
+  // request has been read whole, so closing does not reset the connection (and the reply).
+  HealthReply busy{static_cast<uint32_t>(HealthStatusCode::Busy), 0};
+  (void)!::send(p.fd.get(), &busy, sizeof busy, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+// Serves one authenticated request (read whole by the service thread).
+void HealthService::handle(const std::shared_ptr<State>& st, Fd fd, HealthRequest req, std::vector<uint8_t> payload) {
   struct Release {
     State& s;
     ~Release() { s.handlers.fetch_sub(1); }
   } release{*st};
   logSetThreadRank(st->id.rank);
   try {
-    Deadline readBy = Deadline::after(kRequestSeconds);
-    HealthRequest req;
-    recvAll(fd.get(), &req, sizeof req, readBy);
     const HealthIdentity& id = st->id;
-    const size_t maxPayload = static_cast<size_t>(id.nranks) * sizeof(int32_t) + 64;
-    if (req.magic != kHealthMagic || req.secret[0] != id.secret[0] || req.secret[1] != id.secret[1] || req.commId != id.commId ||
-        req.from < 0 || req.from >= id.nranks || req.payloadBytes > maxPayload) {
-      CHORUS_WARN(kLogInit, "health service of rank %d: dropped a request from %s that does not belong to this communicator", id.rank,
-                  peerAddressOf(fd.get()).c_str());
-      return;
-    }
-    std::vector<uint8_t> payload(req.payloadBytes);
-    if (req.payloadBytes) recvAll(fd.get(), payload.data(), payload.size(), readBy);
     Deadline deadline = Deadline::after(std::min(req.millisLeft, 60000u) / 1e3);
     HealthAnswer answer;
     switch (static_cast<HealthOp>(req.op)) {

@@ -12,8 +12,13 @@
 //  * Ping / ShrinkJoin / ShrinkPoll: liveness and the agreement of chorusCommShrink (shrink.h).
 //
 // Wire: one authenticated request per TCP connection (health_wire.h), served by a short-lived
-// thread (at most kMaxHandlers at once; more are answered "busy" and come back). Strangers - a wrong secret, a
-// malformed or oversized request, or silence past kRequestSeconds - are closed unanswered.
+// thread (at most kMaxHandlers at once; more are answered "busy" and come back). A connection
+// gets that thread only once its whole request has arrived with the right secret: until then
+// the service thread reads it without blocking, within the stranger limits of the bootstrap's
+// listeners (bootstrap/auth_gate.h: closed after CHORUS_AUTH_TIMEOUT, at most
+// CHORUS_AUTH_MAX_PENDING waiting, the oldest closed to make room or to free a descriptor; WARN
+// lines rate-limited). Strangers - a wrong secret, a malformed or oversized request, or
+// silence - are closed unanswered.
 // CHORUS_DIAG_SIGNAL (e.g. USR1) makes every live service of the process print the hang
 // report of its communicator.
 //
@@ -60,9 +65,10 @@ class ShrinkCoordinator;
 class HealthService {
  public:
   static constexpr int kMaxHandlers = 64;
-  static constexpr double kRequestSeconds = 2.0;  // a request must arrive whole within this
+  static constexpr double kRequestSeconds = 2.0;  // a handler's reply must be written within this
 
-  HealthService(const HealthIdentity& id, const WireAddr& bindAddr, int diagSignal);
+  // commTimeoutSec (> 0): CHORUS_TIMEOUT, which caps CHORUS_AUTH_TIMEOUT (AuthLimits::fromEnv).
+  HealthService(const HealthIdentity& id, const WireAddr& bindAddr, int diagSignal, double commTimeoutSec = 0);
   ~HealthService();
   HealthService(const HealthService&) = delete;
   HealthService& operator=(const HealthService&) = delete;
@@ -97,8 +103,14 @@ class HealthService {
 
  private:
   struct State;
+  struct Pending;
+  struct Admission;  // the connections whose request has not arrived whole (service thread only)
   void loop();
-  static void handle(const std::shared_ptr<State>& state, Fd fd);
+  void acceptQueued();
+  void admit(Fd fd);
+  bool readRequest(Pending& p);
+  void dispatch(Pending& p);
+  static void handle(const std::shared_ptr<State>& state, Fd fd, HealthRequest req, std::vector<uint8_t> payload);
   static HealthAnswer callRank(const State& st, int peer, HealthOp op, uint32_t epoch, int32_t arg, const void* payload, size_t bytes,
                                Deadline deadline);
   // Appends the status of every rank of the subtree headed by relative rank `rel` (tree rooted
@@ -112,6 +124,7 @@ class HealthService {
   std::shared_ptr<ShrinkCoordinator> shrink_;
   Fd listener_;
   WireAddr addr_;
+  std::unique_ptr<Admission> admission_;
   Fd stopFd_, signalFd_;
   int signalSlot_ = -1;
   std::thread thread_;
