@@ -12,7 +12,10 @@
 //     (and counts) but only within a few seconds; a survivor that hangs fails the test. A
 //     second test makes that state on purpose and checks the watchdog's error.
 //   - ofi + tcp;ofi_rxm (campaign finding 5): a survivor died of SIGSEGV in fi_trecv, a receive
-//     matching a dead peer's rendezvous request; a fourth test makes that state on purpose.
+//     matching a dead peer's rendezvous request; a fourth test makes that state on purpose. And a
+//     survivor was ended by the watchdog while rxm spun inside one fi_cq_read, draining its
+//     message queue after a dead peer's connection shut down while a live peer kept streaming to
+//     it; a fifth test makes that state on purpose (the survivor must come out with an error).
 //   - ucx: a survivor died in UCX's assertion `proto_am.c:70 ... packed_len=-5`: a rendezvous
 //     arrived for a receive whose registration Chorus had already released while closing the
 //     connection. A third test does exactly that, deterministically.
@@ -26,6 +29,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -324,14 +328,27 @@ void runCampaign(const Fabric& f) {
 
 void quietLogger(int level, const char* file, int line, const char* fmt, ...) {}
 
+// The plugin's log lines up to maxLevel (0: errors, 1: warnings) to stderr.
+void printUpTo(int maxLevel, int level, const char* fmt, va_list ap) {
+  if (level > maxLevel) return;
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+}
+
 // Errors to stderr (the watchdog's fatal message is one).
 void errorLogger(int level, const char* file, int line, const char* fmt, ...) {
-  if (level > 0) return;
   va_list ap;
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  printUpTo(0, level, fmt, ap);
   va_end(ap);
-  fputc('\n', stderr);
+}
+
+// Errors and warnings to stderr (the watchdog's notes on a long call are warnings).
+void warnLogger(int level, const char* file, int line, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  printUpTo(1, level, fmt, ap);
+  va_end(ap);
 }
 
 // What Chorus does when a communicator breaks (net_connection.cpp, closeComms): release the
@@ -600,19 +617,142 @@ int rendezvousFromDeadPeerChild(const chorusNet_v1_t& net) {
   return 0;
 }
 
+// In a child: the ofi plugin over tcp;ofi_rxm on the loopback interface.
+void useOfiTcpOverLoopback() {
+  setenv("CHORUS_OFI_PROVIDER", "tcp;ofi_rxm", 1);
+  setenv("FI_PROVIDER", "tcp;ofi_rxm", 1);
+  setenv("CHORUS_SOCKET_IFNAME", "lo", 1);
+}
+
 TEST(FabricFaults, OfiTcpReceiveMatchingADeadPeersRendezvousDoesNotCrash) {
   if (!ofiBuilt()) GTEST_SKIP() << "transport ofi is not built in";
   auto exits = runRanks(
       1,
       [](int) {
-        setenv("CHORUS_OFI_PROVIDER", "tcp;ofi_rxm", 1);
-        setenv("FI_PROVIDER", "tcp;ofi_rxm", 1);
-        setenv("CHORUS_SOCKET_IFNAME", "lo", 1);
+        useOfiTcpOverLoopback();
         setenv("CHORUS_OFI_KEEPALIVE_MS", "0", 1);  // no pings: nothing else sends to the dead peer
         return rendezvousFromDeadPeerChild(chorus::ofiNetPlugin());
       },
       40);
   EXPECT_TRUE(allRanksSucceeded(exits)) << exits[0].describe() << " (SIGSEGV: libfabric's rxm read on a closed connection)";
+}
+
+// libfabric 1.17's tcp;ofi_rxm spins inside one fi_cq_read while live peers keep streaming to
+// the endpoint after another peer's connection shut down: rxm_close_conn drains the endpoint's
+// shared message CQ until it is empty (rxm_flush_msg_cq), and each message it takes in lets its
+// sender send the next one (campaign finding 5, replay 0x73ea71eb63b2bb99: a reduce root whose
+// non-roots ran ahead). The survivor must come out of it with an error, never be ended by the
+// watchdog. Made on purpose: a feeder streams eager messages nobody receives for kFeedSec, a
+// second peer is SIGKILLed meanwhile, and this side (CHORUS_TIMEOUT=2, below the feed) waits for
+// its receive from the dead peer. Prints the longest single test() call: about the rest of the
+// feed when the spin happened.
+int feedThroughShutdownChild(const chorusNet_v1_t& net) {
+  constexpr double kFeedSec = 4.5;
+  int handlePipe[2][2], readyPipe[2], goPipe[2];
+  CHECK_NET(pipe(handlePipe[0]) == 0 && pipe(handlePipe[1]) == 0 && pipe(readyPipe) == 0 && pipe(goPipe) == 0);
+  pid_t peers[2];
+  for (int p = 0; p < 2; ++p) {  // 0: killed, 1: the feeder. Forked before init: no libfabric state crosses a fork
+    peers[p] = fork();
+    CHECK_NET(peers[p] >= 0);
+    if (peers[p] != 0) continue;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // no orphan when this side dies (e.g. ended by the watchdog)
+    if (getppid() == 1) _exit(1);
+    CHECK_NET(net.init(quietLogger) == chorusNetSuccess);
+    char handle[CHORUS_NET_HANDLE_MAXSIZE];
+    CHECK_NET(read(handlePipe[p][0], handle, sizeof(handle)) == static_cast<ssize_t>(sizeof(handle)));
+    void* send = nullptr;
+    const int64_t t0 = monoNs();
+    while (send == nullptr) {
+      CHECK_NET(monoNs() - t0 < 10'000'000'000);
+      CHECK_NET(net.connect(0, handle, &send) == chorusNetSuccess);
+    }
+    const char ready = 1;
+    CHECK_NET(write(readyPipe[1], &ready, 1) == 1);
+    if (p == 0) {
+      for (;;) pause();  // killed here
+    }
+    char go = 0;
+    CHECK_NET(read(goPipe[0], &go, 1) == 1);
+    // 376-byte messages (the replay's 47 doubles), 8 in flight, as fast as they complete.
+    std::vector<char> buf(376, 'f');
+    void* reqs[8] = {};
+    uint64_t sent = 0;
+    const int64_t end = monoNs() + static_cast<int64_t>(kFeedSec * 1e9);
+    bool failed = false;
+    while (!failed && monoNs() < end) {
+      for (void*& r : reqs) {
+        if (r != nullptr) {
+          int done = 0;
+          if (net.test(r, &done, nullptr) != chorusNetSuccess) failed = true;
+          if (done || failed) r = nullptr;
+        }
+        if (r == nullptr && !failed) {
+          if (net.isend(send, buf.data(), buf.size(), 3, nullptr, &r) != chorusNetSuccess) failed = true;
+          if (r != nullptr) ++sent;
+        }
+      }
+    }
+    fprintf(stderr, "feeder: %llu messages in %.1f s%s\n", static_cast<unsigned long long>(sent), kFeedSec,
+            failed ? " (a send failed)" : "");
+    for (;;) pause();  // stops sending; killed at the end
+  }
+  setenv("CHORUS_TIMEOUT", "2", 1);  // the watchdog's deadline: read when it starts (first device)
+  CHECK_NET(net.init(warnLogger) == chorusNetSuccess);
+  char handle[CHORUS_NET_HANDLE_MAXSIZE];
+  void* listen = nullptr;
+  CHECK_NET(net.listen(0, handle, &listen) == chorusNetSuccess);
+  void* recv[2] = {};
+  for (int p = 0; p < 2; ++p) {  // one at a time: accept order = peer order
+    CHECK_NET(write(handlePipe[p][1], handle, sizeof(handle)) == static_cast<ssize_t>(sizeof(handle)));
+    const int64_t t0 = monoNs();
+    while (recv[p] == nullptr) {
+      CHECK_NET(monoNs() - t0 < 10'000'000'000);
+      CHECK_NET(net.accept(listen, &recv[p]) == chorusNetSuccess);
+    }
+    char ready = 0;
+    while (read(readyPipe[0], &ready, 1) != 1) {}
+  }
+  uint64_t word = 0;
+  void* fromDead = nullptr;
+  CHECK_NET(net.irecv(recv[0], &word, sizeof(word), 1, nullptr, &fromDead) == chorusNetSuccess && fromDead != nullptr);
+  const char go = 1;
+  CHECK_NET(write(goPipe[1], &go, 1) == 1);
+  int64_t longest = 0;
+  int done = 0;
+  chorusNetResult_t rc = chorusNetSuccess;
+  auto testOnce = [&] {
+    const int64_t t = monoNs();
+    rc = net.test(fromDead, &done, nullptr);
+    longest = std::max(longest, monoNs() - t);
+  };
+  const int64_t feedStart = monoNs();
+  while (monoNs() - feedStart < 300'000'000 && rc == chorusNetSuccess && !done) testOnce();  // the stream builds up
+  kill(peers[0], SIGKILL);
+  waitpid(peers[0], nullptr, 0);
+  const int64_t killed = monoNs();
+  while (rc == chorusNetSuccess && !done) {
+    CHECK_NET(monoNs() - killed < 30'000'000'000);
+    testOnce();
+  }
+  fprintf(stderr, "the receive from the killed peer ended after %.2f s: %d (longest test() call %.2f s)\n",
+          (monoNs() - killed) / 1e9, static_cast<int>(rc), longest / 1e9);
+  kill(peers[1], SIGKILL);
+  waitpid(peers[1], nullptr, 0);
+  CHECK_NET(rc != chorusNetSuccess);  // its sender is dead: nothing can have arrived
+  return 0;
+}
+
+TEST(FabricFaults, OfiTcpSurvivorFedThroughAPeersShutdownIsNotAborted) {
+  if (!ofiBuilt()) GTEST_SKIP() << "transport ofi is not built in";
+  auto exits = runRanks(
+      1,
+      [](int) {
+        useOfiTcpOverLoopback();
+        return feedThroughShutdownChild(chorus::ofiNetPlugin());
+      },
+      60);
+  EXPECT_TRUE(allRanksSucceeded(exits)) << exits[0].describe()
+                                        << " (SIGABRT: the ofi watchdog ended a survivor busy inside fi_cq_read)";
 }
 
 // ---- the campaigns ---------------------------------------------------------------------------

@@ -226,7 +226,7 @@ chorusNetResult_t Device::ensureOpen() {
     }
   }
   open_ = true;
-  watchDevice(name_.c_str(), &calls_);
+  watchDevice(name_.c_str(), &calls_, shm_);
   postCtrlRecvs();
   OFI_LOG(kLogInfo,
           "ofi device %d: provider %s fabric %s domain %s: %d tag bits, %s receives, mr_mode 0x%llx%s, inject %zu B, "

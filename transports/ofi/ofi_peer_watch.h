@@ -34,6 +34,8 @@
 //   - a send to a dead peer makes rxm reconnect; the refused connection and the retry spin
 //     inside one fi_cq_read for as long as the send is queued (the watchdog then ended the
 //     process after CHORUS_TIMEOUT). So no data or control send goes to a peer known gone.
+// A third spin, which no check here avoids (live peers streaming while rxm drains its queue after
+// a dead peer's connection shut down), is described with kBusyCallDeadlineFactor (ofi_watchdog.h).
 #pragma once
 
 #include <sys/types.h>

@@ -30,8 +30,10 @@ constexpr auto kTick = std::chrono::milliseconds(100);
 struct Watched {
   const char* name;
   CallRecord* record;
+  bool peerLocks = false;  // shm: a call may wait on another process's lock
   uint64_t seq = 0;  // the call seen in progress at the last tick (0: none)
   std::chrono::steady_clock::time_point since;
+  bool warned = false;  // the call was logged as long (non-shm, past CHORUS_TIMEOUT)
 };
 
 std::mutex gMu;                // guards gWatched (the watchdog copies it each tick)
@@ -64,6 +66,7 @@ void inspect(Watched& w, std::chrono::steady_clock::time_point now, double deadl
   if (seq != w.seq) {  // a new call since the last tick
     w.seq = seq;
     w.since = now;
+    w.warned = false;
     return;
   }
   const double stuck = std::chrono::duration<double>(now - w.since).count();
@@ -89,12 +92,29 @@ void inspect(Watched& w, std::chrono::steady_clock::time_point now, double deadl
              w.name, what, stuck, dead, dead == target ? "its own region" : "its own or this process's region");
     fatal(text);
   }
-  if (stuck >= deadlineSec) {
+  if (!w.peerLocks && stuck < kBusyCallDeadlineFactor * deadlineSec) {
+    // Busy, not stuck on a dead process: it ends when the peers feeding it stop (see the header).
+    if (stuck >= deadlineSec && !w.warned) {
+      w.warned = true;
+      OFI_LOG(kLogWarn,
+              "ofi %s: %s has not returned for %.0f s (CHORUS_TIMEOUT): the provider is busy inside it (libfabric "
+              "1.17 tcp;ofi_rxm drains its message queue while live peers keep sending after a peer's connection "
+              "closed); waiting for them to stop, at most %.0f s in all",
+              w.name, what, stuck, kBusyCallDeadlineFactor * deadlineSec);
+    }
+    return;
+  }
+  if (stuck >= (w.peerLocks ? 1.0 : kBusyCallDeadlineFactor) * deadlineSec) {
+    char limit[64];
+    if (w.peerLocks)
+      snprintf(limit, sizeof(limit), "CHORUS_TIMEOUT");
+    else
+      snprintf(limit, sizeof(limit), "its limit, %g x CHORUS_TIMEOUT", kBusyCallDeadlineFactor);
     snprintf(text, sizeof(text),
-             "FATAL: ofi %s: %s has not returned for %.0f s (CHORUS_TIMEOUT): no peer of this device is known dead "
-             "(one stopped while holding a provider lock?). This process cannot continue; aborting it instead of "
-             "hanging.",
-             w.name, what, stuck);
+             "FATAL: ofi %s: %s has not returned for %.0f s (%s): no peer of this device is known dead (%s). This "
+             "process cannot continue; aborting it instead of hanging.",
+             w.name, what, stuck, limit,
+             w.peerLocks ? "one stopped while holding a provider lock?" : "busy in the provider without end");
     fatal(text);
   }
 }
@@ -115,11 +135,15 @@ void run() {
 
 }  // namespace
 
-void watchDevice(const char* deviceName, CallRecord* record) {
+void watchDevice(const char* deviceName, CallRecord* record, bool peerLocks) {
   static std::once_flag started;
   {
     std::lock_guard<std::mutex> lock(gMu);
-    gWatched->push_back(Watched{deviceName, record, 0, {}});
+    Watched w;
+    w.name = deviceName;
+    w.record = record;
+    w.peerLocks = peerLocks;
+    gWatched->push_back(w);
   }
   std::call_once(started, [] { std::thread(run).detach(); });
 }

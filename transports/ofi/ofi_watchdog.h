@@ -10,7 +10,9 @@
 //   - a call in progress for kDeadPeerStuckSec while a peer of its device is dead (the call's
 //     target first): "the process died holding a lock of its shm region" -> abort();
 //   - a call in progress for the job's deadline (CHORUS_TIMEOUT, default 300 s) in any case
-//     (e.g. a peer stopped with SIGSTOP while it holds its lock) -> abort().
+//     (e.g. a peer stopped with SIGSTOP while it holds its lock) -> abort(). For providers other
+//     than shm, whose calls wait on no other process's lock, only at kBusyCallDeadlineFactor x
+//     CHORUS_TIMEOUT (logged at CHORUS_TIMEOUT): see kBusyCallDeadlineFactor below.
 //
 // Cost on the data path: each watched call stores a sequence number (odd while inside), the
 // call's name and its peer's pid, all relaxed atomics on the device (CallRecord). The watchdog is
@@ -57,8 +59,23 @@ class CallScope {
 // How long a call may be inside the provider while a peer of its device is dead.
 constexpr double kDeadPeerStuckSec = 1.0;
 
+// How long, as a multiple of CHORUS_TIMEOUT, a call of a provider whose calls do not wait on
+// other processes' locks (every provider but shm) may last before the watchdog ends the process.
+// Such a call is not stuck on a dead process: it is busy. libfabric 1.17's tcp;ofi_rxm spins
+// inside one fi_cq_read for as long as live peers keep streaming messages to this endpoint after
+// a peer's connection shut down (rxm_close_conn drains the endpoint's shared message CQ until it
+// is empty, and every message it takes in lets its sender send the next one: campaign finding 5,
+// replay 0x73ea71eb63b2bb99). Chorus ranks stop sending at the latest when their own
+// CHORUS_TIMEOUT passes (their waits fail, or the peer is not in their collective), so the call
+// returns and this process fails with an error instead of being ended. At CHORUS_TIMEOUT the
+// watchdog only logs the call; at kBusyCallDeadlineFactor x CHORUS_TIMEOUT it still ends the
+// process (a loop that never ends cannot be left).
+constexpr double kBusyCallDeadlineFactor = 3.0;
+
 // Puts a device (its name, for the message, and its record; both live as long as the process)
-// under the watchdog, starting the watchdog thread on first use.
-void watchDevice(const char* deviceName, CallRecord* record);
+// under the watchdog, starting the watchdog thread on first use. peerLocks: the provider's calls
+// may wait on a lock that another process holds (shm): the deadline is CHORUS_TIMEOUT; otherwise
+// kBusyCallDeadlineFactor x CHORUS_TIMEOUT.
+void watchDevice(const char* deviceName, CallRecord* record, bool peerLocks);
 
 }  // namespace chorus::ofi
