@@ -115,7 +115,7 @@ void Communicator::init(const UniqueIdData& id, double timeoutSec) {
   ctx_.numaNode = card.topo.boundNuma;
   fillKnobHashes(config_, &card);
   HealthIdentity hid{id.commId, {id.secret[0], id.secret[1]}, rank_, nranks_};
-  health_ = std::make_unique<HealthService>(hid, chooseLocalAddress(config_.socketIfname), config_.diagSignal);
+  health_ = std::make_unique<HealthService>(hid, chooseLocalAddress(config_.socketIfname), config_.diagSignal, config_.timeoutSec);
   card.healthAddr = health_->address();
   runAhead_ = std::make_unique<RunAheadWatch>(nranks_, config_.timeoutSec, config_.probeSeconds());
   stallProbe_ = [this](int peer) { probePeer(peer, 0.25, "a wait that made no progress"); };
@@ -409,7 +409,7 @@ void Communicator::run(std::vector<CollCall>& calls) {
     st.parts.clear();
     st.scaled.clear();
     st.extraScratch.clear();
-    st.stamps.assign(calls.size(), CallStamp{});
+    st.stamps.resize(calls.size());  // each is written below
     bool anyFresh = false;
     for (size_t k = 0; k < calls.size(); ++k) {
       CollCall& c = calls[k];
