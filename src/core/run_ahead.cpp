@@ -1,6 +1,7 @@
 #include "core/run_ahead.h"
 
 #include <algorithm>
+#include <thread>
 
 #include "core/error.h"
 
@@ -52,6 +53,24 @@ void RunAheadWatch::afterRun(const ExecPlan& plan, uint32_t firstSeq, uint32_t l
     }
     check(peer, lastSeq, ours, probe, now);
     if (k < active_.size() && active_[k] == peer) ++k;  // else dropped: active_[k] is the next one
+  }
+  // Too far ahead: wait (asking) until the peer is back within half the lead.
+  for (size_t k = 0; k < active_.size();) {
+    const int peer = active_[k];
+    if (lead(peer, lastSeq) > kMaxLead) holdBack(peer, lastSeq, ours, probe);
+    if (k < active_.size() && active_[k] == peer) ++k;
+  }
+}
+
+uint32_t RunAheadWatch::lead(int peer, uint32_t lastSeq) const { return lastSeq - pending_[peer].seq + 1; }
+
+void RunAheadWatch::holdBack(int peer, uint32_t lastSeq, const CallStamp& ours, const Prober& probe) {
+  auto pause = std::chrono::microseconds(100);
+  for (;;) {
+    check(peer, lastSeq, ours, probe, Clock::now());  // throws at the deadline, as a wait would
+    if (!pending_[peer].active || lead(peer, lastSeq) <= kMaxLead / 2) return;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(5000));
   }
 }
 

@@ -13,6 +13,12 @@
 // that has not entered that collective within CHORUS_TIMEOUT of it is a timeout, as a wait for
 // it would be; a peer that is gone, broken, or in the same collective with another stamp ends
 // the call at once (core/peer_probe.h).
+//
+// The lead is bounded too: a rank more than kMaxLead collectives ahead of such a peer waits,
+// asking, until the peer is back within half of it (or the deadline passes). Transports buffer
+// a bounded number of bytes, not of calls, and a flood of small calls into a rank that cannot
+// take them costs that rank (libfabric's rxm drains its whole queue inside one fi_cq_read while
+// a peer keeps sending, campaign finding 5).
 #pragma once
 
 #include <functional>
@@ -37,6 +43,9 @@ class RunAheadWatch {
   // How many peers have data pending (tests).
   size_t pendingPeers() const { return active_.size(); }
 
+  // The most collectives this rank may be ahead of a peer it only sends to.
+  static constexpr uint32_t kMaxLead = 4096;
+
  private:
   struct Pending {
     bool active = false;
@@ -45,6 +54,10 @@ class RunAheadWatch {
   };
   void check(int peer, uint32_t lastSeq, const CallStamp& ours, const Prober& probe, Clock::time_point now);
   void drop(int peer);
+  // Collectives this rank may be ahead of peer (from the last answer: an upper bound).
+  uint32_t lead(int peer, uint32_t lastSeq) const;
+  // Waits until peer is within kMaxLead / 2 again, asking it; throws as check() does.
+  void holdBack(int peer, uint32_t lastSeq, const CallStamp& ours, const Prober& probe);
 
   std::vector<Pending> pending_;  // per peer
   std::vector<int> active_;       // peers with pending data

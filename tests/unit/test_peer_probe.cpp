@@ -3,6 +3,7 @@
 // when a peer that only receives from this rank counts as too late.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -112,7 +113,9 @@ TEST(RunAheadWatch, APeerThatKeepsUpIsAskedAtMostOncePerPeriod) {
   }
   EXPECT_GT(seq, 1000u);
   EXPECT_GT(asked, 2);
-  EXPECT_LT(asked, 2 * 2 * 500 / 20 + 4);  // two peers, one question per period each
+  // Two peers, one question per period each, and one per half lead of calls (a peer more
+  // than kMaxLead calls behind its last answer is asked at once).
+  EXPECT_LT(asked, 2 * (500 / 20 + 2) + 2 * static_cast<int>(seq / (RunAheadWatch::kMaxLead / 2)) + 4);
 }
 
 TEST(RunAheadWatch, APeerThatStopsIsATimeoutNamingIt) {
@@ -139,6 +142,29 @@ TEST(RunAheadWatch, APeerThatStopsIsATimeoutNamingIt) {
   double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_GE(took, 0.2);
   EXPECT_LT(took, 1.5);
+}
+
+// A live peer that falls far behind holds the sender back (asking it) until it is within half
+// the lead again; it is not an error while it keeps moving.
+TEST(RunAheadWatch, ASenderFarAheadWaitsForTheSlowPeer) {
+  RankSchedule s = rootSchedule(false);
+  ExecPlan plan(s);
+  RunAheadWatch watch(3, /*timeout=*/5, /*period=*/10);  // no periodic question in this test
+  uint32_t peerAt = 1;  // the collective peer 1 is in; each question finds it 50 further
+  int asked = 0;
+  auto slow = [&](int peer, Deadline) {
+    ++asked;
+    if (peer == 1) peerAt += 50;
+    uint32_t at = peer == 1 ? peerAt : 1u << 30;
+    return answered(RankState::InCall, at, at - 1, broadcastStamp(at, 0));
+  };
+  uint32_t maxLead = 0;
+  for (uint32_t seq = 1; seq <= 3 * RunAheadWatch::kMaxLead; ++seq) {
+    watch.afterRun(plan, seq, seq, broadcastStamp(seq, 0), slow);
+    if (seq > peerAt) maxLead = std::max(maxLead, seq - peerAt);
+  }
+  EXPECT_LE(maxLead, RunAheadWatch::kMaxLead + 1);
+  EXPECT_GT(asked, 2);
 }
 
 TEST(RunAheadWatch, APeerThatAlsoSendsToThisRankIsNeverAsked) {
