@@ -120,7 +120,7 @@ class Transport {
   virtual double bandwidthGBps() const = 0;
   // Fields this transport publishes in the rank's card before the cards are all-gathered (TCP:
   // its listen address). Most transports exchange what they need in connect() instead.
-  virtual void fillCard(PeerCard& card) const {}
+  virtual void fillCard(PeerCard& /*card*/) const {}
 };
 
 // The transports a communicator can use, by the names CHORUS_TRANSPORT and CHORUS_TRANSPORT_MAP

@@ -5,12 +5,6 @@
 #include "exec/reduce.h"
 
 namespace chorus {
-namespace {
-
-bool rooted(Coll c) { return c == Coll::Broadcast || c == Coll::Reduce || c == Coll::Gather || c == Coll::Scatter; }
-
-}  // namespace
-
 const char* collApiName(uint8_t coll) {
   static const char* const kNames[] = {"chorusAllReduce",  "chorusBroadcast",      "chorusReduce",   "chorusAllGather",
                                        "chorusReduceScatter", "chorusAlltoAll",    "chorusGather",   "chorusScatter",
@@ -19,26 +13,10 @@ const char* collApiName(uint8_t coll) {
   return coll < static_cast<uint8_t>(Coll::kCount) ? kNames[coll] : "an unknown collective";
 }
 
-CallStamp stampOf(const CollCall& call, uint64_t seq, Algo algo) {
-  CallStamp s;
-  if (call.kind != CallKind::Collective) {
-    s.kind = StampKind::PointToPoint;
-    return s;
-  }
-  s.kind = StampKind::Collective;
-  s.seq = static_cast<uint32_t>(seq);
-  s.coll = static_cast<uint8_t>(call.coll);
-  s.dtype = static_cast<uint8_t>(call.dtype);
-  s.algo = static_cast<uint8_t>(static_cast<int>(algo) + 1);
-  if (isReduction(call.coll)) s.op = static_cast<int>(call.op) < chorusNumOps ? static_cast<uint8_t>(call.op) : kStampPreMulSum;
-  if (rooted(call.coll)) s.root = call.root;
-  // The V forms' counts arrays are the same on every rank (all-to-all-v's are not: each rank's
-  // are its own, and its messages' sizes are checked instead).
-  if (call.coll == Coll::AllGatherV || call.coll == Coll::ReduceScatterV)
-    s.count = std::accumulate(call.v->counts.begin(), call.v->counts.end(), uint64_t{0});
-  else if (call.coll != Coll::AlltoAllV)
-    s.count = call.count;
-  return s;
+uint64_t stampCountOfV(const CollCall& call) {
+  if (call.coll == Coll::AlltoAllV) return 0;  // each rank's counts are its own (sizes are checked instead)
+  // The V forms' counts arrays are the same on every rank.
+  return std::accumulate(call.v->counts.begin(), call.v->counts.end(), uint64_t{0});
 }
 
 std::string describeStamp(const CallStamp& s) {

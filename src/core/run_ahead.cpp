@@ -23,7 +23,7 @@ void RunAheadWatch::drop(int peer) {
   active_.erase(std::find(active_.begin(), active_.end(), peer));
 }
 
-void RunAheadWatch::afterRun(const ExecPlan& plan, uint32_t firstSeq, uint32_t lastSeq, const CallStamp& ours, const Prober& probe) {
+void RunAheadWatch::watch(const ExecPlan& plan, uint32_t firstSeq, uint32_t lastSeq, const CallStamp& ours, const Prober& probe) {
   bool sendOnly = false;
   for (const ExecPlan::PeerSteps& ps : plan.peers) {
     if (!ps.recvs.empty()) {

@@ -38,7 +38,10 @@ class RunAheadWatch {
   // After this rank ran collectives firstSeq..lastSeq (one run: a call or a group) with `plan`,
   // whose first collective is stamped `ours`. Throws chorusTimeout naming the peer that has not
   // come within the deadline, or what throwIfPeerWillNotCome throws.
-  void afterRun(const ExecPlan& plan, uint32_t firstSeq, uint32_t lastSeq, const CallStamp& ours, const Prober& probe);
+  void afterRun(const ExecPlan& plan, uint32_t firstSeq, uint32_t lastSeq, const CallStamp& ours, const Prober& probe) {
+    if (active_.empty() && !plan.sendOnlyPeer) return;  // the common case: every peer also sends to this rank
+    watch(plan, firstSeq, lastSeq, ours, probe);
+  }
 
   // How many peers have data pending (tests).
   size_t pendingPeers() const { return active_.size(); }
@@ -52,6 +55,7 @@ class RunAheadWatch {
     uint32_t seq = 0;                 // the oldest collective the peer has not been seen to enter
     Clock::time_point since, nextProbe;  // when this rank finished its part of it; the next question
   };
+  void watch(const ExecPlan& plan, uint32_t firstSeq, uint32_t lastSeq, const CallStamp& ours, const Prober& probe);
   void check(int peer, uint32_t lastSeq, const CallStamp& ours, const Prober& probe, Clock::time_point now);
   void drop(int peer);
   // Collectives this rank may be ahead of peer (from the last answer: an upper bound).

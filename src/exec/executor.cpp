@@ -238,6 +238,7 @@ ExecPlan::ExecPlan(const RankSchedule& s) : schedule(s), done(s.steps.size(), 0)
     PeerSteps& q = peers[slot[st.peer]];
     (st.kind == StepKind::Send ? q.sends : q.recvs).push_back(i);
   }
+  for (const PeerSteps& q : peers) sendOnlyPeer |= q.recvs.empty() && !q.sends.empty();
 }
 
 std::string describeCall(const CallInfo& c) {

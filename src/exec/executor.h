@@ -36,6 +36,7 @@ struct ExecPlan {
   const RankSchedule& schedule;
   std::vector<PeerSteps> peers;
   std::vector<uint32_t> local;
+  bool sendOnlyPeer = false;  // some peer is only sent to (core/run_ahead.h watches those)
   size_t numBuffers = 0;  // 1 + the highest BufferId a step uses
   // Scratch for a run, sized once.
   std::vector<uint8_t> done;
