@@ -117,7 +117,8 @@ void Communicator::init(const UniqueIdData& id, double timeoutSec) {
   HealthIdentity hid{id.commId, {id.secret[0], id.secret[1]}, rank_, nranks_};
   health_ = std::make_unique<HealthService>(hid, chooseLocalAddress(config_.socketIfname), config_.diagSignal, config_.timeoutSec);
   card.healthAddr = health_->address();
-  runAhead_ = std::make_unique<RunAheadWatch>(nranks_, config_.timeoutSec, config_.probeSeconds());
+  probeSeconds_ = config_.probeSeconds();
+  runAhead_ = std::make_unique<RunAheadWatch>(nranks_, config_.timeoutSec, probeSeconds_);
   stallProbe_ = [this](int peer) { probePeer(peer, 0.25, "a wait that made no progress"); };
   statusProbe_ = [this](int peer, Deadline dl) { return askStatus(peer, dl); };
   // Transports copy the context when they are made (below): the hook goes in first.
@@ -409,7 +410,7 @@ void Communicator::run(std::vector<CollCall>& calls) {
     st.parts.clear();
     st.scaled.clear();
     st.extraScratch.clear();
-    st.stamps.resize(calls.size());  // each is written below
+    if (st.stamps.size() < calls.size()) st.stamps.resize(calls.size());  // each is written below
     bool anyFresh = false;
     for (size_t k = 0; k < calls.size(); ++k) {
       CollCall& c = calls[k];
@@ -474,10 +475,10 @@ void Communicator::run(std::vector<CollCall>& calls) {
     args.timeoutSec = config_.timeoutSec;
     args.abortFlag = &aborted_;
     args.stamps = st.stamps.data();
-    args.numStamps = st.stamps.size();
+    args.numStamps = calls.size();
     args.waitingOn = &waitingOn_;
     args.probe = &stallProbe_;
-    args.probeAfterSec = config_.probeSeconds();
+    args.probeAfterSec = probeSeconds_;
     execute(args);
     if (!p2pOnly) {
       runAhead_->afterRun(*plan, static_cast<uint32_t>(args.call.seq), static_cast<uint32_t>(collSeq_), runStamp_, statusProbe_);

@@ -188,6 +188,7 @@ class Communicator {
   // The stamp of the collective run() is in (kind Unchecked outside one); run()'s thread only.
   CallStamp runStamp_;
   std::unique_ptr<RunAheadWatch> runAhead_;
+  double probeSeconds_ = 1.0;  // config_.probeSeconds(), once
   std::function<void(int peer)> stallProbe_;  // ExecArgs::probe: probePeer
   // Per peer: since when it has been seen past the current collective (seq 0: it was not).
   struct PeerPast {
