@@ -576,8 +576,11 @@ bool Communicator::stillPast(int peer, const PeerProbe& p) {
 }
 
 void Communicator::probePeer(int peer, double seconds, const char* during) {
-  PeerProbe p = askStatus(peer, Deadline::after(seconds));
-  throwIfPeerWillNotCome(peer, p, runStamp_, during, stillPast(peer, p));
+  // A stalled wait does not count a peer past this collective as a disagreement: the wait may
+  // be on another peer first (a receive from this one not yet posted behind it), or on a send
+  // completion that comes late (some providers report one only after the receiver has moved
+  // on). Connection setup does (ctx_.peerGone).
+  throwIfPeerWillNotCome(peer, askStatus(peer, Deadline::after(seconds)), runStamp_, during);
 }
 
 HangReport Communicator::diagnose() {

@@ -101,7 +101,8 @@ class Communicator {
   // is pointless (core/peer_probe.h); `during` names the wait in the error.
   void probePeer(int peer, double seconds, const char* during);
   PeerProbe askStatus(int peer, Deadline deadline) const;
-  // Whether the probe shows peer past the current collective, as it already did half a second ago.
+  // Whether the probe shows peer past the current collective, as it already did half a second
+  // ago (connection setup's test of a peer that went on without connecting to this rank).
   bool stillPast(int peer, const PeerProbe& probe);
   // Connects (once) to every peer in `peers`, choosing the transport per pair.
   void ensureConnected(const std::vector<int>& peers);
