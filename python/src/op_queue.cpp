@@ -4,11 +4,27 @@
 
 namespace chorus_torch {
 
+namespace {
+
+// Runners that shut their own queue down (OpQueue::shutdown on a runner), until joinOrphans().
+std::mutex gOrphansMutex;
+std::vector<std::thread> gOrphans;
+
+}  // namespace
+
 OpQueue::OpQueue(chorusComm_t comm, std::chrono::microseconds workerDelay, std::chrono::microseconds p2pWindow)
-    : comm_(comm), workerDelay_(workerDelay), p2pWindow_(p2pWindow) {
-  std::lock_guard<std::mutex> g(mu_);
-  availableRunners_ = 1;
-  runners_.emplace_back([this] { runner(); });
+    : comm_(comm), workerDelay_(workerDelay), p2pWindow_(p2pWindow) {}
+
+void OpQueue::joinOrphans() {
+  std::vector<std::thread> orphans;
+  {
+    std::lock_guard<std::mutex> g(gOrphansMutex);
+    orphans.swap(gOrphans);
+  }
+  for (auto& t : orphans) {
+    if (t.get_id() == std::this_thread::get_id()) t.detach();
+    else t.join();
+  }
 }
 
 OpQueue::~OpQueue() { shutdown(); }
@@ -22,10 +38,14 @@ void OpQueue::shutdown() {
   }
   workCv_.notify_all();
   for (auto& t : runners) {
-    // The process group shuts the queue down from its destructor, never from a runner; a last
-    // reference dropped on a runner can only come after that, so this is a safety net.
-    if (t.get_id() == std::this_thread::get_id()) t.detach();
-    else t.join();
+    if (t.get_id() == std::this_thread::get_id()) {
+      // The process group's last reference went inside a future callback on this runner: it
+      // finishes its loop on its own, and the interpreter's exit joins it (joinOrphans).
+      std::lock_guard<std::mutex> g(gOrphansMutex);
+      gOrphans.push_back(std::move(t));
+    } else {
+      t.join();
+    }
   }
 }
 
@@ -39,7 +59,7 @@ void OpQueue::check(chorusResult_t r, chorusComm_t comm, const char* what) {
 void OpQueue::ensureRunner() {
   if (stop_ || queue_.empty() || availableRunners_ > 0 || runners_.size() >= kMaxRunners) return;
   ++availableRunners_;
-  runners_.emplace_back([this] { runner(); });
+  runners_.emplace_back([self = shared_from_this()] { self->runner(); });
 }
 
 void OpQueue::enqueue(Batch batch) {

@@ -39,6 +39,7 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -65,7 +66,7 @@ struct Batch {
   std::chrono::steady_clock::time_point queuedAt;
 };
 
-class OpQueue {
+class OpQueue : public std::enable_shared_from_this<OpQueue> {
  public:
   // comm is used only for error texts and groups; the queue does not own it.
   OpQueue(chorusComm_t comm, std::chrono::microseconds workerDelay, std::chrono::microseconds p2pWindow);
@@ -80,9 +81,14 @@ class OpQueue {
   // itself meanwhile; with one it only waits (a call it ran could not be interrupted), and
   // throws when the timeout passes first (the call completes later, on a runner).
   void waitFor(uint64_t seq, std::chrono::milliseconds timeout);
-  // Runs what is queued and stops the runners; later waits return at once (idempotent). Must
-  // not be called from a future callback.
+  // Runs what is queued and stops the runners; later waits return at once (idempotent). Called
+  // on a runner (the last reference to a process group dropped inside a future callback), it
+  // leaves that runner to joinOrphans().
   void shutdown();
+  // Joins the runners that shut their own queue down (above), wherever they are: at interpreter
+  // exit, before Python finalizes, no runner may be left inside a Python callback. Call without
+  // the GIL (a runner may be waiting for it).
+  static void joinOrphans();
 
   // Throws std::runtime_error with Chorus's last error for comm if r is not chorusSuccess.
   static void check(chorusResult_t r, chorusComm_t comm, const char* what);
@@ -123,6 +129,9 @@ class OpQueue {
   Clock::time_point lastRun_;    // when a batch last finished
   size_t idleRunners_ = 0;       // runners blocked waiting for work
   size_t availableRunners_ = 0;  // runners not inside future callbacks
+  // Each runner holds the queue (shared_from_this), so the queue outlives every runner even when
+  // its last other reference goes on a runner; so the queue is always owned by a shared_ptr, and
+  // the first runner starts with the first call (ensureRunner), not in the constructor.
   std::vector<std::thread> runners_;
 };
 

@@ -76,6 +76,7 @@ void ProcessGroupChorus::shutdownAll() {
     for (ProcessGroupChorus* pg : gLive) queues.push_back(pg->queue_);
   }
   for (auto& q : queues) q->shutdown();
+  OpQueue::joinOrphans();  // runners of groups whose last reference went inside a callback
 }
 
 ProcessGroupChorus::~ProcessGroupChorus() {
