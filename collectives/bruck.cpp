@@ -36,7 +36,7 @@
 
 #include "collectives/families.h"
 #include "collectives/logstep.h"
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus {
 namespace {

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "collectives/families.h"
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus {
 namespace {

@@ -76,7 +76,7 @@
 
 #include "collectives/families.h"
 #include "collectives/ring.h"
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus {
 namespace {

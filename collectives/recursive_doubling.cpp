@@ -30,7 +30,7 @@
 #include "collectives/families.h"
 #include "collectives/logstep.h"
 #include "collectives/ring.h"
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus {
 

@@ -44,7 +44,7 @@
 
 #include "collectives/families.h"
 #include "collectives/ring.h"
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus {
 namespace {

@@ -6,7 +6,7 @@
 #include <unordered_set>
 #include <utility>
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus {
 namespace {

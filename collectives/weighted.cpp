@@ -37,7 +37,7 @@
 #include <vector>
 
 #include "collectives/families.h"
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus {
 

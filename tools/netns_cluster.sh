@@ -28,7 +28,7 @@
 #             MASTER_ADDR=<rank 0's host address> MASTER_PORT=<port> CHORUS_SOCKET_IFNAME=veth<h> \
 #             CHORUS_CLUSTER_FILE=<file> <tool> <args>
 #     (torchrun-style launch, src/bootstrap/launcher_env.cpp; the root listens on MASTER_PORT+1).
-#     Chorus's host identity includes the network namespace (src/core/host_identity.cpp), so
+#     Chorus's host identity includes the network namespace (src/base/host_identity.cpp), so
 #     ranks in different host namespaces talk TCP over the bridge, ranks in one share memory.
 #   - a cluster description file (CHORUS_CLUSTER_FILE, src/topology/cluster_file.h) naming each
 #     host by its address: "host S.(h+1) name=h<h> gbps=<its shaped rate>", plus, where delays

@@ -30,10 +30,10 @@
 #include <string>
 #include <vector>
 
-#include "core/config.h"
-#include "core/deadline.h"
-#include "core/oob.h"
-#include "core/peer_card.h"
+#include "base/config.h"
+#include "base/deadline.h"
+#include "base/oob.h"
+#include "bootstrap/peer_card.h"
 #include "chorus/net_plugin.h"
 #include "exec/call_stamp.h"
 #include "exec/reduce.h"

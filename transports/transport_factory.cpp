@@ -3,7 +3,7 @@
 #include <cstring>
 #include <string>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "transports/net/builtin_plugins.h"
 #include "transports/transport.h"
 

@@ -9,9 +9,9 @@
 #include <chrono>
 #include <cstring>
 
-#include "core/config.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "base/config.h"
+#include "base/error.h"
+#include "base/log.h"
 
 namespace chorus {
 namespace {

@@ -33,7 +33,7 @@
 #include <string>
 
 #include "bootstrap/socket.h"
-#include "core/deadline.h"
+#include "base/deadline.h"
 
 namespace chorus {
 

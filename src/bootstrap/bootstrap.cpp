@@ -35,8 +35,8 @@
 #include "bootstrap/oob_sockets.h"
 #include "bootstrap/socket.h"
 #include "bootstrap/wire.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "topology/topo_card.h"
 
 namespace chorus {

@@ -15,9 +15,9 @@
 
 #include "bootstrap/unique_id.h"
 #include "bootstrap/wire.h"
-#include "core/config.h"
-#include "core/oob.h"
-#include "core/peer_card.h"
+#include "base/config.h"
+#include "base/oob.h"
+#include "bootstrap/peer_card.h"
 
 namespace chorus {
 

@@ -5,8 +5,8 @@
 #include <string>
 
 #include "bootstrap/socket.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 
 namespace chorus {
 namespace {

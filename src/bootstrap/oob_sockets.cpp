@@ -12,9 +12,9 @@
 #include <algorithm>
 #include <cstring>
 
-#include "core/error.h"
-#include "core/log.h"
-#include "core/oob.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "base/oob.h"
 
 namespace chorus {
 namespace {

@@ -44,9 +44,9 @@
 #include "bootstrap/socket.h"
 #include "bootstrap/unique_id.h"
 #include "bootstrap/wire.h"
-#include "core/config.h"
-#include "core/deadline.h"
-#include "core/peer_card.h"
+#include "base/config.h"
+#include "base/deadline.h"
+#include "bootstrap/peer_card.h"
 
 namespace chorus {
 

@@ -47,8 +47,8 @@
 #include <vector>
 
 #include "bootstrap/wire.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 
 namespace chorus {
 namespace {

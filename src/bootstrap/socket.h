@@ -7,8 +7,8 @@
 #include <cstddef>
 #include <string>
 
-#include "core/deadline.h"
-#include "core/peer_card.h"
+#include "base/deadline.h"
+#include "bootstrap/peer_card.h"
 
 namespace chorus {
 

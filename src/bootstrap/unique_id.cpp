@@ -8,8 +8,8 @@
 
 #include "bootstrap/root.h"
 #include "bootstrap/socket.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 
 namespace chorus {
 

@@ -7,8 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/config.h"
-#include "core/peer_card.h"
+#include "base/config.h"
+#include "bootstrap/peer_card.h"
 
 namespace chorus {
 

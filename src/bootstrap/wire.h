@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "core/peer_card.h"
+#include "bootstrap/peer_card.h"
 
 namespace chorus::wire {
 

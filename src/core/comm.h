@@ -18,7 +18,7 @@
 #include "bootstrap/bootstrap.h"
 #include "bootstrap/unique_id.h"
 #include "core/coll_call.h"
-#include "core/config.h"
+#include "base/config.h"
 #include "core/peer_probe.h"
 #include "core/premul.h"
 #include "core/published_stamp.h"

@@ -7,8 +7,8 @@
 
 #include <vector>
 
-#include "core/config.h"
-#include "core/peer_card.h"
+#include "base/config.h"
+#include "bootstrap/peer_card.h"
 
 namespace chorus {
 

@@ -1,7 +1,7 @@
 #include "core/peer_probe.h"
 
 #include "core/call_stamps.h"
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus {
 

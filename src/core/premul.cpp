@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "exec/half.h"
 #include "exec/reduce.h"
 

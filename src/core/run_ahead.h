@@ -24,7 +24,7 @@
 #include <functional>
 #include <vector>
 
-#include "core/deadline.h"
+#include "base/deadline.h"
 #include "core/peer_probe.h"
 #include "exec/executor.h"
 

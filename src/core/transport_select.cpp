@@ -1,6 +1,6 @@
 #include "core/transport_select.h"
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus {
 namespace {

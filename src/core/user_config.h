@@ -4,7 +4,7 @@
 
 #include <chorus/chorus.h>
 
-#include "core/config.h"
+#include "base/config.h"
 
 namespace chorus {
 

@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "exec/reduce.h"
 
 namespace chorus {

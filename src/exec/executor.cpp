@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cstring>
 
-#include "core/deadline.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "base/deadline.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "transports/transport.h"
 
 namespace chorus {

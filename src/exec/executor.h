@@ -3,7 +3,7 @@
 // It posts every Send and Recv as soon as its dependencies are done, in schedule order per
 // peer and direction (the matching rule of schedule.h), drives progress on the connections
 // that have work in flight, and runs local steps (Copy, Divide) when they become ready. It
-// never blocks in the kernel: idle passes back off (core/deadline.h) and, every few
+// never blocks in the kernel: idle passes back off (base/deadline.h) and, every few
 // milliseconds, probe the busy peers' liveness; after probeAfterSec without progress it asks
 // about them further (ExecArgs::probe). No progress for `timeoutSec` seconds is chorusTimeout
 // naming the peers still owing data.

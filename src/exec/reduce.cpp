@@ -30,7 +30,7 @@
 // The portable fp16 loop does vectorize, but needs ~35 instructions per element without F16C.
 #include "exec/reduce.h"
 
-#include "core/error.h"
+#include "base/error.h"
 #include "exec/half.h"
 
 #include <type_traits>

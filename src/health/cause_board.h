@@ -9,7 +9,7 @@
 #include <mutex>
 #include <string>
 
-#include "core/deadline.h"
+#include "base/deadline.h"
 #include "health/health_wire.h"
 
 namespace chorus {

@@ -6,7 +6,7 @@
 #include <tuple>
 
 #include "core/call_stamps.h"
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus {
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/peer_card.h"
+#include "bootstrap/peer_card.h"
 #include "health/health_wire.h"
 
 namespace chorus {

@@ -1,7 +1,7 @@
 #include "health/health_client.h"
 
 #include "bootstrap/socket.h"
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus {
 

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "core/deadline.h"
-#include "core/peer_card.h"
+#include "base/deadline.h"
+#include "bootstrap/peer_card.h"
 #include "health/health_wire.h"
 
 namespace chorus {

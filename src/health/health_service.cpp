@@ -12,8 +12,8 @@
 #include <system_error>
 
 #include "bootstrap/auth_gate.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "health/shrink.h"
 
 namespace chorus {

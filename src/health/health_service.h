@@ -37,8 +37,8 @@
 #include <vector>
 
 #include "bootstrap/socket.h"
-#include "core/deadline.h"
-#include "core/peer_card.h"
+#include "base/deadline.h"
+#include "bootstrap/peer_card.h"
 #include "health/cause_board.h"
 #include "health/hang_report.h"
 #include "health/health_client.h"

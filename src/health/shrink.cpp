@@ -5,8 +5,8 @@
 #include <future>
 
 #include "bootstrap/unique_id.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "health/health_service.h"
 
 namespace chorus {

@@ -26,8 +26,8 @@
 #include <thread>
 #include <vector>
 
-#include "core/config.h"
-#include "core/deadline.h"
+#include "base/config.h"
+#include "base/deadline.h"
 #include "health/health_client.h"
 
 namespace chorus {

@@ -26,8 +26,8 @@
 #include <numeric>
 #include <sstream>
 
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "topology/json_text.h"
 #include "topology/weights.h"
 

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "collectives/collective.h"
-#include "core/peer_card.h"
+#include "bootstrap/peer_card.h"
 #include "topology/cluster_file.h"
 #include "tune/tuner.h"
 

@@ -57,7 +57,7 @@
 #include <map>
 #include <mutex>
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus {
 namespace {

@@ -14,7 +14,7 @@
 #include <cctype>
 #include <string_view>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "tune/tuner.h"
 
 namespace chorus {

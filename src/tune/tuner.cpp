@@ -12,14 +12,14 @@
 #include <cmath>
 #include <limits>
 
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 
 namespace chorus {
 namespace {
 
 constexpr double kTieFraction = 0.05;
-// The smallest slice the tuner hands out: CHORUS_SLICE_BYTES's floor (core/config.cpp).
+// The smallest slice the tuner hands out: CHORUS_SLICE_BYTES's floor (base/config.cpp).
 constexpr size_t kMinSlice = 4096;
 
 // Distinct peers one rank of `algo` exchanges data with (the tie-break above).

@@ -38,7 +38,7 @@
 
 #include "bootstrap/unique_id.h"
 #include "bootstrap/wire.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "fixtures/ranks.h"
 #include "health/health_wire.h"
 #include "transports/tcp/tcp_wire.h"

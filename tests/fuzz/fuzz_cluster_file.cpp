@@ -10,8 +10,8 @@
 
 #include <cmath>
 
-#include "core/error.h"
-#include "core/peer_card.h"
+#include "base/error.h"
+#include "bootstrap/peer_card.h"
 #include "fuzz_util.h"
 #include "topology/cluster_file.h"
 #include "topology/cluster_topology.h"

@@ -11,7 +11,7 @@
 
 #include "bootstrap/oob_sockets.h"
 #include "bootstrap/wire.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "fuzz_util.h"
 
 using namespace chorus;

@@ -9,8 +9,8 @@
 #include <cmath>
 
 #include "bootstrap/bootstrap.h"
-#include "core/error.h"
-#include "core/peer_card.h"
+#include "base/error.h"
+#include "bootstrap/peer_card.h"
 #include "fuzz_util.h"
 #include "topology/cluster_topology.h"
 #include "topology/topo_card.h"

@@ -17,7 +17,7 @@
 #include "bootstrap/bootstrap.h"
 #include "bootstrap/root.h"
 #include "bootstrap/wire.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "fuzz_util.h"
 
 using namespace chorus;

@@ -7,8 +7,8 @@
 // Input: up to four TopoCards (one per host, two ranks each), as raw bytes.
 #include <cmath>
 
-#include "core/error.h"
-#include "core/peer_card.h"
+#include "base/error.h"
+#include "bootstrap/peer_card.h"
 #include "fuzz_util.h"
 #include "topology/cluster_topology.h"
 #include "topology/topo_card.h"

@@ -4,7 +4,7 @@
 //
 // Input: the string.
 #include "collectives/collective.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "fuzz_util.h"
 #include "tune/tuner.h"
 

@@ -10,7 +10,7 @@
 #include "bootstrap/launcher_env.h"
 #include "bootstrap/socket.h"
 #include "bootstrap/unique_id.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "fuzz_util.h"
 
 using namespace chorus;

@@ -3,7 +3,7 @@
 wire format and text form, and edge cases (truncated, huge lengths, wrong secrets, garbage).
 The corpus also holds inputs the fuzzer found (hash names) and crash regressions (crash-*);
 this script only (re)writes its own seed-* files. Layouts follow src/bootstrap/wire.h,
-src/bootstrap/unique_id.h, src/core/peer_card.h, src/topology/topo_card.h and
+src/bootstrap/unique_id.h, src/bootstrap/peer_card.h, src/topology/topo_card.h and
 transports/tcp/tcp_wire.h (host byte order, x86-64), with the fixed secret the targets use.
 
 Usage: tests/fuzz/make_seeds.py   (from anywhere)

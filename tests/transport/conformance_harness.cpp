@@ -15,7 +15,7 @@
 #include <exception>
 
 #include "bootstrap/unique_id.h"
-#include "core/host_identity.h"
+#include "base/host_identity.h"
 
 #ifndef CHORUS_NET_PLUGIN_DIR
 #error "CMake defines CHORUS_NET_PLUGIN_DIR (where libchorus-net-*.so are built) for this suite"

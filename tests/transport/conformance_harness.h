@@ -19,11 +19,11 @@
 #include <vector>
 
 #include "bootstrap/bootstrap.h"
-#include "core/config.h"
-#include "core/deadline.h"
-#include "core/error.h"
-#include "core/oob.h"
-#include "core/peer_card.h"
+#include "base/config.h"
+#include "base/deadline.h"
+#include "base/error.h"
+#include "base/oob.h"
+#include "bootstrap/peer_card.h"
 #include "fixtures/ranks.h"
 #include "transports/transport.h"
 

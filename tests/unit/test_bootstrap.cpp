@@ -21,7 +21,7 @@
 #include "bootstrap/socket.h"
 #include "bootstrap/unique_id.h"
 #include "bootstrap/wire.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "fixtures/ranks.h"
 #include "topology/topo_card.h"
 

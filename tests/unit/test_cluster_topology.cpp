@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "topology/cluster_file.h"
 #include "topology/cluster_topology.h"
 #include "topology/weights.h"

@@ -17,7 +17,7 @@
 
 #include "collectives/collective.h"
 #include "collectives/verifier.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "fixtures/sweep.h"
 
 namespace chorus {

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "topology/node_topology.h"
 #include "topology/topo_card.h"
 

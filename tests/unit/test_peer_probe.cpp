@@ -9,7 +9,7 @@
 
 #include "collectives/collective.h"
 #include "fixtures/stamps.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "core/peer_probe.h"
 #include "core/run_ahead.h"
 

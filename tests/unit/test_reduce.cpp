@@ -8,7 +8,7 @@
 // more than 2p+2 bits), so the kernels must match these references bit for bit.
 #include "exec/reduce.h"
 
-#include "core/error.h"
+#include "base/error.h"
 #include "fixtures/sweep.h"
 
 #include <gtest/gtest.h>

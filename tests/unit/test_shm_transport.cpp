@@ -22,7 +22,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "exec/reduce.h"
 #include "fixtures/local_oob.h"
 #include "fixtures/ranks.h"

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "bootstrap/socket.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "exec/reduce.h"
 #include "fixtures/local_oob.h"
 #include "fixtures/ranks.h"

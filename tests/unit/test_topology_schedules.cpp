@@ -23,7 +23,7 @@
 #include "collectives/collective.h"
 #include "collectives/families.h"
 #include "collectives/verifier.h"
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus {
 namespace {

@@ -3,7 +3,7 @@
 // transports both ranks have.
 #include <gtest/gtest.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "core/transport_select.h"
 
 namespace chorus {

@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "collectives/collective.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "tune/tuner.h"
 
 namespace chorus {

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "chorus_topo.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "topology/node_topology.h"
 
 namespace {

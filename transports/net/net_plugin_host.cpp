@@ -8,8 +8,8 @@
 #include <map>
 #include <mutex>
 
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "transports/transport.h"
 
 namespace chorus {

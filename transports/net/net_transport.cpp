@@ -16,8 +16,8 @@
 #include <string>
 #include <thread>
 
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "transports/net/net_connection.h"
 #include "transports/net/net_plugin_host.h"
 #include "transports/transport.h"

@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 
 // Fails the connection (sets our abort flag so the peer notices) and throws.
 #define SHM_FAIL(code, ...) fail((code), __FILE__, __LINE__, ::chorus::format(__VA_ARGS__))

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <new>
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus::shm {
 namespace {

@@ -19,8 +19,8 @@
 #include <random>
 #include <set>
 
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "transports/shm/process_watch.h"
 #include "transports/shm/shm_connection.h"
 #include "transports/shm/shm_segment.h"

@@ -1,7 +1,7 @@
 // helloProblem (tcp_hello.h).
 #include "transports/tcp/tcp_hello.h"
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace chorus::tcp {
 

@@ -33,8 +33,8 @@
 
 #include "bootstrap/auth_gate.h"
 #include "bootstrap/socket.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "transports/tcp/tcp_connection.h"
 #include "transports/tcp/tcp_hello.h"
 #include "transports/tcp/tcp_wire.h"

@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/deadline.h"
+#include "base/deadline.h"
 
 namespace chorus {
 

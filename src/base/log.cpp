@@ -1,4 +1,4 @@
-#include "core/log.h"
+#include "base/log.h"
 
 #include <pthread.h>
 #include <sys/syscall.h>

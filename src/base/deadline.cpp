@@ -1,4 +1,4 @@
-#include "core/deadline.h"
+#include "base/deadline.h"
 
 #include <sched.h>
 #include <time.h>

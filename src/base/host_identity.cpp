@@ -1,4 +1,4 @@
-#include "core/host_identity.h"
+#include "base/host_identity.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
