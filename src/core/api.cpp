@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
@@ -30,13 +31,16 @@
 
 // Handles are pinned by every call that uses them: destroy/abort first unregister the handle
 // (so no new call can start), then wait until the last pin is released and free what the handle
-// owns. The handle itself goes when no open group holds a call recorded on it (see GroupRef).
+// owns. The handle's own few bytes are never freed (see bury()): a stale handle stays safe to
+// look at, so a thread that validated a handle once pins it again with two atomic operations
+// and no lock (Pin).
 struct chorusHandle {
   std::mutex mu;
   std::condition_variable unpinned;
-  int pins = 0;          // calls using the handle right now, including calls queued on streams
-  int records = 0;       // calls recorded in open groups (GroupRef)
-  bool retired = false;  // destroyed or aborted; freed when records drops to 0
+  std::atomic<int> pins{0};       // calls using the handle right now, including calls queued on streams
+  std::atomic<bool> closed{false};  // unregistered: no new pin may start
+  int records = 0;                // calls recorded in open groups (GroupRef), guarded by mu
+  bool retired = false;           // destroyed or aborted; buried when records drops to 0, guarded by mu
 };
 
 struct chorusComm : chorusHandle {
@@ -93,22 +97,34 @@ chorusResult_t apiCall(chorusComm* comm, F&& body) {
   }
 }
 
+// The handle this thread last found in its registry: its memory is a handle for good (bury()),
+// so it may be pinned again without the registry.
+template <typename H>
+thread_local const H* tKnown = nullptr;
+
 // A use of a live handle; throws chorusInvalidUsage for a destroyed or unknown one.
 template <typename H>
 class Pin {
  public:
-  Pin(H* h, const std::set<const H*>& registry, const char* what) : h_(h) {
+  Pin(H* h, const std::set<const H*>& registry, const char* what) : h_(nullptr) {
     CHORUS_CHECK_ARG(h != nullptr, "%s is NULL", what);
-    std::lock_guard<std::mutex> g(gRegistryMutex);
-    if (!registry.count(h))
-      CHORUS_THROW(chorusInvalidUsage, "%s %p is not valid (destroyed, aborted or never created)", what, static_cast<const void*>(h));
-    std::lock_guard<std::mutex> g2(h->mu);
-    ++h->pins;
+    if (h != tKnown<H>) {
+      std::lock_guard<std::mutex> g(gRegistryMutex);
+      if (!registry.count(h)) notValid(h, what);
+      tKnown<H> = h;
+    }
+    // Pin, then look: unregister() closes, then waits for the pins (both sequentially
+    // consistent), so either this pin sees the handle closed or the destroy sees this pin.
+    h->pins.fetch_add(1);
+    h_ = h;
+    if (h->closed.load()) {
+      release();
+      h_ = nullptr;
+      notValid(h, what);
+    }
   }
   ~Pin() {
-    if (!h_) return;
-    std::lock_guard<std::mutex> g(h_->mu);
-    if (--h_->pins == 0) h_->unpinned.notify_all();
+    if (h_) release();
   }
   Pin(Pin&& o) noexcept : h_(o.h_) { o.h_ = nullptr; }
   Pin(const Pin&) = delete;
@@ -116,11 +132,37 @@ class Pin {
   H* operator->() const { return h_; }
 
  private:
+  [[noreturn]] static void notValid(const H* h, const char* what) {
+    CHORUS_THROW(chorusInvalidUsage, "%s %p is not valid (destroyed, aborted or never created)", what, static_cast<const void*>(h));
+  }
+  void release() {
+    // The last pin of a closed handle wakes its destroy (which checks pins under mu).
+    if (h_->pins.fetch_sub(1) == 1 && h_->closed.load()) {
+      std::lock_guard<std::mutex> g(h_->mu);
+      h_->unpinned.notify_all();
+    }
+  }
   H* h_;
 };
 
 Pin<chorusComm> pinComm(chorusComm* c) { return Pin<chorusComm>(c, gComms, "communicator"); }
 Pin<chorusStream> pinStream(chorusStream* s) { return Pin<chorusStream>(s, gStreams, "stream"); }
+
+// A retired handle's own memory (its contents are freed already) is kept for the life of the
+// process: a stale handle is then always refused safely, even without the registry (Pin), and
+// its address never comes back as another handle. About 150 bytes per destroyed communicator
+// or stream; held here, so that leak checkers see it reachable.
+std::mutex gBuriedMutex;
+std::vector<std::unique_ptr<chorusComm>> gBuriedComms;
+std::vector<std::unique_ptr<chorusStream>> gBuriedStreams;
+void bury(chorusComm* h) {
+  std::lock_guard<std::mutex> g(gBuriedMutex);
+  gBuriedComms.emplace_back(h);
+}
+void bury(chorusStream* h) {
+  std::lock_guard<std::mutex> g(gBuriedMutex);
+  gBuriedStreams.emplace_back(h);
+}
 
 // A call recorded in an open group holds its handles' memory, not a pin: destroy and abort do
 // not wait for groups, which another thread may keep open for as long as it likes.
@@ -154,7 +196,7 @@ class GroupRef {
       std::lock_guard<std::mutex> g(h_->mu);
       last = --h_->records == 0 && h_->retired;
     }
-    if (last) delete h_;
+    if (last) bury(h_);
     h_ = nullptr;
   }
   H* h_ = nullptr;
@@ -168,6 +210,7 @@ void unregister(H* h, std::set<const H*>& registry, const char* what) {
   std::lock_guard<std::mutex> g(gRegistryMutex);
   if (!registry.erase(h))
     CHORUS_THROW(chorusInvalidUsage, "%s %p is not valid (destroyed, aborted or never created)", what, static_cast<const void*>(h));
+  h->closed.store(true);
 }
 
 // Waits until no call uses h any more. Every pinned call is bounded by CHORUS_TIMEOUT (its
@@ -175,10 +218,10 @@ void unregister(H* h, std::set<const H*>& registry, const char* what) {
 template <typename H>
 void waitUnpinned(H* h) {
   std::unique_lock<std::mutex> g(h->mu);
-  h->unpinned.wait(g, [h] { return h->pins == 0; });
+  h->unpinned.wait(g, [h] { return h->pins.load() == 0; });
 }
 
-// The last step of destroy/abort (h unregistered, unpinned, its contents freed): frees the
+// The last step of destroy/abort (h unregistered, unpinned, its contents freed): buries the
 // handle now, or leaves that to the last GroupRef on it.
 template <typename H>
 void freeHandle(H* h) {
@@ -188,7 +231,7 @@ void freeHandle(H* h) {
     h->retired = true;
     last = h->records == 0;
   }
-  if (last) delete h;
+  if (last) bury(h);
 }
 
 chorusComm* registerComm(std::unique_ptr<Communicator> impl) {
