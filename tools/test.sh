@@ -4,7 +4,7 @@
 # $BUILD_DIR-asan (tools/sanitizers/run.sh; docs/RELIABILITY.md, "Sanitizers").
 #   CHORUS_SANITIZE_STAGE=0  skips the sanitizer stage (quick local runs); it also does not run
 #                            when the main build is itself a sanitizer build (CMAKE_ARGS).
-# Last, the short fuzz pass: every libFuzzer target of tests/fuzz for 5 s, built with clang into
+# Last, the short fuzz pass: every libFuzzer target of tests/fuzz for 3 s, built with clang into
 # $BUILD_DIR-fuzz, the source tree left alone (tools/fuzz.sh; docs/RELIABILITY.md, "Fuzzing").
 #   CHORUS_FUZZ_STAGE=0      skips it.
 # Arguments go to the main run's ctest (e.g. -R Bootstrap), not to the later stages.
@@ -31,6 +31,6 @@ if [ "${CHORUS_FUZZ_STAGE:-1}" = 0 ]; then
   echo "test.sh: fuzz stage skipped (CHORUS_FUZZ_STAGE=0)"
 else
   start=$SECONDS
-  FUZZ_SECONDS=${FUZZ_SECONDS:-5} FUZZ_MERGE=0 FUZZ_BUILD_DIR="$BUILD_DIR-fuzz" "$ROOT/tools/fuzz.sh"
+  FUZZ_SECONDS=${FUZZ_SECONDS:-3} FUZZ_MERGE=0 FUZZ_BUILD_DIR="$BUILD_DIR-fuzz" "$ROOT/tools/fuzz.sh"
   echo "test.sh: fuzz stage took $((SECONDS - start)) s (${SECONDS} s in all)"
 fi
