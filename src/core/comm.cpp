@@ -118,7 +118,7 @@ void Communicator::init(const UniqueIdData& id, double timeoutSec) {
   health_ = std::make_unique<HealthService>(hid, chooseLocalAddress(config_.socketIfname), config_.diagSignal, config_.timeoutSec);
   card.healthAddr = health_->address();
   probeSeconds_ = config_.probeSeconds();
-  runAhead_ = std::make_unique<RunAheadWatch>(nranks_, config_.timeoutSec, probeSeconds_);
+  runAhead_ = std::make_unique<RunAheadWatch>(nranks_, config_.timeoutSec, probeSeconds_, &aborted_);
   stallProbe_ = [this](int peer) { probePeer(peer, 0.25, "a wait that made no progress"); };
   statusProbe_ = [this](int peer, Deadline dl) { return askStatus(peer, dl); };
   // Transports copy the context when they are made (below): the hook goes in first.

@@ -15,8 +15,12 @@ Clock::duration seconds(double s) { return std::chrono::duration_cast<Clock::dur
 
 }  // namespace
 
-RunAheadWatch::RunAheadWatch(int nranks, double timeoutSec, double probePeriodSec)
-    : pending_(static_cast<size_t>(nranks)), timeout_(seconds(timeoutSec)), period_(seconds(probePeriodSec)), timeoutSec_(timeoutSec) {}
+RunAheadWatch::RunAheadWatch(int nranks, double timeoutSec, double probePeriodSec, const std::atomic<bool>* abortFlag)
+    : pending_(static_cast<size_t>(nranks)),
+      timeout_(seconds(timeoutSec)),
+      period_(seconds(probePeriodSec)),
+      timeoutSec_(timeoutSec),
+      abortFlag_(abortFlag) {}
 
 void RunAheadWatch::drop(int peer) {
   pending_[peer].active = false;
@@ -69,6 +73,8 @@ void RunAheadWatch::holdBack(int peer, uint32_t lastSeq, const CallStamp& ours, 
   for (;;) {
     check(peer, lastSeq, ours, probe, Clock::now());  // throws at the deadline, as a wait would
     if (!pending_[peer].active || lead(peer, lastSeq) <= kMaxLead / 2) return;
+    if (abortFlag_ && abortFlag_->load(std::memory_order_relaxed))
+      CHORUS_THROW(chorusInvalidUsage, "aborted by chorusCommAbort while waiting for rank %d to catch up", peer);
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::microseconds(5000));
   }

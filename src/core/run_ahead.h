@@ -21,6 +21,7 @@
 // a peer keeps sending, campaign finding 5).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <vector>
 
@@ -33,7 +34,8 @@ namespace chorus {
 class RunAheadWatch {
  public:
   using Prober = std::function<PeerProbe(int peer, Deadline deadline)>;
-  RunAheadWatch(int nranks, double timeoutSec, double probePeriodSec);
+  // abortFlag (may be null): chorusCommAbort's flag; a held-back sender gives up when it is set.
+  RunAheadWatch(int nranks, double timeoutSec, double probePeriodSec, const std::atomic<bool>* abortFlag = nullptr);
 
   // After this rank ran collectives firstSeq..lastSeq (one run: a call or a group) with `plan`,
   // whose first collective is stamped `ours`. Throws chorusTimeout naming the peer that has not
@@ -67,6 +69,7 @@ class RunAheadWatch {
   std::vector<int> active_;       // peers with pending data
   Clock::duration timeout_, period_;
   double timeoutSec_;
+  const std::atomic<bool>* abortFlag_;
 };
 
 }  // namespace chorus

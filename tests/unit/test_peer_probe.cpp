@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -165,6 +166,28 @@ TEST(RunAheadWatch, ASenderFarAheadWaitsForTheSlowPeer) {
   }
   EXPECT_LE(maxLead, RunAheadWatch::kMaxLead + 1);
   EXPECT_GT(asked, 2);
+}
+
+// chorusCommAbort must return promptly: a sender held back for a slow peer gives up at once.
+TEST(RunAheadWatch, AHeldBackSenderStopsOnAbort) {
+  RankSchedule s = rootSchedule(false);
+  ExecPlan plan(s);
+  std::atomic<bool> aborted{false};
+  RunAheadWatch watch(3, /*timeout=*/60, /*period=*/10, &aborted);
+  int asked = 0;
+  auto stuck = [&](int peer, Deadline) {
+    if (++asked == 3) aborted = true;  // the peer stays at #1 but answers
+    uint32_t at = peer == 1 ? 1u : 1u << 30;
+    return answered(RankState::InCall, at, at - 1, broadcastStamp(at, 0));
+  };
+  auto start = std::chrono::steady_clock::now();
+  try {
+    for (uint32_t seq = 1; seq <= 2 * RunAheadWatch::kMaxLead; ++seq) watch.afterRun(plan, seq, seq, broadcastStamp(seq, 0), stuck);
+    FAIL() << "never held back";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), chorusInvalidUsage) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 TEST(RunAheadWatch, APeerThatAlsoSendsToThisRankIsNeverAsked) {
