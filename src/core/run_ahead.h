@@ -11,8 +11,11 @@
 // to reach, and asks the peer's health service (at most every `probePeriod`, one small TCP
 // round trip; a rank that also receives from the peer needs no question) how far it got. A peer
 // that has not entered that collective within CHORUS_TIMEOUT of it is a timeout, as a wait for
-// it would be; a peer that is gone, broken, or in the same collective with another stamp ends
-// the call at once (core/peer_probe.h).
+// it would be; a peer that is broken, or in the same collective with another stamp, ends the
+// call at once (core/peer_probe.h). A peer that is gone is dropped from the watch instead: it
+// may have taken the data, finished and destroyed its communicator, which looks the same from
+// here as a death; a dead peer fails the ranks that wait on it and this rank's next exchange
+// with it.
 //
 // The lead is bounded too: a rank more than kMaxLead collectives ahead of such a peer waits,
 // asking, until the peer is back within half of it (or the deadline passes). Transports buffer

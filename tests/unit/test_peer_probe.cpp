@@ -190,6 +190,36 @@ TEST(RunAheadWatch, AHeldBackSenderStopsOnAbort) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
+// A peer that took the data and destroyed its communicator refuses the question just as a dead
+// one does: that is no error for the sender, whose part is done (CI: the last call of a perf
+// run, a 1-element ring all-reduce at np 5, failed on the rank before the one that had left).
+// A broken peer still is.
+TEST(RunAheadWatch, APeerThatIsGoneIsDroppedButABrokenOneIsAnError) {
+  RankSchedule s = rootSchedule(false);
+  ExecPlan plan(s);
+  RunAheadWatch watch(3, /*timeout=*/5, /*period=*/0);  // asks after every call
+  bool broken = false;
+  auto probe = [&](int peer, Deadline) {
+    if (peer == 2 && !broken) {
+      PeerProbe gone;
+      gone.reach = HealthService::Reach::Gone;
+      return gone;
+    }
+    if (peer == 2) return answered(RankState::Broken, 3, 2, broadcastStamp(3, 0));
+    return answered(RankState::InCall, 1u << 20, 0, CallStamp{});
+  };
+  EXPECT_NO_THROW(watch.afterRun(plan, 1, 1, broadcastStamp(1, 0), probe));
+  EXPECT_EQ(watch.pendingPeers(), 0u);
+  broken = true;
+  try {
+    watch.afterRun(plan, 2, 2, broadcastStamp(2, 0), probe);
+    FAIL() << "a broken peer was not an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), chorusRemoteError) << e.what();
+    EXPECT_EQ(e.peer(), 2);
+  }
+}
+
 TEST(RunAheadWatch, APeerThatAlsoSendsToThisRankIsNeverAsked) {
   RankSchedule s = rootSchedule(true);
   ExecPlan plan(s);
