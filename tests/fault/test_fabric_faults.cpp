@@ -326,6 +326,29 @@ void runCampaign(const Fabric& f) {
     }                                                                                \
   } while (0)
 
+// The send comm to the listener behind `handle` (connect says "not yet" until it accepts),
+// within 10 s.
+void* connectPatiently(const chorusNet_v1_t& net, const char* handle) {
+  void* send = nullptr;
+  const int64_t t0 = monoNs();
+  while (send == nullptr) {
+    CHECK_NET(monoNs() - t0 < 10'000'000'000);
+    CHECK_NET(net.connect(0, handle, &send) == chorusNetSuccess);
+  }
+  return send;
+}
+
+// The receive comm of the next connection to `listen`, within 10 s.
+void* acceptPatiently(const chorusNet_v1_t& net, void* listen) {
+  void* recv = nullptr;
+  const int64_t t0 = monoNs();
+  while (recv == nullptr) {
+    CHECK_NET(monoNs() - t0 < 10'000'000'000);
+    CHECK_NET(net.accept(listen, &recv) == chorusNetSuccess);
+  }
+  return recv;
+}
+
 void quietLogger(int level, const char* file, int line, const char* fmt, ...) {}
 
 // The plugin's log lines up to maxLevel (0: errors, 1: warnings) to stderr.
@@ -452,12 +475,7 @@ int stuckSendChild(const chorusNet_v1_t& net) {
   CHECK_NET(net.init(errorLogger) == chorusNetSuccess);
   char handle[CHORUS_NET_HANDLE_MAXSIZE];
   CHECK_NET(read(handlePipe[0], handle, sizeof(handle)) == static_cast<ssize_t>(sizeof(handle)));
-  void* send = nullptr;
-  const int64_t t0 = monoNs();
-  while (send == nullptr) {
-    CHECK_NET(monoNs() - t0 < 10'000'000'000);
-    CHECK_NET(net.connect(0, handle, &send) == chorusNetSuccess);
-  }
+  void* send = connectPatiently(net, handle);
   char statPath[64];
   snprintf(statPath, sizeof(statPath), "/proc/%d/stat", static_cast<int>(peer));
   auto stopped = [&] {
@@ -553,12 +571,7 @@ int rendezvousFromDeadPeerChild(const chorusNet_v1_t& net) {
     CHECK_NET(net.init(quietLogger) == chorusNetSuccess);
     char handle[CHORUS_NET_HANDLE_MAXSIZE];
     CHECK_NET(read(handlePipe[0], handle, sizeof(handle)) == static_cast<ssize_t>(sizeof(handle)));
-    void* send = nullptr;
-    const int64_t t0 = monoNs();
-    while (send == nullptr) {
-      CHECK_NET(monoNs() - t0 < 10'000'000'000);
-      CHECK_NET(net.connect(0, handle, &send) == chorusNetSuccess);
-    }
+    void* send = connectPatiently(net, handle);
     std::vector<char> out(n, 'y');
     void* req = nullptr;
     CHECK_NET(net.isend(send, out.data(), n, 5, nullptr, &req) == chorusNetSuccess && req != nullptr);
@@ -576,12 +589,8 @@ int rendezvousFromDeadPeerChild(const chorusNet_v1_t& net) {
   void* listen = nullptr;
   CHECK_NET(net.listen(0, handle, &listen) == chorusNetSuccess);
   CHECK_NET(write(handlePipe[1], handle, sizeof(handle)) == static_cast<ssize_t>(sizeof(handle)));
-  void* recv = nullptr;
-  const int64_t t0 = monoNs();
-  while (recv == nullptr) {
-    CHECK_NET(monoNs() - t0 < 10'000'000'000);
-    CHECK_NET(net.accept(listen, &recv) == chorusNetSuccess);
-  }
+  const int64_t t0 = monoNs();  // the whole exchange gets 20 s (below)
+  void* recv = acceptPatiently(net, listen);
   // A small receive on another tag: testing it progresses the endpoint (the request arrives
   // unexpected), and after the kill lets rxm read the shutdown and close the connection.
   uint64_t word = 0;
@@ -660,12 +669,7 @@ int feedThroughShutdownChild(const chorusNet_v1_t& net) {
     CHECK_NET(net.init(quietLogger) == chorusNetSuccess);
     char handle[CHORUS_NET_HANDLE_MAXSIZE];
     CHECK_NET(read(handlePipe[p][0], handle, sizeof(handle)) == static_cast<ssize_t>(sizeof(handle)));
-    void* send = nullptr;
-    const int64_t t0 = monoNs();
-    while (send == nullptr) {
-      CHECK_NET(monoNs() - t0 < 10'000'000'000);
-      CHECK_NET(net.connect(0, handle, &send) == chorusNetSuccess);
-    }
+    void* send = connectPatiently(net, handle);
     const char ready = 1;
     CHECK_NET(write(readyPipe[1], &ready, 1) == 1);
     if (p == 0) {

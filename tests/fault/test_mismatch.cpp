@@ -107,15 +107,16 @@ TEST_P(Mismatch, EveryRankFailsAndTheCulpritsNeighboursNameBothCalls) {
   const Case c = GetParam();
   ScopedEnv transport("CHORUS_TRANSPORT", c.transport);
   ScopedEnv timeout("CHORUS_TIMEOUT", "20");  // a mismatch must be found long before this
+  SharedArrivals ended;
   auto exits = runRanksWithId(
       c.p,
       [&](int rank, const chorusUniqueId& id) {
         chorusComm_t comm = nullptr;
         if (chorusCommInitRank(&comm, c.p, id, rank) != chorusSuccess) return 2;
         int code = skewedRank(c, comm, rank);
-        // Stay up a moment, as a job does, so that slower ranks can still ask this one where
-        // the failure started (a rank that has exited cannot be asked).
-        std::this_thread::sleep_for(std::chrono::seconds(1));
+        // Stay up, as a job does, until every rank has its error: slower ranks may still ask
+        // this one where the failure started (a rank that has exited cannot be asked).
+        ended.arriveAndWait(c.p, 10);
         chorusCommAbort(comm);
         return code;
       },
@@ -172,6 +173,7 @@ TEST_P(UnmetMismatch, IsFoundLongBeforeTheDeadline) {
   ScopedEnv transport("CHORUS_TRANSPORT", c.transport);
   ScopedEnv algo("CHORUS_ALGO", "broadcast:direct");
   ScopedEnv timeout("CHORUS_TIMEOUT", "20");
+  SharedArrivals ended;
   auto exits = runRanksWithId(
       c.p,
       [&](int rank, const chorusUniqueId& id) {
@@ -188,7 +190,7 @@ TEST_P(UnmetMismatch, IsFoundLongBeforeTheDeadline) {
         if (r == chorusSuccess) r = chorusAllReduce(buf.data(), buf.data(), buf.size(), chorusFloat32, chorusSum, comm, nullptr);
         std::string text = chorusGetLastError(comm);
         fprintf(stderr, "rank %d: %s: %s\n", rank, chorusGetErrorString(r), text.c_str());
-        std::this_thread::sleep_for(std::chrono::seconds(1));
+        ended.arriveAndWait(c.p, 10);  // until every rank has its error (see above)
         chorusCommAbort(comm);
         if (r == chorusSuccess) return 4;
         return r == chorusInvalidUsage && text.find("collective mismatch") != std::string::npos &&

@@ -294,9 +294,13 @@ int jobRank(int rank, const chorusUniqueId& id, const std::string& logDir, int g
   return 0;
 }
 
+// A fresh directory under gtest's temporary directory (TEST_TMPDIR or /tmp); "" (and a test
+// failure) if it cannot be made.
 std::string makeLogDir() {
-  char dirTemplate[] = "/tmp/chorus-strangers-XXXXXX";
-  return mkdtemp(dirTemplate) ? dirTemplate : "";
+  std::string dir = ::testing::TempDir() + "chorus-strangers-XXXXXX";
+  if (mkdtemp(dir.data())) return dir;
+  ADD_FAILURE() << "mkdtemp " << dir << ": " << strerror(errno);
+  return "";
 }
 
 // For the rest of a test, every rank logs at INFO (the given subsystems) to a file of its own,
