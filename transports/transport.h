@@ -149,8 +149,10 @@ std::unique_ptr<TcpTransportBase> makeTcpTransport(const TransportContext& ctx);
 // loaded by loadNetPlugin. oobSlot (0..7) keeps the setup messages of several plugin transports
 // in one communicator apart.
 std::unique_ptr<Transport> makeNetTransport(const chorusNet_v1_t& plugin, const TransportContext& ctx, int oobSlot);
-// dlopen CHORUS_NET_PLUGIN: a path (contains '/') or a name X meaning libchorus-net-X.so on the
-// library path. Checks the ABI version; the plugin stays loaded for the life of the process.
-const chorusNet_v1_t& loadNetPlugin(const std::string& spec);
+// dlopen a network plugin: a path (contains '/') or a name X meaning libchorus-net-X.so, looked
+// for next to libchorus first, then on the library path. Checks the ABI version; the plugin
+// stays loaded for the life of the process. Errors start with `whose` (default
+// "CHORUS_NET_PLUGIN=<spec>").
+const chorusNet_v1_t& loadNetPlugin(const std::string& spec, const std::string& whose = "");
 
 }  // namespace chorus

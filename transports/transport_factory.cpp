@@ -1,5 +1,6 @@
 // makeTransport: every transport by its id (the names CHORUS_TRANSPORT and CHORUS_TRANSPORT_MAP
-// take). Built-in network plugins are compiled in when CMake found their library.
+// take). The built-in network plugins exist when CMake found their library
+// (transports/net/builtin_plugins.h says how a program gets them).
 #include <cstring>
 #include <string>
 
@@ -12,6 +13,12 @@ namespace {
 
 constexpr const char* kNames[] = {"shm", "tcp", "ucx", "ofi", "plugin"};
 static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(TransportId::Count));
+
+// A built-in plugin: compiled into this library, or its module loaded on first use.
+[[maybe_unused]] const chorusNet_v1_t& builtinNetPlugin(const char* name) {
+  if (const chorusNet_v1_t* linked = linkedNetPlugin(name)) return *linked;
+  return loadNetPlugin(name, std::string("the ") + name + " transport (its plugin module is built and installed next to libchorus)");
+}
 
 }  // namespace
 
@@ -37,13 +44,13 @@ std::unique_ptr<Transport> makeTransport(TransportId id, const TransportContext&
       return makeTcpTransport(ctx);
     case TransportId::Ucx:
 #ifdef CHORUS_HAVE_UCX
-      return makeNetTransport(ucxNetPlugin(), ctx, 0);
+      return makeNetTransport(builtinNetPlugin("ucx"), ctx, 0);
 #else
       CHORUS_THROW(chorusInvalidUsage, "this Chorus was built without UCX (CHORUS_WITH_UCX=OFF); the ucx transport is not available");
 #endif
     case TransportId::Ofi:
 #ifdef CHORUS_HAVE_OFI
-      return makeNetTransport(ofiNetPlugin(), ctx, 1);
+      return makeNetTransport(builtinNetPlugin("ofi"), ctx, 1);
 #else
       CHORUS_THROW(chorusInvalidUsage, "this Chorus was built without libfabric (CHORUS_WITH_OFI=OFF); the ofi transport is not available");
 #endif
