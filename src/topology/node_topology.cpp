@@ -58,6 +58,8 @@
 #include <mutex>
 
 #include "base/error.h"
+#include "base/log.h"
+#include "topology/topo_cache.h"
 
 namespace chorus {
 namespace {
@@ -439,11 +441,37 @@ NodeTopology readTopology(hwloc_topology_t t, const std::string& source) {
   return out;
 }
 
+// The live machine, read from the host's shared discovery (topology/topo_cache.h) when there
+// is one; a shared file that does not load is rediscovered here.
+void loadLive(HwlocTopology& topo) {
+  std::string shared = sharedTopologyFile(TopologyCacheSettings::fromEnv(), [](const std::string& tmp) {
+    HwlocTopology live;
+    loadInto(live.t, "");
+    return hwloc_topology_export_xml(live.t, tmp.c_str(), 0) == 0;
+  });
+  if (!shared.empty()) {
+    try {
+      // It describes this machine: hwloc may then answer binding questions from it.
+      hwloc_topology_set_flags(topo.t, HWLOC_TOPOLOGY_FLAG_IS_THISSYSTEM);
+      loadInto(topo.t, shared);
+      return;
+    } catch (const Error& e) {
+      CHORUS_INFO(kLogTopo, "host topology cache not used (%s): discovering this host alone", e.what());
+    }
+    hwloc_topology_destroy(topo.t);
+    if (hwloc_topology_init(&topo.t) != 0) CHORUS_THROW_ERRNO("hwloc_topology_init failed");
+  }
+  loadInto(topo.t, "");
+}
+
 }  // namespace
 
 NodeTopology loadNodeTopology(const std::string& xmlPath, const std::string& dumpPath) {
   HwlocTopology topo;
-  loadInto(topo.t, xmlPath);
+  if (xmlPath.empty())
+    loadLive(topo);
+  else
+    loadInto(topo.t, xmlPath);
   if (!dumpPath.empty() && hwloc_topology_export_xml(topo.t, dumpPath.c_str(), 0) != 0)
     CHORUS_THROW(chorusSystemError, "cannot write the hwloc XML topology to '%s' (CHORUS_TOPO_DUMP_FILE): %s",
                  dumpPath.c_str(), strerror(errno));

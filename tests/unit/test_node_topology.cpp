@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <sched.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,7 +22,9 @@
 #include <vector>
 
 #include "base/error.h"
+#include "fixtures/ranks.h"
 #include "topology/node_topology.h"
+#include "topology/topo_cache.h"
 #include "topology/topo_card.h"
 
 namespace chorus {
@@ -540,6 +544,102 @@ TEST(NodeTopology, LocalTopologyReadsTheEnvironmentOnce) {
         std::exit(t.source == "live" && t.pus >= 1 ? 0 : 1);
       },
       testing::ExitedWithCode(0), "");
+}
+
+// --- the host's shared discovery (topology/topo_cache.h) --------------------------------------
+
+using test::ScopedEnv;
+
+std::string cacheFile(const TempDir& dir) {
+  return dir.file("chorus-topo-" + std::to_string(geteuid()) + "-" + topologyCacheKey() + ".xml");
+}
+
+// This process's own live discovery, the cache off.
+NodeTopology discoveredAlone() {
+  ScopedEnv off("CHORUS_TOPO_CACHE", "0");
+  return loadNodeTopology("", "");
+}
+
+ino_t inodeOf(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+TEST(TopologyCache, TheSecondRankReadsTheFirstOnesDiscoveryAndSeesTheSameMachine) {
+  TempDir dir;
+  ScopedEnv where("CHORUS_TOPO_CACHE_DIR", dir.file("").c_str());
+  const NodeTopology own = discoveredAlone();
+  EXPECT_FALSE(fs::exists(cacheFile(dir))) << "CHORUS_TOPO_CACHE=0 wrote a file";
+  NodeTopology first = loadNodeTopology("", "");
+  const ino_t written = inodeOf(cacheFile(dir));
+  ASSERT_NE(written, 0u) << "no shared file " << cacheFile(dir);
+  struct stat st {};
+  ASSERT_EQ(stat(cacheFile(dir).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
+  NodeTopology second = loadNodeTopology("", "");
+  EXPECT_EQ(inodeOf(cacheFile(dir)), written) << "the fresh file was rewritten";
+  EXPECT_EQ(second.source, "live");
+  expectSameTopology(own, first);
+  expectSameTopology(first, second);
+  EXPECT_EQ(second.boundCpuset, own.boundCpuset);
+  // Only the file and its lock are left (no temporary).
+  int entries = 0;
+  for (const auto& e : fs::directory_iterator(dir.file(""))) entries += e.path().string().find(".tmp.") == std::string::npos ? 1 : 100;
+  EXPECT_EQ(entries, 2);
+}
+
+TEST(TopologyCache, StaleWritableOrBrokenFilesAreRediscovered) {
+  TempDir dir;
+  ScopedEnv where("CHORUS_TOPO_CACHE_DIR", dir.file("").c_str());
+  const NodeTopology own = discoveredAlone();
+  const std::string path = cacheFile(dir);
+  loadNodeTopology("", "");
+  const std::string good = readText(path);
+  ASSERT_FALSE(good.empty());
+  // Older than the TTL.
+  timeval old[2] = {{time(nullptr) - 3600, 0}, {time(nullptr) - 3600, 0}};
+  ASSERT_EQ(utimes(path.c_str(), old), 0);
+  ino_t before = inodeOf(path);
+  expectSameTopology(own, loadNodeTopology("", ""));
+  EXPECT_NE(inodeOf(path), before) << "a stale file was used";
+  // Writable by others: somebody else may have written it.
+  ASSERT_EQ(chmod(path.c_str(), 0666), 0);
+  before = inodeOf(path);
+  expectSameTopology(own, loadNodeTopology("", ""));
+  EXPECT_NE(inodeOf(path), before) << "a world-writable file was used";
+  // Fresh and ours but not hwloc XML: discovered alone, right anyway.
+  {
+    std::ofstream(path, std::ios::trunc) << "<not a topology";
+  }
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  expectSameTopology(own, loadNodeTopology("", ""));
+}
+
+TEST(TopologyCache, RanksStartingTogetherAllGetTheMachine) {
+  TempDir dir;
+  ScopedEnv where("CHORUS_TOPO_CACHE_DIR", dir.file("").c_str());
+  const NodeTopology own = discoveredAlone();
+  std::vector<pid_t> kids;
+  for (int i = 0; i < 8; ++i) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      NodeTopology t = loadNodeTopology("", "");
+      _exit(t.pus == own.pus && t.cores == own.cores && t.pci.size() == own.pci.size() && t.nics.size() == own.nics.size() ? 0 : 1);
+    }
+    kids.push_back(pid);
+  }
+  for (pid_t pid : kids) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  }
+  EXPECT_TRUE(fs::exists(cacheFile(dir)));
+}
+
+TEST(TopologyCache, ABadSwitchIsAnError) {
+  ScopedEnv bad("CHORUS_TOPO_CACHE", "yes");
+  EXPECT_THROW(loadNodeTopology("", ""), Error);
 }
 
 // --- the topology card -----------------------------------------------------------------------

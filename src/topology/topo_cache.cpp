@@ -1,0 +1,152 @@
+#include "topology/topo_cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hwloc.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "base/config.h"
+#include "base/deadline.h"
+#include "base/error.h"
+#include "base/log.h"
+
+namespace chorus {
+namespace {
+
+// Bump when what is written (or how it is read) changes.
+constexpr int kFormat = 1;
+
+uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+std::string readFile(const char* path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Owned by this user, a regular file, not writable by group or others.
+bool ours(const struct stat& st) { return S_ISREG(st.st_mode) && st.st_uid == geteuid() && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0; }
+
+bool fresh(const std::string& path, double ttlSec) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0 || !ours(st) || st.st_size == 0) return false;
+  double age = difftime(time(nullptr), st.st_mtime);
+  return age >= -ttlSec && age < ttlSec;
+}
+
+// Holds the host lock (flock on an fd of the lock file) until destroyed.
+class HostLock {
+ public:
+  explicit HostLock(const std::string& path) {
+    fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd_ < 0) {
+      why_ = format("cannot open %s: %s", path.c_str(), strerror(errno));
+      return;
+    }
+    struct stat st;
+    if (fstat(fd_, &st) != 0 || !ours(st)) {
+      why_ = format("%s is not this user's own private file", path.c_str());
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~HostLock() {
+    if (fd_ >= 0) close(fd_);  // closing drops the flock
+  }
+  HostLock(const HostLock&) = delete;
+  HostLock& operator=(const HostLock&) = delete;
+
+  // Waits for the lock until the deadline; false (with why()) when it did not come.
+  bool acquire(double waitSec) {
+    if (fd_ < 0) return false;
+    Deadline deadline = Deadline::after(waitSec);
+    Backoff backoff;
+    while (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK && errno != EINTR) {
+        why_ = format("flock: %s", strerror(errno));
+        return false;
+      }
+      if (deadline.expired()) {
+        why_ = format("another process held the host lock for %.0f s", waitSec);
+        return false;
+      }
+      backoff.pause();
+    }
+    return true;
+  }
+  const std::string& why() const { return why_; }
+
+ private:
+  int fd_ = -1;
+  std::string why_;
+};
+
+}  // namespace
+
+TopologyCacheSettings TopologyCacheSettings::fromEnv() {
+  TopologyCacheSettings s;
+  const std::string on = envString("CHORUS_TOPO_CACHE", "1");
+  CHORUS_CHECK_ARG(on == "0" || on == "1", "CHORUS_TOPO_CACHE=\"%s\" must be 0 or 1", on.c_str());
+  s.enabled = on == "1";
+  s.dir = envString("CHORUS_TOPO_CACHE_DIR", "");
+  if (s.dir.empty()) s.dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+  return s;
+}
+
+std::string topologyCacheKey() {
+  std::string what = readFile("/proc/sys/kernel/random/boot_id");
+  what += format("|hwloc %x|", hwloc_get_api_version());
+  const char* components = getenv("HWLOC_COMPONENTS");
+  what += components ? components : "";
+  what += "|" + readFile("/proc/self/cgroup");
+  // Namespaces that change what discovery sees: interfaces (net), /sys and /proc (mnt), the
+  // host name (uts). Ranks posing as hosts in network namespaces each get their own file.
+  for (const char* ns : {"net", "mnt", "uts"}) {
+    char link[128] = {0};
+    ssize_t n = readlink(format("/proc/self/ns/%s", ns).c_str(), link, sizeof(link) - 1);
+    what += format("|%s=%s", ns, n > 0 ? link : "?");
+  }
+  what += format("|format %d", kFormat);
+  return format("%016llx", static_cast<unsigned long long>(fnv1a(what)));
+}
+
+std::string sharedTopologyFile(const TopologyCacheSettings& settings, const std::function<bool(const std::string& tmpPath)>& discover) {
+  if (!settings.enabled) return "";
+  const std::string base = format("%s/chorus-topo-%u-%s", settings.dir.c_str(), static_cast<unsigned>(geteuid()), topologyCacheKey().c_str());
+  const std::string path = base + ".xml";
+  if (fresh(path, settings.ttlSec)) return path;
+  HostLock lock(base + ".lock");
+  if (!lock.acquire(settings.lockWaitSec)) {
+    CHORUS_INFO(kLogTopo, "host topology cache not used (%s): discovering this host alone", lock.why().c_str());
+    return "";
+  }
+  if (fresh(path, settings.ttlSec)) return path;  // another rank wrote it while this one waited
+  const std::string tmp = format("%s.tmp.%d", base.c_str(), static_cast<int>(getpid()));
+  unlink(tmp.c_str());
+  bool written = discover(tmp);
+  if (written && chmod(tmp.c_str(), 0644) == 0 && rename(tmp.c_str(), path.c_str()) == 0) {
+    CHORUS_INFO(kLogTopo, "discovered this host's topology and shared it with its other ranks: %s", path.c_str());
+    return path;
+  }
+  CHORUS_INFO(kLogTopo, "host topology cache not used (cannot write %s: %s): discovering this host alone", path.c_str(),
+              strerror(errno));
+  unlink(tmp.c_str());
+  return "";
+}
+
+}  // namespace chorus
