@@ -22,16 +22,29 @@ Stream::~Stream() {
 
 void Stream::enqueue(Task task) {
   {
-    std::lock_guard<std::mutex> g(mu_);
+    std::unique_lock<std::mutex> g(mu_);
+    if (queue_.size() >= kMaxQueued) {
+      // Woken at half, not at every start: a full stream's caller then refills it in one go
+      // instead of trading a thread wake-up per call with the worker.
+      ++waitingForSpace_;
+      spaceCv_.wait(g, [this] { return queue_.size() <= kMaxQueued / 2; });
+      --waitingForSpace_;
+    }
     queue_.push_back(std::move(task));
   }
   workCv_.notify_one();
+}
+
+size_t Stream::queued() {
+  std::lock_guard<std::mutex> g(mu_);
+  return queue_.size();
 }
 
 // Pops and runs the next task; the caller holds the lock, !running_ and the queue is not empty.
 void Stream::runOne(std::unique_lock<std::mutex>& g) {
   Task task = std::move(queue_.front());
   queue_.pop_front();
+  if (waitingForSpace_ > 0 && queue_.size() <= kMaxQueued / 2) spaceCv_.notify_all();
   running_ = true;
   g.unlock();
   chorusResult_t r = task();
