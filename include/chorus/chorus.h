@@ -13,7 +13,10 @@
  * 2. A call given a stream is enqueued and may return before any data has moved. Calls on one
  *    stream run one after another, in the order they were enqueued. The send buffer must not be
  *    written and the receive buffer must not be read until the stream is synchronized
- *    (chorusStreamSynchronize) or chorusStreamQuery returns chorusSuccess.
+ *    (chorusStreamSynchronize) or chorusStreamQuery returns chorusSuccess. A stream holds at
+ *    most 1024 waiting calls: a call on a full stream blocks until half of them have started
+ *    (as a GPU stream's launch queue does), so calls on several streams must be issued in an
+ *    order that the ranks agree on.
  * 3. A call given a NULL stream returns only when its result is in recvbuf (or has failed).
  * 4. Errors of enqueued calls are reported by chorusStreamSynchronize/chorusStreamQuery and by
  *    chorusCommGetAsyncError; once a collective on a communicator failed, the communicator is
