@@ -253,6 +253,7 @@ TEST(Health, StoppedRankIsReportedUnreachable) {
   ScopedEnv transport("CHORUS_TRANSPORT", "shm");
   ScopedEnv timeout("CHORUS_TIMEOUT", "4");  // the report gets 2 s: room for a loaded machine
   const int p = 4, victim = 1;
+  SharedArrivals ended;
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
   auto exits = runRanksWithId(
@@ -263,6 +264,11 @@ TEST(Health, StoppedRankIsReportedUnreachable) {
         std::string text;
         chorusResult_t r = loopUntilFailure(comm, rank, rank == victim, fds[1], &text);
         fprintf(stderr, "rank %d: %s\n", rank, text.c_str());
+        // Stay up until every survivor has its error, as a job's ranks do while they log: the
+        // first rank to time out is asked by the others where the failure started, and its
+        // abort would otherwise break their connections first (CI: ranks 2 and 3 then blamed
+        // rank 0's abort, the stopped rank unnamed).
+        ended.arriveAndWait(p - 1, 15);
         chorusCommAbort(comm);
         if (r == chorusSuccess) return 3;
         return text.find("rank 1 (host ") != std::string::npos && text.find("did not answer") != std::string::npos ? kOk : 4;
