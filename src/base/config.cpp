@@ -102,6 +102,8 @@ Config Config::fromEnv() {
   }
   c.shrinkTimeoutSec = envDouble("CHORUS_SHRINK_TIMEOUT", c.shrinkTimeoutSec);
   CHORUS_CHECK_ARG(c.shrinkTimeoutSec > 0 && c.shrinkTimeoutSec <= 3600, "CHORUS_SHRINK_TIMEOUT must be in (0, 3600] seconds");
+  c.spin = envString("CHORUS_SPIN", c.spin);
+  CHORUS_CHECK_ARG(c.spin == "auto" || c.spin == "1" || c.spin == "0", "CHORUS_SPIN=\"%s\" is not one of: auto, 1, 0", c.spin.c_str());
   c.transport = envString("CHORUS_TRANSPORT", "");
   CHORUS_CHECK_ARG(c.transport.empty() || c.transport == "shm" || c.transport == "tcp" || c.transport == "ucx" ||
                        c.transport == "ofi" || c.transport == "plugin",

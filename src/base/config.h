@@ -24,6 +24,9 @@ struct Config {
   // How often a rank asks a stalled or running-ahead call's peers how far they are
   // (core/peer_probe.h): an eighth of CHORUS_TIMEOUT, within [0.1, 1] s.
   double probeSeconds() const;
+  // CHORUS_SPIN: whether waits spin ~2 us before they yield: "auto" (spin unless this host runs
+  // more ranks of the communicator than it has CPUs), "1" (always), "0" (never). See Backoff.
+  std::string spin = "auto";
   // CHORUS_TRANSPORT: "" (choose per peer pair, see CHORUS_TRANSPORT_MAP), or one transport for
   // every pair: "shm", "tcp", "ucx", "ofi", "plugin".
   std::string transport;

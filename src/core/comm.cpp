@@ -11,6 +11,7 @@
 #include "collectives/collective.h"
 #include "core/call_stamps.h"
 #include "core/knob_agreement.h"
+#include "base/deadline.h"
 #include "base/error.h"
 #include "core/validate.h"
 #include "base/host_identity.h"
@@ -172,6 +173,13 @@ void Communicator::init(const UniqueIdData& id, double timeoutSec) {
   tuner_ = std::make_unique<Tuner>(config_.algoTune, linkModel(), config_.sliceBytes, topoModel());
   int localRanks = 0;
   for (const PeerCard& c : cards_) localRanks += c.hostHash == card.hostHash;
+  // More ranks here than CPUs: a spinning waiter takes the CPU from the peer it waits for.
+  const bool oversubscribed = node.pus > 0 && localRanks > node.pus;
+  const bool spin = config_.spin == "1" || (config_.spin == "auto" && !oversubscribed);
+  if (spin != Backoff::spins())
+    CHORUS_INFO(kLogInit, "rank %d: waits %s (%d ranks of this communicator on this host's %d CPUs; CHORUS_SPIN=%s)", rank_,
+                spin ? "spin ~2 us before they yield" : "yield at once instead of spinning", localRanks, node.pus, config_.spin.c_str());
+  Backoff::setSpin(spin);
   CHORUS_INFO(kLogInit, "init rank %d/%d on %s (pid %d, %d ranks on this host): transports %.3f ms, bootstrap %.3f ms, total %.3f ms",
               rank_, nranks_, card.hostname, card.pid, localRanks, std::chrono::duration<double, std::milli>(t1 - t0).count(),
               std::chrono::duration<double, std::milli>(t2 - t1).count(), secondsSince(t0) * 1e3);
