@@ -444,10 +444,15 @@ NodeTopology readTopology(hwloc_topology_t t, const std::string& source) {
 // The live machine, read from the host's shared discovery (topology/topo_cache.h) when there
 // is one; a shared file that does not load is rediscovered here.
 void loadLive(HwlocTopology& topo) {
-  std::string shared = sharedTopologyFile(TopologyCacheSettings::fromEnv(), [](const std::string& tmp) {
+  std::string shared = sharedTopologyFile(TopologyCacheSettings::fromEnv(), [] {
     HwlocTopology live;
     loadInto(live.t, "");
-    return hwloc_topology_export_xml(live.t, tmp.c_str(), 0) == 0;
+    char* buf = nullptr;
+    int len = 0;
+    if (hwloc_topology_export_xmlbuffer(live.t, &buf, &len, 0) != 0 || !buf) return std::string();
+    std::string xml(buf, len > 0 ? static_cast<size_t>(len - 1) : 0);  // len counts the final NUL
+    hwloc_free_xmlbuffer(live.t, buf);
+    return xml;
   });
   if (!shared.empty()) {
     try {

@@ -125,7 +125,7 @@ std::string topologyCacheKey() {
   return format("%016llx", static_cast<unsigned long long>(fnv1a(what)));
 }
 
-std::string sharedTopologyFile(const TopologyCacheSettings& settings, const std::function<bool(const std::string& tmpPath)>& discover) {
+std::string sharedTopologyFile(const TopologyCacheSettings& settings, const std::function<std::string()>& discover) {
   if (!settings.enabled) return "";
   const std::string base = format("%s/chorus-topo-%u-%s", settings.dir.c_str(), static_cast<unsigned>(geteuid()), topologyCacheKey().c_str());
   const std::string path = base + ".xml";
@@ -136,16 +136,29 @@ std::string sharedTopologyFile(const TopologyCacheSettings& settings, const std:
     return "";
   }
   if (fresh(path, settings.ttlSec)) return path;  // another rank wrote it while this one waited
-  const std::string tmp = format("%s.tmp.%d", base.c_str(), static_cast<int>(getpid()));
-  unlink(tmp.c_str());
-  bool written = discover(tmp);
-  if (written && chmod(tmp.c_str(), 0644) == 0 && rename(tmp.c_str(), path.c_str()) == 0) {
+  const std::string xml = discover();
+  std::string tmp = base + ".XXXXXX";
+  int fd = xml.empty() ? -1 : mkstemp(tmp.data());  // O_EXCL, 0600: a name nobody else made
+  std::string why = xml.empty() ? "hwloc could not export the topology" : fd < 0 ? format("mkstemp: %s", strerror(errno)) : "";
+  if (fd >= 0) {
+    size_t done = 0;
+    while (done < xml.size()) {
+      ssize_t n = write(fd, xml.data() + done, xml.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    if (done != xml.size()) why = format("write: %s", strerror(errno));
+    else if (fchmod(fd, 0644) != 0) why = format("fchmod: %s", strerror(errno));
+    close(fd);
+    if (why.empty() && rename(tmp.c_str(), path.c_str()) != 0) why = format("rename: %s", strerror(errno));
+    if (!why.empty()) unlink(tmp.c_str());
+  }
+  if (why.empty()) {
     CHORUS_INFO(kLogTopo, "discovered this host's topology and shared it with its other ranks: %s", path.c_str());
     return path;
   }
-  CHORUS_INFO(kLogTopo, "host topology cache not used (cannot write %s: %s): discovering this host alone", path.c_str(),
-              strerror(errno));
-  unlink(tmp.c_str());
+  CHORUS_INFO(kLogTopo, "host topology cache not used (cannot write %s: %s): discovering this host alone", path.c_str(), why.c_str());
   return "";
 }
 

@@ -37,11 +37,12 @@ struct TopologyCacheSettings {
   static TopologyCacheSettings fromEnv();
 };
 
-// The path of this host's fresh shared XML, made by calling `discover(tmpPath)` (load the live
-// machine and write its XML to tmpPath; false when writing failed; throws when discovery
-// failed) under the host lock when no fresh file exists. "" when the cache is off or cannot be
-// used: the caller then discovers on its own.
-std::string sharedTopologyFile(const TopologyCacheSettings& settings, const std::function<bool(const std::string& tmpPath)>& discover);
+// The path of this host's fresh shared XML, made by calling `discover()` (load the live machine
+// and return its XML; "" when it cannot be exported; throws when discovery failed) under the
+// host lock when no fresh file exists. The XML goes to a new private file (mkstemp: nothing
+// another user put in the folder is written through) renamed into place. "" when the cache is
+// off or cannot be used: the caller then discovers on its own.
+std::string sharedTopologyFile(const TopologyCacheSettings& settings, const std::function<std::string()>& discover);
 
 // The file name's key for this process (tests).
 std::string topologyCacheKey();
