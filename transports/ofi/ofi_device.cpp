@@ -41,14 +41,44 @@ void unlinkShmRegionsAtExit() {
   gShmNames.clear();
 }
 
-void unlinkAtExit(const std::vector<unsigned char>& epName) {
+// The /dev/shm name of a shm endpoint ("fi_shm://<pid>:<n>:<m>" -> "<pid>:<n>:<m>"), "" for
+// other providers' names.
+std::string shmRegionName(const std::vector<unsigned char>& epName) {
   static const char kPrefix[] = "fi_shm://";
   std::string name(epName.begin(), epName.end());
   name = name.c_str();  // the name may carry trailing NULs
-  if (name.rfind(kPrefix, 0) != 0) return;
+  return name.rfind(kPrefix, 0) == 0 ? name.substr(sizeof(kPrefix) - 1) : "";
+}
+
+std::vector<unsigned char> endpointName(fid_ep* ep) {
+  size_t len = 0;
+  int rc = fi_getname(&ep->fid, nullptr, &len);
+  std::vector<unsigned char> name(len);
+  if ((rc != 0 && rc != -FI_ETOOSMALL) || len == 0 || fi_getname(&ep->fid, name.data(), &len) != 0) return {};
+  name.resize(len);
+  return name;
+}
+
+void unlinkAtExit(const std::vector<unsigned char>& epName) {
+  std::string region = shmRegionName(epName);
+  if (region.empty()) return;
   std::lock_guard<std::mutex> lock(gShmNamesMu);
   if (gShmNames.empty()) atexit(unlinkShmRegionsAtExit);
-  gShmNames.push_back(name.substr(sizeof(kPrefix) - 1));
+  gShmNames.push_back(region);
+}
+
+// fi_enable of a shm endpoint fails with EBUSY when its region's name is taken (and a retry
+// fails the same way). The name is given at fi_endpoint and starts with this process's pid, so a
+// region of that name before fi_enable is a dead process's: one that had this pid and was killed
+// before its exit handler ran (pids are reused: 32768 of them by default). Removes it and says
+// so; true when there was one.
+bool removeStaleRegion(fid_ep* ep, const std::string& device) {
+  const std::string region = shmRegionName(endpointName(ep));
+  if (region.rfind(std::to_string(getpid()) + ":", 0) != 0) return false;
+  if (shm_unlink(region.c_str()) != 0) return false;  // none: the usual case
+  OFI_LOG(kLogWarn, "ofi %s: removed /dev/shm/%s, a shared-memory region left by a killed process that had this pid", device.c_str(),
+          region.c_str());
+  return true;
 }
 
 // Usable tag bits from mem_tag_format: everything up to its highest set bit (0: all 64).
@@ -177,6 +207,7 @@ chorusNetResult_t Device::ensureOpen() {
   step = "fi_ep_bind(cq)";
   if ((rc = fi_ep_bind(ep_, &cq_->fid, FI_TRANSMIT | FI_RECV)) != 0) return fail();
   step = "fi_enable";
+  if (shm_) removeStaleRegion(ep_, name_);
   if ((rc = fi_enable(ep_)) != 0) return fail();
   size_t nameLen = 0;
   step = "fi_getname";
