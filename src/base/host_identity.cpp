@@ -5,16 +5,9 @@
 
 #include <fstream>
 
-namespace chorus {
+#include "base/hash.h"
 
-static uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
+namespace chorus {
 
 std::string hostName() {
   char buf[256] = {};

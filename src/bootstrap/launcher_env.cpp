@@ -6,6 +6,7 @@
 
 #include "bootstrap/socket.h"
 #include "base/error.h"
+#include "base/hash.h"
 #include "base/log.h"
 
 namespace chorus {
@@ -23,14 +24,6 @@ int envRank(const char* name) {
   long x = strtol(v, &end, 10);
   CHORUS_CHECK_ARG(end && *end == '\0' && x >= 0 && x < (1L << 30), "%s=\"%s\" is not a valid rank/size", name, v);
   return static_cast<int>(x);
-}
-
-uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
 }
 
 std::string firstOf(std::initializer_list<const char*> names) {

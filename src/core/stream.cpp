@@ -40,6 +40,11 @@ size_t Stream::queued() {
   return queue_.size();
 }
 
+int Stream::blockedCallers() {
+  std::lock_guard<std::mutex> g(mu_);
+  return waitingForSpace_;
+}
+
 // Pops and runs the next task; the caller holds the lock, !running_ and the queue is not empty.
 void Stream::runOne(std::unique_lock<std::mutex>& g) {
   Task task = std::move(queue_.front());

@@ -33,8 +33,9 @@ class Stream {
 
   // Blocks while kMaxQueued calls wait, until half of them have started.
   void enqueue(Task task);
-  // Calls waiting (tests).
+  // Calls waiting, and callers blocked in enqueue on a full queue (tests).
   size_t queued();
+  int blockedCallers();
   // Waits until the queue is empty and nothing runs; returns the first error seen.
   chorusResult_t synchronize();
   // chorusInProgress while work is queued or running, else the first error (or success).

@@ -16,6 +16,8 @@
 #include "base/config.h"
 #include "base/deadline.h"
 #include "base/error.h"
+#include "base/hash.h"
+#include "base/host_identity.h"
 #include "base/log.h"
 
 namespace chorus {
@@ -23,14 +25,6 @@ namespace {
 
 // Bump when what is written (or how it is read) changes.
 constexpr int kFormat = 1;
-
-uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 std::string readFile(const char* path) {
   std::ifstream in(path);
@@ -109,14 +103,14 @@ TopologyCacheSettings TopologyCacheSettings::fromEnv() {
 }
 
 std::string topologyCacheKey() {
-  std::string what = readFile("/proc/sys/kernel/random/boot_id");
-  what += format("|hwloc %x|", hwloc_get_api_version());
+  // The host as the transports tell hosts apart (host name, boot id, network namespace).
+  std::string what = format("host %016llx|hwloc %x|", static_cast<unsigned long long>(hostHash("")), hwloc_get_api_version());
   const char* components = getenv("HWLOC_COMPONENTS");
   what += components ? components : "";
   what += "|" + readFile("/proc/self/cgroup");
-  // Namespaces that change what discovery sees: interfaces (net), /sys and /proc (mnt), the
+  // Namespaces that change what discovery sees beyond the host's: /sys and /proc (mnt), the
   // host name (uts). Ranks posing as hosts in network namespaces each get their own file.
-  for (const char* ns : {"net", "mnt", "uts"}) {
+  for (const char* ns : {"mnt", "uts"}) {
     char link[128] = {0};
     ssize_t n = readlink(format("/proc/self/ns/%s", ns).c_str(), link, sizeof(link) - 1);
     what += format("|%s=%s", ns, n > 0 ? link : "?");
@@ -125,10 +119,14 @@ std::string topologyCacheKey() {
   return format("%016llx", static_cast<unsigned long long>(fnv1a(what)));
 }
 
+std::string sharedTopologyPath(const TopologyCacheSettings& settings) {
+  return format("%s/chorus-topo-%u-%s.xml", settings.dir.c_str(), static_cast<unsigned>(geteuid()), topologyCacheKey().c_str());
+}
+
 std::string sharedTopologyFile(const TopologyCacheSettings& settings, const std::function<std::string()>& discover) {
   if (!settings.enabled) return "";
-  const std::string base = format("%s/chorus-topo-%u-%s", settings.dir.c_str(), static_cast<unsigned>(geteuid()), topologyCacheKey().c_str());
-  const std::string path = base + ".xml";
+  const std::string path = sharedTopologyPath(settings);
+  const std::string base = path.substr(0, path.size() - 4);  // without ".xml"
   if (fresh(path, settings.ttlSec)) return path;
   HostLock lock(base + ".lock");
   if (!lock.acquire(settings.lockWaitSec)) {

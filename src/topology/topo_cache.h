@@ -44,7 +44,10 @@ struct TopologyCacheSettings {
 // off or cannot be used: the caller then discovers on its own.
 std::string sharedTopologyFile(const TopologyCacheSettings& settings, const std::function<std::string()>& discover);
 
-// The file name's key for this process (tests).
+// The file name's key for this process.
 std::string topologyCacheKey();
+// Where this process's shared XML lives: <dir>/chorus-topo-<uid>-<key>.xml (the lock file is
+// the same name with .lock).
+std::string sharedTopologyPath(const TopologyCacheSettings& settings);
 
 }  // namespace chorus

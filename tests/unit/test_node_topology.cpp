@@ -550,9 +550,8 @@ TEST(NodeTopology, LocalTopologyReadsTheEnvironmentOnce) {
 
 using test::ScopedEnv;
 
-std::string cacheFile(const TempDir& dir) {
-  return dir.file("chorus-topo-" + std::to_string(geteuid()) + "-" + topologyCacheKey() + ".xml");
-}
+// The shared file of this process (each test points CHORUS_TOPO_CACHE_DIR into its TempDir).
+std::string cacheFile() { return sharedTopologyPath(TopologyCacheSettings::fromEnv()); }
 
 // This process's own live discovery, the cache off.
 NodeTopology discoveredAlone() {
@@ -569,15 +568,15 @@ TEST(TopologyCache, TheSecondRankReadsTheFirstOnesDiscoveryAndSeesTheSameMachine
   TempDir dir;
   ScopedEnv where("CHORUS_TOPO_CACHE_DIR", dir.file("").c_str());
   const NodeTopology own = discoveredAlone();
-  EXPECT_FALSE(fs::exists(cacheFile(dir))) << "CHORUS_TOPO_CACHE=0 wrote a file";
+  EXPECT_FALSE(fs::exists(cacheFile())) << "CHORUS_TOPO_CACHE=0 wrote a file";
   NodeTopology first = loadNodeTopology("", "");
-  const ino_t written = inodeOf(cacheFile(dir));
-  ASSERT_NE(written, 0u) << "no shared file " << cacheFile(dir);
+  const ino_t written = inodeOf(cacheFile());
+  ASSERT_NE(written, 0u) << "no shared file " << cacheFile();
   struct stat st {};
-  ASSERT_EQ(stat(cacheFile(dir).c_str(), &st), 0);
+  ASSERT_EQ(stat(cacheFile().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0644u);
   NodeTopology second = loadNodeTopology("", "");
-  EXPECT_EQ(inodeOf(cacheFile(dir)), written) << "the fresh file was rewritten";
+  EXPECT_EQ(inodeOf(cacheFile()), written) << "the fresh file was rewritten";
   EXPECT_EQ(second.source, "live");
   expectSameTopology(own, first);
   expectSameTopology(first, second);
@@ -592,7 +591,7 @@ TEST(TopologyCache, StaleWritableOrBrokenFilesAreRediscovered) {
   TempDir dir;
   ScopedEnv where("CHORUS_TOPO_CACHE_DIR", dir.file("").c_str());
   const NodeTopology own = discoveredAlone();
-  const std::string path = cacheFile(dir);
+  const std::string path = cacheFile();
   loadNodeTopology("", "");
   const std::string good = readText(path);
   ASSERT_FALSE(good.empty());
@@ -634,7 +633,7 @@ TEST(TopologyCache, RanksStartingTogetherAllGetTheMachine) {
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
   }
-  EXPECT_TRUE(fs::exists(cacheFile(dir)));
+  EXPECT_TRUE(fs::exists(cacheFile()));
 }
 
 TEST(TopologyCache, ABadSwitchIsAnError) {

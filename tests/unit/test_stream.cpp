@@ -32,7 +32,10 @@ TEST(Stream, AFullQueueMakesTheCallerWaitUntilHalfHasStarted) {
     s.enqueue(task(static_cast<int>(Stream::kMaxQueued) + 1));
     returned = true;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Until the caller is inside enqueue, blocked on the full queue (or returned: a failure).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (s.blockedCallers() == 0 && !returned && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  EXPECT_EQ(s.blockedCallers(), 1);
   EXPECT_FALSE(returned) << "enqueue on a full stream returned at once";
   EXPECT_EQ(s.queued(), Stream::kMaxQueued);
   release = true;

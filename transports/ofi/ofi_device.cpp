@@ -50,13 +50,15 @@ std::string shmRegionName(const std::vector<unsigned char>& epName) {
   return name.rfind(kPrefix, 0) == 0 ? name.substr(sizeof(kPrefix) - 1) : "";
 }
 
-std::vector<unsigned char> endpointName(fid_ep* ep) {
+// The endpoint's name into *name; fi_getname's result (0 on success).
+int endpointName(fid_ep* ep, std::vector<unsigned char>* name) {
   size_t len = 0;
   int rc = fi_getname(&ep->fid, nullptr, &len);
-  std::vector<unsigned char> name(len);
-  if ((rc != 0 && rc != -FI_ETOOSMALL) || len == 0 || fi_getname(&ep->fid, name.data(), &len) != 0) return {};
-  name.resize(len);
-  return name;
+  if (rc != -FI_ETOOSMALL && rc != 0) return rc;
+  name->resize(len);
+  if ((rc = fi_getname(&ep->fid, name->data(), &len)) != 0) return rc;
+  name->resize(len);
+  return 0;
 }
 
 void unlinkAtExit(const std::vector<unsigned char>& epName) {
@@ -73,7 +75,9 @@ void unlinkAtExit(const std::vector<unsigned char>& epName) {
 // before its exit handler ran (pids are reused: 32768 of them by default). Removes it and says
 // so; true when there was one.
 bool removeStaleRegion(fid_ep* ep, const std::string& device) {
-  const std::string region = shmRegionName(endpointName(ep));
+  std::vector<unsigned char> name;
+  if (endpointName(ep, &name) != 0) return false;
+  const std::string region = shmRegionName(name);
   if (region.rfind(std::to_string(getpid()) + ":", 0) != 0) return false;
   if (shm_unlink(region.c_str()) != 0) return false;  // none: the usual case
   OFI_LOG(kLogWarn, "ofi %s: removed /dev/shm/%s, a shared-memory region left by a killed process that had this pid", device.c_str(),
@@ -209,13 +213,9 @@ chorusNetResult_t Device::ensureOpen() {
   step = "fi_enable";
   if (shm_) removeStaleRegion(ep_, name_);
   if ((rc = fi_enable(ep_)) != 0) return fail();
-  size_t nameLen = 0;
   step = "fi_getname";
-  rc = fi_getname(&ep_->fid, nullptr, &nameLen);
-  if (rc != -FI_ETOOSMALL && rc != 0) return fail();
-  epName_.resize(nameLen);
-  if ((rc = fi_getname(&ep_->fid, epName_.data(), &nameLen)) != 0) return fail();
-  epName_.resize(nameLen);
+  if ((rc = endpointName(ep_, &epName_)) != 0) return fail();
+  const size_t nameLen = epName_.size();
   unlinkAtExit(epName_);
   if (nameLen > kMaxNameBytes) {
     OFI_LOG(kLogError, "ofi %s: endpoint name of %zu bytes does not fit a handle (%zu at most)", name_.c_str(), nameLen,
