@@ -90,7 +90,7 @@ HangReport summarizeStatuses(const std::vector<RankStatus>& statuses, const std:
     const RankStatus& s = statuses[r];
     bool inLatest = s.state == RankState::InCall && !s.pointToPoint && s.startedSeq == latest;
     bool behind = s.state == RankState::Unreachable || (!inLatest && s.state != RankState::Broken && s.finishedSeq < latest);
-    int order = s.state == RankState::Unreachable ? 0 : behind ? 1 : s.state == RankState::Broken ? 2 : 3;
+    int order = s.state == RankState::Unreachable || s.state == RankState::Closed ? 0 : behind ? 1 : s.state == RankState::Broken ? 2 : 3;
     groups[{order, static_cast<int>(s.state), s.startedSeq, s.finishedSeq, s.coll, s.pointToPoint, inLatest ? s.waitingOn : -2}]
         .push_back(static_cast<int>(r));
   }
@@ -101,6 +101,8 @@ HangReport summarizeStatuses(const std::vector<RankStatus>& statuses, const std:
     std::string line;
     if (s.state == RankState::Unreachable) {
       line = namedRanks(ranks, cards) + " did not answer (dead, stopped, or cut off)";
+    } else if (s.state == RankState::Closed) {
+      line = namedRanks(ranks, cards) + " destroyed the communicator";
     } else if (s.state == RankState::Broken) {
       line = ranksWord(ranks) + format(" failed in %s", callName(s, s.startedSeq).c_str());
       if (s.causeOrigin >= 0) line += format(" (first failure: rank %d)", s.causeOrigin);

@@ -89,9 +89,12 @@ struct HealthService::State {
   RankStatus ownStatus() {
     std::lock_guard<std::mutex> g(hookMu);
     if (!alive || !hooks.status) {
+      // Closed, not Broken: a rank that finished its last call and destroys its communicator
+      // may still answer a question asked a moment before (a send-only peer checking that its
+      // data was taken); that is no failure.
       RankStatus s;
       s.rank = id.rank;
-      s.state = RankState::Broken;
+      s.state = RankState::Closed;
       return s;
     }
     return hooks.status();
@@ -146,10 +149,14 @@ HealthService::HealthService(const HealthIdentity& id, const WireAddr& bindAddr,
 }
 
 HealthService::~HealthService() {
+  close();
   if (signalSlot_ >= 0) g_signalFds[signalSlot_].store(-1);
   uint64_t one = 1;
   (void)!write(stopFd_.get(), &one, sizeof one);
   if (thread_.joinable()) thread_.join();
+}
+
+void HealthService::close() {
   std::lock_guard<std::mutex> g(state_->hookMu);
   state_->alive = false;
   state_->hooks = HealthHooks{};
@@ -329,14 +336,16 @@ void HealthService::handle(const std::shared_ptr<State>& st, Fd fd, HealthReques
     HealthAnswer answer;
     switch (static_cast<HealthOp>(req.op)) {
       case HealthOp::Ping: {
-        // One byte: whether this rank's communicator is broken (a peer waiting for it to
-        // connect stops waiting).
+        // One byte: whether this rank's communicator is broken or closed (a peer waiting for
+        // it to connect stops waiting).
         std::shared_ptr<CauseBoard> board;
+        bool alive;
         {
           std::lock_guard<std::mutex> g(st->hookMu);
-          if (st->alive) board = st->hooks.cause;
+          alive = st->alive;
+          if (alive) board = st->hooks.cause;
         }
-        answer.payload.push_back(board && board->broken() ? 1 : 0);
+        answer.payload.push_back(!alive || (board && board->broken()) ? 1 : 0);
         break;
       }
       case HealthOp::Status: {
@@ -480,7 +489,7 @@ HealthService::Reach HealthService::status(int peer, Deadline deadline, RankStat
     HealthAnswer a = call(peer, HealthOp::Status, 0, 0, nullptr, 0, deadline);
     if (a.payload.size() != sizeof(RankStatus)) return Reach::Silent;
     memcpy(out, a.payload.data(), sizeof(RankStatus));
-    return Reach::Answered;
+    return out->state == RankState::Closed ? Reach::Gone : Reach::Answered;
   } catch (const Error& e) {
     return e.code() == chorusRemoteError ? Reach::Gone : Reach::Silent;
   }

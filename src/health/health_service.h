@@ -76,6 +76,9 @@ class HealthService {
   WireAddr address() const { return addr_; }
   // Starts serving; cards[r].healthAddr is rank r's service.
   void start(const std::vector<PeerCard>& cards, HealthHooks hooks);
+  // The communicator is going away (the destructor's first step): from now on this rank answers
+  // as gone (Status: Closed, Ping: will not come) and never calls its hooks again.
+  void close();
 
   // --- asking other ranks (any thread) ---
   // Why peer's communicator broke. False when peer did not answer by the deadline (dead,
@@ -86,8 +89,8 @@ class HealthService {
   // gone) or says its communicator is broken: a peer that will not take part any more. A silent
   // peer (stopped, slow) is not gone.
   bool gone(int peer, Deadline deadline) const;
-  // One peer's status: Answered (in *out), Gone (its service refuses or resets the connection:
-  // process or communicator gone) or Silent (no answer by the deadline: stopped, slow or cut off).
+  // One peer's status: Answered (in *out), Gone (its service refuses or resets the connection,
+  // or answers that its communicator is closed: process or communicator gone) or Silent (no answer by the deadline: stopped, slow or cut off).
   enum class Reach { Answered, Gone, Silent };
   Reach status(int peer, Deadline deadline, RankStatus* out) const;
   // Every rank's status, gathered down a tree rooted at this rank.

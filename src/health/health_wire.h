@@ -47,6 +47,7 @@ enum class RankState : uint8_t {
   InCall = 1,       // inside a collective or point-to-point call
   Broken = 2,       // its communicator failed (cause: CauseWire)
   Unreachable = 3,  // filled in by the gatherer: no answer (dead, stopped, or cut off)
+  Closed = 4,       // its communicator is being destroyed (a normal end): it takes part in nothing more
 };
 
 struct RankStatus {

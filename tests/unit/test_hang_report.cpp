@@ -69,6 +69,18 @@ TEST(HangReport, NamesUnreachableRanksFirst) {
   EXPECT_EQ(rep.lines.size(), 3u);  // unreachable, waiting on 3, waiting on 6
 }
 
+TEST(HangReport, ARankThatDestroyedTheCommunicatorIsACulprit) {
+  const int n = 4;
+  std::vector<RankStatus> st;
+  for (int r = 0; r < n; ++r) st.push_back(waiting(r, 9, 1));
+  st[1] = RankStatus{};
+  st[1].rank = 1;
+  st[1].state = RankState::Closed;
+  HangReport rep = summarizeStatuses(st, cardsFor(n));
+  EXPECT_EQ(rep.culprits, std::vector<int>{1});
+  EXPECT_EQ(rep.summary.rfind("rank 1 (host h0, pid 1001) destroyed the communicator", 0), 0u) << rep.summary;
+}
+
 TEST(HangReport, RanksInAnEarlierCallAreBehind) {
   const int n = 4;
   std::vector<RankStatus> st;
