@@ -33,7 +33,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CHORUS_BUILD="${CHORUS_BUILD:-$ROOT/build}"
 BASELINES_BUILD="${BASELINES_BUILD:-/tmp/chorus-baselines/build}"
-BASELINES_SRC="${BASELINES_SRC:-/work/shared/baselines}"
+BASELINES_SRC="${BASELINES_SRC:-$ROOT/../shared/baselines}"
 NPS="${NPS:-2 4}"
 SIZES="${SIZES:-8,1K,64K,1M,16M,64M,256M}"
 ROUNDS="${ROUNDS:-3}"

@@ -5,7 +5,7 @@
 #
 # Builds nothing. Needs a Chorus build (CHORUS_BUILD: perf/all_reduce_perf and, for the plugin
 # variant, libchorus-net-ucx.so) and the peer baselines built by
-# /work/shared/baselines/scripts/build.sh (mpi_allreduce_bench, pingpong, membw).
+# ../shared/baselines/scripts/build.sh (mpi_allreduce_bench, pingpong, membw; BASELINES_SRC).
 #
 # Variants (VARIANTS picks and orders them; every round runs all of them in this order, so the
 # machine's drift hits each alike: A B C ... A B C ...):
@@ -58,7 +58,7 @@ source "$ROOT/tools/bench_lib.sh"
 
 CHORUS_BUILD="${CHORUS_BUILD:-$ROOT/build}"
 BASELINES_BUILD="${BASELINES_BUILD:-/tmp/chorus-baselines/build}"
-BASELINES_SRC="${BASELINES_SRC:-/work/shared/baselines}"
+BASELINES_SRC="${BASELINES_SRC:-$ROOT/../shared/baselines}"
 VARIANTS="${VARIANTS:-shm tcp ucx-tcp ucx-sm ofi-tcp ofi-shm plugin-ucx mpi-ucx-sm mpi-ucx-tcp mpi-vader}"
 NPS="${NPS:-4 2}"
 SIZES="${SIZES:-8,1K,64K,1M,16M}"
