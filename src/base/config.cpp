@@ -126,6 +126,10 @@ Config Config::fromEnv() {
   long long nslots = envInt("CHORUS_SHM_NSLOTS", c.shmNumSlots);
   CHORUS_CHECK_ARG(nslots >= 2 && nslots <= 1024, "CHORUS_SHM_NSLOTS must be in 2..1024");
   c.shmNumSlots = static_cast<int>(nslots);
+  c.shmFifoBytes = envBytes("CHORUS_SHM_FIFO_BYTES", c.shmFifoBytes);
+  CHORUS_CHECK_ARG(c.shmFifoBytes >= c.shmSlotBytes && c.shmFifoBytes % 64 == 0 && c.shmFifoBytes <= (size_t(1) << 30),
+                   "CHORUS_SHM_FIFO_BYTES must be a multiple of 64, at least CHORUS_SHM_SLOT_BYTES (%zu) and at most 1G",
+                   c.shmSlotBytes);
   std::string cma = envString("CHORUS_SHM_CMA", "auto");
   CHORUS_CHECK_ARG(cma == "auto" || cma == "0" || cma == "1", "CHORUS_SHM_CMA=\"%s\" is not one of: auto, 0, 1", cma.c_str());
   c.shmUseCma = cma == "auto" ? cpuHasFastStringCopy() : cma == "1";

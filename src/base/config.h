@@ -45,9 +45,12 @@ struct Config {
   int tcpNumSockets = 2;
   // CHORUS_TCP_CHUNK: bytes per striped chunk on TCP.
   size_t tcpChunkBytes = 512 * 1024;
-  // CHORUS_SHM_SLOT_BYTES / CHORUS_SHM_NSLOTS: the eager FIFO of each shm channel.
+  // The eager FIFO of each shm channel (transports/shm/shm_segment.h): CHORUS_SHM_SLOT_BYTES,
+  // the largest fragment; CHORUS_SHM_NSLOTS, fragments (messages) in flight; CHORUS_SHM_FIFO_BYTES,
+  // the payload ring they share, each fragment taking what it needs.
   size_t shmSlotBytes = 256 * 1024;
-  int shmNumSlots = 8;
+  int shmNumSlots = 64;
+  size_t shmFifoBytes = 2 * 1024 * 1024;
   // CHORUS_SHM_CMA: 1 = messages >= CHORUS_SHM_CMA_THRESHOLD move with one copy by
   // cross-memory attach (process_vm_readv); 0 = always through the FIFO; auto (default) = on
   // when the CPU advertises fast string copies (erms/fsrm), which the kernel's copy needs to

@@ -12,7 +12,7 @@
 namespace chorus {
 
 // How many settings the ranks of a communicator must agree on (src/core/knob_agreement.cpp).
-constexpr int kAgreedKnobs = 12;
+constexpr int kAgreedKnobs = 13;
 
 // A socket address small enough to put on the wire (IPv4 or IPv6).
 struct WireAddr {

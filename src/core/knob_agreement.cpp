@@ -24,6 +24,7 @@ std::vector<std::pair<const char*, std::string>> agreedKnobs(const Config& c) {
       {"CHORUS_TCP_CHUNK", std::to_string(c.tcpChunkBytes)},
       {"CHORUS_SHM_SLOT_BYTES", std::to_string(c.shmSlotBytes)},
       {"CHORUS_SHM_NSLOTS", std::to_string(c.shmNumSlots)},
+      {"CHORUS_SHM_FIFO_BYTES", std::to_string(c.shmFifoBytes)},
       {"CHORUS_CLUSTER_FILE", c.clusterFile},
   };
   return k;
@@ -48,7 +49,7 @@ uint32_t fnv1a(const std::string& s) {
 
 void fillKnobHashes(const Config& config, PeerCard* card) {
   auto knobs = agreedKnobs(config);
-  static_assert(kAgreedKnobs == 12, "agreedKnobs lists kAgreedKnobs settings");
+  static_assert(kAgreedKnobs == 13, "agreedKnobs lists kAgreedKnobs settings");
   for (int i = 0; i < kAgreedKnobs; ++i) card->knobHash[i] = fnv1a(comparedValue(knobs[i].first, knobs[i].second));
 }
 

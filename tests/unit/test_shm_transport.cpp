@@ -53,6 +53,7 @@ Config smallConfig(bool cma) {
   Config c;
   c.shmSlotBytes = 16 * 1024;
   c.shmNumSlots = 4;
+  c.shmFifoBytes = 40 * 1024;  // not a multiple of the fragment: fragments wrap early and leave gaps
   c.shmUseCma = cma;
   c.shmCmaThreshold = 256 * 1024;
   return c;
@@ -384,6 +385,44 @@ TEST(ShmTransport, PeerCloseDeliversQueuedDataThenFails) {
   });
 }
 
+// The FIFO hands out payload bytes by the fragment (shm_segment.h): with the default geometry a
+// sender runs 64 small messages ahead of a receiver that takes none (fixed 256 KiB slots allowed
+// 8), and the next one waits for a free slot; all arrive whole and in order.
+TEST(ShmTransport, SmallMessagesRunAheadBySlotsNotBySlotBytes) {
+  Config cfg;
+  cfg.shmUseCma = false;
+  ASSERT_EQ(cfg.shmNumSlots, 64);
+  const int kAhead = cfg.shmNumSlots;
+  std::atomic<bool> sent{false};
+  World w(2, cfg);
+  w.run([&](int rank, Transport& t) {
+    auto conns = t.connect({1 - rank}, Deadline::after(kWaitSec));
+    Connection& c = *conns[0];
+    std::vector<uint64_t> values(kAhead + 1);
+    if (rank == 1) {
+      for (int i = 0; i <= kAhead; ++i) {
+        values[i] = 0x1000 + i;
+        c.postSend(&values[i], sizeof(uint64_t));
+      }
+      waitAll(c, kAhead, 0);
+      for (int i = 0; i < 100; ++i) c.progress();
+      EXPECT_EQ(c.sendsCompleted(), static_cast<uint64_t>(kAhead)) << "the send past the free slots completed";
+      sent = true;
+      waitAll(c, kAhead + 1, 0);
+      return;
+    }
+    while (!sent) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (int i = 0; i <= kAhead; ++i) {
+      RecvSink sink;
+      sink.dst = &values[i];
+      sink.bytes = sizeof(uint64_t);
+      c.postRecv(sink);
+    }
+    waitAll(c, 0, kAhead + 1);
+    for (int i = 0; i <= kAhead; ++i) EXPECT_EQ(values[i], 0x1000u + i) << "message " << i;
+  });
+}
+
 std::vector<std::string> shmFilesOf(uint64_t commId) {
   char prefix[64];
   snprintf(prefix, sizeof(prefix), "chorus-%016llx-", static_cast<unsigned long long>(commId));
@@ -418,7 +457,7 @@ TEST(ShmTransport, SegmentIdentityIsChecked) {
   id.from = 0;
   id.to = 1;
   std::string name = "/chorus-test-identity-" + std::to_string(getpid());
-  auto seg = shm::Segment::create(name, id, 4096, 2);
+  auto seg = shm::Segment::create(name, id, 4096, 2, 8192);
   shm::SegmentIdentity wrong = id;
   wrong.secret[1] = 99;
   expectError(chorusInternalError, [&] { shm::Segment::open(name, wrong); });
@@ -426,10 +465,11 @@ TEST(ShmTransport, SegmentIdentityIsChecked) {
   wrong.from = 2;
   expectError(chorusInternalError, [&] { shm::Segment::open(name, wrong); });
   auto ok = shm::Segment::open(name, id);
-  EXPECT_EQ(ok->slotBytes(), 4096u);
+  EXPECT_EQ(ok->maxFragment(), 4096u);
+  EXPECT_EQ(ok->ringBytes(), 8192u);
   EXPECT_EQ(ok->numSlots(), 2u);
   // The creator's name must not be creatable twice (O_EXCL).
-  expectError(chorusSystemError, [&] { shm::Segment::create(name, id, 4096, 2); });
+  expectError(chorusSystemError, [&] { shm::Segment::create(name, id, 4096, 2, 8192); });
   seg.reset();  // unlinks
   expectError(chorusRemoteError, [&] { shm::Segment::open(name, id); });
 }
@@ -457,7 +497,7 @@ TEST(ShmTransport, SegmentCreationFailureReachesPeerPromptly) {
   char name[96];
   snprintf(name, sizeof(name), "/chorus-%016llx-1-0-0", static_cast<unsigned long long>(w.commId));
   shm::SegmentIdentity other;
-  auto squatter = shm::Segment::create(name, other, 4096, 2);
+  auto squatter = shm::Segment::create(name, other, 4096, 2, 8192);
   w.run([&](int rank, Transport& t) {
     auto start = std::chrono::steady_clock::now();
     std::string msg = expectError(rank == 0 ? chorusSystemError : chorusRemoteError,

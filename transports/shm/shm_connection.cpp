@@ -19,7 +19,13 @@ void ShmConnection::FreeDeleter::operator()(char* p) const { free(p); }
 
 ShmConnection::ShmConnection(int peer, std::unique_ptr<Segment> in, std::unique_ptr<Segment> out,
                              const ShmConnectionOptions& opts)
-    : Connection(peer), opts_(opts), in_(std::move(in)), out_(std::move(out)), watch_(opts.peerPid), ownPid_(getpid()) {}
+    : Connection(peer),
+      opts_(opts),
+      in_(std::move(in)),
+      out_(std::move(out)),
+      watch_(opts.peerPid),
+      ownPid_(getpid()),
+      ringTaken_(out_->numSlots(), 0) {}
 
 ShmConnection::~ShmConnection() {
   // Closing with nothing pending is orderly; anything else tells the peer to stop waiting.
@@ -127,16 +133,45 @@ void ShmConnection::failMismatch(const CallStamp& sent, const CallStamp& posted)
 
 // --- sending --------------------------------------------------------------------------------
 
+void ShmConnection::refreshTail() {
+  const uint64_t tail = out_->header()->tail.load(std::memory_order_acquire);
+  for (; tailSeen_ < tail; ++tailSeen_) {
+    uint32_t& taken = ringTaken_[tailSeen_ % ringTaken_.size()];
+    ringUsed_ -= taken;
+    taken = 0;
+  }
+}
+
 bool ShmConnection::slotFree() {
   if (head_ - tailSeen_ < out_->numSlots()) return true;
-  tailSeen_ = out_->header()->tail.load(std::memory_order_acquire);
+  refreshTail();
   return head_ - tailSeen_ < out_->numSlots();
+}
+
+bool ShmConnection::reserveRing(size_t bytes, uint32_t* offset) {
+  const size_t ring = out_->ringBytes();
+  const size_t need = (bytes + 63) & ~size_t(63);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    // Nothing in the FIFO: start at the ring's beginning again (cache lines already warm).
+    if (head_ == tailSeen_) ringHead_ = 0;
+    const size_t gap = ringHead_ + need <= ring ? 0 : ring - ringHead_;  // a fragment never wraps
+    if (ringUsed_ + gap + need <= ring) {
+      *offset = static_cast<uint32_t>(gap ? 0 : ringHead_);
+      ringHead_ = (gap ? 0 : ringHead_) + need;
+      if (ringHead_ == ring) ringHead_ = 0;
+      ringUsed_ += gap + need;
+      ringTaken_[head_ % ringTaken_.size()] = static_cast<uint32_t>(gap + need);
+      return true;
+    }
+    refreshTail();
+  }
+  return false;
 }
 
 bool ShmConnection::progressSends() {
   bool moved = false;
   SegmentHeader* hdr = out_->header();
-  const size_t slotBytes = out_->slotBytes();
+  const size_t maxFragment = out_->maxFragment();
   // Publish: walk the queued sends in order and put in the FIFO whatever fits.
   while (sendsPublished_ < sends_.size()) {
     SendOp& op = sends_[sendsPublished_];
@@ -166,10 +201,12 @@ bool ShmConnection::progressSends() {
         op.ackSlot = head_;
         hdr->head.store(++head_, std::memory_order_release);
       } else {
-        while (op.pushed < op.bytes && slotFree()) {
-          size_t n = std::min(slotBytes, op.bytes - op.pushed);
-          memcpy(out_->slotPayload(head_), op.buf + op.pushed, n);
+        uint32_t at = 0;
+        while (op.pushed < op.bytes && slotFree() && reserveRing(std::min(maxFragment, op.bytes - op.pushed), &at)) {
+          size_t n = std::min(maxFragment, op.bytes - op.pushed);
+          memcpy(out_->payloadAt(at), op.buf + op.pushed, n);
           SlotHeader* s = out_->slotHeader(head_);
+          s->ringOffset = at;
           s->msgBytes = op.bytes;
           s->offset = op.pushed;
           s->seq = sendSeq_;
@@ -193,7 +230,7 @@ bool ShmConnection::progressSends() {
   while (sendsPublished_ > 0) {
     const SendOp& op = sends_.front();
     if (op.rendezvous && tailSeen_ <= op.ackSlot) {
-      tailSeen_ = hdr->tail.load(std::memory_order_acquire);
+      refreshTail();
       if (tailSeen_ <= op.ackSlot) break;
     }
     sends_.pop_front();
@@ -235,11 +272,12 @@ bool ShmConnection::progressRecvs() {
         if (slot.kind != kSlotEager || slot.fragBytes != 0) SHM_FAIL(chorusInternalError, "protocol error: malformed empty message");
         releaseSlot();
       } else if (slot.kind == kSlotEager) {
-        if (slot.offset != op.received || slot.fragBytes == 0 || slot.fragBytes > in_->slotBytes() ||
-            slot.fragBytes > bytes - op.received)
-          SHM_FAIL(chorusInternalError, "protocol error: fragment [%llu, +%u) of a %zu-byte message, %zu bytes received so far",
-                   static_cast<unsigned long long>(slot.offset), slot.fragBytes, bytes, op.received);
-        op.sink.deliver(op.received, in_->slotPayload(tail_), slot.fragBytes);
+        if (slot.offset != op.received || slot.fragBytes == 0 || slot.fragBytes > in_->maxFragment() ||
+            slot.fragBytes > bytes - op.received || slot.ringOffset % 64 != 0 || slot.ringOffset > in_->ringBytes() - slot.fragBytes)
+          SHM_FAIL(chorusInternalError,
+                   "protocol error: fragment [%llu, +%u) of a %zu-byte message at ring offset %u, %zu bytes received so far",
+                   static_cast<unsigned long long>(slot.offset), slot.fragBytes, bytes, slot.ringOffset, op.received);
+        op.sink.deliver(op.received, in_->payloadAt(slot.ringOffset), slot.fragBytes);
         op.received += slot.fragBytes;
         releaseSlot();
         moved = true;

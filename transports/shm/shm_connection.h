@@ -3,8 +3,9 @@
 // Sending a message of n bytes:
 //  * n == 0: nothing crosses; the send completes as soon as the sends before it have.
 //  * eager (n below the single-copy threshold, or single-copy unavailable): the message is cut
-//    into fragments of at most one slot (every fragment but the last a multiple of 64 bytes);
-//    each is copied into a free slot and published. The send completes when its last fragment
+//    into fragments of at most the segment's maxFragment bytes (every fragment but the last a
+//    multiple of 64 bytes); each takes a free slot and a piece of the payload ring sized by the
+//    fragment (shm_segment.h), is copied there and published. The send completes when its last fragment
 //    is in the FIFO: the buffer is free again even though the peer may not have read it.
 //  * single-copy (n >= threshold and the peer proved at connect time that it can read our
 //    memory): one rendezvous slot carries {address, n, pid}; the receiver reads the buffer with
@@ -36,6 +37,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "transports/shm/process_watch.h"
 #include "transports/shm/shm_segment.h"
@@ -96,6 +98,11 @@ class ShmConnection final : public Connection {
   bool readRendezvous(RecvOp& op, const SlotHeader& slot, size_t& budget);
   uint32_t peerFlags() const;
   bool slotFree();
+  // Reads the receiver's tail and returns the ring bytes of the slots it released.
+  void refreshTail();
+  // Takes `bytes` (a fragment) of the payload ring for the next slot: its offset, or false
+  // while they do not fit (the caller waits for the receiver).
+  bool reserveRing(size_t bytes, uint32_t* offset);
   bool slotReady();
   void releaseSlot();
   void rethrowIfFailed() const;
@@ -113,6 +120,11 @@ class ShmConnection final : public Connection {
   uint64_t head_ = 0;
   uint64_t tailSeen_ = 0;
   uint64_t sendSeq_ = 0;
+  // The payload ring (shm_segment.h): where the next fragment's bytes go, how many bytes the
+  // unreleased slots hold, and how many each slot took (its gap at the ring's end included).
+  size_t ringHead_ = 0;
+  size_t ringUsed_ = 0;
+  std::vector<uint32_t> ringTaken_;
   std::deque<SendOp> sends_;
   size_t sendsPublished_ = 0;  // sends_[0, sendsPublished_) are fully in the FIFO
   uint64_t sendsPosted_ = 0;

@@ -31,7 +31,17 @@ struct FdGuard {
 
 }  // namespace
 
-size_t Segment::mappedBytes(size_t slotBytes, uint32_t numSlots) { return payloadOffset(numSlots) + slotBytes * numSlots; }
+size_t Segment::mappedBytes(uint32_t numSlots, size_t ringBytes) { return payloadOffset(numSlots) + ringBytes; }
+
+namespace {
+
+// The geometry a segment may have (also checked when opening a peer's segment).
+bool validGeometry(size_t maxFragment, uint32_t numSlots, size_t ringBytes) {
+  return maxFragment >= 64 && maxFragment % 64 == 0 && ringBytes >= maxFragment && ringBytes % 64 == 0 && ringBytes <= (1u << 30) &&
+         numSlots >= 2 && numSlots <= 1024;
+}
+
+}  // namespace
 
 void Segment::mapFd(int fd, size_t bytes) {
   // Not MAP_POPULATE: the pages are reserved (posix_fallocate in create), and a process maps
@@ -47,18 +57,19 @@ void Segment::mapFd(int fd, size_t bytes) {
   slots_ = reinterpret_cast<SlotHeader*>(static_cast<char*>(p) + slotHeadersOffset());
 }
 
-std::unique_ptr<Segment> Segment::create(const std::string& name, const SegmentIdentity& id, size_t slotBytes,
-                                         uint32_t numSlots) {
-  CHORUS_CHECK_ARG(slotBytes >= 64 && slotBytes % 64 == 0 && slotBytes <= (1u << 30),
-                   "shm: slot size %zu must be a multiple of 64 in [64, 1 GiB]", slotBytes);
-  CHORUS_CHECK_ARG(numSlots >= 2 && numSlots <= 1024, "shm: slot count %u must be in 2..1024", numSlots);
+std::unique_ptr<Segment> Segment::create(const std::string& name, const SegmentIdentity& id, size_t maxFragment,
+                                         uint32_t numSlots, size_t ringBytes) {
+  CHORUS_CHECK_ARG(validGeometry(maxFragment, numSlots, ringBytes),
+                   "shm: geometry of %u slots, %zu-byte fragments and a %zu-byte ring: slots must be in 2..1024, fragment and "
+                   "ring sizes multiples of 64 with 64 <= fragment <= ring <= 1 GiB",
+                   numSlots, maxFragment, ringBytes);
   std::unique_ptr<Segment> seg(new Segment());
   seg->name_ = name;
   int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
   if (fd < 0) CHORUS_THROW_ERRNO("shm: cannot create segment %s", name.c_str());
   FdGuard guard{fd};
   seg->linked_ = true;  // from here on the destructor unlinks it if anything fails
-  size_t bytes = mappedBytes(slotBytes, numSlots);
+  size_t bytes = mappedBytes(numSlots, ringBytes);
   if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) CHORUS_THROW_ERRNO("shm: ftruncate of %s to %zu bytes", name.c_str(), bytes);
   // Reserve the pages now: on a full tmpfs this fails with ENOSPC instead of a SIGBUS later.
   if (int err = posix_fallocate(fd, 0, static_cast<off_t>(bytes)); err != 0) {
@@ -71,7 +82,8 @@ std::unique_ptr<Segment> Segment::create(const std::string& name, const SegmentI
   h->magic = kSegmentMagic;
   h->version = kSegmentVersion;
   h->numSlots = numSlots;
-  h->slotBytes = slotBytes;
+  h->maxFragment = static_cast<uint32_t>(maxFragment);
+  h->ringBytes = static_cast<uint32_t>(ringBytes);
   h->commId = id.commId;
   h->secret[0] = id.secret[0];
   h->secret[1] = id.secret[1];
@@ -80,7 +92,8 @@ std::unique_ptr<Segment> Segment::create(const std::string& name, const SegmentI
   h->to = id.to;
   for (uint32_t i = 0; i < numSlots; ++i) new (seg->slots_ + i) SlotHeader();
   seg->numSlots_ = numSlots;
-  seg->slotBytes_ = slotBytes;
+  seg->maxFragment_ = maxFragment;
+  seg->ringBytes_ = ringBytes;
   seg->payload_ = static_cast<char*>(seg->base_) + payloadOffset(numSlots);
   return seg;
 }
@@ -107,13 +120,15 @@ std::unique_ptr<Segment> Segment::open(const std::string& name, const SegmentIde
     CHORUS_THROW(chorusInternalError,
                  "shm: segment %s does not belong to this communicator and rank pair %d -> %d (identity check failed)",
                  name.c_str(), id.from, id.to);
-  uint32_t numSlots = h->numSlots;
-  size_t slotBytes = h->slotBytes;
-  if (numSlots < 2 || numSlots > 1024 || slotBytes < 64 || slotBytes % 64 != 0 || mappedBytes(slotBytes, numSlots) != size)
-    CHORUS_THROW(chorusInternalError, "shm: segment %s has an inconsistent geometry (%u slots of %zu bytes, %zu mapped)",
-                 name.c_str(), numSlots, slotBytes, size);
+  const uint32_t numSlots = h->numSlots;
+  const size_t maxFragment = h->maxFragment, ringBytes = h->ringBytes;
+  if (!validGeometry(maxFragment, numSlots, ringBytes) || mappedBytes(numSlots, ringBytes) != size)
+    CHORUS_THROW(chorusInternalError,
+                 "shm: segment %s has an inconsistent geometry (%u slots, %zu-byte fragments, %zu-byte ring, %zu mapped)",
+                 name.c_str(), numSlots, maxFragment, ringBytes, size);
   seg->numSlots_ = numSlots;
-  seg->slotBytes_ = slotBytes;
+  seg->maxFragment_ = maxFragment;
+  seg->ringBytes_ = ringBytes;
   seg->payload_ = static_cast<char*>(seg->base_) + payloadOffset(numSlots);
   return seg;
 }

@@ -155,7 +155,7 @@ void ShmTransport::announce(Pending& pe, int p, uint32_t gen, Deadline deadline)
   id.from = p;
   id.to = ctx_.rank;
   std::string name = format("/chorus-%016llx-%d-%d-%u", static_cast<unsigned long long>(ctx_.commId), p, ctx_.rank, gen);
-  pe.in = Segment::create(name, id, ctx_.config->shmSlotBytes, static_cast<uint32_t>(ctx_.config->shmNumSlots));
+  pe.in = Segment::create(name, id, ctx_.config->shmSlotBytes, static_cast<uint32_t>(ctx_.config->shmNumSlots), ctx_.config->shmFifoBytes);
   SetupMsg m{};
   m.magic = kSetupMagic;
   m.nonce = id.nonce;
@@ -284,8 +284,10 @@ std::vector<std::unique_ptr<Connection>> ShmTransport::connect(const std::vector
       CHORUS_INFO(kLogTransport, "shm: rank %d is in another pid namespace: no liveness watch, the deadline covers it", pe.peer);
     opts.singleCopySend = cfg.shmUseCma && pe.peerCanReadUs;
     opts.singleCopyThreshold = cfg.shmCmaThreshold;
-    CHORUS_INFO(kLogTransport, "shm: rank %d -> rank %d connected: %u slots x %zu bytes, single copy from %zu bytes: %s",
-                ctx_.rank, pe.peer, pe.out->numSlots(), pe.out->slotBytes(), cfg.shmCmaThreshold,
+    CHORUS_INFO(kLogTransport,
+                "shm: rank %d -> rank %d connected: %u slots, fragments up to %zu bytes in a %zu-byte ring, single copy from %zu "
+                "bytes: %s",
+                ctx_.rank, pe.peer, pe.out->numSlots(), pe.out->maxFragment(), pe.out->ringBytes(), cfg.shmCmaThreshold,
                 opts.singleCopySend ? "on" : "off");
     conns.push_back(std::make_unique<ShmConnection>(pe.peer, std::move(pe.in), std::move(pe.out), opts));
   }
