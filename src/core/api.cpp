@@ -380,7 +380,7 @@ void issue(const std::shared_ptr<Pin<chorusComm>>& comm, chorusComm* handle, con
   // The queued work keeps the communicator pinned until it has run.
   auto held = comm;
   Stream* queue = (*stream)->impl.get();  // alive until the task ran: destroy synchronizes first
-  queue->enqueue([held, handle, queue, calls]() mutable -> chorusResult_t {
+  queue->enqueue([held, handle, queue, calls = std::move(calls)]() mutable -> chorusResult_t {
     chorusResult_t res = apiCall(handle, [&] { (*held)->impl->run(calls); });
     if (res != chorusSuccess) queue->noteErrorText(tLastError);
     held.reset();
