@@ -154,7 +154,12 @@ bool ShmConnection::reserveRing(size_t bytes, uint32_t* offset) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     // Nothing in the FIFO: start at the ring's beginning again (cache lines already warm).
     if (head_ == tailSeen_) ringHead_ = 0;
-    const size_t gap = ringHead_ + need <= ring ? 0 : ring - ringHead_;  // a fragment never wraps
+    // Start over at 0 before the end too, once this stretch spans kWindowFragments fragments of
+    // this size and the beginning is free: fragments of one size then cycle through as many
+    // bytes as that many fixed slots would (the cache footprint of the old FIFO), not the ring.
+    const bool beginningFree = ringUsed_ <= ringHead_ && ringHead_ - ringUsed_ >= need;
+    const bool early = ringHead_ + need > kWindowFragments * need && beginningFree;
+    const size_t gap = !early && ringHead_ + need <= ring ? 0 : ring - ringHead_;  // a fragment never wraps
     if (ringUsed_ + gap + need <= ring) {
       *offset = static_cast<uint32_t>(gap ? 0 : ringHead_);
       ringHead_ = (gap ? 0 : ringHead_) + need;
@@ -201,6 +206,10 @@ bool ShmConnection::progressSends() {
         op.ackSlot = head_;
         hdr->head.store(++head_, std::memory_order_release);
       } else {
+        // A message of a few KiB or more looks whether the receiver has drained the FIFO first,
+        // so that the ring starts over at 0 (a read of the receiver's line: too dear per 8-byte
+        // message, nothing next to a 4 KiB copy).
+        if (op.pushed == 0 && op.bytes >= kRefreshTailBytes && head_ != tailSeen_) refreshTail();
         uint32_t at = 0;
         while (op.pushed < op.bytes && slotFree() && reserveRing(std::min(maxFragment, op.bytes - op.pushed), &at)) {
           size_t n = std::min(maxFragment, op.bytes - op.pushed);

@@ -77,6 +77,10 @@ class ShmConnection final : public Connection {
   // Upper bound of single-copy bytes one progress() call reads, so that one large message
   // does not starve the caller's other connections.
   static constexpr size_t kCmaBytesPerProgress = 8u << 20;
+  // The payload ring's reuse (shm_segment.h): fragments of one size start over at offset 0 once
+  // they span this many; messages from kRefreshTailBytes look at the receiver's tail first.
+  static constexpr size_t kWindowFragments = 8;
+  static constexpr size_t kRefreshTailBytes = 4096;
 
  private:
   struct SendOp {
