@@ -133,6 +133,8 @@ Config Config::fromEnv() {
   std::string cma = envString("CHORUS_SHM_CMA", "auto");
   CHORUS_CHECK_ARG(cma == "auto" || cma == "0" || cma == "1", "CHORUS_SHM_CMA=\"%s\" is not one of: auto, 0, 1", cma.c_str());
   c.shmUseCma = cma == "auto" ? cpuHasFastStringCopy() : cma == "1";
+  c.shmCmaCopies = cma != "0";
+  c.shmCmaCopyThreshold = envBytes("CHORUS_SHM_CMA_COPY_THRESHOLD", c.shmCmaCopyThreshold);
   c.shmCmaThreshold = envBytes("CHORUS_SHM_CMA_THRESHOLD", c.shmCmaThreshold);
   c.sliceBytes = envBytes("CHORUS_SLICE_BYTES", c.sliceBytes);
   // The floor keeps schedules small: a 1 GiB all-reduce in 4 KiB slices is ~0.5 M steps.

@@ -57,6 +57,13 @@ struct Config {
   // beat two user-space memcpys (measured: docs/PERFORMANCE.md).
   bool shmUseCma = false;
   size_t shmCmaThreshold = 1024 * 1024;
+  // Single copy for the messages of calls whose receives never reduce (broadcast, all-gather,
+  // alltoall, gather, scatter, send/recv: CallStamp's kStampCopyOnly), from
+  // CHORUS_SHM_CMA_COPY_THRESHOLD: the receiver's one kernel copy beats the FIFO's two even where
+  // the kernel copies slowly, as a reduction's does not (docs/PERFORMANCE.md). On unless
+  // CHORUS_SHM_CMA=0.
+  bool shmCmaCopies = true;
+  size_t shmCmaCopyThreshold = 128 * 1024;
   // CHORUS_SLICE_BYTES: pipelining slice of the ring algorithm.
   size_t sliceBytes = 256 * 1024;
   // CHORUS_ALGO: tune string forcing algorithms per collective and size (docs/TUNING.md).

@@ -22,6 +22,7 @@ inline CallStamp stampOf(const CollCall& call, uint64_t seq, Algo algo) {
   CallStamp s;
   if (call.kind != CallKind::Collective) {
     s.kind = StampKind::PointToPoint;
+    s.flags = kStampCopyOnly;
     return s;
   }
   s.kind = StampKind::Collective;
@@ -30,6 +31,7 @@ inline CallStamp stampOf(const CollCall& call, uint64_t seq, Algo algo) {
   s.dtype = static_cast<uint8_t>(call.dtype);
   s.algo = static_cast<uint8_t>(static_cast<int>(algo) + 1);
   s.count = call.count;
+  if (!isReduction(call.coll)) s.flags = kStampCopyOnly;
   const uint8_t op = static_cast<int>(call.op) < chorusNumOps ? static_cast<uint8_t>(call.op) : kStampPreMulSum;
   switch (call.coll) {
     case Coll::AllReduce:

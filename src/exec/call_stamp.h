@@ -33,11 +33,19 @@ struct CallStamp {
   uint8_t dtype = 0;   // chorusDataType_t
   uint8_t op = 0;      // chorusRedOp_t for reductions (kStampPreMulSum for any PreMulSum op), else 0
   uint8_t algo = 0;    // the algorithm family + 1 (collectives/collective.h: Algo), 0 unknown
-  uint8_t reserved[3] = {};
+  uint8_t flags = 0;   // StampFlag bits: hints for the transports, derived from the fields above
+  uint8_t reserved[2] = {};
 };
 static_assert(sizeof(CallStamp) == 24, "CallStamp is a wire format");
 
 constexpr uint8_t kStampPreMulSum = 0xff;
+
+enum StampFlag : uint8_t {
+  // No receive of this call reduces (broadcast, all-gather, alltoall, gather, scatter, send and
+  // receive): every message lands with a plain copy, so a transport may move it by single copy
+  // where a reduction would rather stream (transports/shm: CHORUS_SHM_CMA_COPY_THRESHOLD).
+  kStampCopyOnly = 1,
+};
 
 // Whether a message stamped `sent` may be received by a call stamped `posted`.
 inline bool stampsMatch(const CallStamp& sent, const CallStamp& posted) {

@@ -48,8 +48,9 @@ namespace chorus::shm {
 struct ShmConnectionOptions {
   int rank = -1;               // our rank, for messages
   pid_t peerPid = 0;           // for the liveness check and single-copy reads
-  bool singleCopySend = false;  // the peer can read our memory: large sends go by rendezvous
-  size_t singleCopyThreshold = 1024 * 1024;
+  bool singleCopySend = false;  // the peer can read our memory: large sends may go by rendezvous
+  size_t singleCopyThreshold = 1024 * 1024;  // from this size (SIZE_MAX: never)
+  size_t copyOnlyThreshold = SIZE_MAX;  // the same for messages stamped kStampCopyOnly
 };
 
 class ShmConnection final : public Connection {
