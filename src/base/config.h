@@ -64,6 +64,8 @@ struct Config {
   // CHORUS_SHM_CMA=0.
   bool shmCmaCopies = true;
   size_t shmCmaCopyThreshold = 128 * 1024;
+  // Whether any message may move by single copy (the transport probes for it at connect time).
+  bool shmCmaAllowed() const { return shmUseCma || shmCmaCopies; }
   // CHORUS_SLICE_BYTES: pipelining slice of the ring algorithm.
   size_t sliceBytes = 256 * 1024;
   // CHORUS_ALGO: tune string forcing algorithms per collective and size (docs/TUNING.md).

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -395,7 +396,8 @@ TEST(ShmTransport, SmallMessagesRunAheadBySlotsNotBySlotBytes) {
   cfg.shmUseCma = false;
   ASSERT_EQ(cfg.shmNumSlots, 64);
   const int kAhead = cfg.shmNumSlots;
-  std::atomic<bool> sent{false};
+  std::promise<void> sent;
+  std::shared_future<void> sentSeen = sent.get_future().share();
   World w(2, cfg);
   w.run([&](int rank, Transport& t) {
     auto conns = t.connect({1 - rank}, Deadline::after(kWaitSec));
@@ -409,11 +411,11 @@ TEST(ShmTransport, SmallMessagesRunAheadBySlotsNotBySlotBytes) {
       waitAll(c, kAhead, 0);
       for (int i = 0; i < 100; ++i) c.progress();
       EXPECT_EQ(c.sendsCompleted(), static_cast<uint64_t>(kAhead)) << "the send past the free slots completed";
-      sent = true;
+      sent.set_value();
       waitAll(c, kAhead + 1, 0);
       return;
     }
-    while (!sent) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_EQ(sentSeen.wait_for(std::chrono::duration<double>(kWaitSec)), std::future_status::ready) << "the sender never got ahead";
     for (int i = 0; i <= kAhead; ++i) {
       RecvSink sink;
       sink.dst = &values[i];

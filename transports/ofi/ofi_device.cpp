@@ -72,17 +72,15 @@ void unlinkAtExit(const std::vector<unsigned char>& epName) {
 // fi_enable of a shm endpoint fails with EBUSY when its region's name is taken (and a retry
 // fails the same way). The name is given at fi_endpoint and starts with this process's pid, so a
 // region of that name before fi_enable is a dead process's: one that had this pid and was killed
-// before its exit handler ran (pids are reused: 32768 of them by default). Removes it and says
-// so; true when there was one.
-bool removeStaleRegion(fid_ep* ep, const std::string& device) {
+// before its exit handler ran (pids are reused: 32768 of them by default). Removes it and says so.
+void removeStaleRegion(fid_ep* ep, const std::string& device) {
   std::vector<unsigned char> name;
-  if (endpointName(ep, &name) != 0) return false;
+  if (endpointName(ep, &name) != 0) return;
   const std::string region = shmRegionName(name);
-  if (region.rfind(std::to_string(getpid()) + ":", 0) != 0) return false;
-  if (shm_unlink(region.c_str()) != 0) return false;  // none: the usual case
+  if (region.rfind(std::to_string(getpid()) + ":", 0) != 0) return;
+  if (shm_unlink(region.c_str()) != 0) return;  // none: the usual case
   OFI_LOG(kLogWarn, "ofi %s: removed /dev/shm/%s, a shared-memory region left by a killed process that had this pid", device.c_str(),
           region.c_str());
-  return true;
 }
 
 // Usable tag bits from mem_tag_format: everything up to its highest set bit (0: all 64).

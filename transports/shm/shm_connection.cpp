@@ -41,8 +41,7 @@ uint64_t ShmConnection::doPostSend(const void* buf, size_t bytes, const CallStam
   op.buf = static_cast<const char*>(buf);
   op.bytes = bytes;
   op.stamp = stamp;
-  const size_t threshold = (stamp.flags & kStampCopyOnly) ? std::min(opts_.copyOnlyThreshold, opts_.singleCopyThreshold)
-                                                           : opts_.singleCopyThreshold;
+  const size_t threshold = (stamp.flags & kStampCopyOnly) ? opts_.copyOnlyThreshold : opts_.singleCopyThreshold;
   op.rendezvous = bytes > 0 && opts_.singleCopySend && bytes >= threshold;
   sends_.push_back(op);
   return sendsPosted_++;

@@ -50,7 +50,7 @@ struct ShmConnectionOptions {
   pid_t peerPid = 0;           // for the liveness check and single-copy reads
   bool singleCopySend = false;  // the peer can read our memory: large sends may go by rendezvous
   size_t singleCopyThreshold = 1024 * 1024;  // from this size (SIZE_MAX: never)
-  size_t copyOnlyThreshold = SIZE_MAX;  // the same for messages stamped kStampCopyOnly
+  size_t copyOnlyThreshold = SIZE_MAX;  // the same for messages stamped kStampCopyOnly (<= the above)
 };
 
 class ShmConnection final : public Connection {

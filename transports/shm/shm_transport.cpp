@@ -14,6 +14,7 @@
 // so they fail promptly with chorusRemoteError instead of waiting for their deadline.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <random>
@@ -104,7 +105,7 @@ bool ShmTransport::samePidNamespace(int peer) const {
 }
 
 bool ShmTransport::probeSingleCopy(int peer, const SetupMsg& m) const {
-  if (!(ctx_.config->shmUseCma || ctx_.config->shmCmaCopies) || !m.singleCopy) return false;  // chosen off: no probe, no warning
+  if (!ctx_.config->shmCmaAllowed() || !m.singleCopy) return false;  // chosen off: no probe, no warning
   pid_t pid = (*ctx_.cards)[peer].pid;
   std::string why;
   if (!samePidNamespace(peer)) {
@@ -164,7 +165,7 @@ void ShmTransport::announce(Pending& pe, int p, uint32_t gen, Deadline deadline)
   m.pid = getpid();
   m.from = p;
   m.to = ctx_.rank;
-  m.singleCopy = ctx_.config->shmUseCma || ctx_.config->shmCmaCopies ? 1 : 0;
+  m.singleCopy = ctx_.config->shmCmaAllowed() ? 1 : 0;
   snprintf(m.name, sizeof(m.name), "%s", name.c_str());
   ctx_.oob->send(p, kTagShmSetup, &m, sizeof(m), deadline);
 }
@@ -282,9 +283,9 @@ std::vector<std::unique_ptr<Connection>> ShmTransport::connect(const std::vector
     opts.peerPid = samePidNamespace(pe.peer) ? cards[pe.peer].pid : 0;
     if (!opts.peerPid)
       CHORUS_INFO(kLogTransport, "shm: rank %d is in another pid namespace: no liveness watch, the deadline covers it", pe.peer);
-    opts.singleCopySend = (cfg.shmUseCma || cfg.shmCmaCopies) && pe.peerCanReadUs;
+    opts.singleCopySend = cfg.shmCmaAllowed() && pe.peerCanReadUs;
     opts.singleCopyThreshold = cfg.shmUseCma ? cfg.shmCmaThreshold : SIZE_MAX;
-    opts.copyOnlyThreshold = cfg.shmCmaCopies ? cfg.shmCmaCopyThreshold : SIZE_MAX;
+    opts.copyOnlyThreshold = std::min(cfg.shmCmaCopies ? cfg.shmCmaCopyThreshold : SIZE_MAX, opts.singleCopyThreshold);
     CHORUS_INFO(kLogTransport,
                 "shm: rank %d -> rank %d connected: %u slots, fragments up to %zu bytes in a %zu-byte ring, single copy %s "
                 "(any message: %s; messages of copy-only calls: %s)",
