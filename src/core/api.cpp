@@ -14,6 +14,7 @@
 #include <new>
 #include <optional>
 #include <set>
+#include <span>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -370,22 +371,34 @@ GroupState::~GroupState() {
   }
 }
 
-// Runs calls of one communicator now, or queues them on the stream.
-void issue(const std::shared_ptr<Pin<chorusComm>>& comm, chorusComm* handle, const std::shared_ptr<Pin<chorusStream>>& stream,
-           std::vector<CollCall> calls) {
-  if (!stream) {
-    (*comm)->impl->run(calls);
+std::span<CollCall> callsOf(CollCall& one) { return {&one, 1}; }
+std::span<CollCall> callsOf(std::vector<CollCall>& group) { return group; }
+
+// A call (CollCall) or a group's calls on one communicator (std::vector<CollCall>), queued on a
+// stream. It holds the communicator pinned until it has run and been destroyed (a destroy of
+// the communicator waits for it; one of the stream synchronizes first).
+template <typename Calls>
+struct QueuedRun {
+  Pin<chorusComm> comm;
+  chorusComm* handle;
+  Stream* queue;
+  Calls calls;
+  chorusResult_t operator()() {
+    chorusResult_t res = apiCall(handle, [&] { comm->impl->run(callsOf(calls)); });
+    if (res != chorusSuccess) queue->noteErrorText(tLastError);
+    return res;
+  }
+};
+static_assert(Stream::Task::kInline<QueuedRun<CollCall>>, "a stream call is queued without an allocation");
+
+// Runs calls of one communicator now, or queues them on the stream (queue; null: run now).
+template <typename Calls>
+void issue(Pin<chorusComm> comm, chorusComm* handle, Stream* queue, Calls calls) {
+  if (!queue) {
+    comm->impl->run(callsOf(calls));
     return;
   }
-  // The queued work keeps the communicator pinned until it has run.
-  auto held = comm;
-  Stream* queue = (*stream)->impl.get();  // alive until the task ran: destroy synchronizes first
-  queue->enqueue([held, handle, queue, calls = std::move(calls)]() mutable -> chorusResult_t {
-    chorusResult_t res = apiCall(handle, [&] { (*held)->impl->run(calls); });
-    if (res != chorusSuccess) queue->noteErrorText(tLastError);
-    held.reset();
-    return res;
-  });
+  queue->enqueue(QueuedRun<Calls>{std::move(comm), handle, queue, std::move(calls)});
 }
 
 // The calls a group made on one communicator, issued as one merged run.
@@ -427,10 +440,10 @@ Pin<H> repin(H* h, const std::set<const H*>& registry, const char* what, const B
 }
 
 void issueBatch(Batch& b) {
-  auto comm = std::make_shared<Pin<chorusComm>>(repin(b.comm, gComms, "communicator", b));
-  std::shared_ptr<Pin<chorusStream>> stream;
-  if (b.stream) stream = std::make_shared<Pin<chorusStream>>(repin(b.stream, gStreams, "stream", b));
-  issue(comm, b.comm, stream, std::move(b.calls));
+  Pin<chorusComm> comm = repin(b.comm, gComms, "communicator", b);
+  std::optional<Pin<chorusStream>> stream;  // live while the calls are queued on it
+  if (b.stream) stream.emplace(repin(b.stream, gStreams, "stream", b));
+  issue(std::move(comm), b.comm, stream ? (*stream)->impl.get() : nullptr, std::move(b.calls));
 }
 
 // A group with a call that failed when it was recorded is not issued at all; each of its
@@ -480,17 +493,12 @@ chorusResult_t submit(chorusComm* comm, chorusStream* stream, CollCall call, Fil
     checkNotBroken(*c->impl);
     if (tGroup.depth > 0) return record(comm, stream, std::move(call));
     if (!stream) {
-      // The common blocking call: no shared pins, and a per-thread vector reused from call to call.
-      thread_local std::vector<CollCall> one;
-      one.clear();
-      one.push_back(std::move(call));
-      c->impl->run(one);
+      // The common blocking call: nothing allocated or copied.
+      c->impl->run(callsOf(call));
       return;
     }
-    auto s = std::make_shared<Pin<chorusStream>>(pinStream(stream));
-    std::vector<CollCall> calls;
-    calls.push_back(std::move(call));
-    issue(std::make_shared<Pin<chorusComm>>(std::move(c)), comm, s, std::move(calls));
+    Pin<chorusStream> s = pinStream(stream);  // live while the call is queued on it
+    issue(std::move(c), comm, s->impl.get(), std::move(call));
   });
   if (r != chorusSuccess && tGroup.depth > 0 && tGroup.failed == chorusSuccess) {
     tGroup.failed = r;

@@ -17,49 +17,8 @@ const char* collApiName(uint8_t coll);
 uint64_t stampCountOfV(const CollCall& call);
 
 // The stamp of a validated call: seq is the collective's ordinal on the communicator (ignored
-// for send/recv), algo the family its schedule was built by. Inline: it is on every call's path.
-inline CallStamp stampOf(const CollCall& call, uint64_t seq, Algo algo) {
-  CallStamp s;
-  if (call.kind != CallKind::Collective) {
-    s.kind = StampKind::PointToPoint;
-    s.flags = kStampCopyOnly;
-    return s;
-  }
-  s.kind = StampKind::Collective;
-  s.seq = static_cast<uint32_t>(seq);
-  s.coll = static_cast<uint8_t>(call.coll);
-  s.dtype = static_cast<uint8_t>(call.dtype);
-  s.algo = static_cast<uint8_t>(static_cast<int>(algo) + 1);
-  s.count = call.count;
-  if (!isReduction(call.coll)) s.flags = kStampCopyOnly;
-  const uint8_t op = static_cast<int>(call.op) < chorusNumOps ? static_cast<uint8_t>(call.op) : kStampPreMulSum;
-  switch (call.coll) {
-    case Coll::AllReduce:
-    case Coll::ReduceScatter:
-      s.op = op;
-      break;
-    case Coll::Reduce:
-      s.op = op;
-      s.root = call.root;
-      break;
-    case Coll::Broadcast:
-    case Coll::Gather:
-    case Coll::Scatter:
-      s.root = call.root;
-      break;
-    case Coll::ReduceScatterV:
-      s.op = op;
-      s.count = stampCountOfV(call);
-      break;
-    case Coll::AllGatherV:
-    case Coll::AlltoAllV:
-      s.count = stampCountOfV(call);
-      break;
-    default:
-      break;
-  }
-  return s;
-}
+// for send/recv), algo the family its schedule was built by.
+CallStamp stampOf(const CollCall& call, uint64_t seq, Algo algo);
 
 // "chorusAllReduce #57 (ring, 1024 x float32 sum)", "chorusBroadcast #3 (tree, 16 x int8, root 2)",
 // "a send or receive".

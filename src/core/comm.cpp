@@ -296,7 +296,7 @@ size_t callBytes(const CollArgs& a) {
 }
 
 // In a group, the k-th send to itself is the k-th receive from itself: a local copy.
-void addSelfCopies(const std::vector<CollCall>& calls, int rank, RankSchedule* merged) {
+void addSelfCopies(std::span<const CollCall> calls, int rank, RankSchedule* merged) {
   std::vector<size_t> sends, recvs;
   for (size_t k = 0; k < calls.size(); ++k) {
     const CollCall& c = calls[k];
@@ -349,13 +349,20 @@ Communicator::CachedSchedule& Communicator::scheduleFor(const CollCall& call, st
   } else {
     // The key is made from the call directly: a cache hit builds no CollArgs.
     bool average = call.op == chorusAvg && isReduction(call.coll);
-    auto key = std::make_tuple(static_cast<int>(call.coll), call.count, dataTypeSize(call.dtype), call.inPlace, average, call.root);
+    ScheduleKey key(static_cast<int>(call.coll), call.count, dataTypeSize(call.dtype), call.inPlace, average, call.root);
+    if (lastEntry_ && key == lastKey_) {
+      *fresh = false;
+      return *lastEntry_;
+    }
     auto it = scheduleCache_.find(key);
+    lastKey_ = key;
     if (it != scheduleCache_.end()) {
       *fresh = false;
+      lastEntry_ = &it->second;
       return it->second;
     }
     entry = &scheduleCache_[key];
+    lastEntry_ = entry;
   }
   CollArgs args = collArgsFor(call, rank_, nranks_);
   args.layout = topology_->layout();
@@ -369,7 +376,7 @@ Communicator::CachedSchedule& Communicator::scheduleFor(const CollCall& call, st
   return *entry;
 }
 
-void Communicator::run(std::vector<CollCall>& calls) {
+void Communicator::run(std::span<CollCall> calls) {
   CHORUS_ASSERT(!calls.empty());
   std::lock_guard<std::mutex> guard(execMutex_);
   logSetThreadRank(rank_);  // streams run calls on their own threads
@@ -411,9 +418,12 @@ void Communicator::run(std::vector<CollCall>& calls) {
     // Per-run scratch containers are members, reused: a small call allocates nothing here.
     RunState& st = run_;
     // Bounded memory for sweeps over many sizes; trimmed only here, before this run holds entries.
-    if (scheduleCache_.size() >= 256) scheduleCache_.clear();
-    st.temps.clear();
-    st.buffers.assign(calls.size() * kBuffersPerCall, ExecBuffer{});
+    if (scheduleCache_.size() >= 256) {
+      scheduleCache_.clear();
+      lastEntry_ = nullptr;
+    }
+    if (!st.temps.empty()) st.temps.clear();
+    st.buffers.resize(calls.size() * kBuffersPerCall);  // every entry is written below
     st.entries.clear();
     st.parts.clear();
     st.scaled.clear();
@@ -437,7 +447,12 @@ void Communicator::run(std::vector<CollCall>& calls) {
           c.inPlace = false;
           reduce = reduceFunction(c.dtype, chorusSum);
         } else {
-          reduce = reduceFunction(c.dtype, c.op);
+          if (!st.reduceFn || st.reduceType != c.dtype || st.reduceOp != c.op) {
+            st.reduceFn = reduceFunction(c.dtype, c.op);
+            st.reduceType = c.dtype;
+            st.reduceOp = c.op;
+          }
+          reduce = st.reduceFn;
         }
       }
       bool fresh = false;

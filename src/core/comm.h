@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -55,7 +56,7 @@ class Communicator {
   // Runs calls to completion on the calling thread: one call, or the calls a group made on
   // this communicator, issued together (their messages to one peer in call order). Every call
   // passed validate() first (the C API checks each once, before running or queuing it).
-  void run(std::vector<CollCall>& calls);
+  void run(std::span<CollCall> calls);
 
   // Collective over this communicator: the ranks with the same color (>= 0) form a new one,
   // ranked by (key, rank). Returns null for CHORUS_SPLIT_NOCOLOR.
@@ -134,6 +135,10 @@ class Communicator {
     std::vector<std::vector<uint8_t>> scaled;        // PreMulSum inputs
     std::vector<std::vector<uint8_t>> extraScratch;  // a shape used twice in one group
     std::vector<CallStamp> stamps;                   // per call, carried by its messages
+    // The reduction kernel of the last (type, op) looked up: a loop of one call skips the lookup.
+    chorusDataType_t reduceType = chorusFloat32;
+    chorusRedOp_t reduceOp = chorusSum;
+    ReduceFn reduceFn = nullptr;
   };
   RunState run_;
   // The tuner's link classes from the topology (overridden by CHORUS_TUNE_*).
@@ -170,7 +175,12 @@ class Communicator {
   // across ranks (errors, call stamps). Sends and receives do not count.
   uint64_t collSeq_ = 0;
   // Key: collective, count, element size, in place, average, root.
-  std::map<std::tuple<int, size_t, size_t, bool, bool, int>, CachedSchedule> scheduleCache_;
+  using ScheduleKey = std::tuple<int, size_t, size_t, bool, bool, int>;
+  std::map<ScheduleKey, CachedSchedule> scheduleCache_;
+  // The entry the last lookup found (null after the cache is cleared): a loop that repeats one
+  // shape skips the map.
+  ScheduleKey lastKey_{};
+  CachedSchedule* lastEntry_ = nullptr;
   std::unique_ptr<Tuner> tuner_;
   std::unique_ptr<ClusterFile> clusterFile_;  // CHORUS_CLUSTER_FILE, read before the bootstrap
   std::shared_ptr<const ClusterTopology> topology_;

@@ -193,7 +193,37 @@ CollArgs collArgsFor(const CollCall& c, int rank, int nranks) {
   return a;
 }
 
-void validateCall(CollCall& c, int rank, int nranks, const PreMulSumOps& ops) {
+namespace {
+
+// The last call this thread validated. The checks depend only on these fields (and, for a
+// PreMulSum operator, on the communicator's live operators, so those calls are never
+// remembered, nor are the V forms, whose arrays are not compared): a loop that repeats one call
+// - a training step's buckets, a perf sweep - skips them, which is about a tenth of a small
+// call's time.
+struct ValidatedCall {
+  bool valid = false;
+  CallKind kind;
+  Coll coll;
+  const void* sendbuf;
+  void* recvbuf;
+  size_t count;
+  chorusDataType_t dtype;
+  chorusRedOp_t op;
+  int root, peer, rank, nranks;
+  bool inPlace;
+
+  bool matches(const CollCall& c, int r, int n) const {
+    return valid && c.kind == kind && c.coll == coll && c.sendbuf == sendbuf && c.recvbuf == recvbuf && c.count == count &&
+           c.dtype == dtype && c.op == op && c.root == root && c.peer == peer && r == rank && n == nranks && !c.v;
+  }
+  static bool rememberable(const CollCall& c) {
+    return !c.v && !(c.kind == CallKind::Collective && isReduction(c.coll) && static_cast<int>(c.op) >= chorusNumOps);
+  }
+};
+
+thread_local ValidatedCall tValidated;
+
+void checkCall(CollCall& c, int rank, int nranks, const PreMulSumOps& ops) {
   size_t es = dataTypeSize(c.dtype);
   CHORUS_CHECK_ARG(es != 0, "%s: unknown datatype %d", c.apiName, static_cast<int>(c.dtype));
   c.inPlace = false;
@@ -203,6 +233,19 @@ void validateCall(CollCall& c, int rank, int nranks, const PreMulSumOps& ops) {
     CHORUS_CHECK_ARG(c.root >= 0 && c.root < nranks, "%s: root %d is out of range [0, %d)", c.apiName, c.root, nranks);
   checkCounts(c, rank, nranks, es);
   checkBuffers(c, rank, nranks, es);
+}
+
+}  // namespace
+
+void validateCall(CollCall& c, int rank, int nranks, const PreMulSumOps& ops) {
+  ValidatedCall& last = tValidated;
+  if (last.matches(c, rank, nranks)) {
+    c.inPlace = last.inPlace;
+    return;
+  }
+  checkCall(c, rank, nranks, ops);  // throws for a bad call: nothing is remembered
+  if (!ValidatedCall::rememberable(c)) return;
+  last = {true, c.kind, c.coll, c.sendbuf, c.recvbuf, c.count, c.dtype, c.op, c.root, c.peer, rank, nranks, c.inPlace};
 }
 
 }  // namespace chorus
