@@ -477,12 +477,12 @@ void Communicator::run(std::span<CollCall> calls) {
     }
     args.call.algorithm = calls.size() > 1 ? algorithms.c_str() : st.entries[0]->schedule.algorithm.c_str();
     ExecPlan* plan = st.entries[0]->plan.get();
-    RankSchedule merged;
+    std::unique_ptr<RankSchedule> merged;  // a group's: built only then (a single call's path allocates nothing)
     std::unique_ptr<ExecPlan> mergedPlan;
     if (calls.size() > 1) {
-      merged = mergeSchedules(st.parts);
-      addSelfCopies(calls, rank_, &merged);
-      mergedPlan = std::make_unique<ExecPlan>(merged);
+      merged = std::make_unique<RankSchedule>(mergeSchedules(st.parts));
+      addSelfCopies(calls, rank_, merged.get());
+      mergedPlan = std::make_unique<ExecPlan>(*merged);
       plan = mergedPlan.get();
       anyFresh = true;
     }

@@ -11,25 +11,19 @@
 namespace chorus {
 namespace {
 
-// Progress through one peer's two ordered queues (sends, receives) during a run.
-struct PeerCursor {
-  const ExecPlan::PeerSteps* steps = nullptr;
-  Connection* conn = nullptr;
-  size_t sendIssued = 0, sendDone = 0, recvIssued = 0, recvDone = 0;
-  bool busy() const { return sendDone < steps->sends.size() || recvDone < steps->recvs.size(); }
-};
+using PeerCursor = ExecPlan::PeerCursor;
 
 class Runner {
  public:
-  explicit Runner(const ExecArgs& a) : a_(a), s_(a.plan->schedule), done_(a.plan->done), ticket_(a.plan->ticket) {
+  explicit Runner(const ExecArgs& a)
+      : a_(a), s_(a.plan->schedule), done_(a.plan->done), ticket_(a.plan->ticket), peers_(a.plan->cursors) {
     std::fill(done_.begin(), done_.end(), 0);
-    peers_.reserve(a.plan->peers.size());
-    for (const ExecPlan::PeerSteps& ps : a.plan->peers) {
-      PeerCursor c;
-      c.steps = &ps;
-      c.conn = (*a.connections)[ps.peer];
+    for (size_t k = 0; k < peers_.size(); ++k) {
+      PeerCursor& c = peers_[k];
+      c = PeerCursor{};
+      c.steps = &a.plan->peers[k];
+      c.conn = (*a.connections)[c.steps->peer];
       CHORUS_ASSERT(c.conn != nullptr);
-      peers_.push_back(c);
     }
     remaining_ = s_.steps.size();
     CHORUS_ASSERT(a.plan->numBuffers <= a.numBuffers);
@@ -212,7 +206,7 @@ class Runner {
   const RankSchedule& s_;
   std::vector<uint8_t>& done_;
   std::vector<uint64_t>& ticket_;
-  std::vector<PeerCursor> peers_;
+  std::vector<PeerCursor>& peers_;
   size_t localDone_ = 0;
   size_t probeNext_ = 0;
   size_t remaining_ = 0;
@@ -239,6 +233,7 @@ ExecPlan::ExecPlan(const RankSchedule& s) : schedule(s), done(s.steps.size(), 0)
     (st.kind == StepKind::Send ? q.sends : q.recvs).push_back(i);
   }
   for (const PeerSteps& q : peers) sendOnlyPeer |= q.recvs.empty() && !q.sends.empty();
+  cursors.resize(peers.size());
 }
 
 std::string describeCall(const CallInfo& c) {

@@ -38,9 +38,17 @@ struct ExecPlan {
   std::vector<uint32_t> local;
   bool sendOnlyPeer = false;  // some peer is only sent to (core/run_ahead.h watches those)
   size_t numBuffers = 0;  // 1 + the highest BufferId a step uses
-  // Scratch for a run, sized once.
+  // Scratch for a run, sized once (a run allocates nothing).
   std::vector<uint8_t> done;
   std::vector<uint64_t> ticket;
+  // Progress through one peer's two ordered queues (sends, receives) during a run.
+  struct PeerCursor {
+    const PeerSteps* steps = nullptr;
+    Connection* conn = nullptr;
+    size_t sendIssued = 0, sendDone = 0, recvIssued = 0, recvDone = 0;
+    bool busy() const { return sendDone < steps->sends.size() || recvDone < steps->recvs.size(); }
+  };
+  std::vector<PeerCursor> cursors;  // one per entry of peers
 };
 
 // Identifies the call in errors; formatted only when something goes wrong.

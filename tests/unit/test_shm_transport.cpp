@@ -182,7 +182,8 @@ void exchange(int rank, Connection& c, const std::vector<size_t>& sizes) {
 
 std::vector<size_t> edgeSizes(const Config& cfg) {
   size_t slot = cfg.shmSlotBytes, cma = cfg.shmCmaThreshold;
-  return {0, 1, 63, 64, 65, slot - 1, slot, slot + 1, 0, 2 * slot + 64, cma - 1, cma, cma + 1, (3u << 20) + 5, 7, 0};
+  const size_t in = shm::kInlineBytes;  // the largest message carried in its slot's line
+  return {0, 1, in - 1, in, in + 1, 63, 64, 65, slot - 1, slot, slot + 1, 0, 2 * slot + 64, cma - 1, cma, cma + 1, (3u << 20) + 5, 7, 0};
 }
 
 // --- tests ------------------------------------------------------------------------------------
@@ -268,7 +269,7 @@ void reduceRound(bool cma, bool inPlace) {
   w.run([&](int rank, Transport& t) {
     auto conns = t.connect({1 - rank}, Deadline::after(kWaitSec));
     Connection& c = *conns[0];
-    const std::vector<size_t> counts = {1, 15, 16, 4096, 4097, 65536 + 3, (1u << 20) + 7};
+    const std::vector<size_t> counts = {1, 4, 5, 15, 16, 4096, 4097, 65536 + 3, (1u << 20) + 7};  // 4 and 5: inline and not
     std::vector<std::vector<T>> mine, local, dst;
     for (size_t m = 0; m < counts.size(); ++m) {
       mine.emplace_back(counts[m]);
@@ -312,7 +313,7 @@ TEST(ShmTransport, RecvReduceFloatAndInt32) {
 }
 
 TEST(ShmTransport, SizeMismatchIsInternalErrorAndPeerNotices) {
-  for (size_t bytes : {size_t(100), size_t(1) << 20}) {  // eager, and single copy
+  for (size_t bytes : {size_t(8), size_t(100), size_t(1) << 20}) {  // inline, eager, and single copy
     World w(2, smallConfig(true));
     w.run([&](int rank, Transport& t) {
       auto conns = t.connect({1 - rank}, Deadline::after(kWaitSec));

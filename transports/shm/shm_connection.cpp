@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -42,7 +43,7 @@ uint64_t ShmConnection::doPostSend(const void* buf, size_t bytes, const CallStam
   op.bytes = bytes;
   op.stamp = stamp;
   const size_t threshold = (stamp.flags & kStampCopyOnly) ? opts_.copyOnlyThreshold : opts_.singleCopyThreshold;
-  op.rendezvous = bytes > 0 && opts_.singleCopySend && bytes >= threshold;
+  op.rendezvous = bytes > kInlineBytes && opts_.singleCopySend && bytes >= threshold;  // inline beats any copy
   sends_.push_back(op);
   return sendsPosted_++;
 }
@@ -174,63 +175,57 @@ bool ShmConnection::reserveRing(size_t bytes, uint32_t* offset) {
   return false;
 }
 
+void ShmConnection::publishSlot(SlotHeader* s) { std::atomic_ref<uint64_t>(s->ready).store(++head_, std::memory_order_release); }
+
 bool ShmConnection::progressSends() {
   bool moved = false;
-  SegmentHeader* hdr = out_->header();
   const size_t maxFragment = out_->maxFragment();
   // Publish: walk the queued sends in order and put in the FIFO whatever fits.
   while (sendsPublished_ < sends_.size()) {
     SendOp& op = sends_[sendsPublished_];
-    if (op.bytes == 0) {
-      // An empty message still takes a slot: its receive checks the size like any other.
+    if (op.bytes <= kInlineBytes) {
+      // The message in the slot's own line (an empty one still takes a slot: its receive
+      // checks the size like any other).
       if (!slotFree()) break;
       SlotHeader* s = out_->slotHeader(head_);
-      s->msgBytes = 0;
-      s->offset = 0;
-      s->seq = sendSeq_++;
+      s->msgBytes = op.bytes;
+      s->stamp = op.stamp;
+      s->kind = kSlotInline;
+      s->fragBytes = static_cast<uint32_t>(op.bytes);
+      if (op.bytes) memcpy(s->inlineBytes(), op.buf, op.bytes);
+      publishSlot(s);
+    } else if (op.rendezvous) {
+      if (!slotFree()) break;
+      SlotHeader* s = out_->slotHeader(head_);
+      s->msgBytes = op.bytes;
+      s->addr = reinterpret_cast<uintptr_t>(op.buf);
       s->stamp = op.stamp;
       s->fragBytes = 0;
-      s->kind = kSlotEager;
+      s->kind = kSlotRendezvous;
       s->pid = ownPid_;
-      hdr->head.store(++head_, std::memory_order_release);
+      op.ackSlot = head_;
+      publishSlot(s);
     } else {
-      if (op.rendezvous) {
-        if (!slotFree()) break;
+      // A message of a few KiB or more looks whether the receiver has drained the FIFO first,
+      // so that the ring starts over at 0 (a read of the receiver's line: too dear per small
+      // message, nothing next to a 4 KiB copy).
+      if (op.pushed == 0 && op.bytes >= kRefreshTailBytes && head_ != tailSeen_) refreshTail();
+      uint32_t at = 0;
+      while (op.pushed < op.bytes && slotFree() && reserveRing(std::min(maxFragment, op.bytes - op.pushed), &at)) {
+        size_t n = std::min(maxFragment, op.bytes - op.pushed);
+        memcpy(out_->payloadAt(at), op.buf + op.pushed, n);
         SlotHeader* s = out_->slotHeader(head_);
+        s->ringOffset = at;
         s->msgBytes = op.bytes;
-        s->addr = reinterpret_cast<uintptr_t>(op.buf);
-        s->seq = sendSeq_;
+        s->offset = op.pushed;
         s->stamp = op.stamp;
-        s->fragBytes = 0;
-        s->kind = kSlotRendezvous;
-        s->pid = ownPid_;
-        op.ackSlot = head_;
-        hdr->head.store(++head_, std::memory_order_release);
-      } else {
-        // A message of a few KiB or more looks whether the receiver has drained the FIFO first,
-        // so that the ring starts over at 0 (a read of the receiver's line: too dear per 8-byte
-        // message, nothing next to a 4 KiB copy).
-        if (op.pushed == 0 && op.bytes >= kRefreshTailBytes && head_ != tailSeen_) refreshTail();
-        uint32_t at = 0;
-        while (op.pushed < op.bytes && slotFree() && reserveRing(std::min(maxFragment, op.bytes - op.pushed), &at)) {
-          size_t n = std::min(maxFragment, op.bytes - op.pushed);
-          memcpy(out_->payloadAt(at), op.buf + op.pushed, n);
-          SlotHeader* s = out_->slotHeader(head_);
-          s->ringOffset = at;
-          s->msgBytes = op.bytes;
-          s->offset = op.pushed;
-          s->seq = sendSeq_;
-          s->stamp = op.stamp;
-          s->fragBytes = static_cast<uint32_t>(n);
-          s->kind = kSlotEager;
-          s->pid = ownPid_;
-          hdr->head.store(++head_, std::memory_order_release);
-          op.pushed += n;
-          moved = true;
-        }
-        if (op.pushed < op.bytes) break;
+        s->fragBytes = static_cast<uint32_t>(n);
+        s->kind = kSlotEager;
+        publishSlot(s);
+        op.pushed += n;
+        moved = true;
       }
-      ++sendSeq_;
+      if (op.pushed < op.bytes) break;
     }
     ++sendsPublished_;
     moved = true;
@@ -254,9 +249,7 @@ bool ShmConnection::progressSends() {
 // --- receiving ------------------------------------------------------------------------------
 
 bool ShmConnection::slotReady() {
-  if (tail_ < headSeen_) return true;
-  headSeen_ = in_->header()->head.load(std::memory_order_acquire);
-  return tail_ < headSeen_;
+  return std::atomic_ref<uint64_t>(in_->slotHeader(tail_)->ready).load(std::memory_order_acquire) == tail_ + 1;
 }
 
 void ShmConnection::releaseSlot() { in_->header()->tail.store(++tail_, std::memory_order_release); }
@@ -275,11 +268,12 @@ bool ShmConnection::progressRecvs() {
       if (slot.msgBytes != bytes)
         SHM_FAIL(chorusInvalidUsage, "size mismatch: rank %d sent a message of %llu bytes, the matching recv #%llu expects %zu",
                  peer(), static_cast<unsigned long long>(slot.msgBytes), static_cast<unsigned long long>(recvsDone_), bytes);
-      if (slot.seq != recvSeq_)
-        SHM_FAIL(chorusInternalError, "protocol error: slot of message %llu while expecting message %llu",
-                 static_cast<unsigned long long>(slot.seq), static_cast<unsigned long long>(recvSeq_));
-      if (bytes == 0) {
-        if (slot.kind != kSlotEager || slot.fragBytes != 0) SHM_FAIL(chorusInternalError, "protocol error: malformed empty message");
+      if ((slot.kind == kSlotInline) != (bytes <= kInlineBytes))
+        SHM_FAIL(chorusInternalError, "protocol error: a %zu-byte message in a slot of kind %u", bytes, slot.kind);
+      if (slot.kind == kSlotInline) {
+        if (slot.fragBytes != bytes) SHM_FAIL(chorusInternalError, "protocol error: malformed inline message");
+        if (bytes) op.sink.deliver(0, slot.inlineBytes(), bytes);
+        op.received = bytes;
         releaseSlot();
       } else if (slot.kind == kSlotEager) {
         if (slot.offset != op.received || slot.fragBytes == 0 || slot.fragBytes > in_->maxFragment() ||
@@ -301,7 +295,6 @@ bool ShmConnection::progressRecvs() {
       } else {
         SHM_FAIL(chorusInternalError, "protocol error: unknown slot kind %u", slot.kind);
       }
-      ++recvSeq_;
     }
     recvs_.pop_front();
     ++recvsDone_;

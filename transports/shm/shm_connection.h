@@ -108,6 +108,8 @@ class ShmConnection final : public Connection {
   // Takes `bytes` (a fragment) of the payload ring for the next slot: its offset, or false
   // while they do not fit (the caller waits for the receiver).
   bool reserveRing(size_t bytes, uint32_t* offset);
+  // Stores the slot's ready word (its ordinal + 1): the receiver may read it from now on.
+  void publishSlot(SlotHeader* s);
   bool slotReady();
   void releaseSlot();
   void rethrowIfFailed() const;
@@ -124,7 +126,6 @@ class ShmConnection final : public Connection {
   // Sender state (out_): slots published, last tail seen, sends queued/done.
   uint64_t head_ = 0;
   uint64_t tailSeen_ = 0;
-  uint64_t sendSeq_ = 0;
   // The payload ring (shm_segment.h): where the next fragment's bytes go, how many bytes the
   // unreleased slots hold, and how many each slot took (its gap at the ring's end included).
   size_t ringHead_ = 0;
@@ -135,10 +136,8 @@ class ShmConnection final : public Connection {
   uint64_t sendsPosted_ = 0;
   uint64_t sendsDone_ = 0;
 
-  // Receiver state (in_): slots released, last head seen, recvs queued/done.
+  // Receiver state (in_): slots released, recvs queued/done.
   uint64_t tail_ = 0;
-  uint64_t headSeen_ = 0;
-  uint64_t recvSeq_ = 0;
   std::deque<RecvOp> recvs_;
   uint64_t recvsPosted_ = 0;
   uint64_t recvsDone_ = 0;

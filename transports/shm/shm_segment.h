@@ -3,17 +3,20 @@
 //
 // Layout (all offsets multiples of 64, the payload page-aligned):
 //
-//   SegmentHeader   identity line (read-only after creation) | flags line | head line | tail line
-//   SlotHeader[n]   one cache line per slot: what the slot carries, and where its bytes are
+//   SegmentHeader   identity line (read-only after creation) | flags line | tail line
+//   SlotHeader[n]   one cache line per slot: what the slot carries, and where its bytes are (or
+//                   the bytes themselves, for a message of up to 16 bytes)
 //   payload         a ring of ringBytes; each eager fragment takes a contiguous, 64-byte aligned
 //                   piece of it sized by the fragment (at most maxFragment bytes)
 //
-// The sender owns `head` (slots published so far), the receiver owns `tail` (slots released
-// so far); the FIFO holds head - tail slots, at most n. Slot i lives at index i % n. Publishing
-// a slot is a release store of head after writing the slot and its bytes; consuming reads head
-// with acquire, uses the slot, then releases it with a release store of tail (so the sender's
-// next writes to its bytes cannot overtake the receiver's reads). No locks, and no other shared
-// writes on the data path.
+// The sender owns the slots' contents and the count of slots it published (its own memory),
+// the receiver owns `tail` (slots released so far); the FIFO holds published - tail slots, at
+// most n. Slot i lives at index i % n. Publishing slot i is a release store of i + 1 to the
+// slot's `ready` word after writing the slot and its bytes; the receiver waits for that value in
+// the slot it expects next (acquire), uses the slot, then releases it with a release store of
+// tail (so the sender's next writes to its bytes cannot overtake the receiver's reads). No locks,
+// and no other shared writes on the data path: a message of up to 16 bytes is one cache line
+// from sender to receiver.
 //
 // Payload bytes are handed out in slot order, so the bytes in use are one contiguous stretch of
 // the ring ending where the last fragment ended; the sender alone tracks it (how much each
@@ -43,28 +46,42 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free, "shm FIFO counters mus
 static_assert(std::atomic<uint32_t>::is_always_lock_free, "shm flags must be lock-free atomics");
 
 constexpr uint64_t kSegmentMagic = 0x314d4853524f4843ull;  // "CHORSHM1" in memory order
-constexpr uint32_t kSegmentVersion = 2;
+constexpr uint32_t kSegmentVersion = 3;
 
 // What a slot carries.
 enum SlotKind : uint32_t {
   kSlotEager = 1,       // fragBytes bytes of the message at `offset`, in the slot's payload
   kSlotRendezvous = 2,  // the whole message stays in the sender's memory at `addr` (pid `pid`)
+  kSlotInline = 3,      // the whole message, fragBytes <= kInlineBytes, in the slot's own line
 };
 
+// The largest message carried in its slot's line (the bytes of offset, pid and ringOffset).
+constexpr size_t kInlineBytes = 16;
+
 struct alignas(64) SlotHeader {
-  uint64_t msgBytes;  // total size of the message (checked against the posted recv)
+  // The slot's ordinal in the channel + 1, stored last (release) when the slot is published.
+  // The receiver polls this word of the slot it expects next: a message of up to kInlineBytes
+  // then moves from core to core as this one cache line (a counter on a line of its own, as
+  // before, cost two more line transfers per message).
+  uint64_t ready;
+  uint64_t msgBytes;   // total size of the message (checked against the posted recv)
+  CallStamp stamp;     // the call the message belongs to (checked against the posted recv's)
+  uint32_t kind;       // SlotKind
+  uint32_t fragBytes;  // eager: payload bytes of this fragment; inline: the message's
   union {
     uint64_t offset;  // eager: where this fragment starts in the message
     uint64_t addr;    // rendezvous: address of the message in the sender's process
   };
-  uint64_t seq;        // ordinal of the message among the channel's messages (empty ones included)
-  CallStamp stamp;     // the call the message belongs to (checked against the posted recv's)
-  uint32_t fragBytes;  // eager: payload bytes of this fragment
-  uint32_t kind;       // SlotKind
-  int32_t pid;         // rendezvous: the sender's process id
+  int32_t pid;          // rendezvous: the sender's process id
   uint32_t ringOffset;  // eager: where the fragment's bytes start in the payload ring
+  // Inline: the message's bytes, over offset, pid and ringOffset.
+  unsigned char* inlineBytes() { return reinterpret_cast<unsigned char*>(&offset); }
+  const unsigned char* inlineBytes() const { return reinterpret_cast<const unsigned char*>(&offset); }
 };
 static_assert(sizeof(SlotHeader) == 64);
+static_assert(offsetof(SlotHeader, pid) == offsetof(SlotHeader, offset) + 8 &&
+                  offsetof(SlotHeader, ringOffset) + sizeof(uint32_t) - offsetof(SlotHeader, offset) == kInlineBytes,
+              "the inline bytes are offset, pid and ringOffset, contiguous");
 
 // Flag bits each side may set, in its own word of the flags line.
 enum SegmentFlag : uint32_t {
@@ -87,11 +104,11 @@ struct SegmentHeader {
   // Rarely written state flags, one word per side.
   alignas(64) std::atomic<uint32_t> senderFlags;
   std::atomic<uint32_t> receiverFlags;
-  // FIFO counters, each alone on its line so that the two sides never write the same line.
-  alignas(64) std::atomic<uint64_t> head;
+  // Slots released by the receiver, alone on its line (the sender publishes through each
+  // slot's `ready` word instead of a counter).
   alignas(64) std::atomic<uint64_t> tail;
 };
-static_assert(sizeof(SegmentHeader) == 256);
+static_assert(sizeof(SegmentHeader) == 192);
 
 // What identifies a segment: both ends must agree on all of it.
 struct SegmentIdentity {
