@@ -13,12 +13,12 @@ namespace chorus {
 // "chorusAllReduce" for Coll::AllReduce (a Coll as a byte, as stamps and statuses carry it).
 const char* collApiName(uint8_t coll);
 
-// The stamp's count of a V form (stampOf's slow path).
+// The stamp's count of a V form (stampCall's slow path).
 uint64_t stampCountOfV(const CollCall& call);
 
-// The stamp of a validated call: seq is the collective's ordinal on the communicator (ignored
-// for send/recv), algo the family its schedule was built by.
-CallStamp stampOf(const CollCall& call, uint64_t seq, Algo algo);
+// Writes the stamp of a validated call to *out: seq is the collective's ordinal on the
+// communicator (ignored for send/recv), algo the family its schedule was built by.
+void stampCall(CallStamp* out, const CollCall& call, uint64_t seq, Algo algo);
 
 // "chorusAllReduce #57 (ring, 1024 x float32 sum)", "chorusBroadcast #3 (tree, 16 x int8, root 2)",
 // "a send or receive".

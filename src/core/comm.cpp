@@ -464,7 +464,7 @@ void Communicator::run(std::span<CollCall> calls) {
         scratch = st.extraScratch.emplace_back(entry.scratch.size()).data();
       st.entries.push_back(&entry);
       st.parts.push_back(&entry.schedule);
-      st.stamps[k] = stampOf(c, c.kind == CallKind::Collective ? ++collSeq_ : 0, entry.algo);
+      stampCall(&st.stamps[k], c, c.kind == CallKind::Collective ? ++collSeq_ : 0, entry.algo);
       if (calls.size() > 1) algorithms += (k ? "+" : "") + entry.schedule.algorithm;
       st.buffers[k * kBuffersPerCall + 0] = {const_cast<void*>(input), es, c.dtype, reduce};
       st.buffers[k * kBuffersPerCall + 1] = {c.recvbuf, es, c.dtype, reduce};
