@@ -2,6 +2,7 @@
 #include "perf_common.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -87,6 +88,13 @@ bool readAll(int fd, void* data, size_t len) {
                             pid_t parent) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(1);  // the parent died before prctl took effect
+  if (!launch.cpus.empty()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(launch.cpus[rank], &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0)
+      fprintf(stderr, "[rank %d] could not pin to CPU %d (%s): running unpinned\n", rank, launch.cpus[rank], strerror(errno));
+  }
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   uint32_t len = 0;

@@ -3,6 +3,7 @@
 #include "perf_common.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -71,7 +72,8 @@ constexpr LongName kLongNames[] = {
     {"iters", "n"},      {"warmup_iters", "w"}, {"agg_iters", "m"},    {"check", "c"},
     {"average", "a"},    {"blocking", "z"},     {"run_cycles", "N"},   {"datatype", "d"},
     {"op", "o"},         {"nthreads", "t"},     {"ngpus", "g"},        {"help", "h"},
-    {"json", "J"},       {"np", "np"},          {"root", "r"},         {"algo", "A"}};
+    {"json", "J"},       {"np", "np"},          {"root", "r"},         {"algo", "A"},
+    {"bind", "bind"}};
 constexpr const char* kShortNames = "beifnwmcazNdotghJrA";
 
 constexpr CollInfo kColls[] = {
@@ -229,6 +231,9 @@ std::string usage(const char* prog, PerfColl coll) {
       "                                chorusStream_t, synchronized after the loop (default 0)\n"
       "  Chorus:\n"
       "    -np <n>                     fork n local ranks (standalone, no launcher needed)\n"
+      "    --bind <auto|core|none>     pin -np's ranks to CPUs: auto (default) one CPU each\n"
+      "                                when they fit the allowed CPUs, else none; core one\n"
+      "                                each, round robin; none leaves them to the scheduler\n"
       "    -A, --algo <algo>           force the algorithm: sets CHORUS_ALGO=" + algoName + ":<algo>\n"
       "                                before the communicator is created (ring tree hd rd\n"
       "                                bruck pairwise direct, or size ranges as in CHORUS_ALGO)\n" +
@@ -278,7 +283,7 @@ ParseOutcome parseArgs(int argc, const char* const* argv) {
     } else {
       return fail("unknown option '" + arg + "'");
     }
-    const std::string shown = "-" + name;
+    const std::string shown = (name.size() > 1 && name != "np" ? "--" : "-") + name;
     if (name == "h") {
       if (hasValue) return fail("unknown option '" + arg + "'");
       out.help = true;
@@ -325,6 +330,11 @@ ParseOutcome parseArgs(int argc, const char* const* argv) {
       if (value.empty() || value.find_first_of(" \t;") != std::string::npos)
         return badValue("an algorithm name like ring, tree or direct");
       o.algo = value;
+    } else if (name == "bind") {
+      if (value == "auto") o.bind = BindPolicy::Auto;
+      else if (value == "core") o.bind = BindPolicy::Core;
+      else if (value == "none") o.bind = BindPolicy::None;
+      else return badValue("auto, core or none");
     } else if (name == "np") {
       if (!parseInt(value, 1, 1 << 16, &o.np)) return badValue("an integer >= 1");
     } else if (name == "g" || name == "t") {
@@ -473,6 +483,44 @@ std::string jsonMode(const ModeResult& m) {
 }
 }  // namespace
 
+std::vector<int> allowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  return cpus;
+}
+
+std::string cpuListText(const std::vector<int>& cpus) {
+  std::string s;
+  for (size_t i = 0; i < cpus.size();) {
+    size_t j = i;
+    while (j + 1 < cpus.size() && cpus[j + 1] == cpus[j] + 1) ++j;
+    s += (s.empty() ? "" : ",") + (j == i ? std::to_string(cpus[i]) : format("%d-%d", cpus[i], cpus[j]));
+    i = j + 1;
+  }
+  return s;
+}
+
+std::vector<int> rankCpus(BindPolicy policy, int nranks, const std::vector<int>& allowed, std::string* note) {
+  const int ncpus = static_cast<int>(allowed.size());
+  if (policy == BindPolicy::None || ncpus == 0) {
+    *note = ncpus == 0 ? "not bound (the allowed CPUs are unknown)" : "not bound (--bind none)";
+    return {};
+  }
+  if (policy == BindPolicy::Auto && nranks > ncpus) {
+    *note = format("not bound: %d ranks on %d CPUs (--bind core pins them round robin)", nranks, ncpus);
+    return {};
+  }
+  std::vector<int> cpus(nranks);
+  for (int r = 0; r < nranks; ++r) cpus[r] = allowed[r % ncpus];
+  *note = format("%d ranks pinned round robin to the allowed CPUs %s (--bind %s)", nranks, cpuListText(allowed).c_str(),
+                 policy == BindPolicy::Auto ? "auto" : "core");
+  return cpus;
+}
+
 std::string formatTime(double us) {
   if (us >= 10000.0) return format("%7.0f", us);
   if (us >= 100.0) return format("%7.1f", us);
@@ -490,7 +538,8 @@ std::string formatHeader(const std::string& commandLine, const Options& o, int n
               o.check, o.blocking, o.average, averageName(o.average), o.runCycles);
   h += "#\n# Using ranks\n";
   for (const auto& p : places)
-    h += format("#  Rank %2d Pid %6ld on %10s device cpu\n", p.rank, p.pid, p.host.c_str());
+    h += format("#  Rank %2d Pid %6ld on %10s device cpu%s%s\n", p.rank, p.pid, p.host.c_str(),
+                p.cpus.empty() ? "" : ", cpus ", p.cpus.c_str());
   h += "#\n";
   std::string blank(prefixColumns("", "", "", "", "").size(), ' ');
   h += titleLine(blank + "  " + centered("out-of-place", kModeWidth - 2) + "  " +
@@ -556,7 +605,7 @@ std::string formatJson(const std::string& commandLine, const Options& o, int nra
   j += "  \"ranks\": [";
   for (size_t i = 0; i < places.size(); ++i)
     j += format("%s{\"rank\": %d, \"pid\": %ld, \"host\": ", i ? ", " : "", places[i].rank,
-                places[i].pid) + jsonString(places[i].host) + "}";
+                places[i].pid) + jsonString(places[i].host) + ", \"cpus\": " + jsonString(places[i].cpus) + "}";
   j += "],\n  \"results\": [";
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];

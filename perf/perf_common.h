@@ -87,6 +87,10 @@ std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // ---------------------------------------------------------------------------------------------
 
 /** Everything the sweep is told on its command line. Defaults are nccl-tests' defaults. */
+// Where -np pins its ranks (--bind). Auto: one CPU each when the ranks fit the CPUs this
+// process may use, as mpirun binds to cores by default; none when they do not (oversubscribed).
+enum class BindPolicy { Auto, Core, None };
+
 struct Options {
   size_t minBytes = 32u << 20;  // -b
   size_t maxBytes = 32u << 20;  // -e
@@ -105,6 +109,7 @@ struct Options {
   int np = 0;                   // -np: fork this many local ranks (0 = not standalone)
   std::string jsonPath;         // -J
   std::string algo;             // -A: CHORUS_ALGO=<collective>:<algo> ("" = the tuner's choice)
+  BindPolicy bind = BindPolicy::Auto;  // --bind: -np ranks to CPUs
 };
 
 /** Result of parseArgs: ok, a request for help, or an error message (exit code 2). */
@@ -172,7 +177,15 @@ struct RankPlace {
   int rank = 0;
   long pid = 0;
   std::string host;
+  std::string cpus;  // the CPUs the rank may run on, "0" or "0-3,8" ("" unknown)
 };
+
+/** The CPUs the calling process may run on (sched_getaffinity), in order. */
+std::vector<int> allowedCpus();
+/** "0-3,8" for {0,1,2,3,8}. */
+std::string cpuListText(const std::vector<int>& cpus);
+/** -np's binding: the CPU of each rank, or an empty list (unbound), and a line saying so. */
+std::vector<int> rankCpus(BindPolicy policy, int nranks, const std::vector<int>& allowed, std::string* note);
 
 /** nccl-tests style time: 2 decimals below 100 us, 1 below 10 ms, none above. */
 std::string formatTime(double us);
@@ -291,6 +304,8 @@ struct LocalLaunch {
   // Runs in the parent after the ranks were forked: the token every rank receives (for Chorus,
   // the bytes of a chorusUniqueId). Return false with *error set to abort the launch.
   std::function<bool(std::vector<char>* token, std::string* error)> makeToken;
+  // The CPU each rank is pinned to before anything else runs in it (empty: not pinned).
+  std::vector<int> cpus;
   // Runs in child `rank` with the token; its return value is the child's exit code.
   std::function<int(int rank, const std::vector<char>& token, Progress* progress)> body;
 };

@@ -4,6 +4,7 @@
 #include "fixtures/coll_check.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -884,6 +885,43 @@ LocalLaunch testLaunch(int n) {
 
 double secondsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// -np's binding: one CPU per rank while they fit, none when oversubscribed (auto); round robin
+// when forced (core); none when asked.
+TEST(PerfLaunch, BindingPolicy) {
+  EXPECT_EQ(parse({}).opts.bind, BindPolicy::Auto);
+  EXPECT_EQ(parse({"--bind", "core"}).opts.bind, BindPolicy::Core);
+  EXPECT_EQ(parse({"--bind=none"}).opts.bind, BindPolicy::None);
+  ParseOutcome bad = parse({"--bind", "socket"});
+  EXPECT_FALSE(bad.ok);
+  EXPECT_NE(bad.error.find("--bind"), std::string::npos) << bad.error;
+  std::string note;
+  const std::vector<int> allowed = {2, 3, 5, 6};
+  EXPECT_EQ(rankCpus(BindPolicy::Auto, 3, allowed, &note), (std::vector<int>{2, 3, 5}));
+  EXPECT_NE(note.find("2-3,5-6"), std::string::npos) << note;
+  EXPECT_TRUE(rankCpus(BindPolicy::Auto, 5, allowed, &note).empty());
+  EXPECT_NE(note.find("5 ranks on 4 CPUs"), std::string::npos) << note;
+  EXPECT_EQ(rankCpus(BindPolicy::Core, 6, allowed, &note), (std::vector<int>{2, 3, 5, 6, 2, 3}));
+  EXPECT_TRUE(rankCpus(BindPolicy::None, 2, allowed, &note).empty());
+  EXPECT_TRUE(rankCpus(BindPolicy::Auto, 2, {}, &note).empty());
+  EXPECT_EQ(cpuListText({0, 1, 2, 3, 8, 10, 11}), "0-3,8,10-11");
+  EXPECT_EQ(cpuListText({}), "");
+}
+
+// Each forked rank runs pinned to the CPU it was given.
+TEST(PerfLaunch, RanksRunOnTheirCpus) {
+  const std::vector<int> allowed = allowedCpus();
+  ASSERT_FALSE(allowed.empty());
+  const int n = 3;
+  LocalLaunch l = testLaunch(n);
+  for (int r = 0; r < n; ++r) l.cpus.push_back(allowed[(r + 1) % allowed.size()]);
+  l.body = [&](int rank, const std::vector<char>&, Progress*) {
+    const std::vector<int> mine = allowedCpus();
+    return mine == std::vector<int>{l.cpus[rank]} ? 0 : 5;
+  };
+  LaunchResult r = launchLocal(l);
+  EXPECT_EQ(r.exitCode, 0) << r.message;
 }
 
 TEST(PerfLaunch, EveryRankGetsTheTokenAndSucceeds) {
