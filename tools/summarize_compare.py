@@ -56,7 +56,9 @@ def median(xs):
 
 
 def read_chorus(path):
-    """(out-of-place time_us, wrong) or (None, reason)."""
+    """(out-of-place time_us, wrong) or (None, reason). A launch of one size run for several
+    cycles (-N) gives the median cycle's time, as the peers' programs give the median of their
+    trials, and the wrong values of all cycles."""
     try:
         with open(path) as f:
             doc = json.load(f)
@@ -66,8 +68,12 @@ def read_chorus(path):
         return None, doc["error"]
     if not doc.get("results"):
         return None, "no rows"
-    oop = doc["results"][0]["out_of_place"]
-    return oop["time_us"], oop.get("wrong")
+    rows = [r["out_of_place"] for r in doc["results"] if r["size"] == doc["results"][0]["size"]]
+    times = sorted(r["time_us"] for r in rows if r.get("time_us") is not None)
+    if not times:
+        return None, "no time"
+    wrong = [r.get("wrong") for r in rows if r.get("wrong") is not None]
+    return times[(len(times) - 1) // 2], (sum(wrong) if wrong else None)
 
 
 def read_peer_rows(path):
