@@ -170,6 +170,7 @@ void Communicator::init(const UniqueIdData& id, double timeoutSec) {
                                      {declaredClass(PairClass::Local), declaredClass(PairClass::Network), declaredClass(PairClass::Rack)});
   if (rank_ == 0 && logEnabled(LogLevel::Info, kLogTopo)) CHORUS_INFO(kLogTopo, "%s", topology_->describe().c_str());
   if (rank_ == 0) CHORUS_INFO(kLogTransport, "transport policy: %s", policy_.describe().c_str());
+  oversubscribed_ = someHostOversubscribed(cards_);
   tuner_ = std::make_unique<Tuner>(config_.algoTune, linkModel(), config_.sliceBytes, topoModel());
   int localRanks = 0;
   for (const PeerCard& c : cards_) localRanks += c.hostHash == card.hostHash;
@@ -262,7 +263,9 @@ LinkModel Communicator::linkModelOf(const LinkClass& c, size_t fragmentBytes) co
   m.latencyUs = c.latencyUs;
   m.bandwidthGBps = c.bandwidthGBps;
   m.fragmentBytes = fragmentBytes;
-  return effectiveLink({m}, config_.tuneLatencyUs, config_.tuneBandwidthGBps);
+  m = effectiveLink({m}, config_.tuneLatencyUs, config_.tuneBandwidthGBps);
+  if (oversubscribed_) m.roundUs = kOversubscribedRoundUs;
+  return m;
 }
 
 LinkModel Communicator::localLinkModel() const {

@@ -182,6 +182,9 @@ class Communicator {
   ScheduleKey lastKey_{};
   CachedSchedule* lastEntry_ = nullptr;
   std::unique_ptr<Tuner> tuner_;
+  // Some host has more ranks of this communicator than CPUs (from the cards, so every rank
+  // agrees): the tuner then charges each dependent round a scheduler hand-off.
+  bool oversubscribed_ = false;
   std::unique_ptr<ClusterFile> clusterFile_;  // CHORUS_CLUSTER_FILE, read before the bootstrap
   std::shared_ptr<const ClusterTopology> topology_;
   PreMulSumOps preMulOps_;

@@ -73,6 +73,18 @@ std::string gbpsText(double gbps) { return format("%g Gb/s", gbps); }
 
 }  // namespace
 
+bool someHostOversubscribed(const std::vector<PeerCard>& cards) {
+  std::map<uint64_t, std::pair<int, int>> hosts;  // host -> ranks, CPUs
+  for (const PeerCard& c : cards) {
+    auto& h = hosts[c.hostHash];
+    ++h.first;
+    h.second = std::max<int>(h.second, c.topo.cpus);
+  }
+  for (const auto& [host, h] : hosts)
+    if (h.second > 0 && h.first > h.second) return true;
+  return false;
+}
+
 std::shared_ptr<const ClusterTopology> ClusterTopology::build(const std::vector<PeerCard>& cards, const ClusterFile* file,
                                                               const TransportClasses& transports) {
   auto topo = std::make_shared<ClusterTopology>();

@@ -44,6 +44,11 @@ struct TransportClasses {
   LinkClass rack;     // ranks on different hosts of one cluster-file group (empty name: as network)
 };
 
+// Whether some host has more of these ranks than CPUs (TopoCard::cpus; a host whose count is
+// unknown is not). From the cards alone, so every rank of a communicator gets the same answer
+// (the tuner's choices depend on it: LinkModel::roundUs).
+bool someHostOversubscribed(const std::vector<PeerCard>& cards);
+
 class ClusterTopology {
  public:
   // cards: every rank's card (indexed by rank). file: may be null; host lines that match no

@@ -52,7 +52,11 @@ int atLeast(int16_t& v, int16_t lo) {
 
 int sanitizeTopoCard(TopoCard& card) {
   int fixed = atLeast(card.boundNuma, -1) + atLeast(card.numaNodes, 0) + atLeast(card.nicCount, 0) +
-              atLeast(card.accelerators, 0);
+              atLeast(card.accelerators, 0) + atLeast(card.cpus, 0);
+  if (card.reserved != 0) {
+    card.reserved = 0;
+    ++fixed;
+  }
   const int listed = std::min<int>(card.nicCount, kTopoCardNics);
   for (int i = 0; i < kTopoCardNics; ++i) {
     TopoCardNic& nic = card.nics[i];
@@ -83,6 +87,7 @@ TopoCard makeTopoCard(const NodeTopology& topo) {
   card.numaNodes = toInt16(topo.numaNodes);
   card.nicCount = toInt16(static_cast<long long>(topo.nics.size()));
   card.accelerators = toInt16(static_cast<long long>(topo.accelerators.size()));
+  card.cpus = toInt16(topo.pus);
 
   std::vector<size_t> order(topo.nics.size());
   std::iota(order.begin(), order.end(), 0);

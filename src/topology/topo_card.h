@@ -22,6 +22,8 @@ struct TopoCard {
   int16_t numaNodes = 0;
   int16_t nicCount = 0;    // NICs hwloc saw (only the first kTopoCardNics are listed)
   int16_t accelerators = 0;
+  int16_t cpus = 0;      // NodeTopology::pus: the CPUs of the rank's host (0 = unknown)
+  int16_t reserved = 0;
   TopoCardNic nics[kTopoCardNics];
 };
 

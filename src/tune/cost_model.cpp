@@ -34,6 +34,7 @@ constexpr double kCopyGBps = 8.0;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 struct Model {
+  double round;  // us per dependent round beyond its messages (LinkModel::roundUs)
   double alpha;  // us per fragment of a message
   double beta;   // us per byte
   double frag;   // bytes per fragment
@@ -213,6 +214,7 @@ namespace {
 
 Model modelOf(const LinkModel& link, int nranks, double bytes) {
   Model m;
+  m.round = link.roundUs;
   m.alpha = link.latencyUs;
   m.beta = 1.0 / (link.bandwidthGBps * 1e3);
   m.frag = static_cast<double>(std::max<size_t>(link.fragmentBytes, 1));
@@ -226,9 +228,39 @@ Model modelOf(const LinkModel& link, int nranks, double bytes) {
   return m;
 }
 
+// Dependent rounds on a call's critical path (messages that must arrive before the next step
+// can go), charged LinkModel::roundUs each: what matters where ranks outnumber CPUs, and nothing
+// elsewhere (roundUs = 0). Pipelined algorithms add a round per further slice.
+double rounds(Algo algo, Coll c, const Model& m, size_t slice) {
+  const double p = m.p, fold = m.fold ? 2 : 0;
+  switch (algo) {
+    case Algo::Ring: {
+      const bool twice = c == Coll::AllReduce;
+      const double R = pieces(c == Coll::Broadcast || c == Coll::Reduce ? m.S : m.S / p, slice);
+      return (twice ? 2 : 1) * (p - 1) + R - 1;
+    }
+    case Algo::Tree: {
+      const double d = std::floor(std::log2(p - 1)) + 1, J = pieces(m.S / 2, slice);
+      return (c == Coll::AllReduce ? 2 * d : d) + J - 1;
+    }
+    case Algo::HalvingDoubling: return (c == Coll::AllReduce ? 2 * m.k : m.k) + fold;
+    case Algo::RecursiveDoubling: return m.k + fold;
+    case Algo::Bruck: return m.lg;
+    case Algo::Pairwise: return std::ceil((p - 1) / 8.0);  // pairwise.cpp: 8 exchange rounds in flight
+    case Algo::Direct: return c == Coll::AllReduce ? 2 : 1;
+    default: break;
+  }
+  return 0;
+}
+
 // The flat families on one link class.
 double flatCost(Algo algo, Coll coll, double bytes, int nranks, size_t sliceBytes, const LinkModel& link) {
   Model m = modelOf(link, nranks, bytes);
+  if (m.round > 0) {
+    LinkModel plain = link;
+    plain.roundUs = 0;
+    return flatCost(algo, coll, bytes, nranks, sliceBytes, plain) + m.round * rounds(algo, coll, m, sliceBytes);
+  }
   switch (algo) {
     case Algo::Ring: return ring(m, coll, sliceBytes);
     case Algo::Tree: return tree(m, coll, sliceBytes);

@@ -23,7 +23,15 @@ struct LinkModel {
   // alpha once per started fragment, so cutting a message into slices no smaller than this
   // costs no more than sending it whole.
   size_t fragmentBytes = 256 * 1024;
+  // What each dependent round (a step that waits for a message before it can go on) costs on
+  // top of its messages: 0, except where some host has more ranks than CPUs. There the rank a
+  // step waits for is often not running, and the wait ends only when the scheduler runs it.
+  double roundUs = 0;
 };
+
+// A dependent round's cost on an oversubscribed host: a yield hand-off between processes on
+// this VM (an 8-byte all-reduce at np 4 on 2 cores, 2 rounds: 4.8-5.5 us).
+constexpr double kOversubscribedRoundUs = 2.0;
 
 // The link class a communicator's model uses: the slowest of the classes its peers are reached
 // by (the largest latency, the smallest bandwidth: a collective waits for its slowest link),

@@ -23,7 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     TopoCard t = in.pod<TopoCard>();
     sanitizeTopoCard(t);
     FUZZ_CHECK(sanitizeTopoCard(t) == 0);
-    FUZZ_CHECK(t.boundNuma >= -1 && t.numaNodes >= 0 && t.nicCount >= 0 && t.accelerators >= 0);
+    FUZZ_CHECK(t.boundNuma >= -1 && t.numaNodes >= 0 && t.nicCount >= 0 && t.accelerators >= 0 && t.cpus >= 0 && t.reserved == 0);
     for (int i = 0; i < kTopoCardNics; ++i) {
       const TopoCardNic& n = t.nics[i];
       FUZZ_CHECK(n.name[sizeof n.name - 1] == '\0' && n.kind[sizeof n.kind - 1] == '\0');

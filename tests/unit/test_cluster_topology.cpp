@@ -126,6 +126,19 @@ TEST(ClusterTopology, GroupsRanksByHostAndClassifiesPairs) {
   EXPECT_NE(t->toJson().find("\"ring_order\":[0,2,1,4,3]"), std::string::npos) << t->toJson();
 }
 
+// A host with more ranks than CPUs, known from the cards alone (every rank computes the same).
+TEST(ClusterTopology, OversubscribedHostsComeFromTheCards) {
+  std::vector<PeerCard> c = cards({"h0", "h1", "h0", "h1", "h0"});
+  EXPECT_FALSE(someHostOversubscribed(c)) << "unknown CPU counts are not oversubscribed";
+  for (PeerCard& card : c) card.topo.cpus = 4;
+  EXPECT_FALSE(someHostOversubscribed(c));  // 3 and 2 ranks on 4 CPUs each
+  for (PeerCard& card : c)
+    if (std::string(card.hostname) == "h1") card.topo.cpus = 1;
+  EXPECT_TRUE(someHostOversubscribed(c));   // h1: 2 ranks on 1 CPU
+  c[1].topo.cpus = 2;                       // ranks of one host disagree: the largest count counts
+  EXPECT_FALSE(someHostOversubscribed(c));
+}
+
 TEST(ClusterTopology, RingOrderKeepsNumaNodesAndGroupsTogether) {
   // One host, ranks bound alternately to NUMA 1 and 0, one unbound: NUMA 0 first, unbound last.
   auto one = ClusterTopology::build(cards({"h0", "h0", "h0", "h0", "h0"}, {1, 0, -1, 0, 1}), nullptr, transports());

@@ -327,6 +327,28 @@ TEST(LinkModel, SlowestDeclaredClassWinsAndOverridesReplaceIt) {
   EXPECT_THROW(Tuner("", LinkModel{1, 0}, 256 * K), Error);
 }
 
+// Where ranks outnumber CPUs every dependent round costs a scheduler hand-off: small
+// all-to-alls then take the exchange whose messages are all in flight at once, not Bruck's two
+// dependent rounds (measured at np 4 on 2 cores: Bruck 5.7 us, pairwise 3.5 us), and the term
+// is exactly rounds x roundUs on top of the plain model.
+TEST(CostModel, OversubscribedHostsChargeEachDependentRound) {
+  LinkModel plain{0.4, 9};
+  LinkModel busy = plain;
+  busy.roundUs = kOversubscribedRoundUs;
+  EXPECT_EQ(Tuner("", plain, 256 * K).choose(Coll::AlltoAll, 16, 4).algo, Algo::Bruck);
+  Algo a = Tuner("", busy, 256 * K).choose(Coll::AlltoAll, 16, 4).algo;
+  EXPECT_TRUE(a == Algo::Pairwise || a == Algo::Direct) << algoName(a);
+  const double extra = [&](Algo algo, Coll coll, size_t bytes, int p) {
+    return predictCostUs(algo, coll, bytes, p, 256 * K, busy) - predictCostUs(algo, coll, bytes, p, 256 * K, plain);
+  }(Algo::Bruck, Coll::AlltoAll, 16, 4);
+  EXPECT_DOUBLE_EQ(extra, 2 * kOversubscribedRoundUs);  // ceil(log2 4) rounds
+  EXPECT_DOUBLE_EQ(predictCostUs(Algo::Direct, Coll::AllReduce, 8, 4, 256 * K, busy) -
+                       predictCostUs(Algo::Direct, Coll::AllReduce, 8, 4, 256 * K, plain),
+                   2 * kOversubscribedRoundUs);  // a reduce-scatter and an all-gather round
+  // One rank has no rounds: nothing to wait for.
+  EXPECT_EQ(predictCostUs(Algo::Ring, Coll::AllReduce, 1024, 1, 256 * K, busy), 0);
+}
+
 TEST(LinkModel, OverridesChangeTheChoice) {
   // The same call flips between a latency and a bandwidth algorithm with the link class alone.
   const size_t bytes = 256 * K;
