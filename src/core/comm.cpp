@@ -450,12 +450,7 @@ void Communicator::run(std::span<CollCall> calls) {
           c.inPlace = false;
           reduce = reduceFunction(c.dtype, chorusSum);
         } else {
-          if (!st.reduceFn || st.reduceType != c.dtype || st.reduceOp != c.op) {
-            st.reduceFn = reduceFunction(c.dtype, c.op);
-            st.reduceType = c.dtype;
-            st.reduceOp = c.op;
-          }
-          reduce = st.reduceFn;
+          reduce = reduceFunction(c.dtype, c.op);
         }
       }
       bool fresh = false;

@@ -135,10 +135,6 @@ class Communicator {
     std::vector<std::vector<uint8_t>> scaled;        // PreMulSum inputs
     std::vector<std::vector<uint8_t>> extraScratch;  // a shape used twice in one group
     std::vector<CallStamp> stamps;                   // per call, carried by its messages
-    // The reduction kernel of the last (type, op) looked up: a loop of one call skips the lookup.
-    chorusDataType_t reduceType = chorusFloat32;
-    chorusRedOp_t reduceOp = chorusSum;
-    ReduceFn reduceFn = nullptr;
   };
   RunState run_;
   // The tuner's link classes from the topology (overridden by CHORUS_TUNE_*).

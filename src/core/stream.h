@@ -49,6 +49,8 @@ class Stream {
   // Calls waiting, and callers blocked in enqueue on a full queue (tests).
   size_t queued() const;
   int blockedCallers() const;
+  // Whether the worker sleeps, waiting for a task (tests).
+  bool workerAsleep() const { return workerAsleep_.load(); }
   // Waits until the queue is empty and nothing runs; returns the first error seen.
   chorusResult_t synchronize();
   // chorusInProgress while work is queued or running, else the first error (or success).

@@ -33,6 +33,7 @@
 #include "base/error.h"
 #include "exec/half.h"
 
+#include <array>
 #include <type_traits>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -487,6 +488,21 @@ ReduceFn reduceFunctionForIsa(chorusDataType_t type, chorusRedOp_t op, ReduceIsa
 }
 
 ReduceFn reduceFunction(chorusDataType_t type, chorusRedOp_t op) {
+  // Looked up for every reduction call: a table filled once (the CPU's ISA does not change).
+  // A pair it does not hold goes the long way, which throws the reason.
+  static const auto kTable = [] {
+    std::array<std::array<ReduceFn, chorusNumOps>, chorusNumTypes> t{};
+    for (int ty = 0; ty < chorusNumTypes; ++ty)
+      for (int o = 0; o < chorusNumOps; ++o) {
+        try {
+          t[ty][o] = reduceFunctionForIsa(static_cast<chorusDataType_t>(ty), static_cast<chorusRedOp_t>(o), bestReduceIsa());
+        } catch (const Error&) {
+        }
+      }
+    return t;
+  }();
+  const int ty = static_cast<int>(type), o = static_cast<int>(op);
+  if (ty >= 0 && ty < chorusNumTypes && o >= 0 && o < chorusNumOps && kTable[ty][o]) return kTable[ty][o];
   return reduceFunctionForIsa(type, op, bestReduceIsa());
 }
 

@@ -253,14 +253,8 @@ double rounds(Algo algo, Coll c, const Model& m, size_t slice) {
   return 0;
 }
 
-// The flat families on one link class.
-double flatCost(Algo algo, Coll coll, double bytes, int nranks, size_t sliceBytes, const LinkModel& link) {
-  Model m = modelOf(link, nranks, bytes);
-  if (m.round > 0) {
-    LinkModel plain = link;
-    plain.roundUs = 0;
-    return flatCost(algo, coll, bytes, nranks, sliceBytes, plain) + m.round * rounds(algo, coll, m, sliceBytes);
-  }
+// The flat families' messages and bytes.
+double messageCost(Algo algo, Coll coll, const Model& m, size_t sliceBytes) {
   switch (algo) {
     case Algo::Ring: return ring(m, coll, sliceBytes);
     case Algo::Tree: return tree(m, coll, sliceBytes);
@@ -274,6 +268,14 @@ double flatCost(Algo algo, Coll coll, double bytes, int nranks, size_t sliceByte
     case Algo::kCount: break;
   }
   return kInf;
+}
+
+// The flat families on one link class: their messages, and their dependent rounds where those
+// cost anything.
+double flatCost(Algo algo, Coll coll, double bytes, int nranks, size_t sliceBytes, const LinkModel& link) {
+  const Model m = modelOf(link, nranks, bytes);
+  const double t = messageCost(algo, coll, m, sliceBytes);
+  return m.round > 0 ? t + m.round * rounds(algo, coll, m, sliceBytes) : t;
 }
 
 // The host-level all-reduces (collectives/hierarchical.cpp, weighted.cpp): a ring

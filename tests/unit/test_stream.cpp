@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -114,27 +115,30 @@ TEST(Stream, TheFirstErrorIsKeptAndLaterTasksStillRun) {
 // query() says in progress while a task runs, and the worker, asleep on an empty queue, wakes
 // for the next task.
 TEST(Stream, QuerySeesARunningTaskAndAnAsleepWorkerWakes) {
+  constexpr auto kWait = std::chrono::seconds(10);
   Stream s;
-  std::atomic<bool> release{false}, started{false};
+  std::promise<void> started, release;
+  std::shared_future<void> released = release.get_future().share();
   s.enqueue([&]() -> chorusResult_t {
-    started = true;
-    while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    return chorusSuccess;
+    started.set_value();
+    return released.wait_for(kWait) == std::future_status::ready ? chorusSuccess : chorusTimeout;
   });
-  while (!started) std::this_thread::yield();
+  ASSERT_EQ(started.get_future().wait_for(kWait), std::future_status::ready) << "the worker never ran the task";
   EXPECT_EQ(s.queued(), 0u);
   EXPECT_EQ(s.query(), chorusInProgress);
-  release = true;
+  release.set_value();
   EXPECT_EQ(s.synchronize(), chorusSuccess);
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // past the worker's poll: it sleeps
-  std::atomic<bool> ranAlone{false};
+  // Past its poll the worker sleeps on an empty queue.
+  const auto deadline = std::chrono::steady_clock::now() + kWait;
+  while (!s.workerAsleep() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  ASSERT_TRUE(s.workerAsleep()) << "the worker kept polling an empty queue";
+  std::promise<void> ran;
   s.enqueue([&]() -> chorusResult_t {
-    ranAlone = true;
+    ran.set_value();
     return chorusSuccess;
   });
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!ranAlone && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  EXPECT_TRUE(ranAlone) << "the worker did not wake for a task (no synchronize was called)";
+  EXPECT_EQ(ran.get_future().wait_for(kWait), std::future_status::ready)
+      << "the worker did not wake for a task (no synchronize was called)";
   EXPECT_EQ(s.synchronize(), chorusSuccess);
 }
 

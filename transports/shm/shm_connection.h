@@ -103,7 +103,7 @@ class ShmConnection final : public Connection {
   bool readRendezvous(RecvOp& op, const SlotHeader& slot, size_t& budget);
   uint32_t peerFlags() const;
   bool slotFree();
-  // Reads the receiver's tail and returns the ring bytes of the slots it released.
+  // Reads the receiver's tail and takes the ring bytes of the slots it released off ringUsed_.
   void refreshTail();
   // Takes `bytes` (a fragment) of the payload ring for the next slot: its offset, or false
   // while they do not fit (the caller waits for the receiver).

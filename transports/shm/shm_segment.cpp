@@ -43,6 +43,13 @@ bool validGeometry(size_t maxFragment, uint32_t numSlots, size_t ringBytes) {
 
 }  // namespace
 
+void Segment::setGeometry(uint32_t numSlots, size_t maxFragment, size_t ringBytes) {
+  numSlots_ = numSlots;
+  maxFragment_ = maxFragment;
+  ringBytes_ = ringBytes;
+  payload_ = static_cast<char*>(base_) + payloadOffset(numSlots);
+}
+
 void Segment::mapFd(int fd, size_t bytes) {
   // Not MAP_POPULATE: the pages are reserved (posix_fallocate in create), and a process maps
   // them as it touches them. Populating made every channel's whole FIFO (2 MiB by default)
@@ -91,10 +98,7 @@ std::unique_ptr<Segment> Segment::create(const std::string& name, const SegmentI
   h->from = id.from;
   h->to = id.to;
   for (uint32_t i = 0; i < numSlots; ++i) new (seg->slots_ + i) SlotHeader();
-  seg->numSlots_ = numSlots;
-  seg->maxFragment_ = maxFragment;
-  seg->ringBytes_ = ringBytes;
-  seg->payload_ = static_cast<char*>(seg->base_) + payloadOffset(numSlots);
+  seg->setGeometry(numSlots, maxFragment, ringBytes);
   return seg;
 }
 
@@ -126,10 +130,7 @@ std::unique_ptr<Segment> Segment::open(const std::string& name, const SegmentIde
     CHORUS_THROW(chorusInternalError,
                  "shm: segment %s has an inconsistent geometry (%u slots, %zu-byte fragments, %zu-byte ring, %zu mapped)",
                  name.c_str(), numSlots, maxFragment, ringBytes, size);
-  seg->numSlots_ = numSlots;
-  seg->maxFragment_ = maxFragment;
-  seg->ringBytes_ = ringBytes;
-  seg->payload_ = static_cast<char*>(seg->base_) + payloadOffset(numSlots);
+  seg->setGeometry(numSlots, maxFragment, ringBytes);
   return seg;
 }
 

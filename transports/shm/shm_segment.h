@@ -151,6 +151,8 @@ class Segment {
  private:
   Segment() = default;
   void mapFd(int fd, size_t bytes);
+  // Records the geometry of the mapped segment (checked by the caller) and where its payload is.
+  void setGeometry(uint32_t numSlots, size_t maxFragment, size_t ringBytes);
 
   std::string name_;
   bool linked_ = false;  // created by us and not unlinked yet
