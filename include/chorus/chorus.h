@@ -397,6 +397,45 @@ chorusResult_t chorusStreamQuery(chorusStream_t stream);
  */
 chorusResult_t chorusStreamDestroy(chorusStream_t stream);
 
+/* ---------------------------------------------------------------------------------------------
+ * Device memory (docs/DEVICES.md; the plugin ABI is include/chorus/device_plugin.h)
+ * ---------------------------------------------------------------------------------------------
+ * With a device plugin loaded (CHORUS_DEVICE_PLUGIN: cuda, emu, or a plugin's path; "auto", the
+ * default, takes cuda where a GPU is found), every collective and send/recv accepts device
+ * buffers, and host and device buffers may be mixed in one call. Chorus moves device data
+ * through pinned host memory in slices, overlapping the copies with the network.
+ * - On a NULL stream, or a stream from chorusStreamCreate, the call is "done when it returns"
+ *   (or when the stream is synchronized): the results are in device memory by then. Work the
+ *   program queued on device streams before the call must be complete when it is made.
+ * - On a stream from chorusStreamCreateFromDevice, the call is ordered on that device stream as
+ *   a GPU library's kernel would be: it reads its input after the work queued there before it,
+ *   and work queued there after it runs after its results are in place. The call returns at
+ *   once; synchronizing the device stream (or the chorus stream) waits for it.
+ */
+struct chorusDevice_v1;
+/** The device plugin in use (loading it per CHORUS_DEVICE_PLUGIN if not yet), or NULL for none.
+ *  Programs use it to allocate device memory and streams of the same device as Chorus. */
+chorusResult_t chorusGetDevicePlugin(const struct chorusDevice_v1** plugin);
+/** A chorus stream bound to a device stream of the plugin (e.g. a cudaStream_t). Destroying it
+ *  does not destroy the device stream. chorusInvalidUsage without a device plugin. */
+chorusResult_t chorusStreamCreateFromDevice(chorusStream_t* stream, void* deviceStream);
+/**
+ * Registers [buff, buff + size) with comm for repeated use, as NCCL's ncclCommRegister: for
+ * device memory Chorus sets its staging memory aside now, so that no call on the buffer waits
+ * for a pinned allocation. Optional: calls on unregistered buffers work too (the staging memory
+ * is pooled after first use). *handle is for chorusCommDeregister.
+ */
+chorusResult_t chorusCommRegister(const chorusComm_t comm, void* buff, size_t size, void** handle);
+chorusResult_t chorusCommDeregister(const chorusComm_t comm, void* handle);
+/**
+ * Memory that the device and the transports can both use without copies: the plugin's pinned
+ * host memory (mapped into the device's address space where the device supports it), or
+ * page-aligned host memory without a plugin. Chorus treats it as host memory. Free it with
+ * chorusMemFree.
+ */
+chorusResult_t chorusMemAlloc(void** ptr, size_t size);
+chorusResult_t chorusMemFree(void* ptr);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif

@@ -136,6 +136,7 @@ Config Config::fromEnv() {
   c.shmCmaCopies = cma != "0";
   c.shmCmaCopyThreshold = envBytes("CHORUS_SHM_CMA_COPY_THRESHOLD", c.shmCmaCopyThreshold);
   c.shmCmaThreshold = envBytes("CHORUS_SHM_CMA_THRESHOLD", c.shmCmaThreshold);
+  c.deviceSliceBytes = envBytes("CHORUS_DEVICE_SLICE", c.deviceSliceBytes);
   c.sliceBytes = envBytes("CHORUS_SLICE_BYTES", c.sliceBytes);
   // The floor keeps schedules small: a 1 GiB all-reduce in 4 KiB slices is ~0.5 M steps.
   CHORUS_CHECK_ARG(c.sliceBytes >= 4096 && c.sliceBytes % 64 == 0, "CHORUS_SLICE_BYTES must be >= 4096 and a multiple of 64");

@@ -68,6 +68,9 @@ struct Config {
   bool shmCmaAllowed() const { return shmUseCma || shmCmaCopies; }
   // CHORUS_SLICE_BYTES: pipelining slice of the ring algorithm.
   size_t sliceBytes = 256 * 1024;
+  // CHORUS_DEVICE_SLICE: the unit in which device buffers are staged through host memory
+  // (device/staging.h); 0 (default) chooses by size.
+  size_t deviceSliceBytes = 0;
   // CHORUS_ALGO: tune string forcing algorithms per collective and size (docs/TUNING.md).
   std::string algoTune;
   // CHORUS_TUNE_LATENCY_US / CHORUS_TUNE_BANDWIDTH_GBPS: override the link class the

@@ -28,6 +28,9 @@
 #include "base/log.h"
 #include "core/stream.h"
 #include "core/user_config.h"
+#include "device/device.h"
+#include "device/device_memory.h"
+#include "base/config.h"
 #include "exec/reduce.h"
 
 // Handles are pinned by every call that uses them: destroy/abort first unregister the handle
@@ -51,6 +54,7 @@ struct chorusComm : chorusHandle {
 
 struct chorusStream : chorusHandle {
   std::unique_ptr<chorus::Stream> impl = std::make_unique<chorus::Stream>();
+  void* deviceStream = nullptr;  // chorusStreamCreateFromDevice: calls on device buffers are ordered on it
 };
 
 namespace chorus {
@@ -131,6 +135,7 @@ class Pin {
   Pin(const Pin&) = delete;
   Pin& operator=(const Pin&) = delete;
   H* operator->() const { return h_; }
+  H* get() const { return h_; }
 
  private:
   [[noreturn]] static void notValid(const H* h, const char* what) {
@@ -391,13 +396,18 @@ struct QueuedRun {
 };
 static_assert(Stream::Task::kInline<QueuedRun<CollCall>>, "a stream call is queued without an allocation");
 
-// Runs calls of one communicator now, or queues them on the stream (queue; null: run now).
+// Runs calls of one communicator now, or queues them on the stream (null: run now). On a stream
+// bound to a device stream, the device copies of calls on device buffers are enqueued there now,
+// at the call's place in the device stream's order (device/staging.h).
 template <typename Calls>
-void issue(Pin<chorusComm> comm, chorusComm* handle, Stream* queue, Calls calls) {
-  if (!queue) {
+void issue(Pin<chorusComm> comm, chorusComm* handle, chorusStream* stream, Calls calls) {
+  if (!stream) {
     comm->impl->run(callsOf(calls));
     return;
   }
+  if (stream->deviceStream && devicePluginActive())
+    for (CollCall& c : callsOf(calls)) c.staged = comm->impl->stage(c, stream->deviceStream);
+  Stream* queue = stream->impl.get();
   queue->enqueue(QueuedRun<Calls>{std::move(comm), handle, queue, std::move(calls)});
 }
 
@@ -443,7 +453,7 @@ void issueBatch(Batch& b) {
   Pin<chorusComm> comm = repin(b.comm, gComms, "communicator", b);
   std::optional<Pin<chorusStream>> stream;  // live while the calls are queued on it
   if (b.stream) stream.emplace(repin(b.stream, gStreams, "stream", b));
-  issue(std::move(comm), b.comm, stream ? (*stream)->impl.get() : nullptr, std::move(b.calls));
+  issue(std::move(comm), b.comm, stream ? (*stream).get() : nullptr, std::move(b.calls));
 }
 
 // A group with a call that failed when it was recorded is not issued at all; each of its
@@ -498,7 +508,7 @@ chorusResult_t submit(chorusComm* comm, chorusStream* stream, CollCall call, Fil
       return;
     }
     Pin<chorusStream> s = pinStream(stream);  // live while the call is queued on it
-    issue(std::move(c), comm, s->impl.get(), std::move(call));
+    issue(std::move(c), comm, s.get(), std::move(call));
   });
   if (r != chorusSuccess && tGroup.depth > 0 && tGroup.failed == chorusSuccess) {
     tGroup.failed = r;
@@ -852,6 +862,54 @@ chorusResult_t chorusStreamCreate(chorusStream_t* stream) {
     gStreams.insert(s);
     *stream = s;
   });
+}
+
+chorusResult_t chorusStreamCreateFromDevice(chorusStream_t* stream, void* deviceStream) {
+  return apiCall(nullptr, [&] {
+    CHORUS_CHECK_ARG(stream, "stream is NULL");
+    CHORUS_CHECK_ARG(deviceStream, "deviceStream is NULL");
+    if (!devicePlugin())
+      CHORUS_THROW(chorusInvalidUsage, "chorusStreamCreateFromDevice: no device plugin is loaded (CHORUS_DEVICE_PLUGIN=%s)",
+                   envString("CHORUS_DEVICE_PLUGIN", "auto").c_str());
+    auto* s = new chorusStream;
+    s->deviceStream = deviceStream;
+    std::lock_guard<std::mutex> g(gRegistryMutex);
+    gStreams.insert(s);
+    *stream = s;
+  });
+}
+
+chorusResult_t chorusGetDevicePlugin(const chorusDevice_v1_t** plugin) {
+  return apiCall(nullptr, [&] {
+    CHORUS_CHECK_ARG(plugin, "plugin is NULL");
+    *plugin = devicePlugin();
+  });
+}
+
+chorusResult_t chorusCommRegister(const chorusComm_t comm, void* buff, size_t size, void** handle) {
+  return apiCall(comm, [&] {
+    auto c = pinComm(comm);
+    CHORUS_CHECK_ARG(handle, "handle is NULL");
+    *handle = registerBuffer(comm, buff, size);
+  });
+}
+
+chorusResult_t chorusCommDeregister(const chorusComm_t comm, void* handle) {
+  return apiCall(comm, [&] {
+    auto c = pinComm(comm);
+    deregisterBuffer(comm, handle);
+  });
+}
+
+chorusResult_t chorusMemAlloc(void** ptr, size_t size) {
+  return apiCall(nullptr, [&] {
+    CHORUS_CHECK_ARG(ptr, "ptr is NULL");
+    *ptr = sharedMemAlloc(size);
+  });
+}
+
+chorusResult_t chorusMemFree(void* ptr) {
+  return apiCall(nullptr, [&] { sharedMemFree(ptr); });
 }
 
 chorusResult_t chorusStreamSynchronize(chorusStream_t stream) {

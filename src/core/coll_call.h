@@ -12,6 +12,8 @@
 
 namespace chorus {
 
+class StagedCall;
+
 enum class CallKind : uint8_t { Collective, Send, Recv };
 
 struct CollCall {
@@ -35,6 +37,9 @@ struct CollCall {
   // Filled in by validation.
   bool inPlace = false;
   std::shared_ptr<void> owned;  // memory the call owns (the barrier's byte)
+  // Device buffers: their host staging, set up when the call was queued on a stream bound to a
+  // device stream (else by the run itself). device/staging.h.
+  std::shared_ptr<StagedCall> staged;
 };
 
 // Copies a caller's array of n entries (throws chorusInvalidArgument naming `what` if NULL).

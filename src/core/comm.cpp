@@ -14,6 +14,7 @@
 #include "base/deadline.h"
 #include "base/error.h"
 #include "core/validate.h"
+#include "device/device.h"
 #include "base/host_identity.h"
 #include "base/log.h"
 #include "exec/executor.h"
@@ -44,6 +45,8 @@ Communicator::~Communicator() {
   // The health service first (its hooks read this object), then connections (they may
   // reference transport state), then transports, then bootstrap.
   health_.reset();
+  run_.staged.clear();
+  if (deviceStream_) devicePlugin_->streamDestroy(deviceStream_);
   connections_.clear();
   for (auto& t : transports_) t.reset();
   bootstrap_.reset();
@@ -102,6 +105,9 @@ void Communicator::init(const UniqueIdData& id, double timeoutSec) {
   parseTuneString(config_.algoTune);  // a bad CHORUS_ALGO fails here, before any rank waits on us
   // So do a bad cluster file and an unreadable CHORUS_TOPO_FILE.
   if (!config_.clusterFile.empty()) clusterFile_ = std::make_unique<ClusterFile>(loadClusterFile(config_.clusterFile));
+  // And a device plugin that CHORUS_DEVICE_PLUGIN names but that cannot be loaded. Loaded here,
+  // so that every call can ask whether a buffer is device memory without loading anything.
+  devicePlugin();
   const NodeTopology& node = localTopology();
 
   PeerCard card;
@@ -432,11 +438,20 @@ void Communicator::run(std::span<CollCall> calls) {
     st.scaled.clear();
     st.extraScratch.clear();
     if (st.stamps.size() < calls.size()) st.stamps.resize(calls.size());  // each is written below
+    st.staged.clear();
+    st.gate.clear();
     bool anyFresh = false;
     for (size_t k = 0; k < calls.size(); ++k) {
       CollCall& c = calls[k];
       size_t es = dataTypeSize(c.dtype);
-      const void* input = c.sendbuf;
+      if (!c.staged && devicePluginActive()) c.staged = stage(c, nullptr);
+      StagedCall* staged = c.staged.get();
+      if (staged) {
+        st.staged.push_back(std::move(c.staged));
+        st.gate.add(staged);
+      }
+      const void* input = staged ? staged->hostInput() : c.sendbuf;
+      void* output = staged ? staged->hostOutput() : c.recvbuf;
       ReduceFn reduce = nullptr;
       PreMulSum pm;
       if (c.kind == CallKind::Collective && isReduction(c.coll)) {
@@ -445,7 +460,8 @@ void Communicator::run(std::span<CollCall> calls) {
           CollArgs a = collArgsFor(c, rank_, nranks_);
           size_t n = inputElems(a, rank_);
           st.scaled.emplace_back(n * es);
-          scaleInto(st.scaled.back().data(), c.sendbuf, n, pm);
+          if (staged) staged->waitInput(config_.timeoutSec);
+          scaleInto(st.scaled.back().data(), input, n, pm);
           input = st.scaled.back().data();
           c.inPlace = false;
           reduce = reduceFunction(c.dtype, chorusSum);
@@ -465,7 +481,7 @@ void Communicator::run(std::span<CollCall> calls) {
       stampCall(&st.stamps[k], c, c.kind == CallKind::Collective ? ++collSeq_ : 0, entry.algo);
       if (calls.size() > 1) algorithms += (k ? "+" : "") + entry.schedule.algorithm;
       st.buffers[k * kBuffersPerCall + 0] = {const_cast<void*>(input), es, c.dtype, reduce};
-      st.buffers[k * kBuffersPerCall + 1] = {c.recvbuf, es, c.dtype, reduce};
+      st.buffers[k * kBuffersPerCall + 1] = {output, es, c.dtype, reduce};
       st.buffers[k * kBuffersPerCall + 2] = {scratch, es, c.dtype, reduce};
       if (fresh && logEnabled(LogLevel::Info, kLogColl))
         CHORUS_INFO(kLogColl, "%s %zu x %s%s%s: algorithm %s%s, %zu steps", c.apiName, c.count, dataTypeName(c.dtype),
@@ -500,17 +516,58 @@ void Communicator::run(std::span<CollCall> calls) {
     args.waitingOn = &waitingOn_;
     args.probe = &stallProbe_;
     args.probeAfterSec = probeSeconds_;
+    args.gate = st.gate.empty() ? nullptr : &st.gate;
     execute(args);
+    // Device buffers: done once the device stream has copied the last slice back.
+    for (const std::shared_ptr<StagedCall>& sc : st.staged) sc->finish(config_.timeoutSec, &aborted_);
+    st.staged.clear();
+    st.gate.clear();
     if (!p2pOnly) {
       runAhead_->afterRun(*plan, static_cast<uint32_t>(args.call.seq), static_cast<uint32_t>(collSeq_), runStamp_, statusProbe_);
     }
   } catch (const Error& e) {
     runStamp_ = CallStamp{};
+    run_.gate.clear();
+    run_.staged.clear();  // abandons them: the device streams go on, with undefined results
     failRun(args.call, e);
   }
   runStamp_ = CallStamp{};
   finishedSeq_.store(static_cast<uint32_t>(collSeq_), std::memory_order_relaxed);
   state_.store(static_cast<uint8_t>(RankState::Idle), std::memory_order_release);
+}
+
+std::shared_ptr<StagedCall> Communicator::stage(const CollCall& c, void* deviceStream) {
+  const chorusDevice_v1_t* plugin = devicePlugin();
+  if (!plugin) return nullptr;
+  StagedCall::Layout l;
+  const size_t es = dataTypeSize(c.dtype);
+  int inDev = -1, outDev = -1;
+  l.in = c.sendbuf;
+  l.out = c.recvbuf;
+  l.inDevice = memoryKind(c.sendbuf, &inDev) == chorusDevMemDevice;
+  l.outDevice = memoryKind(c.recvbuf, &outDev) == chorusDevMemDevice;
+  if (!l.inDevice && !l.outDevice) return nullptr;
+  if (c.kind == CallKind::Send) {
+    l.inBytes = c.count * es;
+  } else if (c.kind == CallKind::Recv) {
+    l.outBytes = c.count * es;
+  } else {
+    CollArgs a = collArgsFor(c, rank_, nranks_);
+    l.inBytes = inputElems(a, rank_) * es;
+    l.outBytes = outputElems(a, rank_) * es;
+    size_t offset = 0;
+    l.inPlace = c.inPlace && inPlaceAlias(a, rank_, &l.outputInsideInput, &offset);
+    l.aliasOffset = offset * es;
+    l.prefillOutput = c.coll == Coll::AllGatherV || c.coll == Coll::ReduceScatterV || c.coll == Coll::AlltoAllV;
+  }
+  if (!deviceStream) {
+    if (!deviceStream_) {
+      deviceCheck(plugin->streamCreate(std::max(l.inDevice ? inDev : outDev, 0), &deviceStream_), plugin, "streamCreate");
+      devicePlugin_ = plugin;
+    }
+    deviceStream = deviceStream_;
+  }
+  return std::make_shared<StagedCall>(plugin, l, deviceStream, config_.deviceSliceBytes);
 }
 
 void Communicator::failRun(const CallInfo& call, const Error& e) {

@@ -25,6 +25,7 @@
 #include "core/published_stamp.h"
 #include "core/run_ahead.h"
 #include "core/transport_select.h"
+#include "device/staging.h"
 #include "exec/executor.h"
 #include "exec/schedule.h"
 #include "health/hang_report.h"
@@ -57,6 +58,9 @@ class Communicator {
   // this communicator, issued together (their messages to one peer in call order). Every call
   // passed validate() first (the C API checks each once, before running or queuing it).
   void run(std::span<CollCall> calls);
+  // The host staging of a call with device buffers, its copies enqueued on deviceStream (null:
+  // this communicator's own stream of the buffers' device); null for a call on host memory only.
+  std::shared_ptr<StagedCall> stage(const CollCall& call, void* deviceStream);
 
   // Collective over this communicator: the ranks with the same color (>= 0) form a new one,
   // ranked by (key, rank). Returns null for CHORUS_SPLIT_NOCOLOR.
@@ -135,6 +139,8 @@ class Communicator {
     std::vector<std::vector<uint8_t>> scaled;        // PreMulSum inputs
     std::vector<std::vector<uint8_t>> extraScratch;  // a shape used twice in one group
     std::vector<CallStamp> stamps;                   // per call, carried by its messages
+    std::vector<std::shared_ptr<StagedCall>> staged;  // the calls on device buffers
+    StagingGate gate;                                 // over staged
   };
   RunState run_;
   // The tuner's link classes from the topology (overridden by CHORUS_TUNE_*).
@@ -178,6 +184,8 @@ class Communicator {
   ScheduleKey lastKey_{};
   CachedSchedule* lastEntry_ = nullptr;
   std::unique_ptr<Tuner> tuner_;
+  void* deviceStream_ = nullptr;  // the plugin's stream for calls not bound to one (stage())
+  const chorusDevice_v1_t* devicePlugin_ = nullptr;
   // Some host has more ranks of this communicator than CPUs (from the cards, so every rank
   // agrees): the tuner then charges each dependent round a scheduler hand-off.
   bool oversubscribed_ = false;

@@ -27,6 +27,11 @@ class Runner {
     }
     remaining_ = s_.steps.size();
     CHORUS_ASSERT(a.plan->numBuffers <= a.numBuffers);
+    if (a.gate) {
+      for (const Step& st : s_.steps)
+        if (st.kind != StepKind::Send && st.dst.count) a.gate->expectWrite(ptr(st.dst), bytes(st.dst));
+      a.gate->start();
+    }
   }
 
   void run() {
@@ -105,6 +110,18 @@ class Runner {
   void finish(uint32_t i) {
     done_[i] = 1;
     --remaining_;
+    if (a_.gate) {
+      const Step& st = s_.steps[i];
+      if (st.kind != StepKind::Send && st.dst.count) a_.gate->written(ptr(st.dst), bytes(st.dst));
+    }
+  }
+  // Whether the gate (if any) lets a step touch r now.
+  bool arrived(const Region& r) const { return !a_.gate || !r.count || a_.gate->ready(ptr(r), bytes(r)); }
+  bool stepArrived(const Step& st) const {
+    if (!a_.gate) return true;
+    bool readsSrc = st.kind == StepKind::Send || st.kind == StepKind::RecvReduce || st.kind == StepKind::Copy;
+    bool writesDst = st.kind != StepKind::Send;
+    return (!readsSrc || arrived(st.src)) && (!writesDst || arrived(st.dst));
   }
 
   // advance(), with the peer named in whatever a transport throws.
@@ -121,13 +138,13 @@ class Runner {
     bool progressed = false;
     const std::vector<uint32_t>& sends = q.steps->sends;
     const std::vector<uint32_t>& recvs = q.steps->recvs;
-    while (q.sendIssued < sends.size() && depsDone(sends[q.sendIssued])) {
+    while (q.sendIssued < sends.size() && depsDone(sends[q.sendIssued]) && stepArrived(s_.steps[sends[q.sendIssued]])) {
       uint32_t i = sends[q.sendIssued++];
       const Step& st = s_.steps[i];
       ticket_[i] = q.conn->postSend(ptr(st.src), bytes(st.src), stamp(st.src));
       progressed = true;
     }
-    while (q.recvIssued < recvs.size() && depsDone(recvs[q.recvIssued])) {
+    while (q.recvIssued < recvs.size() && depsDone(recvs[q.recvIssued]) && stepArrived(s_.steps[recvs[q.recvIssued]])) {
       uint32_t i = recvs[q.recvIssued++];
       const Step& st = s_.steps[i];
       RecvSink sink;
@@ -165,6 +182,7 @@ class Runner {
       uint32_t i = local[k];
       if (done_[i] || !depsDone(i)) continue;
       const Step& st = s_.steps[i];
+      if (!stepArrived(st)) continue;
       if (st.kind == StepKind::Copy) {
         if (ptr(st.src) != ptr(st.dst)) memmove(ptr(st.dst), ptr(st.src), bytes(st.dst));
       } else if (st.kind == StepKind::Divide) {
@@ -198,6 +216,7 @@ class Runner {
       pending += format("%s rank %d (%s: %zu of %zu sends, %zu of %zu receives done)", pending.empty() ? "" : ",", q.steps->peer,
                         q.conn->kind(), q.sendDone, q.steps->sends.size(), q.recvDone, q.steps->recvs.size());
     }
+    if (a_.gate) pending += pending.empty() ? " the device's copies of staged buffers" : ", or the device's copies of staged buffers";
     CHORUS_THROW(chorusTimeout, "%s: no progress for %.1f s (CHORUS_TIMEOUT); waiting on%s", describeCall(a_.call).c_str(),
                  a_.timeoutSec, pending.c_str());
   }

@@ -75,6 +75,20 @@ struct ExecBuffer {
   ReduceFn reduce = nullptr;            // for RecvReduce into this buffer
 };
 
+// Buffers whose bytes arrive and leave while the schedule runs (device memory staged through host
+// memory, device/staging.h). With a gate, a step touches a region only once ready() says its
+// bytes are there, and every finished write is reported, so that finished parts can leave early.
+// Addresses are the host addresses the steps use.
+class ExecGate {
+ public:
+  virtual ~ExecGate() = default;
+  // Before the first step: every region some step will write, then start().
+  virtual void expectWrite(const void* p, size_t n) = 0;
+  virtual void start() = 0;
+  virtual bool ready(const void* p, size_t n) = 0;
+  virtual void written(const void* p, size_t n) = 0;
+};
+
 struct ExecArgs {
   ExecPlan* plan = nullptr;
   // buffers[b] for every BufferId b the schedule uses (kBuffersPerCall per merged call).
@@ -95,6 +109,7 @@ struct ExecArgs {
   // throws when waiting for that peer is pointless (core/peer_probe.h). Null: not asked.
   const std::function<void(int peer)>* probe = nullptr;
   double probeAfterSec = 1.0;
+  ExecGate* gate = nullptr;  // null: every buffer is host memory, there all along
   CallInfo call;
 };
 

@@ -25,20 +25,6 @@
 namespace chorus::test {
 namespace {
 
-// "allreduce:ring;allgather:ring;..." for every collective algo serves.
-std::string tuneStringFor(Algo algo) {
-  std::string s;
-  for (int i = 0; i < static_cast<int>(Coll::kCount); ++i) {
-    Coll coll = static_cast<Coll>(i);
-    if (algoServes(algo, coll)) s += std::string(s.empty() ? "" : ";") + collName(coll) + ":" + algoName(algo);
-  }
-  return s;
-}
-
-bool isVForm(Coll c) {
-  return c == Coll::AllGatherV || c == Coll::ReduceScatterV || c == Coll::AlltoAllV;
-}
-
 // One rank's sweep over everything `algo` serves, on one communicator. Returns the number of
 // failed cases; stops at the first call that fails (the communicator is then broken).
 class Sweep {
