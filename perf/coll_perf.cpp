@@ -39,6 +39,8 @@
 // prints; every row is printed and flushed as soon as it is measured.
 #include "coll_perf.h"
 
+#include <chorus/device_plugin.h>
+
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -92,14 +94,26 @@ class Sweep {
   Sweep(PerfColl coll, const Options& opts, std::string cmd, Progress* progress, bool underMpi)
       : coll_(coll), info_(collInfo(coll)), opts_(opts), cmd_(std::move(cmd)), progress_(progress), underMpi_(underMpi) {}
   ~Sweep() {
-    free(sendbuf_);
-    free(recvbuf_);
+    if (dev_) {
+      dev_->memFree(sendbuf_);
+      dev_->memFree(recvbuf_);
+      if (devStream_) dev_->streamDestroy(devStream_);
+      if (devEvent_) dev_->eventDestroy(devEvent_);
+    } else {
+      free(sendbuf_);
+      free(recvbuf_);
+    }
+    free(hostSend_);
+    free(hostRecv_);
   }
 
   // Returns the process exit code: 0, or 1 on wrong results / a failed call.
   int run(const InitSpec& init) {
     if (!initComm(init)) return fail();
-    if (!opts_.blocking && !ok(chorusStreamCreate(&stream_), "chorusStreamCreate")) return fail();
+    if (!initDevice()) return fail();
+    if (!opts_.blocking && !devStream_ && !ok(chorusStreamCreate(&stream_), "chorusStreamCreate")) return fail();
+    if (!opts_.blocking && devStream_ && !ok(chorusStreamCreateFromDevice(&stream_, devStream_), "chorusStreamCreateFromDevice"))
+      return fail();
     if (!gatherPlaces()) return fail();
     if (rank_ == 0) printHeader();
     if (!allocate()) return fail();
@@ -234,20 +248,67 @@ class Sweep {
     fflush(stdout);
   }
 
+  // -G emu|cuda: the plugin the library loaded, and a device stream of its own that uploads and
+  // downloads use and that stream calls (-z 0) are ordered on.
+  bool initDevice() {
+    if (opts_.buffers == "host") return true;
+    if (!ok(chorusGetDevicePlugin(&dev_), "chorusGetDevicePlugin")) return false;
+    if (!dev_) {
+      error_ = "-G " + opts_.buffers + ": no device plugin is loaded";
+      return false;
+    }
+    if (dev_->streamCreate(0, &devStream_) != chorusDevSuccess || dev_->eventCreate(&devEvent_) != chorusDevSuccess) {
+      error_ = "-G " + opts_.buffers + ": cannot create a device stream and event";
+      return false;
+    }
+    return true;
+  }
+
   bool allocate() {
     size_t largest = 64;
     for (size_t s : sizeLadder(opts_)) largest = std::max(largest, s);
     bufBytes_ = (largest + 4095) / 4096 * 4096;
-    sendbuf_ = aligned_alloc(4096, bufBytes_);
-    recvbuf_ = aligned_alloc(4096, bufBytes_);
-    if (!sendbuf_ || !recvbuf_) {
+    if (dev_) {
+      hostSend_ = aligned_alloc(4096, bufBytes_);
+      hostRecv_ = aligned_alloc(4096, bufBytes_);
+      if (dev_->memAlloc(0, bufBytes_, &sendbuf_) != chorusDevSuccess || dev_->memAlloc(0, bufBytes_, &recvbuf_) != chorusDevSuccess) {
+        error_ = "cannot allocate two device buffers of " + std::to_string(bufBytes_) + " bytes";
+        return false;
+      }
+    } else {
+      sendbuf_ = aligned_alloc(4096, bufBytes_);
+      recvbuf_ = aligned_alloc(4096, bufBytes_);
+    }
+    if (!sendbuf_ || !recvbuf_ || (dev_ && (!hostSend_ || !hostRecv_))) {
       error_ = "cannot allocate two buffers of " + std::to_string(bufBytes_) + " bytes";
       return false;
     }
-    memset(sendbuf_, 0, bufBytes_);  // touch every page before anything is timed
-    memset(recvbuf_, 0, bufBytes_);
+    // Touch every page before anything is timed.
+    memset(host(sendbuf_), 0, bufBytes_);
+    memset(host(recvbuf_), 0, bufBytes_);
+    return upload(sendbuf_, bufBytes_) && upload(recvbuf_, bufBytes_);
+  }
+
+  // Device buffers are written and read through host mirrors (the same offsets); for host
+  // buffers these are the buffers themselves and the copies do nothing.
+  void* host(const void* p) const {
+    if (!dev_ || !p) return const_cast<void*>(p);
+    const char* c = static_cast<const char*>(p);
+    const char* s = static_cast<const char*>(sendbuf_);
+    const char* r = static_cast<const char*>(recvbuf_);
+    if (c >= s && c < s + bufBytes_) return static_cast<char*>(hostSend_) + (c - s);
+    return static_cast<char*>(hostRecv_) + (c - r);
+  }
+  bool deviceCopy(void* dst, const void* src, size_t n) {
+    if (dev_->copyAsync(dst, src, n, devStream_) != chorusDevSuccess || dev_->eventRecord(devEvent_, devStream_) != chorusDevSuccess ||
+        dev_->eventSynchronize(devEvent_) != chorusDevSuccess) {
+      error_ = "device copy of " + std::to_string(n) + " bytes failed";
+      return false;
+    }
     return true;
   }
+  bool upload(const void* p, size_t n) { return !dev_ || !p || deviceCopy(const_cast<void*>(p), host(p), n); }
+  bool download(const void* p, size_t n) { return !dev_ || !p || deviceCopy(host(p), p, n); }
 
   // --- calls --------------------------------------------------------------------------------
   // What one measured call is: its buffers for this rank and its arguments.
@@ -374,8 +435,9 @@ class Sweep {
 
     // Timed data: the pattern out of place; zeros in place, so that repeated in-place
     // reductions cannot overflow.
-    if (inPlace) memset(big, 0, row.bytes);
-    else if (c.send) fillCollInput(k, const_cast<void*>(c.send));
+    if (inPlace) memset(host(big), 0, row.bytes);
+    else if (c.send) fillCollInput(k, host(c.send));
+    if (!upload(inPlace ? big : c.send, inPlace ? row.bytes : cs.sendCount * ts)) return false;
     for (int w = 0; w < opts_.warmup; ++w)
       if (!issue(c)) return false;
     if (!sync(c.mode) || !barrier()) return false;
@@ -400,12 +462,15 @@ class Sweep {
     for (int check = 0; check < opts_.check; ++check) {
       k.seed = static_cast<uint32_t>(check + 1);
       // Poison what the call must write, so that a call that writes nothing cannot pass.
-      if (inPlace) memset(big, kPoisonByte, row.bytes);
-      else if (c.recv) memset(c.recv, kPoisonByte, cs.recvCount * ts);
-      if (c.send) fillCollInput(k, const_cast<void*>(c.send));
+      if (inPlace) memset(host(big), kPoisonByte, row.bytes);
+      else if (c.recv) memset(host(c.recv), kPoisonByte, cs.recvCount * ts);
+      if (c.send) fillCollInput(k, host(c.send));
+      if (inPlace ? !upload(big, row.bytes) : !upload(c.recv, cs.recvCount * ts) || !upload(c.send, cs.sendCount * ts)) return false;
       if (!call(c)) return false;
-      if (c.recv) wrong += static_cast<long long>(countWrongCollOutput(k, c.recv));
-      if (!inPlace && c.send) wrong += static_cast<long long>(countChangedCollInput(k, c.send));
+      if (!download(inPlace ? big : c.recv, inPlace ? row.bytes : cs.recvCount * ts)) return false;
+      if (!inPlace && !download(c.send, cs.sendCount * ts)) return false;
+      if (c.recv) wrong += static_cast<long long>(countWrongCollOutput(k, host(c.recv)));
+      if (!inPlace && c.send) wrong += static_cast<long long>(countChangedCollInput(k, host(c.send)));
     }
     int64_t in = wrong, total = 0;
     if (!allReduce(&in, &total, 1, chorusInt64, chorusSum, "#wrong reduction")) return false;
@@ -437,6 +502,11 @@ class Sweep {
   int nranks_ = 1;
   void* sendbuf_ = nullptr;
   void* recvbuf_ = nullptr;
+  const chorusDevice_v1_t* dev_ = nullptr;  // -G emu|cuda
+  void* devStream_ = nullptr;
+  void* devEvent_ = nullptr;
+  void* hostSend_ = nullptr;  // host mirrors of device buffers
+  void* hostRecv_ = nullptr;
   size_t bufBytes_ = 0;
   std::vector<RankPlace> places_;
   std::vector<Row> rows_;
@@ -534,6 +604,12 @@ int collPerfMain(PerfColl coll, int argc, char** argv) {
     if (const char* old = getenv("CHORUS_ALGO"); old && *old && tune != old)
       fprintf(stderr, "%s: -A %s replaces CHORUS_ALGO=%s\n", tool, opts.algo.c_str(), old);
     setenv("CHORUS_ALGO", tune.c_str(), 1);
+  }
+  // -G: the device plugin the library loads is the one whose memory the buffers are in.
+  if (opts.buffers != "host") {
+    if (const char* old = getenv("CHORUS_DEVICE_PLUGIN"); old && *old && opts.buffers != old)
+      fprintf(stderr, "%s: -G %s replaces CHORUS_DEVICE_PLUGIN=%s\n", tool, opts.buffers.c_str(), old);
+    setenv("CHORUS_DEVICE_PLUGIN", opts.buffers.c_str(), 1);
   }
 
   if (opts.np > 0) {

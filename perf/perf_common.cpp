@@ -73,8 +73,8 @@ constexpr LongName kLongNames[] = {
     {"average", "a"},    {"blocking", "z"},     {"run_cycles", "N"},   {"datatype", "d"},
     {"op", "o"},         {"nthreads", "t"},     {"ngpus", "g"},        {"help", "h"},
     {"json", "J"},       {"np", "np"},          {"root", "r"},         {"algo", "A"},
-    {"bind", "bind"}};
-constexpr const char* kShortNames = "beifnwmcazNdotghJrA";
+    {"bind", "bind"},    {"buffers", "G"}};
+constexpr const char* kShortNames = "beifnwmcazNdotghJrAG";
 
 constexpr CollInfo kColls[] = {
     {PerfColl::AllReduce, "all_reduce_perf", "allreduce", true, false, true},
@@ -234,6 +234,9 @@ std::string usage(const char* prog, PerfColl coll) {
       "    --bind <auto|core|none>     pin -np's ranks to CPUs: auto (default) one CPU each\n"
       "                                when they fit the allowed CPUs, else none; core one\n"
       "                                each, round robin; none leaves them to the scheduler\n"
+      "    -G, --buffers <host|emu|cuda>  where the buffers live: host memory (default), or\n"
+      "                                device memory of that device plugin (sets\n"
+      "                                CHORUS_DEVICE_PLUGIN; docs/DEVICES.md)\n"
       "    -A, --algo <algo>           force the algorithm: sets CHORUS_ALGO=" + algoName + ":<algo>\n"
       "                                before the communicator is created (ring tree hd rd\n"
       "                                bruck pairwise direct, or size ranges as in CHORUS_ALGO)\n" +
@@ -330,6 +333,9 @@ ParseOutcome parseArgs(int argc, const char* const* argv) {
       if (value.empty() || value.find_first_of(" \t;") != std::string::npos)
         return badValue("an algorithm name like ring, tree or direct");
       o.algo = value;
+    } else if (name == "G") {
+      if (value != "host" && value != "emu" && value != "cuda") return badValue("host, emu or cuda");
+      o.buffers = value;
     } else if (name == "bind") {
       if (value == "auto") o.bind = BindPolicy::Auto;
       else if (value == "core") o.bind = BindPolicy::Core;
@@ -536,6 +542,7 @@ std::string formatHeader(const std::string& commandLine, const Options& o, int n
               "agg iters: %d validation: %d blocking: %d average: %d(%s) cycles: %d\n",
               nranks, o.minBytes, o.maxBytes, step.c_str(), o.warmup, o.iters, o.aggIters,
               o.check, o.blocking, o.average, averageName(o.average), o.runCycles);
+  if (o.buffers != "host") h += "# Buffers: " + o.buffers + " device memory (staged through pinned host memory)\n";
   h += "#\n# Using ranks\n";
   for (const auto& p : places)
     h += format("#  Rank %2d Pid %6ld on %10s device cpu%s%s\n", p.rank, p.pid, p.host.c_str(),
@@ -601,7 +608,7 @@ std::string formatJson(const std::string& commandLine, const Options& o, int nra
               "\"algo\": ",
               o.minBytes, o.maxBytes, o.stepBytes, o.stepFactor, o.iters, o.warmup, o.aggIters,
               o.check, averageName(o.average), o.blocking, o.runCycles, o.root);
-  j += (o.algo.empty() ? "null" : jsonString(o.algo)) + "},\n";
+  j += (o.algo.empty() ? "null" : jsonString(o.algo)) + ", \"buffers\": " + jsonString(o.buffers) + "},\n";
   j += "  \"ranks\": [";
   for (size_t i = 0; i < places.size(); ++i)
     j += format("%s{\"rank\": %d, \"pid\": %ld, \"host\": ", i ? ", " : "", places[i].rank,

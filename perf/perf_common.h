@@ -110,6 +110,7 @@ struct Options {
   std::string jsonPath;         // -J
   std::string algo;             // -A: CHORUS_ALGO=<collective>:<algo> ("" = the tuner's choice)
   BindPolicy bind = BindPolicy::Auto;  // --bind: -np ranks to CPUs
+  std::string buffers = "host";  // -G: where the buffers live: host, or a device plugin (emu, cuda)
 };
 
 /** Result of parseArgs: ok, a request for help, or an error message (exit code 2). */

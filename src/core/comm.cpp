@@ -46,7 +46,8 @@ Communicator::~Communicator() {
   // reference transport state), then transports, then bootstrap.
   health_.reset();
   run_.staged.clear();
-  if (deviceStream_) devicePlugin_->streamDestroy(deviceStream_);
+  if (deviceIn_) devicePlugin_->streamDestroy(deviceIn_);
+  if (deviceOut_) devicePlugin_->streamDestroy(deviceOut_);
   connections_.clear();
   for (auto& t : transports_) t.reset();
   bootstrap_.reset();
@@ -560,14 +561,17 @@ std::shared_ptr<StagedCall> Communicator::stage(const CollCall& c, void* deviceS
     l.aliasOffset = offset * es;
     l.prefillOutput = c.coll == Coll::AllGatherV || c.coll == Coll::ReduceScatterV || c.coll == Coll::AlltoAllV;
   }
-  if (!deviceStream) {
-    if (!deviceStream_) {
-      deviceCheck(plugin->streamCreate(std::max(l.inDevice ? inDev : outDev, 0), &deviceStream_), plugin, "streamCreate");
+  {
+    std::lock_guard<std::mutex> lock(deviceMutex_);  // streams may stage calls while a call runs
+    if (!deviceOut_) {
+      const int device = std::max(l.inDevice ? inDev : outDev, 0);
+      deviceCheck(plugin->streamCreate(device, &deviceIn_), plugin, "streamCreate");
       devicePlugin_ = plugin;
+      deviceCheck(plugin->streamCreate(device, &deviceOut_), plugin, "streamCreate");
     }
-    deviceStream = deviceStream_;
   }
-  return std::make_shared<StagedCall>(plugin, l, deviceStream, config_.deviceSliceBytes);
+  const bool bound = deviceStream != nullptr;
+  return std::make_shared<StagedCall>(plugin, l, bound ? deviceStream : deviceIn_, bound, deviceOut_, config_.deviceSliceBytes);
 }
 
 void Communicator::failRun(const CallInfo& call, const Error& e) {

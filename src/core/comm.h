@@ -184,7 +184,11 @@ class Communicator {
   ScheduleKey lastKey_{};
   CachedSchedule* lastEntry_ = nullptr;
   std::unique_ptr<Tuner> tuner_;
-  void* deviceStream_ = nullptr;  // the plugin's stream for calls not bound to one (stage())
+  // The plugin's streams for staging (stage()): copies in for calls not bound to a device
+  // stream, copies out for all. Created on first use.
+  std::mutex deviceMutex_;
+  void* deviceIn_ = nullptr;
+  void* deviceOut_ = nullptr;
   const chorusDevice_v1_t* devicePlugin_ = nullptr;
   // Some host has more ranks of this communicator than CPUs (from the cards, so every rank
   // agrees): the tuner then charges each dependent round a scheduler hand-off.

@@ -16,6 +16,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -106,6 +110,37 @@ struct Op {
   size_t count = 0;
 };
 
+// The engine's copy. From 1 MiB up it stores around the CPU caches, as a DMA engine does not
+// fill them: glibc's memcpy keeps slices below its own threshold (tens of MiB here) in the cache,
+// and at 4 MiB that made a copy 64 MiB through twice as slow as one memcpy of it (11 vs 6 ms);
+// streaming stores take 8.5 ms.
+void engineCopy(char* d, const char* s, size_t n) {
+#if defined(__x86_64__)
+  if (n >= (1u << 20) && (d + n <= s || s + n <= d)) {
+    size_t head = (64 - (reinterpret_cast<uintptr_t>(d) & 63)) & 63;
+    std::memcpy(d, s, head);
+    d += head;
+    s += head;
+    n -= head;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+      __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+      __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 16));
+      __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 32));
+      __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 48));
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i), a);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 16), b);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 32), c);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 48), e);
+    }
+    _mm_sfence();
+    std::memcpy(d + i, s + i, n - i);
+    return;
+  }
+#endif
+  std::memmove(d, s, n);
+}
+
 // Polls a condition with sleeps that grow to 50 us (the engine's waits are on the host).
 template <typename F>
 void pollUntil(F done) {
@@ -149,7 +184,7 @@ class Stream {
       switch (op.kind) {
         case Op::Copy:
           if (copyDelay().count() > 0) std::this_thread::sleep_for(copyDelay());
-          if (op.bytes) std::memmove(op.dst, op.src, op.bytes);
+          if (op.bytes) engineCopy(op.dst, op.src, op.bytes);
           break;
         case Op::Wait:
           pollUntil([&] { return __atomic_load_n(const_cast<const uint64_t*>(op.word), __ATOMIC_ACQUIRE) >= op.value; });

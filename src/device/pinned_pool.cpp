@@ -1,5 +1,7 @@
 #include "device/pinned_pool.h"
 
+#include <algorithm>
+
 #include "base/config.h"
 #include "device/device.h"
 
@@ -11,9 +13,13 @@ PinnedPool& PinnedPool::instance() {
 }
 
 size_t PinnedPool::sizeClass(size_t bytes) {
+  // Eight classes per power of two: a block is at most 12.5% larger than asked for.
   size_t c = 64 * 1024;
-  while (c < bytes) c <<= 1;
-  return c;
+  if (bytes <= c) return c;
+  size_t top = c;
+  while (top < bytes) top <<= 1;
+  size_t step = top / 16;  // classes between top/2 and top
+  return (bytes + step - 1) / step * step;
 }
 
 void* PinnedPool::acquire(const chorusDevice_v1_t* plugin, size_t bytes) {
@@ -24,6 +30,7 @@ void* PinnedPool::acquire(const chorusDevice_v1_t* plugin, size_t bytes) {
     if (it != blocks_.end() && !it->second.empty()) {
       void* b = it->second.back();
       it->second.pop_back();
+      order_.erase(std::find_if(order_.begin(), order_.end(), [b](const Entry& e) { return e.block == b; }));
       pooled_ -= c;
       return b;
     }
@@ -37,15 +44,27 @@ void PinnedPool::release(const chorusDevice_v1_t* plugin, void* block, size_t by
   if (!block) return;
   static const size_t limit = envBytes("CHORUS_DEVICE_POOL", size_t{1} << 30);
   const size_t c = sizeClass(bytes);
+  if (c > limit) {
+    plugin->hostFree(block);
+    return;
+  }
+  // The block just used stays; the blocks waiting longest make room for it.
+  std::vector<std::pair<const chorusDevice_v1_t*, void*>> evicted;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (pooled_ + c <= limit) {
-      blocks_[{plugin, c}].push_back(block);
-      pooled_ += c;
-      return;
+    while (pooled_ + c > limit && !order_.empty()) {
+      Entry old = order_.front();
+      order_.pop_front();
+      std::vector<void*>& list = blocks_[{old.plugin, old.bytes}];
+      list.erase(std::find(list.begin(), list.end(), old.block));
+      pooled_ -= old.bytes;
+      evicted.emplace_back(old.plugin, old.block);
     }
+    blocks_[{plugin, c}].push_back(block);
+    order_.push_back({plugin, block, c});
+    pooled_ += c;
   }
-  plugin->hostFree(block);
+  for (auto& [p, b] : evicted) p->hostFree(b);
 }
 
 void PinnedPool::reserve(const chorusDevice_v1_t* plugin, size_t bytes) {

@@ -2,14 +2,15 @@
 // earlier one takes its block and events from here instead of asking the plugin (whose pinned
 // allocations cost milliseconds on real drivers). Process-wide, shared by every communicator.
 //
-// Blocks are kept by size class (powers of two from 64 KiB); at most CHORUS_DEVICE_POOL bytes
-// (default 1 GiB) wait in the pool, the rest go back to the plugin. reserve() puts a block of a
+// Blocks are kept by size class (eight per power of two, from 64 KiB); at most CHORUS_DEVICE_POOL
+// bytes (default 1 GiB) wait in the pool: a block coming back evicts those that waited longest. reserve() puts a block of a
 // size in the pool ahead of use (chorusCommRegister).
 #pragma once
 
 #include <chorus/device_plugin.h>
 
 #include <cstddef>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -34,6 +35,12 @@ class PinnedPool {
   static size_t sizeClass(size_t bytes);
   mutable std::mutex mutex_;
   std::map<std::pair<const chorusDevice_v1_t*, size_t>, std::vector<void*>> blocks_;
+  struct Entry {
+    const chorusDevice_v1_t* plugin;
+    void* block;
+    size_t bytes;
+  };
+  std::deque<Entry> order_;  // pooled blocks, oldest first
   std::map<const chorusDevice_v1_t*, std::vector<void*>> events_;
   size_t pooled_ = 0;
 };

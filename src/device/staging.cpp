@@ -24,9 +24,10 @@ size_t align64(size_t n) { return (n + 63) & ~size_t{63}; }
 
 }  // namespace
 
-StagedCall::StagedCall(const chorusDevice_v1_t* plugin, const Layout& l, void* stream, size_t sliceBytes)
-    : plugin_(plugin), stream_(stream) {
-  CHORUS_ASSERT(plugin && stream);
+StagedCall::StagedCall(const chorusDevice_v1_t* plugin, const Layout& l, void* inStream, bool bound, void* outStream,
+                       size_t sliceBytes)
+    : plugin_(plugin), inStream_(inStream), outStream_(outStream), bound_(bound) {
+  CHORUS_ASSERT(plugin && inStream && outStream);
   // The host block: one mirror of the larger buffer when in place, else one per staged side.
   const bool inPlace = l.inPlace && l.inDevice && l.outDevice;
   size_t inAt = 0, outAt = 0;
@@ -41,11 +42,11 @@ StagedCall::StagedCall(const chorusDevice_v1_t* plugin, const Layout& l, void* s
   }
   slice_ = chooseSlice(std::max(l.inBytes, l.outBytes), sliceBytes);
   const size_t outSlices = l.outDevice && l.outBytes ? (l.outBytes + slice_ - 1) / slice_ : 0;
-  blockBytes_ = align64(dataBytes_) + outSlices * sizeof(uint64_t);
+  blockBytes_ = align64(dataBytes_) + (outSlices + 1) * sizeof(uint64_t);
   block_ = PinnedPool::instance().acquire(plugin_, blockBytes_);
   blockData_ = static_cast<char*>(block_);
   words_ = reinterpret_cast<uint64_t*>(blockData_ + align64(dataBytes_));
-  for (size_t k = 0; k < outSlices; ++k) __atomic_store_n(&words_[k], 0, __ATOMIC_RELEASE);
+  for (size_t k = 0; k <= outSlices; ++k) __atomic_store_n(&words_[k], 0, __ATOMIC_RELEASE);
   hostIn_ = l.inDevice ? blockData_ + inAt : const_cast<void*>(l.in);
   hostOut_ = l.outDevice ? blockData_ + outAt : l.out;
   if (l.outDevice && l.outBytes) h2d_ = {blockData_ + outAt, static_cast<char*>(l.out), l.outBytes};
@@ -55,29 +56,20 @@ StagedCall::StagedCall(const chorusDevice_v1_t* plugin, const Layout& l, void* s
   if (l.prefillOutput && !(inPlace && l.outputInsideInput)) d2h_[1] = h2d_;
   if (l.prefillOutput && inPlace && !l.outputInsideInput) d2h_[0] = Copy{};
   pending_.assign(outSlices, 0);
+  lastWriter_.assign(outSlices, 0);
   try {
-    // 1. what is copied in, slice by slice, an event after each
+    if (bound_) {
+      callEvent_ = PinnedPool::instance().event(plugin_);
+      deviceCheck(plugin_->eventRecord(callEvent_, inStream_), plugin_, "eventRecord");
+    }
     for (int r = 0; r < 2; ++r) {
       d2hFirst_[r] = inEvents_.size();
       enqueueIn(d2h_[r]);
     }
-    // 2. each output slice once its word is set; 3. the end
-    for (size_t k = 0; k < outSlices; ++k) {
-      size_t at = k * slice_, len = std::min(slice_, h2d_.bytes - at);
-      deviceCheck(plugin_->waitValue(stream_, &words_[k], 1), plugin_, "waitValue");
-      deviceCheck(plugin_->copyAsync(h2d_.dev + at, h2d_.host + at, len, stream_), plugin_, "copyAsync (host to device)");
-    }
-    unreleased_ = outSlices;
-    endEvent_ = PinnedPool::instance().event(plugin_);
-    deviceCheck(plugin_->eventRecord(endEvent_, stream_), plugin_, "eventRecord");
+    if (bound_) deviceCheck(plugin_->waitValue(inStream_, &words_[outSlices], 1), plugin_, "waitValue");
   } catch (...) {
     abandon();
-    finished_ = true;  // nothing to wait for that can be trusted; the destructor returns memory
-    for (void* e : inEvents_) PinnedPool::instance().returnEvent(plugin_, e);
-    inEvents_.clear();
-    if (endEvent_) PinnedPool::instance().returnEvent(plugin_, endEvent_);
-    endEvent_ = nullptr;
-    throw;
+    throw;  // the destructor waits for what was enqueued and returns the memory
   }
 }
 
@@ -85,25 +77,49 @@ StagedCall::~StagedCall() {
   if (!finished_) {
     abandon();
     try {
-      finish(60, nullptr);
+      if (endEvent_) waitPassed(endEvent_, 60, nullptr, "the result's copy to the device");
+      if (!inEvents_.empty()) waitPassed(inEvents_.back(), 60, nullptr, "the input's copy to the host");
     } catch (const Error&) {
-      // The device stream did not drain in a minute: keep the memory (it may still be copied
-      // into) rather than hand it to another call.
+      // The device did not drain in a minute: keep the memory (it may still be copied into or
+      // out of) rather than hand it to another call.
       return;
     }
   }
   for (void* e : inEvents_) PinnedPool::instance().returnEvent(plugin_, e);
   if (endEvent_) PinnedPool::instance().returnEvent(plugin_, endEvent_);
+  if (callEvent_) PinnedPool::instance().returnEvent(plugin_, callEvent_);
   PinnedPool::instance().release(plugin_, block_, blockBytes_);
 }
 
 void StagedCall::enqueueIn(const Copy& c) {
   for (size_t k = 0, n = slicesOf(c); k < n; ++k) {
     size_t at = k * slice_, len = std::min(slice_, c.bytes - at);
-    deviceCheck(plugin_->copyAsync(c.host + at, c.dev + at, len, stream_), plugin_, "copyAsync (device to host)");
+    deviceCheck(plugin_->copyAsync(c.host + at, c.dev + at, len, inStream_), plugin_, "copyAsync (device to host)");
     inEvents_.push_back(PinnedPool::instance().event(plugin_));
-    deviceCheck(plugin_->eventRecord(inEvents_.back(), stream_), plugin_, "eventRecord");
+    deviceCheck(plugin_->eventRecord(inEvents_.back(), inStream_), plugin_, "eventRecord");
   }
+}
+
+void StagedCall::enqueueOut() {
+  // Slices in the order their last writer comes in the schedule (slices no step writes first):
+  // the out stream runs in order, so a slice finished late must not hold up those before it.
+  std::vector<uint32_t> order(pending_.size());
+  for (uint32_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return lastWriter_[a] < lastWriter_[b]; });
+  if (callEvent_) deviceCheck(plugin_->streamWaitEvent(outStream_, callEvent_), plugin_, "streamWaitEvent");
+  for (uint32_t k : order) {
+    size_t at = k * slice_, len = std::min(slice_, h2d_.bytes - at);
+    // In place, a slice's copy out must follow the copy in of the same bytes, which runs on
+    // another stream (for slices some step writes, the gate has ordered them already).
+    size_t first, last;
+    for (int r = 0; r < 2; ++r)
+      if (overlap(d2h_[r], h2d_.host + at, len, &first, &last))
+        deviceCheck(plugin_->streamWaitEvent(outStream_, inEvents_[d2hFirst_[r] + last]), plugin_, "streamWaitEvent");
+    deviceCheck(plugin_->waitValue(outStream_, &words_[k], 1), plugin_, "waitValue");
+    deviceCheck(plugin_->copyAsync(h2d_.dev + at, h2d_.host + at, len, outStream_), plugin_, "copyAsync (host to device)");
+  }
+  endEvent_ = PinnedPool::instance().event(plugin_);
+  deviceCheck(plugin_->eventRecord(endEvent_, outStream_), plugin_, "eventRecord");
 }
 
 bool StagedCall::overlap(const Copy& c, const void* p, size_t n, size_t* first, size_t* last) const {
@@ -121,37 +137,51 @@ bool StagedCall::contains(const void* p) const {
   return a >= blockData_ && a < blockData_ + dataBytes_;
 }
 
+bool StagedCall::passed(void* event) {
+  int done = 0;
+  deviceCheck(plugin_->eventQuery(event, &done), plugin_, "eventQuery");
+  return done != 0;
+}
+
+void StagedCall::waitPassed(void* event, double timeoutSec, const std::atomic<bool>* abortFlag, const char* what) {
+  Deadline deadline = Deadline::after(timeoutSec);
+  Backoff backoff;
+  while (!passed(event)) {
+    if (abortFlag && abortFlag->load(std::memory_order_relaxed))
+      CHORUS_THROW(chorusInvalidUsage, "aborted by chorusCommAbort while waiting for %s", what);
+    if (deadline.expired())
+      CHORUS_THROW(chorusTimeout, "device plugin %s: %s did not finish in %.1f s (CHORUS_TIMEOUT)", plugin_->name, what, timeoutSec);
+    backoff.pause();
+  }
+}
+
 bool StagedCall::inputArrived(size_t slice) {
   while (inArrived_ <= slice) {
-    int done = 0;
-    deviceCheck(plugin_->eventQuery(inEvents_[inArrived_], &done), plugin_, "eventQuery");
-    if (!done) return false;
+    if (!passed(inEvents_[inArrived_])) return false;
     ++inArrived_;
   }
   return true;
 }
 
 void StagedCall::waitInput(double timeoutSec) {
-  if (inEvents_.empty()) return;
-  Deadline deadline = Deadline::after(timeoutSec);
-  Backoff backoff;
-  while (!inputArrived(inEvents_.size() - 1)) {
-    if (deadline.expired())
-      CHORUS_THROW(chorusTimeout, "device plugin %s: the input's copy to the host did not finish in %.1f s (CHORUS_TIMEOUT)",
-                   plugin_->name, timeoutSec);
-    backoff.pause();
-  }
+  if (!inEvents_.empty()) waitPassed(inEvents_.back(), timeoutSec, nullptr, "the input's copy to the host");
+  inArrived_ = inEvents_.size();
 }
 
 void StagedCall::expectWrite(const void* p, size_t n) {
+  ++writes_;
   size_t first, last;
   if (!overlap(h2d_, p, n, &first, &last)) return;
-  for (size_t k = first; k <= last; ++k) ++pending_[k];
+  for (size_t k = first; k <= last; ++k) {
+    ++pending_[k];
+    lastWriter_[k] = writes_;
+  }
 }
 
 void StagedCall::start() {
-  // Output slices no step writes are final already (their bytes are what the input copy or
-  // nothing put there; in place, the copy back is queued after the copy in anyway).
+  enqueueOut();
+  // Output slices no step writes are final already (their bytes are what the copy in or
+  // nothing put there).
   for (size_t k = 0; k < pending_.size(); ++k)
     if (pending_[k] == 0) release(k);
 }
@@ -172,30 +202,17 @@ void StagedCall::written(const void* p, size_t n) {
   }
 }
 
-void StagedCall::release(size_t slice) {
-  if (__atomic_load_n(&words_[slice], __ATOMIC_RELAXED) != 0) return;
-  __atomic_store_n(&words_[slice], 1, __ATOMIC_RELEASE);
-  --unreleased_;
-}
+void StagedCall::release(size_t slice) { setWord(&words_[slice]); }
 
 void StagedCall::abandon() {
-  for (size_t k = 0; k < pending_.size(); ++k) release(k);
+  for (size_t k = 0; k <= pending_.size(); ++k) setWord(&words_[k]);
 }
 
 void StagedCall::finish(double timeoutSec, const std::atomic<bool>* abortFlag) {
   if (finished_) return;
-  CHORUS_ASSERT(unreleased_ == 0);
-  Deadline deadline = Deadline::after(timeoutSec);
-  Backoff backoff;
-  for (;;) {
-    int done = 0;
-    deviceCheck(plugin_->eventQuery(endEvent_, &done), plugin_, "eventQuery");
-    if (done) break;
-    if (deadline.expired() || (abortFlag && abortFlag->load(std::memory_order_relaxed)))
-      CHORUS_THROW(chorusTimeout, "device plugin %s: the result's copy to the device did not finish in %.1f s (CHORUS_TIMEOUT)",
-                   plugin_->name, timeoutSec);
-    backoff.pause();
-  }
+  if (endEvent_) waitPassed(endEvent_, timeoutSec, abortFlag, "the result's copy to the device");
+  if (!inEvents_.empty()) waitPassed(inEvents_.back(), timeoutSec, abortFlag, "the input's copy to the host");
+  setWord(&words_[pending_.size()]);  // the caller's device stream goes on
   finished_ = true;
 }
 
