@@ -1,5 +1,6 @@
 // Every collective x algorithm on device buffers of the emulated device (CHORUS_DEVICE_PLUGIN=emu:
-// memory the host cannot touch, copies that land 20 us late), at p in {1, 2, 3, 5}, in place
+// memory the host cannot touch, copies that land 20 us late; CHORUS_TEST_DEVICE_PLUGIN=cuda runs
+// the same on a GPU, tools/device_check.sh), at p in {1, 2, 3, 5}, in place
 // and out of place, awkward counts, with every byte of every buffer checked after it is copied
 // back (tests/fixtures/coll_check). Staging slices are 1 KiB here, so that the larger counts
 // run through many slices and the executor's gate decides which step may run when. Then the
@@ -10,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -55,12 +57,18 @@ int deviceSweep(chorusComm_t comm, int rank, int p, Algo algo) {
   return failures;
 }
 
+// emu, or the plugin CHORUS_TEST_DEVICE_PLUGIN names (tools/device_check.sh runs these on cuda).
+const char* testPlugin() {
+  const char* p = getenv("CHORUS_TEST_DEVICE_PLUGIN");
+  return p && *p ? p : "emu";
+}
+
 class DeviceCollectives : public ::testing::TestWithParam<Algo> {};
 
 TEST_P(DeviceCollectives, EveryCollectiveOnEmulatedDeviceBuffersIsExact) {
   const Algo algo = GetParam();
   const std::string tune = tuneStringFor(algo);
-  ScopedEnv plugin("CHORUS_DEVICE_PLUGIN", "emu");
+  ScopedEnv plugin("CHORUS_DEVICE_PLUGIN", testPlugin());
   ScopedEnv delay("CHORUS_EMU_COPY_DELAY_US", "20");
   ScopedEnv slice("CHORUS_DEVICE_SLICE", "1024");
   ScopedEnv forced("CHORUS_ALGO", tune.c_str());
@@ -79,7 +87,7 @@ INSTANTIATE_TEST_SUITE_P(EveryFamily, DeviceCollectives,
 // Host send buffer, device receive buffer and the reverse, V forms, PreMulSum (which scales
 // the input after it has arrived), and a group mixing device and host calls.
 TEST(DeviceBuffers, MixedHostAndDeviceArgumentsVFormsPreMulSumAndGroups) {
-  ScopedEnv plugin("CHORUS_DEVICE_PLUGIN", "emu");
+  ScopedEnv plugin("CHORUS_DEVICE_PLUGIN", testPlugin());
   ScopedEnv slice("CHORUS_DEVICE_SLICE", "4096");
   for (int p : {2, 3}) {
     auto exits = runRanksWithComm(p, [&](chorusComm_t comm, int rank) {
@@ -140,7 +148,7 @@ TEST(DeviceBuffers, MixedHostAndDeviceArgumentsVFormsPreMulSumAndGroups) {
 // all-reduce is queued, then the result is copied back on the same device stream; only a
 // synchronize of the device stream's event comes before reading it on the host.
 TEST(DeviceStream, CallIsOrderedBetweenTheDeviceStreamsEarlierAndLaterWork) {
-  ScopedEnv plugin("CHORUS_DEVICE_PLUGIN", "emu");
+  ScopedEnv plugin("CHORUS_DEVICE_PLUGIN", testPlugin());
   ScopedEnv delay("CHORUS_EMU_COPY_DELAY_US", "2000");
   for (int p : {1, 3}) {
     auto exits = runRanksWithComm(p, [&](chorusComm_t comm, int rank) {
