@@ -66,7 +66,13 @@ StagedCall::StagedCall(const chorusDevice_v1_t* plugin, const Layout& l, void* i
       d2hFirst_[r] = inEvents_.size();
       enqueueIn(d2h_[r]);
     }
-    if (bound_) deviceCheck(plugin_->waitValue(inStream_, &words_[outSlices], 1), plugin_, "waitValue");
+    if (bound_) {
+      deviceCheck(plugin_->waitValue(inStream_, &words_[outSlices], 1), plugin_, "waitValue");
+      // Passed once the caller's stream has seen the done word: only then may the block (and
+      // the word in it) go to another call, whose constructor clears its words.
+      releaseEvent_ = PinnedPool::instance().event(plugin_);
+      deviceCheck(plugin_->eventRecord(releaseEvent_, inStream_), plugin_, "eventRecord");
+    }
   } catch (...) {
     abandon();
     throw;  // the destructor waits for what was enqueued and returns the memory
@@ -79,6 +85,7 @@ StagedCall::~StagedCall() {
     try {
       if (endEvent_) waitPassed(endEvent_, 60, nullptr, "the result's copy to the device");
       if (!inEvents_.empty()) waitPassed(inEvents_.back(), 60, nullptr, "the input's copy to the host");
+      if (releaseEvent_) waitPassed(releaseEvent_, 60, nullptr, "the device stream's wait for the call");
     } catch (const Error&) {
       // The device did not drain in a minute: keep the memory (it may still be copied into or
       // out of) rather than hand it to another call.
@@ -88,6 +95,7 @@ StagedCall::~StagedCall() {
   for (void* e : inEvents_) PinnedPool::instance().returnEvent(plugin_, e);
   if (endEvent_) PinnedPool::instance().returnEvent(plugin_, endEvent_);
   if (callEvent_) PinnedPool::instance().returnEvent(plugin_, callEvent_);
+  if (releaseEvent_) PinnedPool::instance().returnEvent(plugin_, releaseEvent_);
   PinnedPool::instance().release(plugin_, block_, blockBytes_);
 }
 
@@ -213,6 +221,7 @@ void StagedCall::finish(double timeoutSec, const std::atomic<bool>* abortFlag) {
   if (endEvent_) waitPassed(endEvent_, timeoutSec, abortFlag, "the result's copy to the device");
   if (!inEvents_.empty()) waitPassed(inEvents_.back(), timeoutSec, abortFlag, "the input's copy to the host");
   setWord(&words_[pending_.size()]);  // the caller's device stream goes on
+  if (releaseEvent_) waitPassed(releaseEvent_, timeoutSec, abortFlag, "the device stream's wait for the call");
   finished_ = true;
 }
 

@@ -120,6 +120,7 @@ class StagedCall {
   std::vector<uint32_t> lastWriter_;  // per output slice: order of the last step writing it
   uint32_t writes_ = 0;               // expectWrite calls so far
   void* callEvent_ = nullptr;         // bound: the call's place in the caller's stream
+  void* releaseEvent_ = nullptr;      // bound: after the caller's stream's wait for the done word
   void* endEvent_ = nullptr;          // after the last copy out (null until start())
   bool finished_ = false;
 };

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -150,6 +151,7 @@ TEST(DeviceBuffers, MixedHostAndDeviceArgumentsVFormsPreMulSumAndGroups) {
 TEST(DeviceStream, CallIsOrderedBetweenTheDeviceStreamsEarlierAndLaterWork) {
   ScopedEnv plugin("CHORUS_DEVICE_PLUGIN", testPlugin());
   ScopedEnv delay("CHORUS_EMU_COPY_DELAY_US", "2000");
+  ScopedEnv deadline("CHORUS_TIMEOUT", "30");  // a lost wake-up fails instead of hanging the suite
   for (int p : {1, 3}) {
     auto exits = runRanksWithComm(p, [&](chorusComm_t comm, int rank) {
       const chorusDevice_v1_t* d = nullptr;
@@ -173,6 +175,29 @@ TEST(DeviceStream, CallIsOrderedBetweenTheDeviceStreamsEarlierAndLaterWork) {
         const int32_t ranksSum = p * (p + 1) / 2;
         for (size_t i = 0; i < n; ++i) failures += out[i] != static_cast<int32_t>(i % 1000) * ranksSum + p * round;
         if (chorusStreamSynchronize(s) != chorusSuccess) return 14;
+      }
+      // Many calls on the bound stream, each queued the moment the one before has finished: a
+      // call's staging goes straight to the next one, while the device stream may still be about
+      // to notice that the previous call let it go (a block handed on too early hangs here).
+      const size_t m = 1000;
+      const int calls = 60;
+      std::vector<std::shared_ptr<uint8_t>> bufs;
+      std::vector<int32_t> in(m), out(m);
+      for (int k = 0; k < calls; ++k) {
+        for (size_t i = 0; i < m; ++i) in[i] = static_cast<int32_t>(i) + k * (rank + 1);
+        bufs.push_back(deviceAlloc(m * sizeof(int32_t)));
+        deviceCopySync(bufs.back().get(), in.data(), m * sizeof(int32_t));
+      }
+      for (int k = 0; k < calls; ++k) {
+        if (chorusAllReduce(bufs[k].get(), bufs[k].get(), m, chorusInt32, chorusSum, comm, s) != chorusSuccess) return 15;
+        chorusResult_t q;
+        while ((q = chorusStreamQuery(s)) == chorusInProgress) {
+        }
+        if (q != chorusSuccess) return 16;
+      }
+      for (int k = 0; k < calls; ++k) {
+        deviceCopySync(out.data(), bufs[k].get(), m * sizeof(int32_t));
+        for (size_t i = 0; i < m; ++i) failures += out[i] != static_cast<int32_t>(p * i) + k * p * (p + 1) / 2;
       }
       chorusStreamDestroy(s);
       d->eventDestroy(ev);
