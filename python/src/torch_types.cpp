@@ -104,7 +104,7 @@ chorusRedOp_t toChorusOp(const c10d::ReduceOp& op, at::ScalarType type, bool* is
 void checkTensor(const at::Tensor& t, const char* what) {
   TORCH_CHECK(t.defined(), "chorus backend: ", what, " is an undefined tensor");
   TORCH_CHECK(t.device().is_cpu(), "chorus backend: ", what, " is on ", t.device().str(),
-              "; this backend takes CPU tensors (device memory comes with Chorus's device plugins)");
+              "; this backend takes CPU tensors so far (device tensors: docs/DEVICES.md, Limits)");
   TORCH_CHECK(t.layout() == at::kStrided, "chorus backend: ", what, " must be a dense (strided) tensor, not ",
               t.layout());
 }

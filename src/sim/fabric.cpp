@@ -1,0 +1,144 @@
+#include "sim/fabric.h"
+
+#include <cstdlib>
+#include <map>
+
+#include "base/error.h"
+#include "base/log.h"
+
+namespace chorus::sim {
+namespace {
+
+double number(const std::string& key, const std::string& v, double lo) {
+  char* end = nullptr;
+  double x = strtod(v.c_str(), &end);
+  CHORUS_CHECK_ARG(!v.empty() && end && *end == '\0' && x >= lo, "fabric: %s=%s is not a number >= %g", key.c_str(), v.c_str(), lo);
+  return x;
+}
+
+constexpr double kGbitToBytesPerUs = 1e9 / 8 / 1e6;  // 1 Gbit/s = 125 bytes/us
+constexpr double kGBToBytesPerUs = 1e3;              // 1 GB/s = 1000 bytes/us
+
+}  // namespace
+
+uint32_t Fabric::addLink(const std::string& name, double bytesPerUs, double latencyUs) {
+  links_.push_back({name, bytesPerUs, latencyUs});
+  return static_cast<uint32_t>(links_.size() - 1);
+}
+
+Fabric Fabric::generate(const std::string& spec) {
+  Fabric f;
+  size_t colon = spec.find(':');
+  const std::string shape = spec.substr(0, colon);
+  if (shape == "flat") f.shape_ = Shape::Flat;
+  else if (shape == "fat-tree") f.shape_ = Shape::FatTree;
+  else if (shape == "rail") f.shape_ = Shape::Rail;
+  else CHORUS_THROW(chorusInvalidArgument, "fabric: unknown shape '%s' (flat, fat-tree or rail)", shape.c_str());
+  std::map<std::string, std::string> kv;
+  if (colon != std::string::npos) {
+    std::string rest = spec.substr(colon + 1);
+    size_t at = 0;
+    while (at <= rest.size()) {
+      size_t comma = rest.find(',', at);
+      std::string item = rest.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+      at = comma == std::string::npos ? rest.size() + 1 : comma + 1;
+      if (item.empty()) continue;
+      size_t eq = item.find('=');
+      CHORUS_CHECK_ARG(eq != std::string::npos, "fabric: '%s' is not key=value", item.c_str());
+      std::string key = item.substr(0, eq), value = item.substr(eq + 1);
+      if (key == "slow" && kv.count(key)) value = kv[key] + ";" + value;
+      kv[key] = value;
+    }
+  }
+  double nicGbps = 400, nvGBps = 450;
+  for (const auto& [key, value] : kv) {
+    if (key == "hosts") f.hosts_ = static_cast<int>(number(key, value, 1));
+    else if (key == "gpus") f.gpus_ = static_cast<int>(number(key, value, 1));
+    else if (key == "leaf") f.leafHosts_ = static_cast<int>(number(key, value, 1));
+    else if (key == "oversub") f.oversub_ = number(key, value, 1);
+    else if (key == "nic") nicGbps = number(key, value, 1e-3);
+    else if (key == "nvlink") nvGBps = number(key, value, 1e-3);
+    else if (key == "hop_us") f.hopUs_ = number(key, value, 0);
+    else if (key == "alpha_us") f.alphaUs_ = number(key, value, 0);
+    else if (key != "slow") CHORUS_THROW(chorusInvalidArgument, "fabric: unknown key '%s'", key.c_str());
+  }
+  CHORUS_CHECK_ARG(static_cast<double>(f.hosts_) * f.gpus_ <= (1 << 20), "fabric: %d x %d ranks is too many", f.hosts_, f.gpus_);
+  if (f.shape_ != Shape::FatTree) f.leafHosts_ = f.hosts_;
+  f.nic_.assign(f.hosts_, nicGbps * kGbitToBytesPerUs);
+  if (kv.count("slow")) {
+    std::string all = kv["slow"];
+    size_t at = 0;
+    while (at <= all.size()) {
+      size_t semi = all.find(';', at);
+      std::string item = all.substr(at, semi == std::string::npos ? std::string::npos : semi - at);
+      at = semi == std::string::npos ? all.size() + 1 : semi + 1;
+      size_t dash = item.find('-'), amp = item.find('@');
+      CHORUS_CHECK_ARG(dash != std::string::npos && amp != std::string::npos && dash < amp,
+                       "fabric: slow=%s is not <first>-<last>@<Gbit/s>", item.c_str());
+      int first = static_cast<int>(number("slow", item.substr(0, dash), 0));
+      int last = static_cast<int>(number("slow", item.substr(dash + 1, amp - dash - 1), first));
+      double gbps = number("slow", item.substr(amp + 1), 1e-3);
+      CHORUS_CHECK_ARG(last < f.hosts_, "fabric: slow=%s names host %d of %d", item.c_str(), last, f.hosts_);
+      for (int h = first; h <= last; ++h) f.nic_[h] = gbps * kGbitToBytesPerUs;
+    }
+  }
+  const int p = f.ranks();
+  for (int r = 0; r < p; ++r) {
+    const int h = r / f.gpus_, g = r % f.gpus_;
+    const std::string gpu = "host" + std::to_string(h) + ".gpu" + std::to_string(g);
+    f.nvUp_.push_back(f.addLink(gpu + "->nvswitch", nvGBps * kGBToBytesPerUs, 0));
+    f.nvDown_.push_back(f.addLink("nvswitch->" + gpu, nvGBps * kGBToBytesPerUs, 0));
+    const std::string sw = f.shape_ == Shape::Rail ? "rail" + std::to_string(g) : "leaf" + std::to_string(h / f.leafHosts_);
+    f.nicUp_.push_back(f.addLink(gpu + "->" + sw, f.nic_[h], f.hopUs_));
+    f.nicDown_.push_back(f.addLink(sw + "->" + gpu, f.nic_[h], 0));
+  }
+  if (f.shape_ == Shape::FatTree) {
+    const int leaves = (f.hosts_ + f.leafHosts_ - 1) / f.leafHosts_;
+    for (int l = 0; l < leaves; ++l) {
+      const int hostsHere = std::min(f.leafHosts_, f.hosts_ - l * f.leafHosts_);
+      double down = 0;
+      for (int h = l * f.leafHosts_; h < l * f.leafHosts_ + hostsHere; ++h) down += f.nic_[h] * f.gpus_;
+      const double trunk = down / f.oversub_;
+      f.leafUp_.push_back(f.addLink("leaf" + std::to_string(l) + "->spine", trunk, f.hopUs_));
+      f.leafDown_.push_back(f.addLink("spine->leaf" + std::to_string(l), trunk, f.hopUs_));
+    }
+  }
+  return f;
+}
+
+void Fabric::path(int a, int b, std::vector<uint32_t>* out) const {
+  out->clear();
+  if (a == b) return;
+  const int ha = a / gpus_, hb = b / gpus_;
+  if (ha == hb) {
+    out->push_back(nvUp_[a]);
+    out->push_back(nvDown_[b]);
+    return;
+  }
+  int src = a;
+  if (shape_ == Shape::Rail && a % gpus_ != b % gpus_) {
+    // Across the host to the GPU on the destination's rail, then that GPU's NIC.
+    src = ha * gpus_ + b % gpus_;
+    out->push_back(nvUp_[a]);
+    out->push_back(nvDown_[src]);
+  }
+  out->push_back(nicUp_[src]);
+  if (shape_ == Shape::FatTree && ha / leafHosts_ != hb / leafHosts_) {
+    out->push_back(leafUp_[ha / leafHosts_]);
+    out->push_back(leafDown_[hb / leafHosts_]);
+  }
+  out->push_back(nicDown_[b]);
+}
+
+std::string Fabric::describe() const {
+  const char* name = shape_ == Shape::Flat ? "flat" : shape_ == Shape::FatTree ? "fat-tree" : "rail";
+  std::string s = format("%s: %d hosts x %d GPUs, NIC %.0f Gbit/s, NVLink %.0f GB/s", name, hosts_, gpus_,
+                         nic_.empty() ? 0.0 : nic_[0] / kGbitToBytesPerUs, links_.empty() ? 0.0 : links_[0].bytesPerUs / kGBToBytesPerUs);
+  if (shape_ == Shape::FatTree) s += format(", %d hosts per leaf, oversubscription %.2g:1", leafHosts_, oversub_);
+  int slow = 0;
+  for (int h = 0; h < hosts_; ++h) slow += nic_[h] != nic_[0];
+  if (slow) s += format(", %d hosts with slower NICs", slow);
+  return s + format(", %.3g us per hop, %.3g us per message", hopUs_, alphaUs_);
+}
+
+}  // namespace chorus::sim

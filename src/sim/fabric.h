@@ -1,0 +1,60 @@
+// A fabric model for the simulator (docs/SIMULATOR.md): hosts with accelerators, the links a
+// message crosses between two ranks, and their bandwidths and latencies. Links are directed
+// (full duplex: each direction is its own link). Shapes come from generators, so nobody writes
+// 16k hosts by hand:
+//
+//   flat:hosts=H,gpus=G                one switch joins every host's NICs
+//   fat-tree:hosts=H,gpus=G,leaf=K,oversub=R
+//                                      K hosts per leaf switch, the leaves joined by a spine
+//                                      whose uplink per leaf carries 1/R of the leaf's NIC bandwidth
+//   rail:hosts=H,gpus=G                NIC i of every host on rail switch i; a message between
+//                                      different rails first crosses the host (NVLink) to the GPU
+//                                      on the destination's rail (as NCCL's PXN does)
+// with common keys: nic=<Gbit/s per GPU NIC> (default 400), nvlink=<GB/s per GPU> (default 450),
+// hop_us=<latency per switch hop> (default 1), alpha_us=<per message> (default 2),
+// slow=<first host>-<last host>@<Gbit/s> (those hosts' NICs run slower; repeatable, joined by ';').
+// Ranks are numbered host by host: rank r is GPU r % G of host r / G.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace chorus::sim {
+
+struct Link {
+  std::string name;        // "host3.gpu1->leaf0", for reports
+  double bytesPerUs = 0;   // bandwidth (bytes per microsecond = MB/s)
+  double latencyUs = 0;    // added once per message that crosses it
+};
+
+class Fabric {
+ public:
+  // Parses a generator spec (above). Throws chorusInvalidArgument naming the bad key or value.
+  static Fabric generate(const std::string& spec);
+
+  int ranks() const { return hosts_ * gpus_; }
+  int hosts() const { return hosts_; }
+  int gpusPerHost() const { return gpus_; }
+  double alphaUs() const { return alphaUs_; }
+  const std::vector<Link>& links() const { return links_; }
+  // The links a message from rank a to rank b crosses, in order (empty for a == b).
+  void path(int a, int b, std::vector<uint32_t>* out) const;
+  // NIC bandwidth of a host, bytes/us.
+  double nicBytesPerUs(int host) const { return nic_[host]; }
+  std::string describe() const;  // "fat-tree: 64 hosts x 8 GPUs, ..."
+
+ private:
+  enum class Shape { Flat, FatTree, Rail };
+  uint32_t addLink(const std::string& name, double bytesPerUs, double latencyUs);
+  Shape shape_ = Shape::Flat;
+  int hosts_ = 1, gpus_ = 1, leafHosts_ = 1;
+  double oversub_ = 1, hopUs_ = 1, alphaUs_ = 2;
+  std::vector<double> nic_;  // per host, bytes/us
+  std::vector<Link> links_;
+  // Link ids: per rank, NVLink up/down and NIC up/down; per leaf, spine up/down.
+  std::vector<uint32_t> nvUp_, nvDown_, nicUp_, nicDown_, leafUp_, leafDown_;
+};
+
+}  // namespace chorus::sim

@@ -1,0 +1,49 @@
+// The simulator (docs/SIMULATOR.md): runs the schedules the builders emit, one per rank, on a
+// fabric model, with the executor's rules and flow-level bandwidth sharing.
+//
+// - Each rank issues its steps as the executor does (exec/executor.h's ExecPlan): a send or
+//   receive once its dependencies are done, in schedule order per peer and direction; local
+//   steps (copy, divide) once theirs are.
+// - The k-th send from a to b meets the k-th receive b posts from a. A message starts when
+//   both are posted, after the fabric's per-message overhead and the latencies of the links it
+//   crosses; then its bytes flow at a rate shared max-min fairly with every other message on
+//   any link it crosses (two flows on one link get half each), recomputed whenever a message
+//   starts or ends.
+// - A receive that reduces finishes bytes / reduceBytesPerUs after its data arrived; a copy
+//   takes bytes / copyBytesPerUs.
+// - Not modelled: transports' in-flight limits and fragmentation, CPU contention between
+//   ranks, NIC message rates.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "exec/schedule.h"
+#include "sim/fabric.h"
+
+namespace chorus::sim {
+
+struct SimOptions {
+  double reduceBytesPerUs = 100e3;  // device reduction kernel: 100 GB/s
+  double copyBytesPerUs = 200e3;    // device-local copy: 200 GB/s
+};
+
+struct SimResult {
+  double timeUs = 0;          // the last rank's end
+  uint64_t messages = 0;
+  uint64_t wireBytes = 0;     // bytes of all messages
+  std::vector<double> linkBytes;  // per fabric link: bytes carried
+  int lastRank = 0;           // the rank that ended last
+  std::vector<double> rankEndUs;  // per rank: when its last step finished
+  size_t events = 0;          // rate recomputations (a measure of the simulator's own work)
+};
+
+// Runs schedules[r] for every rank r of the fabric; elemSize converts their element counts to
+// bytes. Throws chorusInvalidArgument when the schedules do not fit the fabric, and
+// chorusInternalError when they deadlock (a receive that no send ever meets), naming the rank.
+SimResult simulate(const Fabric& fabric, const std::vector<RankSchedule>& schedules, size_t elemSize,
+                   const SimOptions& options = SimOptions{});
+
+}  // namespace chorus::sim

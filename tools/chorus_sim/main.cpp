@@ -1,0 +1,154 @@
+// chorus-sim: a collective's real schedules, simulated on a modelled fabric (docs/SIMULATOR.md).
+//
+//   chorus-sim all_reduce -b 1M -e 1G -f 4 -A ring --fabric fat-tree:hosts=128,gpus=8,leaf=16,oversub=2
+//
+// The collective by name (all_reduce, all_gather, reduce_scatter, broadcast, reduce, alltoall,
+// gather, scatter), the perf tools' sizes and types (-b -e -f -i -d -o), -A for the algorithm
+// (default ring), -J for JSON; and its own:
+//   --fabric SPEC   a fabric generator (src/sim/fabric.h): flat:..., fat-tree:..., rail:...
+//   --slice BYTES   the pipelining slice the builders use (CHORUS_SLICE_BYTES; default 256K)
+// The ranks are the fabric's: hosts x gpus. Columns are nccl-tests': size, count, type, time,
+// algbw, busbw; then the simulated messages and the busiest link.
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "collectives/collective.h"
+#include "perf_common.h"
+#include "sim/fabric.h"
+#include "sim/simulator.h"
+
+namespace chorus {
+namespace {
+
+int usage(const char* why) {
+  if (why) fprintf(stderr, "chorus-sim: %s\n\n", why);
+  fprintf(stderr,
+          "usage: chorus-sim <collective> --fabric SPEC [-b MIN] [-e MAX] [-f FACTOR] [-d TYPE] [-o OP]\n"
+          "                  [-A ALGO] [--slice BYTES] [-J FILE]\n"
+          "  collective: all_reduce all_gather reduce_scatter broadcast reduce alltoall gather scatter\n"
+          "  fabric: flat:hosts=H,gpus=G | fat-tree:hosts=H,gpus=G,leaf=K,oversub=R | rail:hosts=H,gpus=G\n"
+          "          with nic=<Gbit/s> nvlink=<GB/s> hop_us= alpha_us= slow=<a>-<b>@<Gbit/s> (docs/SIMULATOR.md)\n");
+  return 2;
+}
+
+// A layout with the fabric's hosts (hierarchical and weighted need them), weights by NIC speed.
+std::shared_ptr<RankLayout> layoutOf(const sim::Fabric& f) {
+  auto l = std::make_shared<RankLayout>();
+  const int p = f.ranks(), g = f.gpusPerHost();
+  l->hosts.resize(f.hosts());
+  l->hostOf.resize(p);
+  l->ringOrder.resize(p);
+  l->weight.resize(p);
+  double total = 0;
+  for (int r = 0; r < p; ++r) {
+    l->hosts[r / g].push_back(r);
+    l->hostOf[r] = r / g;
+    l->ringOrder[r] = r;
+    total += f.nicBytesPerUs(r / g);
+  }
+  for (int r = 0; r < p; ++r) l->weight[r] = f.nicBytesPerUs(r / g) / total;
+  return l;
+}
+
+int run(int argc, char** argv) {
+  if (argc < 2 || argv[1][0] == '-') return usage("name the collective first");
+  std::string name = argv[1];
+  std::string collName;
+  for (char c : name)
+    if (c != '_') collName += c;
+  perf::PerfColl pc;
+  Coll coll;
+  if (!perf::findColl(collName, &pc) || pc == perf::PerfColl::SendRecv || !parseColl(perf::collInfo(pc).name, &coll))
+    return usage(("unknown collective " + name).c_str());
+  std::string fabricSpec, jsonPath;
+  size_t slice = 256 * 1024;
+  std::vector<const char*> rest{argv[0]};
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if ((a == "--fabric" || a == "--slice") && i + 1 < argc) {
+      if (a == "--fabric") fabricSpec = argv[++i];
+      else if (!perf::parseSize(argv[++i], &slice) || slice < 64) return usage("--slice wants a size of 64 bytes or more");
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  if (fabricSpec.empty()) return usage("--fabric is required");
+  perf::ParseOutcome parsed = perf::parseArgs(static_cast<int>(rest.size()), rest.data());
+  if (!parsed.ok) return usage(parsed.error.empty() ? nullptr : parsed.error.c_str());
+  const perf::Options& o = parsed.opts;
+  Algo algo = Algo::Ring;
+  if (!o.algo.empty() && !parseAlgo(o.algo, &algo)) return usage(("unknown algorithm " + o.algo).c_str());
+  const sim::Fabric fabric = sim::Fabric::generate(fabricSpec);
+  const int p = fabric.ranks();
+  const chorusDataType_t type = o.types.at(0);
+  const size_t ts = perf::typeSize(type);
+  auto layout = layoutOf(fabric);
+
+  printf("# chorus-sim %s, algorithm %s, %d ranks\n# fabric %s\n", name.c_str(), algoName(algo), p, fabric.describe().c_str());
+  printf("# %12s %12s %8s %12s %9s %9s %10s %8s  %s\n", "size (B)", "count", "type", "time (us)", "algbw", "busbw",
+         "messages", "sim (s)", "busiest link (share of its bandwidth x time)");
+  std::string json = "{\"tool\": \"chorus-sim\", \"collective\": \"" + std::string(perf::collInfo(pc).name) + "\", \"algorithm\": \"" +
+                     algoName(algo) + "\", \"nranks\": " + std::to_string(p) + ", \"fabric\": \"" + fabricSpec + "\", \"rows\": [";
+  bool first = true;
+  for (size_t bytes : perf::sizeLadder(o)) {
+    const perf::CollSizes cs = perf::collSizes(pc, bytes / ts, p);
+    if (cs.count == 0) continue;
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<RankSchedule> schedules;
+    schedules.reserve(p);
+    CollArgs a;
+    a.coll = coll;
+    a.nranks = p;
+    a.count = cs.count;
+    a.elemSize = ts;
+    a.sliceBytes = slice;
+    a.average = false;
+    a.layout = layout;
+    for (int r = 0; r < p; ++r) {
+      a.rank = r;
+      schedules.push_back(buildSchedule(algo, a));
+    }
+    sim::SimResult res = sim::simulate(fabric, schedules, ts);
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const size_t size = cs.bytes(ts);
+    const double algbw = res.timeUs > 0 ? static_cast<double>(size) / res.timeUs / 1e3 : 0;  // GB/s
+    const double busbw = algbw * perf::busFactor(pc, p);
+    size_t busiest = 0;
+    for (size_t l = 1; l < res.linkBytes.size(); ++l)
+      if (res.linkBytes[l] / fabric.links()[l].bytesPerUs > res.linkBytes[busiest] / fabric.links()[busiest].bytesPerUs) busiest = l;
+    const double load = res.timeUs > 0 ? res.linkBytes[busiest] / fabric.links()[busiest].bytesPerUs / res.timeUs : 0;
+    printf("  %12zu %12zu %8s %12.1f %9.2f %9.2f %10llu %8.2f  %s (%.0f%%)\n", size, cs.count, perf::typeName(type), res.timeUs,
+           algbw, busbw, static_cast<unsigned long long>(res.messages), wall, fabric.links()[busiest].name.c_str(), 100 * load);
+    fflush(stdout);
+    json += std::string(first ? "" : ",") + "\n  {\"size\": " + std::to_string(size) + ", \"count\": " + std::to_string(cs.count) +
+            ", \"time_us\": " + perf::format("%.3f", res.timeUs) + ", \"algbw\": " + perf::format("%.4f", algbw) +
+            ", \"busbw\": " + perf::format("%.4f", busbw) + ", \"messages\": " + std::to_string(res.messages) +
+            ", \"busiest_link\": \"" + fabric.links()[busiest].name + "\", \"busiest_load\": " + perf::format("%.4f", load) + "}";
+    first = false;
+  }
+  json += "\n]}\n";
+  if (!o.jsonPath.empty()) {
+    FILE* f = fopen(o.jsonPath.c_str(), "w");
+    if (!f || fwrite(json.data(), 1, json.size(), f) != json.size() || fclose(f) != 0) {
+      fprintf(stderr, "chorus-sim: cannot write %s\n", o.jsonPath.c_str());
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace chorus
+
+int main(int argc, char** argv) {
+  try {
+    return chorus::run(argc, argv);
+  } catch (const chorus::Error& e) {
+    fprintf(stderr, "chorus-sim: %s\n", e.what());
+    return 2;
+  }
+}
