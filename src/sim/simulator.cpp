@@ -16,6 +16,15 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
+// Posted halves of messages a -> b waiting for their other half, in posting order; and the
+// messages already matched, which cross one at a time in order (as on a transport's FIFO, a TCP
+// stream or a queue pair): the next starts when the one before has finished.
+struct Channel {
+  std::deque<std::pair<uint32_t, double>> sends, recvs;  // step, time posted
+  std::deque<uint32_t> queued;                           // matched flows waiting for the channel
+  bool busy = false;                                     // a flow is starting or crossing
+};
+
 struct Flow {
   int src = 0, dst = 0;
   uint32_t sendStep = 0, recvStep = 0;
@@ -23,12 +32,19 @@ struct Flow {
   double rate = 0;       // bytes/us
   std::vector<uint32_t> path;
   bool active = false;   // started (past overhead and latency), not finished
+  double since = 0;      // when `remaining` was last brought up to date
+  double readyAt = 0;    // when it may start: matched, plus overhead and latency
+  Channel* channel = nullptr;
+  uint32_t version = 0;  // bumped at every rate change: older finish-heap entries are stale
 };
 
-// Posted halves of messages a -> b waiting for their other half, in posting order.
-struct Channel {
-  std::deque<std::pair<uint32_t, double>> sends, recvs;  // step, time posted
+// A flow's predicted end at its current rate.
+struct Finish {
+  double time;
+  uint32_t flow, version;
+  bool operator>(const Finish& o) const { return time > o.time; }
 };
+
 
 struct Event {
   double time;
@@ -50,6 +66,7 @@ class Sim {
       for (size_t k = 0; k < plan.cursors.size(); ++k) plan.cursors[k] = ExecPlan::PeerCursor{&plan.peers[k]};
     }
     localStarted_.resize(p_);
+    localFrom_.assign(p_, 0);
     for (int r = 0; r < p_; ++r) localStarted_[r].assign(s_[r].steps.size(), 0);
     remaining_.resize(p_);
     for (int r = 0; r < p_; ++r) remaining_[r] = s_[r].steps.size();
@@ -57,45 +74,48 @@ class Sim {
     result_.rankEndUs.assign(p_, 0);
     dirtyMark_.assign(p_, 0);
     linkCap_.assign(f.links().size(), 0);
+    linkFlows_.resize(f.links().size());
+    linkSeen_.assign(f.links().size(), 0);
     linkCount_.assign(f.links().size(), 0);
   }
 
   SimResult run() {
     for (int r = 0; r < p_; ++r) advance(r, 0);
     double now = 0;
+    std::vector<uint32_t> changed;  // flows started or ended at `now`
     while (true) {
-      // The next thing to happen: a queued event or the first active flow to drain.
-      double next = events_.empty() ? kInf : events_.top().time;
-      for (uint32_t i : active_) next = std::min(next, now + flows_[i].remaining / flows_[i].rate);
+      // The next thing to happen: a queued event or the first active flow to drain (stale
+      // entries of the finish heap, from before a flow's rate changed, are dropped).
+      while (!finishes_.empty() && finishes_.top().version != flows_[finishes_.top().flow].version) finishes_.pop();
+      const double nextEvent = events_.empty() ? kInf : events_.top().time;
+      const double nextFinish = finishes_.empty() ? kInf : finishes_.top().time;
+      const double next = std::min(nextEvent, nextFinish);
       if (next == kInf) break;
-      const double dt = next - now;
       now = next;
-      // Drain every active flow by dt; those within a rounding error of empty end now.
-      std::vector<uint32_t> ended;
-      for (uint32_t i : active_) {
-        Flow& fl = flows_[i];
-        fl.remaining -= fl.rate * dt;
-        if (fl.remaining <= 1e-9 * std::max(1.0, fl.rate)) ended.push_back(i);
+      changed.clear();
+      while (!finishes_.empty() && finishes_.top().time <= now) {
+        const Finish f = finishes_.top();
+        finishes_.pop();
+        if (f.version != flows_[f.flow].version) continue;
+        changed.push_back(f.flow);
+        finishFlow(f.flow, now);
       }
-      bool ratesChanged = !ended.empty();
-      for (uint32_t i : ended) finishFlow(i, now);
       while (!events_.empty() && events_.top().time <= now) {
         Event e = events_.top();
         events_.pop();
         if (e.kind == 0) {
-          flows_[e.id].active = true;
-          active_.push_back(e.id);
-          ratesChanged = true;
+          startFlow(e.id, now);
+          changed.push_back(e.id);
         } else {
           complete(e.rank, e.id, now);
         }
       }
-      for (size_t k = 0; k < dirty_.size(); ++k) {  // advance() may complete nothing, so no growth
+      if (!changed.empty()) recomputeRates(changed, now);
+      for (size_t k = 0; k < dirty_.size(); ++k) {
         dirtyMark_[dirty_[k]] = 0;
         advance(dirty_[k], now);
       }
       dirty_.clear();
-      if (ratesChanged) recomputeRates();
     }
     for (int r = 0; r < p_; ++r) {
       if (remaining_[r] == 0) continue;
@@ -135,7 +155,11 @@ class Sim {
         match(rs.steps[i].peer, r, c, now);
       }
     }
-    for (uint32_t i : plan.local) {
+    // Local steps: from the first one not yet started (those before it all have been).
+    size_t& from = localFrom_[r];
+    while (from < plan.local.size() && localStarted_[r][plan.local[from]]) ++from;
+    for (size_t k = from; k < plan.local.size(); ++k) {
+      const uint32_t i = plan.local[k];
       if (localStarted_[r][i] || !depsDone(r, i)) continue;
       localStarted_[r][i] = 1;
       const Step& st = rs.steps[i];
@@ -164,22 +188,48 @@ class Sim {
       ++result_.messages;
       result_.wireBytes += static_cast<uint64_t>(fl.remaining);
       for (uint32_t l : fl.path) result_.linkBytes[l] += fl.remaining;
+      fl.readyAt = std::max(now, std::max(sendAt, recvAt)) + latency;
+      fl.channel = &c;
       flows_.push_back(std::move(fl));
+      flowSeen_.push_back(0);
       const uint32_t id = static_cast<uint32_t>(flows_.size() - 1);
-      events_.push({std::max(now, std::max(sendAt, recvAt)) + latency, 0, a, id});
+      if (c.busy) {
+        c.queued.push_back(id);
+      } else {
+        c.busy = true;
+        events_.push({flows_[id].readyAt, 0, a, id});
+      }
     }
+  }
+
+  void startFlow(uint32_t i, double now) {
+    Flow& fl = flows_[i];
+    fl.active = true;
+    fl.since = now;
+    for (uint32_t l : fl.path) linkFlows_[l].push_back(i);
   }
 
   void finishFlow(uint32_t i, double now) {
     Flow& fl = flows_[i];
     fl.active = false;
     fl.remaining = 0;
-    std::vector<uint32_t>().swap(fl.path);  // a long run keeps millions of finished flows
-    active_.erase(std::find(active_.begin(), active_.end(), i));
+    ++fl.version;
+    for (uint32_t l : fl.path) {
+      std::vector<uint32_t>& on = linkFlows_[l];
+      on.erase(std::find(on.begin(), on.end(), i));
+    }
+    Channel& c = *fl.channel;
+    c.busy = !c.queued.empty();
+    if (c.busy) {
+      const uint32_t next = c.queued.front();
+      c.queued.pop_front();
+      events_.push({std::max(now, flows_[next].readyAt), 0, flows_[next].src, next});
+    }
     complete(fl.src, fl.sendStep, now);
     const Step& rs = s_[fl.dst].steps[fl.recvStep];
     if (rs.kind == StepKind::RecvReduce) events_.push({now + bytes(rs.dst) / o_.reduceBytesPerUs, 1, fl.dst, fl.recvStep});
     else complete(fl.dst, fl.recvStep, now);
+    retired_.push_back(i);  // its path seeds the rate update, then goes
   }
 
   void complete(int r, uint32_t step, double now) {
@@ -195,36 +245,56 @@ class Sim {
     }
   }
 
-  // Max-min fair rates by progressive filling: the most contended link fixes the rate of its
-  // flows, which are then taken out of every other link they cross; repeat.
-  void recomputeRates() {
+  // Max-min fair rates by progressive filling (the most contended link fixes the rate of its
+  // flows, which are then taken out of every other link they cross; repeat), over the flows
+  // that share a link, directly or through others, with a flow that started or ended: no other
+  // rate can change.
+  void recomputeRates(const std::vector<uint32_t>& changed, double now) {
     ++result_.events;
-    std::vector<uint32_t> used;
-    for (uint32_t i : active_) {
-      flows_[i].rate = 0;
-      for (uint32_t l : flows_[i].path) {
-        if (linkCount_[l]++ == 0) {
-          used.push_back(l);
-          linkCap_[l] = f_.links()[l].bytesPerUs;
+    std::vector<uint32_t> comp, used;
+    std::vector<uint32_t> stack;
+    for (uint32_t i : changed)
+      for (uint32_t l : flows_[i].path)
+        if (!linkSeen_[l]) {
+          linkSeen_[l] = 1;
+          stack.push_back(l);
         }
+    while (!stack.empty()) {
+      const uint32_t l = stack.back();
+      stack.pop_back();
+      used.push_back(l);
+      for (uint32_t i : linkFlows_[l]) {
+        if (flowSeen_[i]) continue;
+        flowSeen_[i] = 1;
+        comp.push_back(i);
+        for (uint32_t m : flows_[i].path)
+          if (!linkSeen_[m]) {
+            linkSeen_[m] = 1;
+            stack.push_back(m);
+          }
       }
     }
-    std::vector<uint32_t> open = active_;
+    for (uint32_t l : used) {
+      linkSeen_[l] = 0;
+      linkCap_[l] = f_.links()[l].bytesPerUs;
+      linkCount_[l] = static_cast<int>(linkFlows_[l].size());
+    }
+    for (uint32_t i : comp) flowSeen_[i] = 0;
+    std::vector<uint32_t> open = comp, still;
     while (!open.empty()) {
       double share = kInf;
-      for (uint32_t l : used)
-        if (linkCount_[l] > 0) share = std::min(share, linkCap_[l] / linkCount_[l]);
-      // Every open flow crossing a link at that share is fixed at it.
-      std::vector<uint32_t> still;
+      for (uint32_t i : open)
+        for (uint32_t l : flows_[i].path) share = std::min(share, linkCap_[l] / linkCount_[l]);
+      still.clear();
       for (uint32_t i : open) {
         bool bottlenecked = false;
         for (uint32_t l : flows_[i].path)
-          if (linkCount_[l] > 0 && linkCap_[l] / linkCount_[l] <= share * (1 + 1e-12)) bottlenecked = true;
+          if (linkCap_[l] / linkCount_[l] <= share * (1 + 1e-12)) bottlenecked = true;
         if (!bottlenecked) {
           still.push_back(i);
           continue;
         }
-        flows_[i].rate = share;
+        setRate(i, share, now);
         for (uint32_t l : flows_[i].path) {
           linkCap_[l] -= share;
           --linkCount_[l];
@@ -232,7 +302,18 @@ class Sim {
       }
       open.swap(still);
     }
-    for (uint32_t l : used) linkCount_[l] = 0;
+    for (uint32_t i : retired_) std::vector<uint32_t>().swap(flows_[i].path);  // a long run keeps millions of finished flows
+    retired_.clear();
+  }
+
+  void setRate(uint32_t i, double rate, double now) {
+    Flow& fl = flows_[i];
+    fl.remaining = std::max(0.0, fl.remaining - fl.rate * (now - fl.since));
+    fl.since = now;
+    if (fl.rate == rate && fl.version) return;  // its finish entry still holds
+    fl.rate = rate;
+    ++fl.version;
+    finishes_.push({now + fl.remaining / rate, i, fl.version});
   }
 
   const Fabric& f_;
@@ -242,10 +323,14 @@ class Sim {
   const int p_;
   std::vector<std::unique_ptr<ExecPlan>> plans_;
   std::vector<std::vector<uint8_t>> localStarted_;
+  std::vector<size_t> localFrom_;
   std::vector<size_t> remaining_;
   std::unordered_map<uint64_t, Channel> channels_;
   std::vector<Flow> flows_;
-  std::vector<uint32_t> active_;
+  std::vector<std::vector<uint32_t>> linkFlows_;  // per link: the active flows crossing it
+  std::vector<uint8_t> linkSeen_, flowSeen_;
+  std::vector<uint32_t> retired_;
+  std::priority_queue<Finish, std::vector<Finish>, std::greater<Finish>> finishes_;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
   std::vector<int> dirty_;
   std::vector<uint8_t> dirtyMark_;

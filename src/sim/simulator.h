@@ -6,9 +6,10 @@
 //   steps (copy, divide) once theirs are.
 // - The k-th send from a to b meets the k-th receive b posts from a. A message starts when
 //   both are posted, after the fabric's per-message overhead and the latencies of the links it
-//   crosses; then its bytes flow at a rate shared max-min fairly with every other message on
-//   any link it crosses (two flows on one link get half each), recomputed whenever a message
-//   starts or ends.
+//   crosses, and once the message before it from a to b has finished (one pair's messages
+//   cross in order, as on a transport's FIFO or queue pair). Its bytes then flow at a rate
+//   shared max-min fairly with every other flow on any link it crosses (two flows on one link
+//   get half each), recomputed whenever a flow starts or ends.
 // - A receive that reduces finishes bytes / reduceBytesPerUs after its data arrived; a copy
 //   takes bytes / copyBytesPerUs.
 // - Not modelled: transports' in-flight limits and fragmentation, CPU contention between

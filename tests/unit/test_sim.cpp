@@ -59,6 +59,29 @@ TEST(Simulator, TwoMessagesIntoOneLinkShareIt) {
   EXPECT_NEAR(r.rankEndUs[0], 203, 1e-6);
 }
 
+TEST(Simulator, MessagesOfOnePairCrossInOrderNotSharingTheLink) {
+  // Rank 0 sends A then B to rank 1; once A is in, rank 1 sends a small message to rank 2. In
+  // order, A is in at 3 + 100 us (B waits for it), so rank 2 ends about 3 us later; had A and
+  // B shared the link, A would be in only at 203.
+  Fabric f = Fabric::generate(kFlat3);
+  auto s = empty(3);
+  addMessage(s, 0, 1, 1250000);
+  addMessage(s, 0, 1, 1250000);
+  Step send;
+  send.kind = StepKind::Send;
+  send.peer = 2;
+  send.src = {BufferId::Input, 0, 1};
+  s[1].add(send, {0});  // after the receive of A (step 0 of rank 1)
+  Step recv;
+  recv.kind = StepKind::Recv;
+  recv.peer = 1;
+  recv.dst = {BufferId::Output, 0, 1};
+  s[2].add(recv);
+  SimResult r = simulate(f, s, 1);
+  EXPECT_NEAR(r.rankEndUs[2], 103 + 3 + 1.0 / 12500, 1e-6);
+  EXPECT_NEAR(r.rankEndUs[0], 203, 1e-6);
+}
+
 TEST(Simulator, MaxMinSharingGivesTheRestToTheFlowThatCanUseIt) {
   // Rank 0's NIC runs at 20 Gbit/s (2500 bytes/us); ranks 0 and 2 both send to rank 1, whose
   // link carries 12500: rank 0's flow is held to 2500 by its own NIC, rank 2's gets 10000.
