@@ -50,7 +50,7 @@ Fabric Fabric::generate(const std::string& spec) {
       kv[key] = value;
     }
   }
-  double nicGbps = 400, nvGBps = 450;
+  double nicGbps = 400, nvGBps = 450, membusGBps = 0;
   for (const auto& [key, value] : kv) {
     if (key == "hosts") f.hosts_ = static_cast<int>(number(key, value, 1));
     else if (key == "gpus") f.gpus_ = static_cast<int>(number(key, value, 1));
@@ -60,6 +60,7 @@ Fabric Fabric::generate(const std::string& spec) {
     else if (key == "nvlink") nvGBps = number(key, value, 1e-3);
     else if (key == "hop_us") f.hopUs_ = number(key, value, 0);
     else if (key == "alpha_us") f.alphaUs_ = number(key, value, 0);
+    else if (key == "membus") membusGBps = number(key, value, 1e-3);
     else if (key != "slow") CHORUS_THROW(chorusInvalidArgument, "fabric: unknown key '%s'", key.c_str());
   }
   CHORUS_CHECK_ARG(static_cast<double>(f.hosts_) * f.gpus_ <= (1 << 20), "fabric: %d x %d ranks is too many", f.hosts_, f.gpus_);
@@ -92,6 +93,8 @@ Fabric Fabric::generate(const std::string& spec) {
     f.nicUp_.push_back(f.addLink(gpu + "->" + sw, f.nic_[h], f.hopUs_));
     f.nicDown_.push_back(f.addLink(sw + "->" + gpu, f.nic_[h], 0));
   }
+  if (membusGBps > 0)
+    for (int h = 0; h < f.hosts_; ++h) f.membus_.push_back(f.addLink("host" + std::to_string(h) + ".membus", membusGBps * kGBToBytesPerUs, 0));
   if (f.shape_ == Shape::FatTree) {
     const int leaves = (f.hosts_ + f.leafHosts_ - 1) / f.leafHosts_;
     for (int l = 0; l < leaves; ++l) {
@@ -112,6 +115,7 @@ void Fabric::path(int a, int b, std::vector<uint32_t>* out) const {
   const int ha = a / gpus_, hb = b / gpus_;
   if (ha == hb) {
     out->push_back(nvUp_[a]);
+    if (!membus_.empty()) out->push_back(membus_[ha]);
     out->push_back(nvDown_[b]);
     return;
   }

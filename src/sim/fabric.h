@@ -12,7 +12,9 @@
 //                                      on the destination's rail (as NCCL's PXN does)
 // with common keys: nic=<Gbit/s per GPU NIC> (default 400), nvlink=<GB/s per GPU> (default 450),
 // hop_us=<latency per switch hop> (default 1), alpha_us=<per message> (default 2),
-// slow=<first host>-<last host>@<Gbit/s> (those hosts' NICs run slower; repeatable, joined by ';').
+// slow=<first host>-<last host>@<Gbit/s> (those hosts' NICs run slower; repeatable, joined by ';'),
+// membus=<GB/s> (a link every message inside a host also crosses: the host's memory bus when its
+// ranks copy through host memory, as shared-memory transports do; default none).
 // Ranks are numbered host by host: rank r is GPU r % G of host r / G.
 #pragma once
 
@@ -54,7 +56,7 @@ class Fabric {
   std::vector<double> nic_;  // per host, bytes/us
   std::vector<Link> links_;
   // Link ids: per rank, NVLink up/down and NIC up/down; per leaf, spine up/down.
-  std::vector<uint32_t> nvUp_, nvDown_, nicUp_, nicDown_, leafUp_, leafDown_;
+  std::vector<uint32_t> nvUp_, nvDown_, nicUp_, nicDown_, leafUp_, leafDown_, membus_;
 };
 
 }  // namespace chorus::sim

@@ -94,6 +94,19 @@ TEST(Simulator, MaxMinSharingGivesTheRestToTheFlowThatCanUseIt) {
   EXPECT_NEAR(r.rankEndUs[2], 100, 1e-6);
 }
 
+TEST(Simulator, CopiesInsideAHostShareItsMemoryBus) {
+  // 10 GB/s per GPU link; with a 10 GB/s memory bus, two messages between different pairs of
+  // one host's GPUs get half of it each.
+  for (const char* membus : {"", ",membus=10"}) {
+    Fabric f = Fabric::generate(std::string("flat:hosts=1,gpus=4,nvlink=10,alpha_us=0,hop_us=0") + membus);
+    auto s = empty(4);
+    addMessage(s, 0, 1, 1000000);
+    addMessage(s, 2, 3, 1000000);
+    SimResult r = simulate(f, s, 1);
+    EXPECT_NEAR(r.timeUs, *membus ? 200 : 100, 1e-6) << membus;
+  }
+}
+
 TEST(Simulator, RingAllReduceApproachesButNeverExceedsTheNicBandwidth) {
   // Ideal flat fabric, one GPU per host, no overheads: busbw of a large ring all-reduce.
   Fabric f = Fabric::generate("flat:hosts=8,gpus=1,nic=100,hop_us=0,alpha_us=0");

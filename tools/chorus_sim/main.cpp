@@ -7,10 +7,13 @@
 // (default ring), -J for JSON; and its own:
 //   --fabric SPEC   a fabric generator (src/sim/fabric.h): flat:..., fat-tree:..., rail:...
 //   --slice BYTES   the pipelining slice the builders use (CHORUS_SLICE_BYTES; default 256K)
+//   --reduce-gbps X, --copy-gbps X   local reduction and copy speeds (default 100 and 200 GB/s,
+//                   device kernels; a host's are a few GB/s)
 // The ranks are the fabric's: hosts x gpus. Columns are nccl-tests': size, count, type, time,
 // algbw, busbw; then the simulated messages and the busiest link.
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -28,7 +31,7 @@ int usage(const char* why) {
   if (why) fprintf(stderr, "chorus-sim: %s\n\n", why);
   fprintf(stderr,
           "usage: chorus-sim <collective> --fabric SPEC [-b MIN] [-e MAX] [-f FACTOR] [-d TYPE] [-o OP]\n"
-          "                  [-A ALGO] [--slice BYTES] [-J FILE]\n"
+          "                  [-A ALGO] [--slice BYTES] [--reduce-gbps X] [--copy-gbps X] [-J FILE]\n"
           "  collective: all_reduce all_gather reduce_scatter broadcast reduce alltoall gather scatter\n"
           "  fabric: flat:hosts=H,gpus=G | fat-tree:hosts=H,gpus=G,leaf=K,oversub=R | rail:hosts=H,gpus=G\n"
           "          with nic=<Gbit/s> nvlink=<GB/s> hop_us= alpha_us= slow=<a>-<b>@<Gbit/s> (docs/SIMULATOR.md)\n");
@@ -66,12 +69,18 @@ int run(int argc, char** argv) {
     return usage(("unknown collective " + name).c_str());
   std::string fabricSpec, jsonPath;
   size_t slice = 256 * 1024;
+  sim::SimOptions simOptions;
   std::vector<const char*> rest{argv[0]};
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if ((a == "--fabric" || a == "--slice") && i + 1 < argc) {
       if (a == "--fabric") fabricSpec = argv[++i];
       else if (!perf::parseSize(argv[++i], &slice) || slice < 64) return usage("--slice wants a size of 64 bytes or more");
+    } else if ((a == "--reduce-gbps" || a == "--copy-gbps") && i + 1 < argc) {
+      char* end = nullptr;
+      double gbps = strtod(argv[++i], &end);
+      if (!end || *end || !(gbps > 0)) return usage((a + " wants a bandwidth in GB/s > 0").c_str());
+      (a == "--reduce-gbps" ? simOptions.reduceBytesPerUs : simOptions.copyBytesPerUs) = gbps * 1e3;
     } else {
       rest.push_back(argv[i]);
     }
@@ -112,7 +121,7 @@ int run(int argc, char** argv) {
       a.rank = r;
       schedules.push_back(buildSchedule(algo, a));
     }
-    sim::SimResult res = sim::simulate(fabric, schedules, ts);
+    sim::SimResult res = sim::simulate(fabric, schedules, ts, simOptions);
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const size_t size = cs.bytes(ts);
     const double algbw = res.timeUs > 0 ? static_cast<double>(size) / res.timeUs / 1e3 : 0;  // GB/s
