@@ -27,7 +27,7 @@ const char* resultName(chorusDevResult_t r) {
   return "unknown result";
 }
 
-// Initialises a table; false (with *why) when it reports no device.
+// Initialises a table; throws chorusInvalidUsage when that fails or it reports no device.
 void initTable(const chorusDevice_v1_t* t, const std::string& where) {
   int n = 0;
   chorusDevResult_t r = t->init(&n);

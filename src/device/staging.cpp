@@ -1,9 +1,6 @@
 #include "device/staging.h"
 
 #include <algorithm>
-#include <cstring>
-#include <map>
-#include <mutex>
 
 #include "base/deadline.h"
 #include "base/error.h"
