@@ -7,10 +7,13 @@
 // (default ring), -J for JSON; and its own:
 //   --fabric SPEC   a fabric generator (src/sim/fabric.h): flat:..., fat-tree:..., rail:...
 //   --slice BYTES   the pipelining slice the builders use (CHORUS_SLICE_BYTES; default 256K)
+//   --compare       every algorithm that serves the collective, side by side, with the one the
+//                   runtime's tuner would pick for this fabric
 //   --reduce-gbps X, --copy-gbps X   local reduction and copy speeds (default 100 and 200 GB/s,
 //                   device kernels; a host's are a few GB/s)
 // The ranks are the fabric's: hosts x gpus. Columns are nccl-tests': size, count, type, time,
 // algbw, busbw; then the simulated messages and the busiest link.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +26,8 @@
 #include "perf_common.h"
 #include "sim/fabric.h"
 #include "sim/simulator.h"
+#include "topology/weights.h"
+#include "tune/tuner.h"
 
 namespace chorus {
 namespace {
@@ -31,12 +36,14 @@ int usage(const char* why) {
   if (why) fprintf(stderr, "chorus-sim: %s\n\n", why);
   fprintf(stderr,
           "usage: chorus-sim <collective> --fabric SPEC [-b MIN] [-e MAX] [-f FACTOR] [-d TYPE] [-o OP]\n"
-          "                  [-A ALGO] [--slice BYTES] [--reduce-gbps X] [--copy-gbps X] [-J FILE]\n"
+          "                  [-A ALGO | --compare] [--slice BYTES] [--reduce-gbps X] [--copy-gbps X] [-J FILE]\n"
           "  collective: all_reduce all_gather reduce_scatter broadcast reduce alltoall gather scatter\n"
           "  fabric: flat:hosts=H,gpus=G | fat-tree:hosts=H,gpus=G,leaf=K,oversub=R | rail:hosts=H,gpus=G\n"
           "          with nic=<Gbit/s> nvlink=<GB/s> hop_us= alpha_us= slow=<a>-<b>@<Gbit/s> (docs/SIMULATOR.md)\n");
   return 2;
 }
+
+std::vector<double> uplinkGBps(const sim::Fabric& f);
 
 // A layout with the fabric's hosts (hierarchical and weighted need them), weights by NIC speed.
 std::shared_ptr<RankLayout> layoutOf(const sim::Fabric& f) {
@@ -46,15 +53,109 @@ std::shared_ptr<RankLayout> layoutOf(const sim::Fabric& f) {
   l->hostOf.resize(p);
   l->ringOrder.resize(p);
   l->weight.resize(p);
-  double total = 0;
   for (int r = 0; r < p; ++r) {
     l->hosts[r / g].push_back(r);
     l->hostOf[r] = r / g;
     l->ringOrder[r] = r;
-    total += f.nicBytesPerUs(r / g);
   }
-  for (int r = 0; r < p; ++r) l->weight[r] = f.nicBytesPerUs(r / g) / total;
+  // The weighted all-reduce's split, as the runtime computes it (cluster_topology.cpp): between
+  // hosts, each by its uplink (here its GPUs' NICs together), then evenly over a host's ranks.
+  std::vector<std::vector<int>> single(f.hosts());
+  for (int h = 0; h < f.hosts(); ++h) single[h] = {h};
+  HostWeights w = hostWeights(single, uplinkGBps(f), f.hosts());
+  for (int r = 0; r < p; ++r) l->weight[r] = w.perRank[r / g] / g;
   return l;
+}
+
+std::vector<double> uplinkGBps(const sim::Fabric& f) {
+  std::vector<double> b(f.hosts());
+  for (int h = 0; h < f.hosts(); ++h) b[h] = f.nicBytesPerUs(h) * f.gpusPerHost() / 1e3;
+  return b;
+}
+
+// What the runtime's tuner would be told on this fabric: the link classes inside a host and
+// between hosts (the slowest NIC, the longest path's latency), and the topology.
+Tuner tunerFor(const sim::Fabric& f, size_t slice) {
+  const int p = f.ranks(), g = f.gpusPerHost();
+  auto latencyOf = [&](int a, int b) {
+    std::vector<uint32_t> path;
+    f.path(a, b, &path);
+    double us = f.alphaUs();
+    for (uint32_t l : path) us += f.links()[l].latencyUs;
+    return us;
+  };
+  LinkModel intra{latencyOf(0, std::min(1, p - 1)), f.links().empty() ? 1.0 : f.links()[0].bytesPerUs / 1e3};
+  TopoModel topo;
+  topo.hosts = f.hosts();
+  topo.maxRanksPerHost = g;
+  topo.intra = intra;
+  LinkModel inter = intra;
+  if (f.hosts() > 1) {
+    // The model shares one uplink per host among its ranks; here every GPU has a NIC, so the
+    // host's uplink is its NICs together.
+    const std::vector<double> up = uplinkGBps(f);
+    inter = LinkModel{latencyOf(0, p - 1), *std::min_element(up.begin(), up.end())};
+    std::vector<std::vector<int>> single(f.hosts());
+    for (int h = 0; h < f.hosts(); ++h) single[h] = {h};
+    topo.weightedUsPerByte = hostWeights(single, uplinkGBps(f), f.hosts()).usPerByte;
+  }
+  topo.inter = inter;
+  return Tuner("", f.hosts() > 1 ? inter : intra, slice, topo);
+}
+
+// Every rank's schedule of one call, simulated.
+sim::SimResult simulateCall(const sim::Fabric& f, Coll coll, Algo algo, size_t count, size_t ts, size_t slice,
+                            const std::shared_ptr<RankLayout>& layout, const sim::SimOptions& options) {
+  const int p = f.ranks();
+  std::vector<RankSchedule> schedules;
+  schedules.reserve(p);
+  CollArgs a;
+  a.coll = coll;
+  a.nranks = p;
+  a.count = count;
+  a.elemSize = ts;
+  a.sliceBytes = slice;
+  a.layout = layout;
+  for (int r = 0; r < p; ++r) {
+    a.rank = r;
+    schedules.push_back(buildSchedule(algo, a));
+  }
+  return sim::simulate(f, schedules, ts, options);
+}
+
+// --compare: per size, every algorithm that serves the collective (each with the slice the
+// tuner would give it), the fastest in simulation, and the tuner's own pick.
+int compareAlgorithms(const sim::Fabric& f, perf::PerfColl pc, Coll coll, const perf::Options& o, size_t slice,
+                      const sim::SimOptions& options) {
+  const int p = f.ranks();
+  const size_t ts = perf::typeSize(o.types.at(0));
+  const Tuner tuner = tunerFor(f, slice);
+  auto layout = layoutOf(f);
+  std::vector<Algo> algos;
+  for (int i = 0; i < static_cast<int>(Algo::kCount); ++i)
+    if (algoServes(static_cast<Algo>(i), coll)) algos.push_back(static_cast<Algo>(i));
+  printf("# chorus-sim --compare %s, %d ranks, simulated time (us) per algorithm\n# fabric %s\n", perf::collInfo(pc).name, p,
+         f.describe().c_str());
+  printf("# %12s", "size (B)");
+  for (Algo a : algos) printf(" %12s", algoName(a));
+  printf("  %-12s %-12s %s\n", "fastest", "tuner", "tuner's pick / fastest");
+  for (size_t bytes : perf::sizeLadder(o)) {
+    const perf::CollSizes cs = perf::collSizes(pc, bytes / ts, p);
+    if (cs.count == 0) continue;
+    const size_t size = cs.bytes(ts);
+    std::vector<double> t;
+    for (Algo a : algos) t.push_back(simulateCall(f, coll, a, cs.count, ts, tuner.sliceFor(a, coll, size, p), layout, options).timeUs);
+    size_t best = 0;
+    for (size_t k = 1; k < t.size(); ++k)
+      if (t[k] < t[best]) best = k;
+    const TuneChoice pick = tuner.choose(coll, size, p);
+    const size_t chosen = static_cast<size_t>(std::find(algos.begin(), algos.end(), pick.algo) - algos.begin());
+    printf("  %12zu", size);
+    for (double x : t) printf(" %12.1f", x);
+    printf("  %-12s %-12s %.2fx\n", algoName(algos[best]), algoName(pick.algo), chosen < t.size() ? t[chosen] / t[best] : 0.0);
+    fflush(stdout);
+  }
+  return 0;
 }
 
 int run(int argc, char** argv) {
@@ -69,6 +170,7 @@ int run(int argc, char** argv) {
     return usage(("unknown collective " + name).c_str());
   std::string fabricSpec, jsonPath;
   size_t slice = 256 * 1024;
+  bool compare = false;
   sim::SimOptions simOptions;
   std::vector<const char*> rest{argv[0]};
   for (int i = 2; i < argc; ++i) {
@@ -76,6 +178,8 @@ int run(int argc, char** argv) {
     if ((a == "--fabric" || a == "--slice") && i + 1 < argc) {
       if (a == "--fabric") fabricSpec = argv[++i];
       else if (!perf::parseSize(argv[++i], &slice) || slice < 64) return usage("--slice wants a size of 64 bytes or more");
+    } else if (a == "--compare") {
+      compare = true;
     } else if ((a == "--reduce-gbps" || a == "--copy-gbps") && i + 1 < argc) {
       char* end = nullptr;
       double gbps = strtod(argv[++i], &end);
@@ -92,6 +196,7 @@ int run(int argc, char** argv) {
   Algo algo = Algo::Ring;
   if (!o.algo.empty() && !parseAlgo(o.algo, &algo)) return usage(("unknown algorithm " + o.algo).c_str());
   const sim::Fabric fabric = sim::Fabric::generate(fabricSpec);
+  if (compare) return compareAlgorithms(fabric, pc, coll, o, slice, simOptions);
   const int p = fabric.ranks();
   const chorusDataType_t type = o.types.at(0);
   const size_t ts = perf::typeSize(type);
@@ -107,21 +212,7 @@ int run(int argc, char** argv) {
     const perf::CollSizes cs = perf::collSizes(pc, bytes / ts, p);
     if (cs.count == 0) continue;
     auto t0 = std::chrono::steady_clock::now();
-    std::vector<RankSchedule> schedules;
-    schedules.reserve(p);
-    CollArgs a;
-    a.coll = coll;
-    a.nranks = p;
-    a.count = cs.count;
-    a.elemSize = ts;
-    a.sliceBytes = slice;
-    a.average = false;
-    a.layout = layout;
-    for (int r = 0; r < p; ++r) {
-      a.rank = r;
-      schedules.push_back(buildSchedule(algo, a));
-    }
-    sim::SimResult res = sim::simulate(fabric, schedules, ts, simOptions);
+    sim::SimResult res = simulateCall(fabric, coll, algo, cs.count, ts, slice, layout, simOptions);
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const size_t size = cs.bytes(ts);
     const double algbw = res.timeUs > 0 ? static_cast<double>(size) / res.timeUs / 1e3 : 0;  // GB/s
