@@ -77,25 +77,37 @@ TEST(EmuDevice, WaitValueHoldsTheStreamUntilTheWordIsSet) {
   ASSERT_EQ(d.streamCreate(0, &other), chorusDevSuccess);
   ASSERT_EQ(d.eventCreate(&event), chorusDevSuccess);
   ASSERT_EQ(d.eventCreate(&joined), chorusDevSuccess);
+  void* reached = nullptr;
+  ASSERT_EQ(d.eventCreate(&reached), chorusDevSuccess);
+  ASSERT_EQ(d.eventRecord(reached, stream), chorusDevSuccess);
   ASSERT_EQ(d.waitValue(stream, w, 2), chorusDevSuccess);
   ASSERT_EQ(d.eventRecord(event, stream), chorusDevSuccess);
   // A second stream joined to the first by an event waits for it too.
   ASSERT_EQ(d.streamWaitEvent(other, event), chorusDevSuccess);
   ASSERT_EQ(d.eventRecord(joined, other), chorusDevSuccess);
-  int done = 1;
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_EQ(d.eventQuery(event, &done), chorusDevSuccess);
-  EXPECT_EQ(done, 0);
+  // The stream has run everything before the wait: from here only the word can let it on.
+  ASSERT_EQ(d.eventSynchronize(reached), chorusDevSuccess);
+  // Whether the events stay pending for a while: the stream must not pass before the word
+  // reaches the value (a window for a wrong pass to show, not a wait for anything).
+  auto staysPending = [&](void* e) {
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(20); std::chrono::steady_clock::now() < until;) {
+      int done = 1;
+      if (d.eventQuery(e, &done) != chorusDevSuccess || done) return false;
+      std::this_thread::yield();
+    }
+    return true;
+  };
+  EXPECT_TRUE(staysPending(event));
   __atomic_store_n(w, 1, __ATOMIC_RELEASE);  // below the value waited for
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_EQ(d.eventQuery(joined, &done), chorusDevSuccess);
-  EXPECT_EQ(done, 0);
+  EXPECT_TRUE(staysPending(joined));
   __atomic_store_n(w, 2, __ATOMIC_RELEASE);
+  int done = 0;
   ASSERT_EQ(d.eventSynchronize(joined), chorusDevSuccess);
   ASSERT_EQ(d.eventQuery(event, &done), chorusDevSuccess);
   EXPECT_EQ(done, 1);
   d.eventDestroy(event);
   d.eventDestroy(joined);
+  d.eventDestroy(reached);
   d.streamDestroy(stream);
   d.streamDestroy(other);
   d.hostFree(word);
