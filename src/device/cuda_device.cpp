@@ -74,8 +74,7 @@ Driver* gDriver = nullptr;
 chorusDevResult_t map(CUresult r) {
   if (r == kSuccess) return chorusDevSuccess;
   if (r == 1 /* CUDA_ERROR_INVALID_VALUE */ || r == 400 /* INVALID_HANDLE */) return chorusDevInvalidArgument;
-  if (r == 2 /* OUT_OF_MEMORY */) return chorusDevSystemError;
-  return chorusDevSystemError;
+  return chorusDevSystemError;  // out of memory, driver failures
 }
 
 // Every entry point runs with device 0's primary context current unless one is already current
@@ -84,6 +83,14 @@ CUresult ensureContext() {
   CUcontext cur = nullptr;
   if (gDriver->cuCtxGetCurrent(&cur) == kSuccess && cur) return kSuccess;
   return gDriver->cuCtxSetCurrent(gDriver->contexts.at(0));
+}
+
+// Runs one driver call with a context current, as every entry point below does.
+template <typename F>
+chorusDevResult_t withContext(F call) {
+  CUresult r = ensureContext();
+  if (r == kSuccess) r = call();
+  return map(r);
 }
 
 chorusDevResult_t cuInitPlugin(int* ndevices) {
@@ -138,20 +145,14 @@ chorusDevResult_t cuMemAllocPlugin(int device, size_t bytes, void** ptr) {
   return map(r);
 }
 chorusDevResult_t cuMemFreePlugin(void* ptr) {
-  CUresult r = ensureContext();
-  if (r == kSuccess && ptr) r = gDriver->cuMemFree(reinterpret_cast<CUdeviceptr>(ptr));
-  return map(r);
+  return withContext([&] { return ptr ? gDriver->cuMemFree(reinterpret_cast<CUdeviceptr>(ptr)) : kSuccess; });
 }
 chorusDevResult_t cuHostAllocPlugin(size_t bytes, void** ptr) {
   if (!ptr) return chorusDevInvalidArgument;
-  CUresult r = ensureContext();
-  if (r == kSuccess) r = gDriver->cuMemHostAlloc(ptr, bytes ? bytes : 1, kHostAllocPortable | kHostAllocDeviceMap);
-  return map(r);
+  return withContext([&] { return gDriver->cuMemHostAlloc(ptr, bytes ? bytes : 1, kHostAllocPortable | kHostAllocDeviceMap); });
 }
 chorusDevResult_t cuHostFreePlugin(void* ptr) {
-  CUresult r = ensureContext();
-  if (r == kSuccess && ptr) r = gDriver->cuMemFreeHost(ptr);
-  return map(r);
+  return withContext([&] { return ptr ? gDriver->cuMemFreeHost(ptr) : kSuccess; });
 }
 chorusDevResult_t cuStreamCreatePlugin(int device, void** stream) {
   if (!stream || device < 0 || device >= static_cast<int>(gDriver->contexts.size())) return chorusDevInvalidArgument;
@@ -162,19 +163,16 @@ chorusDevResult_t cuStreamCreatePlugin(int device, void** stream) {
   return map(r);
 }
 chorusDevResult_t cuStreamDestroyPlugin(void* stream) {
-  CUresult r = ensureContext();
-  if (r == kSuccess) r = gDriver->cuStreamDestroy(static_cast<CUstream>(stream));
-  return map(r);
+  return withContext([&] { return gDriver->cuStreamDestroy(static_cast<CUstream>(stream)); });
 }
 chorusDevResult_t cuCopyAsyncPlugin(void* dst, const void* src, size_t bytes, void* stream) {
   if (!stream) return chorusDevInvalidArgument;
   if (bytes == 0) return chorusDevSuccess;
-  CUresult r = ensureContext();
   // Unified addressing: the driver tells the directions apart from the pointers.
-  if (r == kSuccess)
-    r = gDriver->cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(dst), reinterpret_cast<CUdeviceptr>(src), bytes,
-                               static_cast<CUstream>(stream));
-  return map(r);
+  return withContext([&] {
+    return gDriver->cuMemcpyAsync(reinterpret_cast<CUdeviceptr>(dst), reinterpret_cast<CUdeviceptr>(src), bytes,
+                                  static_cast<CUstream>(stream));
+  });
 }
 
 struct HostWait {
@@ -205,21 +203,14 @@ chorusDevResult_t cuWaitValuePlugin(void* stream, const volatile uint64_t* word,
 
 chorusDevResult_t cuEventCreatePlugin(void** event) {
   if (!event) return chorusDevInvalidArgument;
-  CUresult r = ensureContext();
-  CUevent e = nullptr;
-  if (r == kSuccess) r = gDriver->cuEventCreate(&e, kEventDisableTiming);
-  *event = e;
-  return map(r);
+  *event = nullptr;
+  return withContext([&] { return gDriver->cuEventCreate(reinterpret_cast<CUevent*>(event), kEventDisableTiming); });
 }
 chorusDevResult_t cuEventDestroyPlugin(void* event) {
-  CUresult r = ensureContext();
-  if (r == kSuccess) r = gDriver->cuEventDestroy(static_cast<CUevent>(event));
-  return map(r);
+  return withContext([&] { return gDriver->cuEventDestroy(static_cast<CUevent>(event)); });
 }
 chorusDevResult_t cuEventRecordPlugin(void* event, void* stream) {
-  CUresult r = ensureContext();
-  if (r == kSuccess) r = gDriver->cuEventRecord(static_cast<CUevent>(event), static_cast<CUstream>(stream));
-  return map(r);
+  return withContext([&] { return gDriver->cuEventRecord(static_cast<CUevent>(event), static_cast<CUstream>(stream)); });
 }
 chorusDevResult_t cuEventQueryPlugin(void* event, int* done) {
   if (!done) return chorusDevInvalidArgument;
@@ -229,14 +220,10 @@ chorusDevResult_t cuEventQueryPlugin(void* event, int* done) {
   return r == kNotReady ? chorusDevSuccess : map(r);
 }
 chorusDevResult_t cuEventSynchronizePlugin(void* event) {
-  CUresult r = ensureContext();
-  if (r == kSuccess) r = gDriver->cuEventSynchronize(static_cast<CUevent>(event));
-  return map(r);
+  return withContext([&] { return gDriver->cuEventSynchronize(static_cast<CUevent>(event)); });
 }
 chorusDevResult_t cuStreamWaitEventPlugin(void* stream, void* event) {
-  CUresult r = ensureContext();
-  if (r == kSuccess) r = gDriver->cuStreamWaitEvent(static_cast<CUstream>(stream), static_cast<CUevent>(event), 0);
-  return map(r);
+  return withContext([&] { return gDriver->cuStreamWaitEvent(static_cast<CUstream>(stream), static_cast<CUevent>(event), 0); });
 }
 
 const chorusDevice_v1_t kCuda = {

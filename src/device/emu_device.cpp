@@ -49,15 +49,15 @@ struct Registry {
   std::shared_mutex mutex;
   std::map<uintptr_t, Range> ranges;
 
-  // The allocation holding [p, p + n), or null. n == 0 asks about p alone.
-  bool find(const void* p, size_t n, uintptr_t* base, Range* out) {
+  // The allocation holding p (its base and range); false when none does.
+  bool find(const void* p, uintptr_t* base, Range* out) {
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
     std::shared_lock<std::shared_mutex> lock(mutex);
     auto it = ranges.upper_bound(a);
     if (it == ranges.begin()) return false;
     --it;
     size_t span = it->second.bytes ? it->second.bytes : 1;
-    if (a - it->first >= span || n > span - (a - it->first)) return false;
+    if (a - it->first >= span) return false;
     *base = it->first;
     *out = it->second;
     return true;
@@ -78,19 +78,21 @@ std::chrono::microseconds copyDelay() {
   return d;
 }
 
-// Where the engine reads or writes `p` for `n` bytes: the engine mapping for device memory, the
-// pointer itself for host memory. False for a range that starts in device memory and runs past
-// its allocation.
-bool engineAddress(const void* p, size_t n, char** out) {
+// Where `p` lives for `n` bytes: Host (the engine uses the pointer itself), Device (*engine: the
+// engine mapping's address), or Overrun (it starts in device memory and runs past the
+// allocation). One registry lookup.
+enum class Where { Host, Device, Overrun };
+Where locate(const void* p, size_t n, char** engine) {
   uintptr_t base;
   Range r;
-  if (registry().find(p, 0, &base, &r) && r.engine) {
-    if (!registry().find(p, n, &base, &r)) return false;
-    *out = r.engine + (reinterpret_cast<uintptr_t>(p) - base);
-    return true;
+  if (!registry().find(p, &base, &r) || !r.engine) {
+    *engine = const_cast<char*>(static_cast<const char*>(p));
+    return Where::Host;
   }
-  *out = const_cast<char*>(static_cast<const char*>(p));
-  return true;
+  const size_t at = reinterpret_cast<uintptr_t>(p) - base;
+  if (n > r.bytes - at) return Where::Overrun;
+  *engine = r.engine + at;
+  return Where::Device;
 }
 
 struct Event {
@@ -220,7 +222,7 @@ chorusDevResult_t emuPointerQuery(const void* ptr, chorusDevMemKind_t* kind, int
   if (!kind) return chorusDevInvalidArgument;
   uintptr_t base;
   Range r;
-  if (!ptr || !registry().find(ptr, 0, &base, &r)) {
+  if (!ptr || !registry().find(ptr, &base, &r)) {
     *kind = chorusDevMemHost;
     if (device) *device = -1;
     return chorusDevSuccess;
@@ -301,7 +303,7 @@ chorusDevResult_t emuCopyAsync(void* dst, const void* src, size_t bytes, void* s
   Op op{Op::Copy};
   char* d;
   char* s;
-  if (!engineAddress(dst, bytes, &d) || !engineAddress(src, bytes, &s)) return chorusDevInvalidArgument;
+  if (locate(dst, bytes, &d) == Where::Overrun || locate(src, bytes, &s) == Where::Overrun) return chorusDevInvalidArgument;
   op.dst = d;
   op.src = s;
   op.bytes = bytes;
@@ -365,13 +367,8 @@ chorusDevResult_t emuReduce(void* dst, const void* src, size_t count, int dataty
   Op o{Op::Reduce};
   char* d;
   char* s;
-  uintptr_t base;
-  Range r;
   // Both operands must be device memory, as the ABI says.
-  if (!registry().find(dst, count * es, &base, &r) || !r.engine || !registry().find(src, count * es, &base, &r) || !r.engine)
-    return chorusDevInvalidArgument;
-  engineAddress(dst, count * es, &d);
-  engineAddress(src, count * es, &s);
+  if (locate(dst, count * es, &d) != Where::Device || locate(src, count * es, &s) != Where::Device) return chorusDevInvalidArgument;
   o.dst = d;
   o.src = s;
   o.count = count;

@@ -16,6 +16,18 @@ double number(const std::string& key, const std::string& v, double lo) {
   return x;
 }
 
+// Calls item(text) for each non-empty piece of `list` between separators.
+template <typename F>
+void forEachItem(const std::string& list, char sep, F item) {
+  size_t at = 0;
+  while (at <= list.size()) {
+    size_t end = list.find(sep, at);
+    if (end == std::string::npos) end = list.size();
+    if (end > at) item(list.substr(at, end - at));
+    at = end + 1;
+  }
+}
+
 constexpr double kGbitToBytesPerUs = 1e9 / 8 / 1e6;  // 1 Gbit/s = 125 bytes/us
 constexpr double kGBToBytesPerUs = 1e3;              // 1 GB/s = 1000 bytes/us
 
@@ -36,19 +48,13 @@ Fabric Fabric::generate(const std::string& spec) {
   else CHORUS_THROW(chorusInvalidArgument, "fabric: unknown shape '%s' (flat, fat-tree or rail)", shape.c_str());
   std::map<std::string, std::string> kv;
   if (colon != std::string::npos) {
-    std::string rest = spec.substr(colon + 1);
-    size_t at = 0;
-    while (at <= rest.size()) {
-      size_t comma = rest.find(',', at);
-      std::string item = rest.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-      at = comma == std::string::npos ? rest.size() + 1 : comma + 1;
-      if (item.empty()) continue;
+    forEachItem(spec.substr(colon + 1), ',', [&](const std::string& item) {
       size_t eq = item.find('=');
       CHORUS_CHECK_ARG(eq != std::string::npos, "fabric: '%s' is not key=value", item.c_str());
       std::string key = item.substr(0, eq), value = item.substr(eq + 1);
       if (key == "slow" && kv.count(key)) value = kv[key] + ";" + value;
       kv[key] = value;
-    }
+    });
   }
   double nicGbps = 400, nvGBps = 450, membusGBps = 0;
   for (const auto& [key, value] : kv) {
@@ -67,12 +73,7 @@ Fabric Fabric::generate(const std::string& spec) {
   if (f.shape_ != Shape::FatTree) f.leafHosts_ = f.hosts_;
   f.nic_.assign(f.hosts_, nicGbps * kGbitToBytesPerUs);
   if (kv.count("slow")) {
-    std::string all = kv["slow"];
-    size_t at = 0;
-    while (at <= all.size()) {
-      size_t semi = all.find(';', at);
-      std::string item = all.substr(at, semi == std::string::npos ? std::string::npos : semi - at);
-      at = semi == std::string::npos ? all.size() + 1 : semi + 1;
+    forEachItem(kv["slow"], ';', [&](const std::string& item) {
       size_t dash = item.find('-'), amp = item.find('@');
       CHORUS_CHECK_ARG(dash != std::string::npos && amp != std::string::npos && dash < amp,
                        "fabric: slow=%s is not <first>-<last>@<Gbit/s>", item.c_str());
@@ -81,7 +82,7 @@ Fabric Fabric::generate(const std::string& spec) {
       double gbps = number("slow", item.substr(amp + 1), 1e-3);
       CHORUS_CHECK_ARG(last < f.hosts_, "fabric: slow=%s names host %d of %d", item.c_str(), last, f.hosts_);
       for (int h = first; h <= last; ++h) f.nic_[h] = gbps * kGbitToBytesPerUs;
-    }
+    });
   }
   const int p = f.ranks();
   for (int r = 0; r < p; ++r) {

@@ -30,7 +30,6 @@ struct Flow {
   double remaining = 0;  // bytes
   double rate = 0;       // bytes/us
   std::vector<uint32_t> path;
-  bool active = false;   // started (past overhead and latency), not finished
   double since = 0;      // when `remaining` was last brought up to date
   double readyAt = 0;    // when it may start: matched, plus overhead and latency
   Channel* channel = nullptr;
@@ -203,14 +202,12 @@ class Sim {
 
   void startFlow(uint32_t i, double now) {
     Flow& fl = flows_[i];
-    fl.active = true;
     fl.since = now;
     for (uint32_t l : fl.path) linkFlows_[l].push_back(i);
   }
 
   void finishFlow(uint32_t i, double now) {
     Flow& fl = flows_[i];
-    fl.active = false;
     fl.remaining = 0;
     ++fl.version;
     for (uint32_t l : fl.path) {

@@ -43,7 +43,19 @@ int usage(const char* why) {
   return 2;
 }
 
-std::vector<double> uplinkGBps(const sim::Fabric& f);
+std::vector<double> uplinkGBps(const sim::Fabric& f) {
+  std::vector<double> b(f.hosts());
+  for (int h = 0; h < f.hosts(); ++h) b[h] = f.nicBytesPerUs(h) * f.gpusPerHost() / 1e3;
+  return b;
+}
+
+// The weighted all-reduce's split, as the runtime computes it (cluster_topology.cpp): between
+// hosts, each by its uplink (here its GPUs' NICs together).
+HostWeights hostSplit(const sim::Fabric& f) {
+  std::vector<std::vector<int>> single(f.hosts());
+  for (int h = 0; h < f.hosts(); ++h) single[h] = {h};
+  return hostWeights(single, uplinkGBps(f), f.hosts());
+}
 
 // A layout with the fabric's hosts (hierarchical and weighted need them), weights by NIC speed.
 std::shared_ptr<RankLayout> layoutOf(const sim::Fabric& f) {
@@ -58,19 +70,10 @@ std::shared_ptr<RankLayout> layoutOf(const sim::Fabric& f) {
     l->hostOf[r] = r / g;
     l->ringOrder[r] = r;
   }
-  // The weighted all-reduce's split, as the runtime computes it (cluster_topology.cpp): between
-  // hosts, each by its uplink (here its GPUs' NICs together), then evenly over a host's ranks.
-  std::vector<std::vector<int>> single(f.hosts());
-  for (int h = 0; h < f.hosts(); ++h) single[h] = {h};
-  HostWeights w = hostWeights(single, uplinkGBps(f), f.hosts());
+  // A host's share of the weighted all-reduce, evenly over its ranks.
+  const HostWeights w = hostSplit(f);
   for (int r = 0; r < p; ++r) l->weight[r] = w.perRank[r / g] / g;
   return l;
-}
-
-std::vector<double> uplinkGBps(const sim::Fabric& f) {
-  std::vector<double> b(f.hosts());
-  for (int h = 0; h < f.hosts(); ++h) b[h] = f.nicBytesPerUs(h) * f.gpusPerHost() / 1e3;
-  return b;
 }
 
 // What the runtime's tuner would be told on this fabric: the link classes inside a host and
@@ -95,9 +98,7 @@ Tuner tunerFor(const sim::Fabric& f, size_t slice) {
     // host's uplink is its NICs together.
     const std::vector<double> up = uplinkGBps(f);
     inter = LinkModel{latencyOf(0, p - 1), *std::min_element(up.begin(), up.end())};
-    std::vector<std::vector<int>> single(f.hosts());
-    for (int h = 0; h < f.hosts(); ++h) single[h] = {h};
-    topo.weightedUsPerByte = hostWeights(single, uplinkGBps(f), f.hosts()).usPerByte;
+    topo.weightedUsPerByte = hostSplit(f).usPerByte;
   }
   topo.inter = inter;
   return Tuner("", f.hosts() > 1 ? inter : intra, slice, topo);
