@@ -97,8 +97,7 @@ Fabric Fabric::generate(const std::string& spec) {
   if (membusGBps > 0)
     for (int h = 0; h < f.hosts_; ++h) f.membus_.push_back(f.addLink("host" + std::to_string(h) + ".membus", membusGBps * kGBToBytesPerUs, 0));
   if (f.shape_ == Shape::FatTree) {
-    const int leaves = (f.hosts_ + f.leafHosts_ - 1) / f.leafHosts_;
-    for (int l = 0; l < leaves; ++l) {
+    for (int l = 0; l < f.leaves(); ++l) {
       const int hostsHere = std::min(f.leafHosts_, f.hosts_ - l * f.leafHosts_);
       double down = 0;
       for (int h = l * f.leafHosts_; h < l * f.leafHosts_ + hostsHere; ++h) down += f.nic_[h] * f.gpus_;
@@ -133,6 +132,36 @@ void Fabric::path(int a, int b, std::vector<uint32_t>* out) const {
     out->push_back(leafDown_[hb / leafHosts_]);
   }
   out->push_back(nicDown_[b]);
+}
+
+std::vector<uint32_t> Fabric::linkClasses(int period) const {
+  const int p = ranks();
+  std::vector<uint32_t> cls(links_.size());
+  for (uint32_t l = 0; l < cls.size(); ++l) cls[l] = l;
+  if (period == p) return cls;
+  if (period < 1 || p % period != 0 || period % gpus_ != 0) return {};
+  const int hostPeriod = period / gpus_;
+  if (shape_ == Shape::FatTree && leaves() > 1) {
+    if (hosts_ % leafHosts_ != 0 || hostPeriod % leafHosts_ != 0) return {};
+    const int leafPeriod = hostPeriod / leafHosts_;
+    for (size_t l = 0; l < leafUp_.size(); ++l) {
+      cls[leafUp_[l]] = leafUp_[l % leafPeriod];
+      cls[leafDown_[l]] = leafDown_[l % leafPeriod];
+    }
+  }
+  for (int r = 0; r < p; ++r)
+    for (const std::vector<uint32_t>* perRank : {&nvUp_, &nvDown_, &nicUp_, &nicDown_}) cls[(*perRank)[r]] = (*perRank)[r % period];
+  for (size_t h = 0; h < membus_.size(); ++h) cls[membus_[h]] = membus_[h % hostPeriod];
+  for (uint32_t l = 0; l < cls.size(); ++l)
+    if (links_[l].bytesPerUs != links_[cls[l]].bytesPerUs || links_[l].latencyUs != links_[cls[l]].latencyUs) return {};
+  return cls;
+}
+
+int Fabric::period() const {
+  const int p = ranks();
+  for (int t = gpus_; t < p; t += gpus_)
+    if (p % t == 0 && !linkClasses(t).empty()) return t;
+  return p;
 }
 
 std::string Fabric::describe() const {

@@ -47,9 +47,19 @@ class Fabric {
   double nicBytesPerUs(int host) const { return nic_[host]; }
   std::string describe() const;  // "fat-tree: 64 hosts x 8 GPUs, ..."
 
+  // Folding (simulator.h): for a period T dividing ranks(), maps every link to its class under
+  // the shift of all ranks by T (the link rank r + T has where rank r has link l), or returns
+  // an empty vector when the fabric does not repeat every T ranks (a partial leaf, slower
+  // hosts out of step, a T that is not a whole number of hosts or leaves). T = ranks() maps
+  // each link to itself.
+  std::vector<uint32_t> linkClasses(int period) const;
+  // The smallest T that linkClasses accepts (ranks() when nothing smaller repeats).
+  int period() const;
+
  private:
   enum class Shape { Flat, FatTree, Rail };
   uint32_t addLink(const std::string& name, double bytesPerUs, double latencyUs);
+  int leaves() const { return (hosts_ + leafHosts_ - 1) / leafHosts_; }
   Shape shape_ = Shape::Flat;
   int hosts_ = 1, gpus_ = 1, leafHosts_ = 1;
   double oversub_ = 1, hopUs_ = 1, alphaUs_ = 2;

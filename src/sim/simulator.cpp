@@ -1,6 +1,7 @@
 #include "sim/simulator.h"
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <limits>
 #include <memory>
@@ -14,26 +15,37 @@ namespace chorus::sim {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr size_t kMaxPath = 8;  // the generators' longest path is 6 links
 
-// Posted halves of messages a -> b waiting for their other half, in posting order; and the
-// messages already matched, which cross one at a time in order (as on a transport's FIFO, a TCP
-// stream or a queue pair): the next starts when the one before has finished.
+// The links one message crosses (as link classes when ranks are folded, simulator.h).
+struct Path {
+  std::array<uint32_t, kMaxPath> link{};
+  uint32_t size = 0;
+  const uint32_t* begin() const { return link.data(); }
+  const uint32_t* end() const { return link.data() + size; }
+};
+
+// Messages from a to b: the posted halves waiting for their other half, in posting order; and
+// the matched ones, which cross one at a time in order (as on a transport's FIFO, a TCP stream
+// or a queue pair): the next starts when the one before has finished. With folded ranks a
+// channel stands for every pair (a + kT, b + kT).
 struct Channel {
+  int src = 0, dst = 0;  // simulated ranks
+  Path path;
+  double latencyUs = 0;  // overhead plus the links' latencies
   std::deque<std::pair<uint32_t, double>> sends, recvs;  // step, time posted
   std::deque<uint32_t> queued;                           // matched flows waiting for the channel
   bool busy = false;                                     // a flow is starting or crossing
 };
 
 struct Flow {
-  int src = 0, dst = 0;
   uint32_t sendStep = 0, recvStep = 0;
   double remaining = 0;  // bytes
   double rate = 0;       // bytes/us
-  std::vector<uint32_t> path;
   double since = 0;      // when `remaining` was last brought up to date
   double readyAt = 0;    // when it may start: matched, plus overhead and latency
   Channel* channel = nullptr;
-  uint32_t version = 0;  // bumped at every rate change: older finish-heap entries are stale
+  uint32_t version = 0;  // bumped at every rate change and reuse: older finish entries are stale
 };
 
 // A flow's predicted end at its current rate.
@@ -43,197 +55,262 @@ struct Finish {
   bool operator>(const Finish& o) const { return time > o.time; }
 };
 
-
 struct Event {
   double time;
   int kind;  // 0: flow starts, 1: step done
   int rank;
-  uint32_t id;  // flow index or step index
+  uint32_t id;  // flow slot or step index
   bool operator>(const Event& o) const { return time > o.time; }
+};
+
+// One simulated rank: its schedule, the executor's plan for it, and readiness by counters
+// (a step is ready when its last dependency completes; nothing is rescanned).
+struct RankState {
+  explicit RankState(const RankSchedule& s) : plan(s), pending(s.steps.size()), cursorOf(s.steps.size(), ~0u) {
+    for (uint32_t i = 0; i < s.steps.size(); ++i) pending[i] = s.steps[i].depCount;
+    dependentsAt.assign(s.steps.size() + 1, 0);
+    for (uint32_t d : s.deps) ++dependentsAt[d + 1];
+    for (size_t i = 0; i < s.steps.size(); ++i) dependentsAt[i + 1] += dependentsAt[i];
+    dependents.resize(s.deps.size());
+    std::vector<uint32_t> fill(dependentsAt.begin(), dependentsAt.end() - 1);
+    for (uint32_t i = 0; i < s.steps.size(); ++i) {
+      const Step& st = s.steps[i];
+      for (uint32_t k = 0; k < st.depCount; ++k) dependents[fill[s.deps[st.depBegin + k]]++] = i;
+    }
+    for (size_t k = 0; k < plan.peers.size(); ++k) {
+      plan.cursors[k] = ExecPlan::PeerCursor{&plan.peers[k]};
+      for (uint32_t i : plan.peers[k].sends) cursorOf[i] = static_cast<uint32_t>(k);
+      for (uint32_t i : plan.peers[k].recvs) cursorOf[i] = static_cast<uint32_t>(k);
+    }
+    remaining = s.steps.size();
+  }
+  ExecPlan plan;
+  std::vector<uint32_t> pending;  // dependencies not yet done, per step
+  std::vector<uint32_t> dependentsAt, dependents;  // CSR: the steps that depend on step i
+  std::vector<uint32_t> cursorOf;  // per message step: its peer cursor
+  std::vector<uint32_t> dirtyCursors;
+  size_t remaining = 0;
 };
 
 class Sim {
  public:
-  Sim(const Fabric& f, const std::vector<RankSchedule>& s, size_t es, const SimOptions& o)
-      : f_(f), s_(s), es_(es), o_(o), p_(static_cast<int>(s.size())) {
-    CHORUS_CHECK_ARG(p_ == f.ranks(), "simulate: %d schedules for a fabric of %d ranks", p_, f.ranks());
-    for (const RankSchedule& rs : s) {
-      plans_.push_back(std::make_unique<ExecPlan>(rs));
-      ExecPlan& plan = *plans_.back();
-      std::fill(plan.done.begin(), plan.done.end(), 0);
-      for (size_t k = 0; k < plan.cursors.size(); ++k) plan.cursors[k] = ExecPlan::PeerCursor{&plan.peers[k]};
-    }
-    localStarted_.resize(p_);
-    localFrom_.assign(p_, 0);
-    for (int r = 0; r < p_; ++r) localStarted_[r].assign(s_[r].steps.size(), 0);
-    remaining_.resize(p_);
-    for (int r = 0; r < p_; ++r) remaining_[r] = s_[r].steps.size();
-    result_.linkBytes.assign(f.links().size(), 0);
-    result_.rankEndUs.assign(p_, 0);
-    dirtyMark_.assign(p_, 0);
-    linkCap_.assign(f.links().size(), 0);
-    linkFlows_.resize(f.links().size());
-    linkSeen_.assign(f.links().size(), 0);
-    linkCount_.assign(f.links().size(), 0);
+  Sim(const Fabric& f, const std::vector<RankSchedule>& s, size_t es, const SimOptions& o, int period)
+      : f_(f), s_(s), es_(es), o_(o), p_(f.ranks()), t_(period ? period : f.ranks()) {
+    CHORUS_CHECK_ARG(static_cast<int>(s.size()) == t_, "simulate: %zu schedules for %d simulated ranks (fabric of %d)", s.size(),
+                     t_, p_);
+    linkClass_ = f.linkClasses(t_);
+    CHORUS_CHECK_ARG(!linkClass_.empty(), "simulate: the fabric is not the same every %d ranks, so its ranks cannot be folded", t_);
+    for (const RankSchedule& rs : s) ranks_.push_back(std::make_unique<RankState>(rs));
+    const size_t links = f.links().size();
+    result_.linkBytes.assign(links, 0);
+    result_.rankEndUs.assign(t_, 0);
+    dirtyMark_.assign(t_, 0);
+    linkCap_.assign(links, 0);
+    linkFlows_.resize(links);
+    linkSeen_.assign(links, 0);
+    linkCount_.assign(links, 0);
   }
 
   SimResult run() {
-    for (int r = 0; r < p_; ++r) advance(r, 0);
-    double now = 0;
-    std::vector<uint32_t> changed;  // flows started or ended at `now`
+    for (int r = 0; r < t_; ++r) {
+      RankState& rs = *ranks_[r];
+      for (uint32_t i = 0; i < rs.pending.size(); ++i)
+        if (rs.pending[i] == 0) ready(r, i, 0);
+      issue(r, 0);
+    }
+    std::vector<uint32_t> started;  // flows that started at `now`
     while (true) {
       // The next thing to happen: a queued event or the first active flow to drain (stale
       // entries of the finish heap, from before a flow's rate changed, are dropped).
       while (!finishes_.empty() && finishes_.top().version != flows_[finishes_.top().flow].version) finishes_.pop();
       const double nextEvent = events_.empty() ? kInf : events_.top().time;
       const double nextFinish = finishes_.empty() ? kInf : finishes_.top().time;
-      const double next = std::min(nextEvent, nextFinish);
-      if (next == kInf) break;
-      now = next;
-      changed.clear();
+      const double now = std::min(nextEvent, nextFinish);
+      if (now == kInf) break;
+      started.clear();
       while (!finishes_.empty() && finishes_.top().time <= now) {
-        const Finish f = finishes_.top();
+        const Finish fin = finishes_.top();
         finishes_.pop();
-        if (f.version != flows_[f.flow].version) continue;
-        changed.push_back(f.flow);
-        finishFlow(f.flow, now);
+        if (fin.version != flows_[fin.flow].version) continue;
+        finishFlow(fin.flow, now);
       }
       while (!events_.empty() && events_.top().time <= now) {
         Event e = events_.top();
         events_.pop();
         if (e.kind == 0) {
           startFlow(e.id, now);
-          changed.push_back(e.id);
+          started.push_back(e.id);
         } else {
           complete(e.rank, e.id, now);
         }
       }
-      if (!changed.empty()) recomputeRates(changed, now);
+      if (!started.empty() || !seedLinks_.empty()) recomputeRates(started, now);
       for (size_t k = 0; k < dirty_.size(); ++k) {
         dirtyMark_[dirty_[k]] = 0;
-        advance(dirty_[k], now);
+        issue(dirty_[k], now);
       }
       dirty_.clear();
     }
-    for (int r = 0; r < p_; ++r) {
-      if (remaining_[r] == 0) continue;
+    for (int r = 0; r < t_; ++r) {
+      if (ranks_[r]->remaining == 0) continue;
       CHORUS_THROW(chorusInternalError, "simulate: rank %d never finished (%zu of %zu steps left): the schedules deadlock", r,
-                   remaining_[r], s_[r].steps.size());
+                   ranks_[r]->remaining, s_[r].steps.size());
     }
+    // Folded: rank r did what rank r mod T did; each simulated message stands for p / T.
+    const uint64_t fold = static_cast<uint64_t>(p_ / t_);
+    result_.messages *= fold;
+    result_.wireBytes *= fold;
+    std::vector<double> end(p_);
+    for (int r = 0; r < p_; ++r) end[r] = result_.rankEndUs[r % t_];
+    result_.rankEndUs.swap(end);
+    for (size_t l = 0; l < linkClass_.size(); ++l) result_.linkBytes[l] = result_.linkBytes[linkClass_[l]];
+    result_.simulatedRanks = t_;
     return result_;
   }
 
  private:
-  bool depsDone(int r, uint32_t i) const {
-    const RankSchedule& rs = s_[r];
-    const Step& st = rs.steps[i];
-    for (uint32_t d = 0; d < st.depCount; ++d)
-      if (!plans_[r]->done[rs.deps[st.depBegin + d]]) return false;
-    return true;
-  }
   double bytes(const Region& reg) const { return static_cast<double>(reg.count * es_); }
 
-  // Issues whatever rank r may issue now (the executor's rules).
-  void advance(int r, double now) {
-    ExecPlan& plan = *plans_[r];
-    const RankSchedule& rs = s_[r];
-    for (ExecPlan::PeerCursor& q : plan.cursors) {
-      const std::vector<uint32_t>& sends = q.steps->sends;
-      const std::vector<uint32_t>& recvs = q.steps->recvs;
-      while (q.sendIssued < sends.size() && depsDone(r, sends[q.sendIssued])) {
-        uint32_t i = sends[q.sendIssued++];
-        Channel& c = channel(r, rs.steps[i].peer);
-        c.sends.push_back({i, now});
-        match(r, rs.steps[i].peer, c, now);
-      }
-      while (q.recvIssued < recvs.size() && depsDone(r, recvs[q.recvIssued])) {
-        uint32_t i = recvs[q.recvIssued++];
-        Channel& c = channel(rs.steps[i].peer, r);
-        c.recvs.push_back({i, now});
-        match(rs.steps[i].peer, r, c, now);
-      }
-    }
-    // Local steps: from the first one not yet started (those before it all have been).
-    size_t& from = localFrom_[r];
-    while (from < plan.local.size() && localStarted_[r][plan.local[from]]) ++from;
-    for (size_t k = from; k < plan.local.size(); ++k) {
-      const uint32_t i = plan.local[k];
-      if (localStarted_[r][i] || !depsDone(r, i)) continue;
-      localStarted_[r][i] = 1;
-      const Step& st = rs.steps[i];
-      double cost = st.kind == StepKind::Copy ? bytes(st.dst) / o_.copyBytesPerUs : bytes(st.dst) / o_.reduceBytesPerUs;
+  // Step i of rank r has no dependency left: a local step starts, a message step may be posted.
+  void ready(int r, uint32_t i, double now) {
+    RankState& rs = *ranks_[r];
+    const Step& st = s_[r].steps[i];
+    if (st.peer < 0) {
+      const double cost = st.kind == StepKind::Copy ? bytes(st.dst) / o_.copyBytesPerUs : bytes(st.dst) / o_.reduceBytesPerUs;
       events_.push({now + cost, 1, r, i});
+    } else {
+      rs.dirtyCursors.push_back(rs.cursorOf[i]);
     }
   }
 
-  Channel& channel(int a, int b) { return channels_[static_cast<uint64_t>(a) * static_cast<uint64_t>(p_) + static_cast<uint64_t>(b)]; }
+  // Posts what rank r may post now: per peer and direction, in schedule order (the executor's
+  // rule), each step once its dependencies are done.
+  void issue(int r, double now) {
+    RankState& rs = *ranks_[r];
+    for (size_t k = 0; k < rs.dirtyCursors.size(); ++k) {
+      ExecPlan::PeerCursor& q = rs.plan.cursors[rs.dirtyCursors[k]];
+      const std::vector<uint32_t>& sends = q.steps->sends;
+      const std::vector<uint32_t>& recvs = q.steps->recvs;
+      while (q.sendIssued < sends.size() && rs.pending[sends[q.sendIssued]] == 0) {
+        const uint32_t i = sends[q.sendIssued++];
+        Channel& c = channel(r, s_[r].steps[i].peer);
+        c.sends.push_back({i, now});
+        match(c, now);
+      }
+      while (q.recvIssued < recvs.size() && rs.pending[recvs[q.recvIssued]] == 0) {
+        const uint32_t i = recvs[q.recvIssued++];
+        Channel& c = channel(s_[r].steps[i].peer, r, /*receiver=*/true);
+        c.recvs.push_back({i, now});
+        match(c, now);
+      }
+    }
+    rs.dirtyCursors.clear();
+  }
 
-  void match(int a, int b, Channel& c, double now) {
+  // The channel of messages from rank a to rank b (absolute ranks; one of them simulated, the
+  // one named by `receiver`). Keyed by the simulated sender and the distance to the receiver,
+  // which is what every pair it stands for shares.
+  Channel& channel(int a, int b, bool receiver = false) {
+    const int d = ((b - a) % p_ + p_) % p_;
+    const int src = receiver ? a % t_ : a;
+    const uint64_t key = static_cast<uint64_t>(src) * static_cast<uint64_t>(p_) + static_cast<uint64_t>(d);
+    auto [it, fresh] = channels_.try_emplace(key);
+    Channel& c = it->second;
+    if (fresh) {
+      c.src = src;
+      c.dst = (src + d) % t_;
+      f_.path(src, (src + d) % p_, &scratchPath_);
+      CHORUS_ASSERT(scratchPath_.size() <= kMaxPath);
+      c.latencyUs = f_.alphaUs();
+      for (uint32_t l : scratchPath_) {
+        c.latencyUs += f_.links()[l].latencyUs;
+        c.path.link[c.path.size++] = linkClass_[l];
+      }
+    }
+    return c;
+  }
+
+  uint32_t newFlow() {
+    if (!freeFlows_.empty()) {
+      const uint32_t id = freeFlows_.back();
+      freeFlows_.pop_back();
+      return id;
+    }
+    flows_.emplace_back();
+    flowSeen_.push_back(0);
+    return static_cast<uint32_t>(flows_.size() - 1);
+  }
+
+  void match(Channel& c, double now) {
     while (!c.sends.empty() && !c.recvs.empty()) {
       auto [sendStep, sendAt] = c.sends.front();
       auto [recvStep, recvAt] = c.recvs.front();
       c.sends.pop_front();
       c.recvs.pop_front();
-      Flow fl;
-      fl.src = a;
-      fl.dst = b;
+      const uint32_t id = newFlow();
+      Flow& fl = flows_[id];
       fl.sendStep = sendStep;
       fl.recvStep = recvStep;
-      fl.remaining = bytes(s_[a].steps[sendStep].src);
-      f_.path(a, b, &fl.path);
-      double latency = f_.alphaUs();
-      for (uint32_t l : fl.path) latency += f_.links()[l].latencyUs;
+      fl.remaining = bytes(s_[c.src].steps[sendStep].src);
+      fl.rate = 0;
+      ++fl.version;
       ++result_.messages;
       result_.wireBytes += static_cast<uint64_t>(fl.remaining);
-      for (uint32_t l : fl.path) result_.linkBytes[l] += fl.remaining;
-      fl.readyAt = std::max(now, std::max(sendAt, recvAt)) + latency;
+      for (uint32_t l : c.path) result_.linkBytes[l] += fl.remaining;
+      fl.readyAt = std::max(now, std::max(sendAt, recvAt)) + c.latencyUs;
       fl.channel = &c;
-      flows_.push_back(std::move(fl));
-      flowSeen_.push_back(0);
-      const uint32_t id = static_cast<uint32_t>(flows_.size() - 1);
       if (c.busy) {
         c.queued.push_back(id);
       } else {
         c.busy = true;
-        events_.push({flows_[id].readyAt, 0, a, id});
+        events_.push({fl.readyAt, 0, c.src, id});
       }
     }
   }
 
   void startFlow(uint32_t i, double now) {
-    Flow& fl = flows_[i];
-    fl.since = now;
-    for (uint32_t l : fl.path) linkFlows_[l].push_back(i);
+    flows_[i].since = now;
+    for (uint32_t l : flows_[i].channel->path) linkFlows_[l].push_back(i);
   }
 
   void finishFlow(uint32_t i, double now) {
     Flow& fl = flows_[i];
     fl.remaining = 0;
     ++fl.version;
-    for (uint32_t l : fl.path) {
+    Channel& c = *fl.channel;
+    for (uint32_t l : c.path) {
       std::vector<uint32_t>& on = linkFlows_[l];
       on.erase(std::find(on.begin(), on.end(), i));
+      if (!linkSeen_[l]) {  // seeds the rate update: the flows left on these links may speed up
+        linkSeen_[l] = 1;
+        seedLinks_.push_back(l);
+      }
     }
-    Channel& c = *fl.channel;
     c.busy = !c.queued.empty();
     if (c.busy) {
       const uint32_t next = c.queued.front();
       c.queued.pop_front();
-      events_.push({std::max(now, flows_[next].readyAt), 0, flows_[next].src, next});
+      events_.push({std::max(now, flows_[next].readyAt), 0, c.src, next});
     }
-    complete(fl.src, fl.sendStep, now);
-    const Step& rs = s_[fl.dst].steps[fl.recvStep];
-    if (rs.kind == StepKind::RecvReduce) events_.push({now + bytes(rs.dst) / o_.reduceBytesPerUs, 1, fl.dst, fl.recvStep});
-    else complete(fl.dst, fl.recvStep, now);
-    retired_.push_back(i);  // its path seeds the rate update, then goes
+    complete(c.src, fl.sendStep, now);
+    const Step& rs = s_[c.dst].steps[fl.recvStep];
+    if (rs.kind == StepKind::RecvReduce) events_.push({now + bytes(rs.dst) / o_.reduceBytesPerUs, 1, c.dst, fl.recvStep});
+    else complete(c.dst, fl.recvStep, now);
+    freeFlows_.push_back(i);
   }
 
   void complete(int r, uint32_t step, double now) {
-    plans_[r]->done[step] = 1;
-    if (--remaining_[r] == 0) result_.rankEndUs[r] = now;
-    if (remaining_[r] == 0 && now >= result_.timeUs) {
-      result_.timeUs = now;
-      result_.lastRank = r;
+    RankState& rs = *ranks_[r];
+    for (uint32_t k = rs.dependentsAt[step]; k < rs.dependentsAt[step + 1]; ++k) {
+      const uint32_t j = rs.dependents[k];
+      if (--rs.pending[j] == 0) ready(r, j, now);
+    }
+    if (--rs.remaining == 0) {
+      result_.rankEndUs[r] = now;
+      if (now >= result_.timeUs) {
+        result_.timeUs = now;
+        result_.lastRank = r;
+      }
     }
     if (!dirtyMark_[r]) {
       dirtyMark_[r] = 1;
@@ -245,12 +322,13 @@ class Sim {
   // flows, which are then taken out of every other link they cross; repeat), over the flows
   // that share a link, directly or through others, with a flow that started or ended: no other
   // rate can change.
-  void recomputeRates(const std::vector<uint32_t>& changed, double now) {
+  void recomputeRates(const std::vector<uint32_t>& started, double now) {
     ++result_.events;
-    std::vector<uint32_t> comp, used;
-    std::vector<uint32_t> stack;
-    for (uint32_t i : changed)
-      for (uint32_t l : flows_[i].path)
+    comp_.clear();
+    used_.clear();
+    std::vector<uint32_t>& stack = seedLinks_;  // the links of flows that ended, then of those that started
+    for (uint32_t i : started)
+      for (uint32_t l : flows_[i].channel->path)
         if (!linkSeen_[l]) {
           linkSeen_[l] = 1;
           stack.push_back(l);
@@ -258,55 +336,53 @@ class Sim {
     while (!stack.empty()) {
       const uint32_t l = stack.back();
       stack.pop_back();
-      used.push_back(l);
+      used_.push_back(l);
       for (uint32_t i : linkFlows_[l]) {
         if (flowSeen_[i]) continue;
         flowSeen_[i] = 1;
-        comp.push_back(i);
-        for (uint32_t m : flows_[i].path)
+        comp_.push_back(i);
+        for (uint32_t m : flows_[i].channel->path)
           if (!linkSeen_[m]) {
             linkSeen_[m] = 1;
             stack.push_back(m);
           }
       }
     }
-    for (uint32_t l : used) {
+    for (uint32_t l : used_) {
       linkSeen_[l] = 0;
       linkCap_[l] = f_.links()[l].bytesPerUs;
       linkCount_[l] = static_cast<int>(linkFlows_[l].size());
     }
-    for (uint32_t i : comp) flowSeen_[i] = 0;
-    std::vector<uint32_t> open = comp, still;
-    while (!open.empty()) {
+    for (uint32_t i : comp_) flowSeen_[i] = 0;
+    open_.swap(comp_);
+    while (!open_.empty()) {
       double share = kInf;
-      for (uint32_t i : open)
-        for (uint32_t l : flows_[i].path) share = std::min(share, linkCap_[l] / linkCount_[l]);
-      still.clear();
-      for (uint32_t i : open) {
+      for (uint32_t i : open_)
+        for (uint32_t l : flows_[i].channel->path) share = std::min(share, linkCap_[l] / linkCount_[l]);
+      still_.clear();
+      for (uint32_t i : open_) {
         bool bottlenecked = false;
-        for (uint32_t l : flows_[i].path)
+        for (uint32_t l : flows_[i].channel->path)
           if (linkCap_[l] / linkCount_[l] <= share * (1 + 1e-12)) bottlenecked = true;
         if (!bottlenecked) {
-          still.push_back(i);
+          still_.push_back(i);
           continue;
         }
         setRate(i, share, now);
-        for (uint32_t l : flows_[i].path) {
+        for (uint32_t l : flows_[i].channel->path) {
           linkCap_[l] -= share;
           --linkCount_[l];
         }
       }
-      open.swap(still);
+      open_.swap(still_);
     }
-    for (uint32_t i : retired_) std::vector<uint32_t>().swap(flows_[i].path);  // a long run keeps millions of finished flows
-    retired_.clear();
   }
 
   void setRate(uint32_t i, double rate, double now) {
     Flow& fl = flows_[i];
     fl.remaining = std::max(0.0, fl.remaining - fl.rate * (now - fl.since));
     fl.since = now;
-    if (fl.rate == rate && fl.version) return;  // its finish entry still holds
+    if (fl.rate == rate) return;  // its finish entry still holds
     fl.rate = rate;
     ++fl.version;
     finishes_.push({now + fl.remaining / rate, i, fl.version});
@@ -316,16 +392,16 @@ class Sim {
   const std::vector<RankSchedule>& s_;
   const size_t es_;
   const SimOptions o_;
-  const int p_;
-  std::vector<std::unique_ptr<ExecPlan>> plans_;
-  std::vector<std::vector<uint8_t>> localStarted_;
-  std::vector<size_t> localFrom_;
-  std::vector<size_t> remaining_;
+  const int p_;  // the fabric's ranks
+  const int t_;  // the simulated ranks: 0..t_-1, each standing for every rank r with r % t_ the same
+  std::vector<uint32_t> linkClass_;
+  std::vector<std::unique_ptr<RankState>> ranks_;
   std::unordered_map<uint64_t, Channel> channels_;
   std::vector<Flow> flows_;
+  std::vector<uint32_t> freeFlows_;
   std::vector<std::vector<uint32_t>> linkFlows_;  // per link: the active flows crossing it
   std::vector<uint8_t> linkSeen_, flowSeen_;
-  std::vector<uint32_t> retired_;
+  std::vector<uint32_t> seedLinks_, comp_, used_, open_, still_, scratchPath_;
   std::priority_queue<Finish, std::vector<Finish>, std::greater<Finish>> finishes_;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
   std::vector<int> dirty_;
@@ -337,8 +413,9 @@ class Sim {
 
 }  // namespace
 
-SimResult simulate(const Fabric& fabric, const std::vector<RankSchedule>& schedules, size_t elemSize, const SimOptions& options) {
-  return Sim(fabric, schedules, elemSize, options).run();
+SimResult simulate(const Fabric& fabric, const std::vector<RankSchedule>& schedules, size_t elemSize, const SimOptions& options,
+                   int period) {
+  return Sim(fabric, schedules, elemSize, options, period).run();
 }
 
 }  // namespace chorus::sim

@@ -12,6 +12,11 @@
 //   get half each), recomputed whenever a flow starts or ends.
 // - A receive that reduces finishes bytes / reduceBytesPerUs after its data arrived; a copy
 //   takes bytes / copyBytesPerUs.
+// - Folded ranks (sim/symmetry.h): when ranks r and r + T of the fabric are alike (same links,
+//   same speeds, schedules the same up to the shift), only ranks 0..T-1 are simulated. A
+//   message from simulated rank a to absolute rank b stands for every pair (a + kT, b + kT);
+//   its links are the links' classes under the shift, each carrying, for each simulated flow
+//   on it, one real flow, so the max-min shares are the unfolded run's exactly.
 // - Not modelled: transports' in-flight limits and fragmentation, CPU contention between
 //   ranks, NIC message rates.
 #pragma once
@@ -39,12 +44,17 @@ struct SimResult {
   int lastRank = 0;           // the rank that ended last
   std::vector<double> rankEndUs;  // per rank: when its last step finished
   size_t events = 0;          // rate recomputations (a measure of the simulator's own work)
+  int simulatedRanks = 0;     // ranks simulated: all, or the period T when folded
 };
 
 // Runs schedules[r] for every rank r of the fabric; elemSize converts their element counts to
-// bytes. Throws chorusInvalidArgument when the schedules do not fit the fabric, and
-// chorusInternalError when they deadlock (a receive that no send ever meets), naming the rank.
+// bytes. With period T > 0 the ranks are folded: schedules holds ranks 0..T-1 only, T divides
+// the fabric's ranks, rank r + kT's schedule is rank r's with every peer shifted by kT, and the
+// fabric repeats every T ranks (Fabric::linkClasses; sim/symmetry.h finds T and checks the
+// schedules). The result is then given for every rank. Throws chorusInvalidArgument when the
+// schedules do not fit the fabric, and chorusInternalError when they deadlock (a receive that
+// no send ever meets), naming the rank.
 SimResult simulate(const Fabric& fabric, const std::vector<RankSchedule>& schedules, size_t elemSize,
-                   const SimOptions& options = SimOptions{});
+                   const SimOptions& options = SimOptions{}, int period = 0);
 
 }  // namespace chorus::sim

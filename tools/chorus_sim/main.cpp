@@ -7,6 +7,10 @@
 // (default ring), -J for JSON; and its own:
 //   --fabric SPEC   a fabric generator (src/sim/fabric.h): flat:..., fat-tree:..., rail:...
 //   --slice BYTES   the pipelining slice the builders use (CHORUS_SLICE_BYTES; default 256K)
+//   --fold auto|every|force|off  simulate one period of ranks where the fabric and the
+//                   schedules repeat (sim/symmetry.h): auto checks a sample of the other ranks'
+//                   schedules, every checks them all, force checks none (an approximation where
+//                   they differ), off simulates every rank (default auto)
 //   --compare       every algorithm that serves the collective, side by side, with the one the
 //                   runtime's tuner would pick for this fabric
 //   --reduce-gbps X, --copy-gbps X   local reduction and copy speeds (default 100 and 200 GB/s,
@@ -26,6 +30,7 @@
 #include "perf_common.h"
 #include "sim/fabric.h"
 #include "sim/simulator.h"
+#include "sim/symmetry.h"
 #include "topology/weights.h"
 #include "tune/tuner.h"
 
@@ -36,7 +41,8 @@ int usage(const char* why) {
   if (why) fprintf(stderr, "chorus-sim: %s\n\n", why);
   fprintf(stderr,
           "usage: chorus-sim <collective> --fabric SPEC [-b MIN] [-e MAX] [-f FACTOR] [-d TYPE] [-o OP]\n"
-          "                  [-A ALGO | --compare] [--slice BYTES] [--reduce-gbps X] [--copy-gbps X] [-J FILE]\n"
+          "                  [-A ALGO | --compare] [--slice BYTES] [--fold auto|every|force|off] [--reduce-gbps X] [--copy-gbps X]\n"
+          "                  [-J FILE]\n"
           "  collective: all_reduce all_gather reduce_scatter broadcast reduce alltoall gather scatter\n"
           "  fabric: flat:hosts=H,gpus=G | fat-tree:hosts=H,gpus=G,leaf=K,oversub=R | rail:hosts=H,gpus=G\n"
           "          with nic=<Gbit/s> nvlink=<GB/s> hop_us= alpha_us= slow=<a>-<b>@<Gbit/s> (docs/SIMULATOR.md)\n");
@@ -104,12 +110,19 @@ Tuner tunerFor(const sim::Fabric& f, size_t slice) {
   return Tuner("", f.hosts() > 1 ? inter : intra, slice, topo);
 }
 
-// Every rank's schedule of one call, simulated.
+// What the simulation of one call is asked to do beyond the collective.
+struct RunOptions {
+  sim::SimOptions sim;
+  bool fold = true;                          // --fold auto|every|off
+  sim::FoldCheck check = sim::FoldCheck::Sampled;
+  size_t maxSteps = size_t{64} << 20;        // ~6.4 GB of simulator state
+};
+
+// Every rank's schedule of one call (folded where the fabric and the schedules repeat),
+// simulated; *folded says how it was folded.
 sim::SimResult simulateCall(const sim::Fabric& f, Coll coll, Algo algo, size_t count, size_t ts, size_t slice,
-                            const std::shared_ptr<RankLayout>& layout, const sim::SimOptions& options) {
+                            const std::shared_ptr<RankLayout>& layout, const RunOptions& ro, std::string* folded = nullptr) {
   const int p = f.ranks();
-  std::vector<RankSchedule> schedules;
-  schedules.reserve(p);
   CollArgs a;
   a.coll = coll;
   a.nranks = p;
@@ -117,17 +130,28 @@ sim::SimResult simulateCall(const sim::Fabric& f, Coll coll, Algo algo, size_t c
   a.elemSize = ts;
   a.sliceBytes = slice;
   a.layout = layout;
-  for (int r = 0; r < p; ++r) {
-    a.rank = r;
-    schedules.push_back(buildSchedule(algo, a));
+  sim::FoldedSchedules fs = sim::buildForSimulation(
+      f,
+      [&](int r) {
+        CollArgs mine = a;
+        mine.rank = r;
+        return buildSchedule(algo, mine);
+      },
+      ro.fold, ro.check, ro.maxSteps);
+  if (folded) {
+    if (fs.period == p) *folded = "not folded: " + fs.why;
+    else if (ro.check == sim::FoldCheck::Forced) *folded = perf::format("folded by force: %d of %d ranks simulated, the others taken to "
+                                                                      "do what rank r mod %d does (--fold force)", fs.period, p, fs.period);
+    else *folded = perf::format("folded: %d of %d ranks simulated (the fabric and the schedules repeat every %d ranks; %zu more "
+                               "ranks' schedules checked)", fs.period, p, fs.period, fs.checked);
   }
-  return sim::simulate(f, schedules, ts, options);
+  return sim::simulate(f, fs.schedules, ts, ro.sim, fs.period);
 }
 
 // --compare: per size, every algorithm that serves the collective (each with the slice the
 // tuner would give it), the fastest in simulation, and the tuner's own pick.
 int compareAlgorithms(const sim::Fabric& f, perf::PerfColl pc, Coll coll, const perf::Options& o, size_t slice,
-                      const sim::SimOptions& options) {
+                      const RunOptions& options) {
   const int p = f.ranks();
   const size_t ts = perf::typeSize(o.types.at(0));
   const Tuner tuner = tunerFor(f, slice);
@@ -172,13 +196,19 @@ int run(int argc, char** argv) {
   std::string fabricSpec, jsonPath;
   size_t slice = 256 * 1024;
   bool compare = false;
-  sim::SimOptions simOptions;
+  RunOptions runOptions;
+  sim::SimOptions& simOptions = runOptions.sim;
   std::vector<const char*> rest{argv[0]};
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if ((a == "--fabric" || a == "--slice") && i + 1 < argc) {
       if (a == "--fabric") fabricSpec = argv[++i];
       else if (!perf::parseSize(argv[++i], &slice) || slice < 64) return usage("--slice wants a size of 64 bytes or more");
+    } else if (a == "--fold" && i + 1 < argc) {
+      const std::string how = argv[++i];
+      if (how != "auto" && how != "every" && how != "force" && how != "off") return usage("--fold wants auto, every, force or off");
+      runOptions.fold = how != "off";
+      runOptions.check = how == "every" ? sim::FoldCheck::Every : how == "force" ? sim::FoldCheck::Forced : sim::FoldCheck::Sampled;
     } else if (a == "--compare") {
       compare = true;
     } else if ((a == "--reduce-gbps" || a == "--copy-gbps") && i + 1 < argc) {
@@ -197,7 +227,7 @@ int run(int argc, char** argv) {
   Algo algo = Algo::Ring;
   if (!o.algo.empty() && !parseAlgo(o.algo, &algo)) return usage(("unknown algorithm " + o.algo).c_str());
   const sim::Fabric fabric = sim::Fabric::generate(fabricSpec);
-  if (compare) return compareAlgorithms(fabric, pc, coll, o, slice, simOptions);
+  if (compare) return compareAlgorithms(fabric, pc, coll, o, slice, runOptions);
   const int p = fabric.ranks();
   const chorusDataType_t type = o.types.at(0);
   const size_t ts = perf::typeSize(type);
@@ -209,11 +239,15 @@ int run(int argc, char** argv) {
   std::string json = "{\"tool\": \"chorus-sim\", \"collective\": \"" + std::string(perf::collInfo(pc).name) + "\", \"algorithm\": \"" +
                      algoName(algo) + "\", \"nranks\": " + std::to_string(p) + ", \"fabric\": \"" + fabricSpec + "\", \"rows\": [";
   bool first = true;
+  std::string lastFolded;
   for (size_t bytes : perf::sizeLadder(o)) {
     const perf::CollSizes cs = perf::collSizes(pc, bytes / ts, p);
     if (cs.count == 0) continue;
     auto t0 = std::chrono::steady_clock::now();
-    sim::SimResult res = simulateCall(fabric, coll, algo, cs.count, ts, slice, layout, simOptions);
+    std::string folded;
+    sim::SimResult res = simulateCall(fabric, coll, algo, cs.count, ts, slice, layout, runOptions, &folded);
+    if (folded != lastFolded) printf("# %s\n", folded.c_str());
+    lastFolded = folded;
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const size_t size = cs.bytes(ts);
     const double algbw = res.timeUs > 0 ? static_cast<double>(size) / res.timeUs / 1e3 : 0;  // GB/s
@@ -227,7 +261,7 @@ int run(int argc, char** argv) {
     fflush(stdout);
     json += std::string(first ? "" : ",") + "\n  {\"size\": " + std::to_string(size) + ", \"count\": " + std::to_string(cs.count) +
             ", \"time_us\": " + perf::format("%.3f", res.timeUs) + ", \"algbw\": " + perf::format("%.4f", algbw) +
-            ", \"busbw\": " + perf::format("%.4f", busbw) + ", \"messages\": " + std::to_string(res.messages) +
+            ", \"busbw\": " + perf::format("%.4f", busbw) + ", \"messages\": " + std::to_string(res.messages) + ", \"simulated_ranks\": " + std::to_string(res.simulatedRanks) +
             ", \"busiest_link\": \"" + fabric.links()[busiest].name + "\", \"busiest_load\": " + perf::format("%.4f", load) + "}";
     first = false;
   }
