@@ -15,9 +15,11 @@
 // Cost per rank: check-in = 1 connection, 64 bytes out, 16 + 28 L bytes in. Card all-gather =
 // L messages out and L in, (p-1) * sizeof(PeerCard) bytes each way, L outgoing connections and
 // L accepted ones. allgather(b bytes) = L messages, (p-1) * b bytes each way; barrier =
-// L messages of 8 bytes (dissemination: send to r + 2^k, receive from r - 2^k). Sockets held:
+// L messages of 8 bytes (dissemination: send to r - 2^k, receive from r + 2^k, over the card
+// all-gather's connections). Sockets held:
 // O(L) plus the peers later Oob users talk to; the p cards are the only O(p) state. p = 1 talks
-// to the root only.
+// to the root only. traffic() counts all of it (traffic.h); tests/unit/test_bootstrap*.cpp
+// check these figures exactly, up to 1,024 ranks.
 //
 // Threads: Oob calls on one Bootstrap are serialized by a mutex (a second caller waits);
 // abort() does not take it (OobSockets::abort may be called from any thread).
@@ -80,8 +82,9 @@ class SocketBootstrap final : public Bootstrap {
     for (int d = 1; d < nranks_; d <<= 1, ++round) {
       uint32_t token[2] = {seq, round};
       uint32_t got[2] = {0, 0};
-      int from = wire::bruckSendPeer(rank_, nranks_, d);  // r - d
-      oob_->exchange(wire::bruckRecvPeer(rank_, nranks_, d), kTagBarrier, token, sizeof(token), from, got,
+      // Sends to r - d and hears from r + d, as the card all-gather does: no new connections.
+      int from = wire::bruckRecvPeer(rank_, nranks_, d);  // r + d
+      oob_->exchange(wire::bruckSendPeer(rank_, nranks_, d), kTagBarrier, token, sizeof(token), from, got,
                      sizeof(got), deadline);
       if (got[0] != seq || got[1] != round)
         CHORUS_THROW(chorusInvalidUsage,
@@ -92,6 +95,16 @@ class SocketBootstrap final : public Bootstrap {
   }
 
   void abort() noexcept override { oob_->abort(); }
+
+  BootstrapTraffic traffic() const override {
+    BootstrapTraffic t = oob_->traffic();
+    t.msgsSent += checkIn_.msgsSent;
+    t.msgsRecv += checkIn_.msgsRecv;
+    t.bytesSent += checkIn_.bytesSent;
+    t.bytesRecv += checkIn_.bytesRecv;
+    t.connsOpened += checkIn_.connsOpened;
+    return t;
+  }
 
  private:
   void checkIn(Deadline deadline);
@@ -105,6 +118,7 @@ class SocketBootstrap final : public Bootstrap {
   std::vector<PeerCard> cards_;  // declared before oob_, which reads them: destroyed after it
   std::unique_ptr<OobSockets> oob_;  // set at construction: abort() may come from any thread
   uint32_t barrierSeq_ = 0;
+  BootstrapTraffic checkIn_;  // the root's part, set before join() returns
 };
 
 void SocketBootstrap::init(PeerCard card, Deadline deadline) {
@@ -122,9 +136,9 @@ void SocketBootstrap::init(PeerCard card, Deadline deadline) {
   checkPeerCards(cards_, rank_);
   oob_->useCards(&cards_);
   CHORUS_INFO(kLogBootstrap, "rank %d/%d: bootstrap done in %.2f ms (root check-in %.2f ms, card all-gather %.2f ms in "
-              "%d rounds), listening at %s",
+              "%d rounds), listening at %s; %s",
               rank_, nranks_, msSince(t0), std::chrono::duration<double, std::milli>(t1 - t0).count(), msSince(t1),
-              wire::log2Ceil(nranks_), addrToString(listenAddr).c_str());
+              wire::log2Ceil(nranks_), addrToString(listenAddr).c_str(), describeTraffic(traffic()).c_str());
 }
 
 void SocketBootstrap::checkIn(Deadline deadline) {
@@ -140,10 +154,15 @@ void SocketBootstrap::checkIn(Deadline deadline) {
   std::vector<char> body;
   try {
     Fd sock = connectTo(id_.root, deadline);
+    checkIn_.connsOpened = 1;
     sendAll(sock.get(), &hello, sizeof(hello), deadline);
+    checkIn_.msgsSent = 1;
+    checkIn_.bytesSent = sizeof(hello);
     recvAll(sock.get(), &reply, sizeof(reply), deadline);
     body.resize(rootAnswerBodyBytes(reply, nranks_));
     recvAll(sock.get(), body.data(), body.size(), deadline);
+    checkIn_.msgsRecv = 1;
+    checkIn_.bytesRecv = sizeof(reply) + body.size();
   } catch (const Error& e) {
     if (e.code() == chorusRemoteError)
       CHORUS_THROW(chorusRemoteError,
@@ -191,6 +210,13 @@ void terminate(char (&s)[N]) {
 }
 
 }  // namespace
+
+std::string describeTraffic(const BootstrapTraffic& t) {
+  return format("messages %llu out / %llu in, bytes %llu / %llu, connections %llu opened / %llu accepted",
+                static_cast<unsigned long long>(t.msgsSent), static_cast<unsigned long long>(t.msgsRecv),
+                static_cast<unsigned long long>(t.bytesSent), static_cast<unsigned long long>(t.bytesRecv),
+                static_cast<unsigned long long>(t.connsOpened), static_cast<unsigned long long>(t.connsAccepted));
+}
 
 // Largest error text a rank reads from the root; the rest is left unread.
 constexpr uint32_t kMaxRootTextBytes = 1u << 16;

@@ -18,6 +18,7 @@
 #include "base/config.h"
 #include "base/oob.h"
 #include "bootstrap/peer_card.h"
+#include "bootstrap/traffic.h"
 
 namespace chorus {
 
@@ -32,10 +33,13 @@ class Bootstrap : public Oob {
   // All-gather of fixed-size records: buf holds nranks records of `bytes`; this rank's own
   // record at index rank is sent, the others are filled in. Bruck's algorithm, log2 rounds.
   virtual void allgather(void* buf, size_t bytes, Deadline deadline) = 0;
-  // Dissemination barrier: ceil(log2 p) rounds.
+  // Dissemination barrier: ceil(log2 p) rounds, over the connections the join opened.
   virtual void barrier(Deadline deadline) = 0;
   // Closes every socket so that peers blocked on this rank see an error. Never throws.
   virtual void abort() noexcept = 0;
+  // Everything this rank's bootstrap has sent and received since it began to join (the
+  // check-in included). Any thread.
+  virtual BootstrapTraffic traffic() const = 0;
 };
 
 // What the bootstrap reads from other processes, as pure functions: the real code and the fuzz

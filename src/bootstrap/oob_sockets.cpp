@@ -93,6 +93,15 @@ void OobSockets::abort() noexcept {
   }
 }
 
+namespace {
+void bump(std::atomic<uint64_t>& counter, uint64_t by) { counter.fetch_add(by, std::memory_order_relaxed); }
+}  // namespace
+
+BootstrapTraffic OobSockets::traffic() const {
+  constexpr auto r = std::memory_order_relaxed;
+  return {msgsSent_.load(r), msgsRecv_.load(r), bytesSent_.load(r), bytesRecv_.load(r), connsOpened_.load(r), connsAccepted_.load(r)};
+}
+
 void OobSockets::checkPeer(int peer, const char* what) const {
   CHORUS_CHECK_ARG(peer >= 0 && peer < nranks_, "rank %d: cannot %s rank %d: outside [0, %d)", rank_, what, peer,
                    nranks_);
@@ -130,6 +139,7 @@ int OobSockets::sendSocket(int peer, bool* fresh, Deadline deadline) {
   auto tracked = std::make_unique<TrackedFd>(registry_, std::move(sock));
   int fd = tracked->get();
   sendFds_[peer] = std::move(tracked);
+  bump(connsOpened_, 1);
   *fresh = true;
   return fd;
 }
@@ -159,6 +169,8 @@ OobSockets::Outgoing OobSockets::startSend(int peer, uint32_t tag, const void* d
   out.head.insert(out.head.end(), reinterpret_cast<char*>(&h), reinterpret_cast<char*>(&h) + sizeof(h));
   out.data = static_cast<const char*>(data);
   out.bytes = bytes;
+  bump(msgsSent_, 1);
+  bump(bytesSent_, out.total());
   CHORUS_TRACE(kLogBootstrap, "rank %d: send %zu bytes tag %u (%s) to rank %d", rank_, bytes, tag, tagName(tag), peer);
   return out;
 }
@@ -332,12 +344,15 @@ void OobSockets::readConn(Conn& c) {
             CHORUS_WARN(kLogBootstrap, "rank %d: rank %d opened a second bootstrap connection (from %s)", rank_,
                         c.in.peer(), c.remote.c_str());
           CHORUS_TRACE(kLogBootstrap, "rank %d: accepted rank %d from %s", rank_, c.in.peer(), c.remote.c_str());
+          bump(connsAccepted_, 1);
+          bump(bytesRecv_, sizeof(wire::Auth));
           break;
-        case OobInbound::Event::Message:
+        case OobInbound::Event::Message: {
           CHORUS_TRACE(kLogBootstrap, "rank %d: message tag %u (%s) from rank %d", rank_, c.in.tag(),
                        tagName(c.in.tag()), c.in.peer());
           stash_[{c.in.peer(), c.in.tag()}].push_back(c.in.takeBody());
           break;
+        }
         case OobInbound::Event::Rejected:
           if (c.in.peer() < 0) {
             gate_->rejected(c.remote, c.in.why());
@@ -447,6 +462,8 @@ void OobSockets::take(int peer, uint32_t tag, void* data, size_t bytes) {
   std::vector<char> msg = std::move(it->second.front());
   it->second.pop_front();
   if (it->second.empty()) stash_.erase(it);
+  bump(msgsRecv_, 1);
+  bump(bytesRecv_, sizeof(wire::FrameHeader) + msg.size());
   if (msg.size() != bytes)
     CHORUS_THROW(chorusInternalError, "rank %d: message with tag %u (%s) from rank %d has %zu bytes, expected %zu",
                  rank_, tag, tagName(tag), peer, msg.size(), bytes);

@@ -42,6 +42,7 @@
 
 #include "bootstrap/auth_gate.h"
 #include "bootstrap/socket.h"
+#include "bootstrap/traffic.h"
 #include "bootstrap/unique_id.h"
 #include "bootstrap/wire.h"
 #include "base/config.h"
@@ -148,6 +149,8 @@ class OobSockets {
                 Deadline deadline);
   // Any thread; never throws. Calls in progress and later ones fail with chorusInvalidUsage.
   void abort() noexcept;
+  // Messages and bytes so far (any thread; a snapshot of counters the one caller updates).
+  BootstrapTraffic traffic() const;
 
  private:
   // An accepted connection: Auth first, then frames.
@@ -211,6 +214,8 @@ class OobSockets {
   std::map<std::pair<int, uint32_t>, std::deque<std::vector<char>>> stash_;
   std::unordered_map<int, std::string> closedPeers_;  // peer -> how its connection ended
   std::set<int> connectedPeers_;                       // peers that have authenticated to us
+  // traffic(): written by the one caller, read from any thread.
+  std::atomic<uint64_t> msgsSent_{0}, msgsRecv_{0}, bytesSent_{0}, bytesRecv_{0}, connsOpened_{0}, connsAccepted_{0};
 };
 
 }  // namespace chorus

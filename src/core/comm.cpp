@@ -110,6 +110,7 @@ void Communicator::init(const UniqueIdData& id, double timeoutSec) {
   // so that every call can ask whether a buffer is device memory without loading anything.
   devicePlugin();
   const NodeTopology& node = localTopology();
+  auto tLocal = Clock::now();
 
   PeerCard card;
   card.rank = rank_;
@@ -165,12 +166,14 @@ void Communicator::init(const UniqueIdData& id, double timeoutSec) {
   policy_.checkUsable(card.transports, failures);
   auto t1 = Clock::now();
   bootstrap_ = Bootstrap::join(id, rank_, nranks_, card, config_, deadline);
+  const BootstrapTraffic joined = bootstrap_->traffic();
+  auto t2 = Clock::now();
   oob_.target = bootstrap_.get();
   cards_ = bootstrap_->cards();
   checkKnobAgreement(config_, cards_, rank_);
   health_->shrinkCoordinator().configure(config_, config_.shrinkTimeoutSec);
   health_->start(cards_, HealthHooks{[this] { return healthStatus(); }, cause_});
-  auto t2 = Clock::now();
+  auto t3 = Clock::now();
   transports_[static_cast<int>(TransportId::Shm)] = makeShmTransport(ctx_);
   // The cluster view's link classes, one per pair class (rack pairs exist only with cluster-file groups).
   topology_ = ClusterTopology::build(cards_, clusterFile_.get(),
@@ -188,9 +191,12 @@ void Communicator::init(const UniqueIdData& id, double timeoutSec) {
     CHORUS_INFO(kLogInit, "rank %d: waits %s (%d ranks of this communicator on this host's %d CPUs; CHORUS_SPIN=%s)", rank_,
                 spin ? "spin ~2 us before they yield" : "yield at once instead of spinning", localRanks, node.pus, config_.spin.c_str());
   Backoff::setSpin(spin);
-  CHORUS_INFO(kLogInit, "init rank %d/%d on %s (pid %d, %d ranks on this host): transports %.3f ms, bootstrap %.3f ms, total %.3f ms",
-              rank_, nranks_, card.hostname, card.pid, localRanks, std::chrono::duration<double, std::milli>(t1 - t0).count(),
-              std::chrono::duration<double, std::milli>(t2 - t1).count(), secondsSince(t0) * 1e3);
+  auto ms = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
+  CHORUS_INFO(kLogInit,
+              "init rank %d/%d on %s (pid %d, %d ranks on this host): device and topology %.3f ms, transports %.3f ms, "
+              "bootstrap %.3f ms, health %.3f ms, cluster view %.3f ms, total %.3f ms; bootstrap %s",
+              rank_, nranks_, card.hostname, card.pid, localRanks, ms(t0, tLocal), ms(tLocal, t1), ms(t1, t2), ms(t2, t3),
+              ms(t3, Clock::now()), secondsSince(t0) * 1e3, describeTraffic(joined).c_str());
 }
 
 bool Communicator::commonTransport(PairClass c, TransportId* id) const {
@@ -237,6 +243,7 @@ void Communicator::ensureConnected(const std::vector<int>& peers) {
   }
   if (total == 0) return;
   auto t0 = Clock::now();
+  const BootstrapTraffic before = bootstrap_->traffic();
   Deadline deadline = Deadline::after(config_.timeoutSec);
   // Transports in a fixed order: both ranks of a pair reach its connect() in the same ordinal.
   for (int k = 0; k < kCount; ++k) {
@@ -250,11 +257,13 @@ void Communicator::ensureConnected(const std::vector<int>& peers) {
       int peer = list[i];
       connectionPtrs_[peer] = conns[i].get();
       connections_[peer] = std::move(conns[i]);
+      ++connectedPeers_;
       CHORUS_INFO(kLogTransport, "connected to rank %d (%s, %s pair) via %s", peer, cards_[peer].hostname, pairClassName(pairClass(peer)),
                   transport->name());
     }
   }
-  CHORUS_INFO(kLogInit, "connected %zu peer(s) in %.3f ms", total, secondsSince(t0) * 1e3);
+  CHORUS_INFO(kLogInit, "connected %zu peer(s) in %.3f ms, %d connected in all; setup over the bootstrap %s", total,
+              secondsSince(t0) * 1e3, connectedPeers_, describeTraffic(bootstrap_->traffic() - before).c_str());
 }
 
 size_t Communicator::fragmentBytes(TransportId id) const {

@@ -72,6 +72,11 @@ class Communicator {
   // The kind of the connection to peer ("shm", "tcp", "ucx", "plugin:ucx"...), or nullptr while
   // it is not connected (connections are made on first use).
   const char* connectionKind(int peer) const { return connectionPtrs_[peer] ? connectionPtrs_[peer]->kind() : nullptr; }
+  // Transport connections open now: one per peer some schedule run so far has used.
+  int connectedPeers() const { return connectedPeers_; }
+  // What this rank's bootstrap has sent and received so far: the join, then out-of-band
+  // messages (connection setup, split).
+  BootstrapTraffic bootstrapTraffic() const { return bootstrap_->traffic(); }
   const Tuner& tuner() const { return *tuner_; }
 
   // Makes every pending and future call fail promptly and tells the peers (never throws).
@@ -171,6 +176,7 @@ class Communicator {
   std::unique_ptr<Transport> transports_[static_cast<int>(TransportId::Count)];  // indexed by TransportId
   std::vector<std::unique_ptr<Connection>> connections_;  // indexed by peer
   std::vector<Connection*> connectionPtrs_;
+  int connectedPeers_ = 0;  // non-null entries of connections_
 
   std::mutex execMutex_;  // one collective at a time
   // Collectives issued so far: every rank counts the same, so a collective's ordinal names it

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -210,6 +211,49 @@ TEST_P(BootstrapJoin, EveryRankKnowsEveryCard) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, BootstrapJoin, ::testing::Values(1, 2, 3, 5, 8, 13));
+
+// The counters against the message pattern of bootstrap.cpp, exactly: the check-in (1 message
+// each way) and L = ceil(log2 p) Bruck rounds, whose p - 1 cards each way are the only part
+// that grows with p; then an allgather of 8 bytes and a barrier add L messages each, over the
+// same connections.
+class BootstrapCounts : public ::testing::TestWithParam<int> {};
+
+TEST_P(BootstrapCounts, JoinAllgatherAndBarrierCostLogRounds) {
+  const int p = GetParam();
+  const uint64_t L = static_cast<uint64_t>(wire::log2Ceil(p));
+  const uint64_t opened = L * (sizeof(wire::Auth) + sizeof(wire::FrameHeader));  // first frame of a connection
+  const uint64_t cards = static_cast<uint64_t>(p - 1) * sizeof(PeerCard);
+  auto bs = joinAll(p, testConfig(30));
+  for (int r = 0; r < p; ++r) {
+    BootstrapTraffic t = bs[static_cast<size_t>(r)]->traffic();
+    EXPECT_EQ(t.msgsSent, 1 + L) << "rank " << r;
+    EXPECT_EQ(t.msgsRecv, 1 + L) << "rank " << r;
+    EXPECT_LE(t.msgsSent + t.msgsRecv, std::max<uint64_t>(4 * L, 2)) << "rank " << r;
+    EXPECT_EQ(t.bytesSent, sizeof(wire::Hello) + opened + cards) << "rank " << r;
+    EXPECT_EQ(t.bytesRecv, sizeof(wire::Reply) + L * sizeof(wire::PeerAddr) + opened + cards) << "rank " << r;
+    EXPECT_EQ(t.connsOpened, 1 + L) << "rank " << r;
+    EXPECT_EQ(t.connsAccepted, L) << "rank " << r;
+  }
+  std::vector<BootstrapTraffic> before(static_cast<size_t>(p));
+  for (int r = 0; r < p; ++r) before[static_cast<size_t>(r)] = bs[static_cast<size_t>(r)]->traffic();
+  // Then a barrier (L messages of 8 bytes each way), also over the join's connections.
+  auto outs = runThreads(p, [&](int r) {
+    std::vector<uint64_t> v(static_cast<size_t>(p));
+    bs[static_cast<size_t>(r)]->allgather(v.data(), sizeof(uint64_t), Deadline::after(20));
+    bs[static_cast<size_t>(r)]->barrier(Deadline::after(20));
+  });
+  ASSERT_TRUE(allOk(outs));
+  for (int r = 0; r < p; ++r) {
+    BootstrapTraffic d = bs[static_cast<size_t>(r)]->traffic() - before[static_cast<size_t>(r)];
+    EXPECT_EQ(d.msgsSent, 2 * L) << "rank " << r;
+    EXPECT_EQ(d.msgsRecv, 2 * L) << "rank " << r;
+    EXPECT_EQ(d.bytesSent, 2 * L * sizeof(wire::FrameHeader) + static_cast<uint64_t>(p - 1) * sizeof(uint64_t) + L * 8)
+        << "rank " << r;
+    EXPECT_EQ(d.connsOpened + d.connsAccepted, 0u) << "rank " << r;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, BootstrapCounts, ::testing::Values(1, 2, 3, 7, 64));
 
 uint8_t pattern(int rank, size_t i, size_t bytes) { return static_cast<uint8_t>(rank * 131 + i * 7 + bytes); }
 
