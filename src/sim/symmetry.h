@@ -21,10 +21,11 @@
 
 namespace chorus::sim {
 
-// Sampled and Every check the other ranks' schedules (above); Forced checks none: the ranks
-// past the first period are taken to do what their class does although their schedules may
-// differ (an approximation whose effect must be measured: docs/SIMULATOR.md, "Folding").
-enum class FoldCheck { Sampled, Every, Forced };
+// Sampled and Every check the other ranks' schedules (above). Relaxed checks the sample but
+// lets dependencies differ: ranks whose queues carry the same messages (kinds, sizes, order)
+// fold although a step may wait for other steps than its counterpart does, an approximation
+// whose effect must be measured (docs/SIMULATOR.md, "Speed and folding").
+enum class FoldCheck { Sampled, Every, Relaxed };
 
 struct FoldedSchedules {
   std::vector<RankSchedule> schedules;  // ranks 0..period-1 (every rank when not folded)
@@ -40,8 +41,8 @@ FoldedSchedules buildForSimulation(const Fabric& fabric, const std::function<Ran
                                    FoldCheck check, size_t maxSteps);
 
 // Whether b is a's schedule moved by b.rank - a.rank ranks (mod p): the same steps, kinds, sizes
-// and dependencies, every peer shifted alike. Offsets inside buffers are not compared (the
-// simulator does not use them). On a difference, *why names the first one.
-bool sameUpToShift(const RankSchedule& a, const RankSchedule& b, std::string* why);
+// and dependencies (unless relaxed), every peer shifted alike. Offsets inside buffers are not
+// compared (the simulator does not use them). On a difference, *why names the first one.
+bool sameUpToShift(const RankSchedule& a, const RankSchedule& b, std::string* why, bool relaxed = false);
 
 }  // namespace chorus::sim

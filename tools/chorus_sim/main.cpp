@@ -7,10 +7,11 @@
 // (default ring), -J for JSON; and its own:
 //   --fabric SPEC   a fabric generator (src/sim/fabric.h): flat:..., fat-tree:..., rail:...
 //   --slice BYTES   the pipelining slice the builders use (CHORUS_SLICE_BYTES; default 256K)
-//   --fold auto|every|force|off  simulate one period of ranks where the fabric and the
+//   --fold auto|every|relaxed|off  simulate one period of ranks where the fabric and the
 //                   schedules repeat (sim/symmetry.h): auto checks a sample of the other ranks'
-//                   schedules, every checks them all, force checks none (an approximation where
-//                   they differ), off simulates every rank (default auto)
+//                   schedules, every checks them all, relaxed checks the sample without their
+//                   dependencies (an approximation where those differ), off simulates every
+//                   rank (default auto)
 //   --compare       every algorithm that serves the collective, side by side, with the one the
 //                   runtime's tuner would pick for this fabric
 //   --reduce-gbps X, --copy-gbps X   local reduction and copy speeds (default 100 and 200 GB/s,
@@ -41,7 +42,7 @@ int usage(const char* why) {
   if (why) fprintf(stderr, "chorus-sim: %s\n\n", why);
   fprintf(stderr,
           "usage: chorus-sim <collective> --fabric SPEC [-b MIN] [-e MAX] [-f FACTOR] [-d TYPE] [-o OP]\n"
-          "                  [-A ALGO | --compare] [--slice BYTES] [--fold auto|every|force|off] [--reduce-gbps X] [--copy-gbps X]\n"
+          "                  [-A ALGO | --compare] [--slice BYTES] [--fold auto|every|relaxed|off] [--reduce-gbps X] [--copy-gbps X]\n"
           "                  [-J FILE]\n"
           "  collective: all_reduce all_gather reduce_scatter broadcast reduce alltoall gather scatter\n"
           "  fabric: flat:hosts=H,gpus=G | fat-tree:hosts=H,gpus=G,leaf=K,oversub=R | rail:hosts=H,gpus=G\n"
@@ -140,10 +141,9 @@ sim::SimResult simulateCall(const sim::Fabric& f, Coll coll, Algo algo, size_t c
       ro.fold, ro.check, ro.maxSteps);
   if (folded) {
     if (fs.period == p) *folded = "not folded: " + fs.why;
-    else if (ro.check == sim::FoldCheck::Forced) *folded = perf::format("folded by force: %d of %d ranks simulated, the others taken to "
-                                                                      "do what rank r mod %d does (--fold force)", fs.period, p, fs.period);
     else *folded = perf::format("folded: %d of %d ranks simulated (the fabric and the schedules repeat every %d ranks; %zu more "
-                               "ranks' schedules checked)", fs.period, p, fs.period, fs.checked);
+                               "ranks' schedules checked%s)", fs.period, p, fs.period, fs.checked,
+                               ro.check == sim::FoldCheck::Relaxed ? ", dependencies not compared: --fold relaxed" : "");
   }
   return sim::simulate(f, fs.schedules, ts, ro.sim, fs.period);
 }
@@ -164,22 +164,41 @@ int compareAlgorithms(const sim::Fabric& f, perf::PerfColl pc, Coll coll, const 
   printf("# %12s", "size (B)");
   for (Algo a : algos) printf(" %12s", algoName(a));
   printf("  %-12s %-12s %s\n", "fastest", "tuner", "tuner's pick / fastest");
+  std::vector<std::string> notes;
   for (size_t bytes : perf::sizeLadder(o)) {
     const perf::CollSizes cs = perf::collSizes(pc, bytes / ts, p);
     if (cs.count == 0) continue;
     const size_t size = cs.bytes(ts);
+    // An algorithm whose schedules are too big to simulate (the step budget) is "n/a", with the
+    // reason after the table; the others are compared among themselves.
     std::vector<double> t;
-    for (Algo a : algos) t.push_back(simulateCall(f, coll, a, cs.count, ts, tuner.sliceFor(a, coll, size, p), layout, options).timeUs);
+    for (Algo a : algos) {
+      try {
+        t.push_back(simulateCall(f, coll, a, cs.count, ts, tuner.sliceFor(a, coll, size, p), layout, options).timeUs);
+      } catch (const Error& e) {
+        if (e.code() != chorusInvalidArgument) throw;
+        t.push_back(-1);
+        notes.push_back(perf::format("%s at %zu bytes: %s", algoName(a), size, e.what()));
+      }
+    }
     size_t best = 0;
     for (size_t k = 1; k < t.size(); ++k)
-      if (t[k] < t[best]) best = k;
+      if (t[k] >= 0 && (t[best] < 0 || t[k] < t[best])) best = k;
     const TuneChoice pick = tuner.choose(coll, size, p);
     const size_t chosen = static_cast<size_t>(std::find(algos.begin(), algos.end(), pick.algo) - algos.begin());
     printf("  %12zu", size);
-    for (double x : t) printf(" %12.1f", x);
-    printf("  %-12s %-12s %.2fx\n", algoName(algos[best]), algoName(pick.algo), chosen < t.size() ? t[chosen] / t[best] : 0.0);
+    for (double x : t) {
+      if (x < 0) printf(" %12s", "n/a");
+      else printf(" %12.1f", x);
+    }
+    if (chosen < t.size() && t[chosen] >= 0) {
+      printf("  %-12s %-12s %.2fx\n", algoName(algos[best]), algoName(pick.algo), t[chosen] / t[best]);
+    } else {
+      printf("  %-12s %-12s %s\n", algoName(algos[best]), algoName(pick.algo), "n/a");
+    }
     fflush(stdout);
   }
+  for (const std::string& n : notes) printf("# n/a: %s\n", n.c_str());
   return 0;
 }
 
@@ -206,9 +225,9 @@ int run(int argc, char** argv) {
       else if (!perf::parseSize(argv[++i], &slice) || slice < 64) return usage("--slice wants a size of 64 bytes or more");
     } else if (a == "--fold" && i + 1 < argc) {
       const std::string how = argv[++i];
-      if (how != "auto" && how != "every" && how != "force" && how != "off") return usage("--fold wants auto, every, force or off");
+      if (how != "auto" && how != "every" && how != "relaxed" && how != "off") return usage("--fold wants auto, every, relaxed or off");
       runOptions.fold = how != "off";
-      runOptions.check = how == "every" ? sim::FoldCheck::Every : how == "force" ? sim::FoldCheck::Forced : sim::FoldCheck::Sampled;
+      runOptions.check = how == "every" ? sim::FoldCheck::Every : how == "relaxed" ? sim::FoldCheck::Relaxed : sim::FoldCheck::Sampled;
     } else if (a == "--compare") {
       compare = true;
     } else if ((a == "--reduce-gbps" || a == "--copy-gbps") && i + 1 < argc) {
