@@ -7,149 +7,38 @@
 #include <utility>
 
 #include "base/error.h"
+#include "collectives/element_runs.h"
+#include "collectives/rank_sets.h"
 
 namespace chorus {
 namespace {
 
-// Rank ids fit the 16 bits of a set's runs and of rankOf_.
-constexpr int kMaxRanks = 1024;
-// The run keeps 16 bytes per element of every rank's buffers: more than this many elements in
-// all (512 MB) is a test that asks too much of one process, not a schedule bug.
-constexpr size_t kMaxElements = size_t{1} << 25;
+// Rank ids fit the 16 bits of rankOf_ and the sets' runs.
+constexpr int kMaxRanks = RankSets::kMaxRanks;
+constexpr uint32_t kOneRank = ElementSym::kOneRank;
 
 std::string rankCountError(size_t p) {
   return p >= 1 && p <= static_cast<size_t>(kMaxRanks) ? "" : format("%zu ranks: the verifier supports 1 to %d", p, kMaxRanks);
 }
 
-// Sets of ranks, hash-consed: a set is a small id, equal sets have equal ids, and the union of
-// two ids is computed once. A set is stored as its sorted runs of consecutive ranks: the sets
-// the algorithms build (ring arcs, subtrees, hypercube faces) are a few runs, so a p = 1024 run
-// keeps its many distinct sets in little memory, and an element holds only the id.
-class RankSets {
- public:
-  static constexpr uint32_t kOverlap = ~0u;  // unite(): the sets share a rank
-
-  explicit RankSets(int p) : p_(p) {
-    offset_ = {0, 0};  // id 0: the empty set (an element nothing has written)
-    size_ = {0};
-    for (int r = 0; r < p; ++r) intern({run(r, r + 1)});  // ids 1..p: the single ranks
-    full_ = intern({run(0, p)});
-  }
-
-  uint32_t single(int rank) const { return static_cast<uint32_t>(rank) + 1; }
-  uint32_t full() const { return full_; }
-  int size(uint32_t id) const { return size_[id]; }
-  bool isSingle(uint32_t id) const { return id >= 1 && id <= static_cast<uint32_t>(p_); }
-
-  // The union of two disjoint sets, or kOverlap.
-  uint32_t unite(uint32_t a, uint32_t b) {
-    if (a > b) std::swap(a, b);
-    uint64_t key = static_cast<uint64_t>(a) << 32 | b;
-    auto it = unions_.find(key);
-    if (it != unions_.end()) return it->second;
-    merged_.clear();
-    uint32_t i = offset_[a], ie = offset_[a + 1], j = offset_[b], je = offset_[b + 1];
-    uint32_t id = 0;
-    while (i < ie || j < je) {
-      uint32_t s = (j >= je || (i < ie && lo(pool_[i]) < lo(pool_[j]))) ? pool_[i++] : pool_[j++];
-      if (!merged_.empty() && lo(s) < hi(merged_.back())) {
-        id = kOverlap;
-        break;
-      }
-      if (!merged_.empty() && lo(s) == hi(merged_.back())) {
-        merged_.back() = run(lo(merged_.back()), hi(s));
-      } else {
-        merged_.push_back(s);
-      }
-    }
-    if (id != kOverlap) id = intern(merged_);
-    unions_.emplace(key, id);
-    return id;
-  }
-
-  bool contains(uint32_t id, int rank) const {
-    for (uint32_t i = offset_[id]; i < offset_[id + 1]; ++i)
-      if (rank >= lo(pool_[i]) && rank < hi(pool_[i])) return true;
-    return false;
-  }
-
-  // "{0-3,5}" (long sets shortened).
-  std::string text(uint32_t id) const {
-    std::string t = "{";
-    for (uint32_t i = offset_[id]; i < offset_[id + 1]; ++i) {
-      if (i - offset_[id] == 8) {
-        t += ",...";
-        break;
-      }
-      int l = lo(pool_[i]), h = hi(pool_[i]);
-      t += (i == offset_[id] ? "" : ",") + (h == l + 1 ? std::to_string(l) : std::to_string(l) + "-" + std::to_string(h - 1));
-    }
-    return t + "}";
-  }
-
- private:
-  static uint32_t run(int lo, int hi) { return static_cast<uint32_t>(lo) | static_cast<uint32_t>(hi) << 16; }
-  static int lo(uint32_t s) { return static_cast<int>(s & 0xffff); }
-  static int hi(uint32_t s) { return static_cast<int>(s >> 16); }
-
-  uint32_t intern(const std::vector<uint32_t>& runs) {
-    uint64_t h = 1469598103934665603ull;
-    for (uint32_t s : runs) h = (h ^ s) * 1099511628211ull;
-    auto range = byHash_.equal_range(h);
-    for (auto it = range.first; it != range.second; ++it) {
-      uint32_t id = it->second;
-      if (offset_[id + 1] - offset_[id] == runs.size() && std::equal(runs.begin(), runs.end(), pool_.begin() + offset_[id]))
-        return id;
-    }
-    uint32_t id = static_cast<uint32_t>(size_.size());
-    CHORUS_ASSERT(id < (1u << 31));  // the id shares a word with the index (see Sym)
-    int n = 0;
-    for (uint32_t s : runs) n += hi(s) - lo(s);
-    pool_.insert(pool_.end(), runs.begin(), runs.end());
-    offset_.push_back(static_cast<uint32_t>(pool_.size()));
-    size_.push_back(n);
-    byHash_.emplace(h, id);
-    return id;
-  }
-
-  int p_;
-  uint32_t full_ = 0;
-  std::vector<uint32_t> pool_;    // runs of all sets: lo | hi << 16, [lo, hi)
-  std::vector<uint32_t> offset_;  // set id's runs are pool_[offset_[id], offset_[id + 1])
-  std::vector<int> size_;
-  std::unordered_multimap<uint64_t, uint32_t> byHash_;
-  std::unordered_map<uint64_t, uint32_t> unions_;
-  std::vector<uint32_t> merged_;
-};
-
-// An element's symbol: index in the source Input (bits 0-31), rank set id (32-62), divided
-// (63). 0 is the empty set: nothing has written the element.
-using Sym = uint64_t;
-constexpr Sym kDivided = Sym{1} << 63;
-Sym makeSym(size_t index, uint32_t set, bool divided) { return index | static_cast<Sym>(set) << 32 | (divided ? kDivided : 0); }
-uint32_t symIndex(Sym s) { return static_cast<uint32_t>(s); }
-uint32_t symSet(Sym s) { return static_cast<uint32_t>(s >> 32) & 0x7fffffffu; }
-bool symDivided(Sym s) { return (s & kDivided) != 0; }
-
-struct Cell {
-  Sym sym = 0;
-  uint32_t writer = 0;   // 1 + global id of the in-flight receive that writes the element; 0: none
-  uint16_t readers = 0;  // in-flight steps that read it (sends, reduce operands)
-  uint8_t writable = 0;  // Scratch, or a part of Output the collective defines
-};
-
-// A run of a rank's Output the collective defines: Output[out, out + count) holds elements
-// index.. of the Input of the ranks in `set` (reduced over all of them, for a reduction).
+// A run of a rank's Output the collective defines: Output[out, out + count) must hold `want`
+// and its successors (affine: element k holds want.at(k)), divided where the call averages.
 struct Expect {
-  size_t out, count, index;
-  uint32_t set;
+  size_t out, count;
+  ElementSym want;
 };
 
 struct RankMem {
-  // Where each BufferId starts in `cells` (Input and Output overlap for an in-place call).
+  // Where each BufferId starts in `elems` (Input and Output overlap for an in-place call).
   size_t base[kBuffersPerCall] = {}, size[kBuffersPerCall] = {};
-  std::vector<Cell> cells;
+  ElementRuns elems{0};
   std::vector<Expect> expect;
+};
+
+// The symbols of a region, in order: `n` elements from `sym` on (affine).
+struct Piece {
+  uint64_t n;
+  ElementSym sym;
 };
 
 enum StepState : uint8_t { kWaiting, kReady, kPosted, kDone };  // kReady: deps done, queued behind earlier messages
@@ -257,50 +146,72 @@ class Verifier {
     return true;
   }
 
-  // What rank r's Output must hold at the end (the layout table of collective.h).
-  std::vector<Expect> expectations(int r) {
+  // Every rank's input elements have global ids: rank s's element i is gbase_[s] + i.
+  ElementSym inputSym(int s, size_t index) const { return {gbase_[s] + index, kOneRank, false}; }
+  // An element reduced over every rank (with one rank, that rank's input element).
+  ElementSym reducedSym(size_t index) const { return p_ == 1 ? inputSym(0, index) : ElementSym{index, sets_.full(), false}; }
+  int rankOfId(uint64_t id) const {
+    return static_cast<int>(std::upper_bound(gbase_.begin(), gbase_.end(), id) - gbase_.begin()) - 1;
+  }
+
+  // What rank r's Output must hold at the end (the layout table of collective.h), as affine
+  // runs: blocks that continue each other (an all-gather's, from consecutive ranks) are one.
+  bool expectations(int r, std::vector<Expect>* e) {
     const CollArgs& a = a_[r];
-    const size_t n = a.count;
-    const uint32_t all = sets_.full();
-    std::vector<Expect> e;
+    const size_t n = a.count, out = outputElems(a, r);
+    // Output[at, at + count) holds elements index.. of rank src's Input (src < 0: reduced over all).
+    auto block = [&](size_t at, size_t count, int src, size_t index) {
+      if (count == 0) return true;
+      if (at + count > out)
+        return fail(format("rank %d: arguments put a block at out[%zu+%zu], past its %zu elements", r, at, count, out));
+      size_t in = inputElems(a_[src < 0 ? r : src], src < 0 ? r : src);
+      if (index + count > in)
+        return src < 0 ? fail(format("rank %d: arguments read in[%zu+%zu], past its %zu elements", r, index, count, in))
+                       : fail(format("rank %d: arguments read rank %d's in[%zu+%zu], past its %zu elements", r, src, index,
+                                     count, in));
+      ElementSym want = src < 0 ? reducedSym(index) : inputSym(src, index);
+      if (!e->empty() && e->back().out + e->back().count == at && e->back().want.at(e->back().count) == want)
+        e->back().count += count;
+      else
+        e->push_back({at, count, want});
+      return true;
+    };
     auto blocksFromEveryRank = [&](size_t index) {
-      for (int j = 0; j < p_; ++j) e.push_back({static_cast<size_t>(j) * n, n, index, sets_.single(j)});
+      for (int j = 0; j < p_; ++j)
+        if (!block(static_cast<size_t>(j) * n, n, j, index)) return false;
+      return true;
     };
     switch (a.coll) {
-      case Coll::AllReduce: e.push_back({0, n, 0, all}); break;
-      case Coll::Broadcast: e.push_back({0, n, 0, sets_.single(a.root)}); break;
-      case Coll::Reduce:
-        if (r == a.root) e.push_back({0, n, 0, all});
-        break;
-      case Coll::AllGather: blocksFromEveryRank(0); break;
-      case Coll::ReduceScatter: e.push_back({0, n, r * n, all}); break;
-      case Coll::AlltoAll: blocksFromEveryRank(r * n); break;
-      case Coll::Gather:
-        if (r == a.root) blocksFromEveryRank(0);
-        break;
-      case Coll::Scatter: e.push_back({0, n, r * n, sets_.single(a.root)}); break;
+      case Coll::AllReduce: return block(0, n, -1, 0);
+      case Coll::Broadcast: return block(0, n, a.root, 0);
+      case Coll::Reduce: return r != a.root || block(0, n, -1, 0);
+      case Coll::AllGather: return blocksFromEveryRank(0);
+      case Coll::ReduceScatter: return block(0, n, -1, r * n);
+      case Coll::AlltoAll: return blocksFromEveryRank(r * n);
+      case Coll::Gather: return r != a.root || blocksFromEveryRank(0);
+      case Coll::Scatter: return block(0, n, a.root, r * n);
       case Coll::AllGatherV:
-        for (int j = 0; j < p_; ++j) e.push_back({a.displs[j], a.counts[j], 0, sets_.single(j)});
-        break;
-      case Coll::ReduceScatterV: e.push_back({0, a.counts[r], a.displs[r], all}); break;
+        for (int j = 0; j < p_; ++j)
+          if (!block(a.displs[j], a.counts[j], j, 0)) return false;
+        return true;
+      case Coll::ReduceScatterV: return block(0, a.counts[r], -1, a.displs[r]);
       case Coll::AlltoAllV:
-        for (int i = 0; i < p_; ++i) e.push_back({a.recvDispls[i], a.recvCounts[i], a_[i].sendDispls[r], sets_.single(i)});
-        break;
+        for (int i = 0; i < p_; ++i)
+          if (!block(a.recvDispls[i], a.recvCounts[i], i, a_[i].sendDispls[r])) return false;
+        return true;
       case Coll::kCount: break;
     }
-    e.erase(std::remove_if(e.begin(), e.end(), [](const Expect& x) { return x.count == 0; }), e.end());
-    return e;
+    return true;
   }
 
   bool setUpMemory() {
-    const bool reduction = isReduction(a_[0].coll);
+    gbase_.assign(p_ + 1, 0);
+    for (int r = 0; r < p_; ++r) gbase_[r + 1] = gbase_[r] + inputElems(a_[r], r);
     mem_.resize(p_);
-    size_t total = 0;
     for (int r = 0; r < p_; ++r) {
       const CollArgs& a = a_[r];
       RankMem& m = mem_[r];
       size_t in = inputElems(a, r), out = outputElems(a, r), scratch = s_[r].scratchElems;
-      if (in > 0xffffffffu) return fail(format("rank %d: %zu input elements; the verifier indexes 2^32", r, in));
       bool outInsideIn = false;
       size_t off = 0, array = in + out;
       const size_t kIn = static_cast<size_t>(BufferId::Input), kOut = static_cast<size_t>(BufferId::Output);
@@ -314,24 +225,21 @@ class Verifier {
       m.size[kIn] = in;
       m.size[kOut] = out;
       m.size[static_cast<size_t>(BufferId::Scratch)] = scratch;
-      total += array + scratch;
-      if (total > kMaxElements)
-        return fail(format("the buffers of all ranks exceed %zu elements: too large to verify", kMaxElements));
-      m.cells.assign(array + scratch, Cell{});
-      for (size_t k = 0; k < in; ++k) m.cells[m.base[kIn] + k].sym = makeSym(k, sets_.single(r), false);
-      m.expect = expectations(r);
+      m.elems = ElementRuns(array + scratch);
+      m.elems.write(m.base[kIn], in, inputSym(r, 0));
+      if (!expectations(r, &m.expect)) return false;
+      auto markWritable = [&](ElementRun& run, uint64_t, uint64_t) { return run.writable = true; };
       for (const Expect& e : m.expect) {
-        if (e.out + e.count > out)
-          return fail(format("rank %d: arguments put a block at out[%zu+%zu], past its %zu elements", r, e.out, e.count, out));
-        if (reduction && e.index + e.count > in)
-          return fail(format("rank %d: arguments read in[%zu+%zu], past its %zu elements", r, e.index, e.count, in));
-        for (size_t k = 0; k < e.count; ++k) {
-          Cell& c = m.cells[m.base[kOut] + e.out + k];
-          if (c.writable) return fail(format("rank %d: arguments put two blocks at out[%zu]", r, e.out + k));
-          c.writable = 1;
-        }
+        const size_t lo = m.base[kOut] + e.out;
+        size_t twice = 0;
+        if (!m.elems.scan(lo, lo + e.count, [&](const ElementSym&, const ElementRun& run, uint64_t b, uint64_t) {
+              twice = b - m.base[kOut];
+              return !run.writable;
+            }))
+          return fail(format("rank %d: arguments put two blocks at out[%zu]", r, twice));
+        m.elems.update(lo, lo + e.count, markWritable);
       }
-      for (size_t k = 0; k < scratch; ++k) m.cells[array + k].writable = 1;
+      m.elems.update(array, array + scratch, markWritable);
     }
     return true;
   }
@@ -352,8 +260,6 @@ class Verifier {
   }
 
   static std::string elem(const Region& reg, size_t k) { return format("%s[%zu]", bufName(reg.buf), reg.offset + k); }
-
-  Cell* cells(int r, const Region& reg) { return mem_[r].cells.data() + mem_[r].base[static_cast<size_t>(reg.buf)] + reg.offset; }
 
   bool checkRegion(uint32_t g, const Region& reg) {
     int r = rankOf_[g];
@@ -406,12 +312,14 @@ class Verifier {
         if (st.divisor != p_) return fail(format("%s divides by %d, not by nranks = %d", text(g).c_str(), st.divisor, p_));
       }
       if (writesDst(st.kind)) {
-        const Cell* c = cells(r, st.dst);
-        for (size_t k = 0; k < st.dst.count; ++k)
-          if (!c[k].writable)
-            return fail(
-                format("%s writes %s, which the call must leave unchanged (%s)", text(g).c_str(), elem(st.dst, k).c_str(),
-                       addrIsInput(r, addr(r, st.dst) + k) ? "the caller's input" : "outside the blocks the collective defines"));
+        const size_t lo = addr(r, st.dst);
+        size_t k = 0;
+        if (!mem_[r].elems.scan(lo, lo + st.dst.count, [&](const ElementSym&, const ElementRun& run, uint64_t b, uint64_t) {
+              k = b - lo;
+              return run.writable;
+            }))
+          return fail(format("%s writes %s, which the call must leave unchanged (%s)", text(g).c_str(), elem(st.dst, k).c_str(),
+                             addrIsInput(r, lo + k) ? "the caller's input" : "outside the blocks the collective defines"));
       }
     }
     return true;
@@ -424,27 +332,58 @@ class Verifier {
   }
 
   // Pairs every rank's sends with its peers' receives: channel (from, to) lists its sends and
-  // its receives in schedule order (two counting passes over the steps; a p x p table finds a
-  // pair's channel). Checks the paired sizes, and builds the reverse dependency lists.
+  // its receives in schedule order. Channels are numbered by sender, then receiver, so a
+  // receive finds its channel by a binary search among its sender's (no p x p table). Checks
+  // the paired sizes, and builds the reverse dependency lists.
   bool buildChannels() {
     const uint32_t total = stepBase_[p_];
-    std::vector<uint32_t> table(static_cast<size_t>(p_) * p_, kNoChannel);
     chanOf_.assign(total, kNoChannel);
     posOf_.assign(total, 0);
-    for (uint32_t g = 0; g < total; ++g) {
-      const Step& st = step(g);
-      bool sending = st.kind == StepKind::Send;
-      if (!sending && !isRecv(st.kind)) continue;
-      int from = sending ? rankOf_[g] : st.peer, to = sending ? st.peer : rankOf_[g];
-      uint32_t& c = table[static_cast<size_t>(from) * p_ + to];
-      if (c == kNoChannel) {
-        c = static_cast<uint32_t>(channels_.size());
+    std::vector<uint32_t> chanBegin(p_ + 1, 0), slot(p_, kNoChannel);
+    std::vector<int> peers;
+    for (int a = 0; a < p_; ++a) {
+      chanBegin[a] = static_cast<uint32_t>(channels_.size());
+      peers.clear();
+      for (uint32_t g = stepBase_[a]; g < stepBase_[a + 1]; ++g)
+        if (step(g).kind == StepKind::Send && slot[step(g).peer] == kNoChannel) {
+          slot[step(g).peer] = 0;
+          peers.push_back(step(g).peer);
+        }
+      std::sort(peers.begin(), peers.end());
+      for (int to : peers) {
+        slot[to] = static_cast<uint32_t>(channels_.size());
         channels_.push_back({});
-        channels_.back().from = from;
+        channels_.back().from = a;
         channels_.back().to = to;
       }
+      for (uint32_t g = stepBase_[a]; g < stepBase_[a + 1]; ++g)
+        if (step(g).kind == StepKind::Send) {
+          chanOf_[g] = slot[step(g).peer];
+          posOf_[g] = channels_[chanOf_[g]].sends++;
+        }
+      for (int to : peers) slot[to] = kNoChannel;
+    }
+    chanBegin[p_] = static_cast<uint32_t>(channels_.size());
+    std::unordered_map<uint64_t, uint32_t> unsent;  // receives from a rank that sends nothing to the receiver
+    for (uint32_t g = 0; g < total; ++g) {
+      const Step& st = step(g);
+      if (!isRecv(st.kind)) continue;
+      const int from = st.peer, to = rankOf_[g];
+      auto first = channels_.begin() + chanBegin[from], last = channels_.begin() + chanBegin[from + 1];
+      auto it = std::lower_bound(first, last, to, [](const Channel& ch, int t) { return ch.to < t; });
+      uint32_t c = static_cast<uint32_t>(it - channels_.begin());
+      if (it == last || it->to != to) {
+        auto [u, fresh] = unsent.try_emplace(static_cast<uint64_t>(from) << 32 | static_cast<uint32_t>(to),
+                                             static_cast<uint32_t>(channels_.size()));
+        if (fresh) {
+          channels_.push_back({});
+          channels_.back().from = from;
+          channels_.back().to = to;
+        }
+        c = u->second;
+      }
       chanOf_[g] = c;
-      posOf_[g] = sending ? channels_[c].sends++ : channels_[c].recvs++;
+      posOf_[g] = channels_[c].recvs++;
     }
     uint32_t sends = 0, recvs = 0;
     for (Channel& ch : channels_) {
@@ -555,67 +494,82 @@ class Verifier {
     }
   }
 
+  // The symbols of rank r's region, as pieces, as the step reading it completes (its read
+  // marks go).
+  void takeRead(int r, const Region& reg, std::vector<Piece>* pieces) {
+    pieces->clear();
+    const size_t lo = addr(r, reg);
+    mem_[r].elems.update(lo, lo + reg.count, [&](ElementRun& run, uint64_t b, uint64_t e) {
+      --run.readers;
+      if (!pieces->empty() && pieces->back().sym.at(pieces->back().n) == run.sym) pieces->back().n += e - b;  // continues
+      else pieces->push_back({e - b, run.sym});
+      return true;
+    });
+  }
+
+  // Writes the pieces to rank r's region as the step writing it completes.
+  void write(int r, const Region& reg, const std::vector<Piece>& pieces) {
+    size_t at = addr(r, reg);
+    for (const Piece& pc : pieces) {
+      mem_[r].elems.write(at, pc.n, pc.sym);
+      at += pc.n;
+    }
+  }
+
   // The k-th message of channel c arrives: the receive writes its destination and both steps
   // are done.
   void deliver(uint32_t c, uint32_t k) {
     const Channel& ch = channels_[c];
     uint32_t sg = sendSteps_[ch.sendBegin + k], rg = recvSteps_[ch.recvBegin + k];
-    const Step& ss = step(sg);
     const Step& rs = step(rg);
-    Cell* in = cells(ch.from, ss.src);
-    Cell* dst = cells(ch.to, rs.dst);
-    const size_t n = rs.dst.count;
-    for (size_t i = 0; i < n; ++i) --in[i].readers;
+    takeRead(ch.from, step(sg).src, &incoming_);
     if (rs.kind == StepKind::Recv) {
-      for (size_t i = 0; i < n; ++i) {
-        dst[i].sym = in[i].sym;
-        dst[i].writer = 0;
-      }
+      write(ch.to, rs.dst, incoming_);
     } else {
-      Cell* local = cells(ch.to, rs.src);
-      for (size_t i = 0; i < n; ++i) {
-        --local[i].readers;
-        Sym l = local[i].sym, m = in[i].sym;
-        // Runs of elements share their sets: the last union is reused without a lookup.
-        if (((l ^ m) & 0xffffffffu) == 0 && ((l | m) & kDivided) == 0 && symSet(l) == lastA_ && symSet(m) == lastB_ &&
-            lastUnion_ != RankSets::kOverlap) {
-          dst[i].sym = makeSym(symIndex(l), lastUnion_, false);
-        } else {
-          Sym s = reduce(rg, i, l, m);
-          if (!result_.ok) return;
-          dst[i].sym = s;
-        }
-        dst[i].writer = 0;
-      }
+      takeRead(ch.to, rs.src, &local_);
+      if (!reduce(rg, local_, incoming_, &sums_)) return;
+      write(ch.to, rs.dst, sums_);
     }
     complete(sg);
     complete(rg);
   }
 
-  Sym reduce(uint32_t g, size_t k, Sym local, Sym incoming) {
+  // An operand of a reduction: the source index, the rank set, and for how many elements on
+  // both stay affine (an input id's run may run into the next rank's input).
+  struct Summand {
+    uint64_t index;
+    uint32_t set;
+    uint64_t span;
+  };
+  Summand summand(const ElementSym& s) const {
+    if (s.set != kOneRank) return {s.value, s.set, ~uint64_t{0}};
+    int r = rankOfId(s.value);
+    return {s.value - gbase_[r], sets_.single(r), gbase_[r + 1] - s.value};
+  }
+
+  // Step g (a RecvReduce) combines the local operand with the incoming one, piece by piece.
+  bool reduce(uint32_t g, const std::vector<Piece>& local, const std::vector<Piece>& incoming, std::vector<Piece>* sums) {
     const Step& st = step(g);
-    if (symDivided(local) || symDivided(incoming)) {
-      fail(format("%s reduces %s after it was divided", text(g).c_str(), elem(st.dst, k).c_str()));
-      return 0;
+    sums->clear();
+    size_t i = 0, j = 0;
+    uint64_t ui = 0, uj = 0, k = 0;  // used of local[i], of incoming[j]; elements done
+    while (i < local.size() && j < incoming.size()) {
+      ElementSym l = local[i].sym.at(ui), m = incoming[j].sym.at(uj);
+      if (l.divided || m.divided) return fail(format("%s reduces %s after it was divided", text(g).c_str(), elem(st.dst, k).c_str()));
+      Summand a = summand(l), b = summand(m);
+      if (a.index != b.index)
+        return fail(format("%s combines %s with %s", text(g).c_str(), symText(l).c_str(), symText(m).c_str()));
+      uint32_t u = sets_.unite(a.set, b.set);
+      if (u == RankSets::kOverlap)
+        return fail(format("%s counts rank %d twice in %s: local %s, incoming %s", text(g).c_str(), sets_.firstCommon(a.set, b.set),
+                           elem(st.dst, k).c_str(), symText(l).c_str(), symText(m).c_str()));
+      uint64_t n = std::min({local[i].n - ui, incoming[j].n - uj, a.span, b.span});
+      sums->push_back({n, ElementSym{a.index, u, false}});
+      k += n;
+      if ((ui += n) == local[i].n) ++i, ui = 0;
+      if ((uj += n) == incoming[j].n) ++j, uj = 0;
     }
-    if (symIndex(local) != symIndex(incoming)) {
-      fail(format("%s combines %s with %s", text(g).c_str(), symText(local).c_str(), symText(incoming).c_str()));
-      return 0;
-    }
-    uint32_t a = symSet(local), b = symSet(incoming);
-    if (a != lastA_ || b != lastB_) {
-      lastA_ = a;
-      lastB_ = b;
-      lastUnion_ = sets_.unite(a, b);
-    }
-    if (lastUnion_ == RankSets::kOverlap) {
-      int twice = 0;
-      while (!(sets_.contains(a, twice) && sets_.contains(b, twice))) ++twice;
-      fail(format("%s counts rank %d twice in %s: local %s, incoming %s", text(g).c_str(), twice, elem(st.dst, k).c_str(),
-                  symText(local).c_str(), symText(incoming).c_str()));
-      return 0;
-    }
-    return makeSym(symIndex(local), lastUnion_, false);
+    return true;
   }
 
   // Runs the local steps that are ready now: all start (their accesses are marked, so two
@@ -635,23 +589,12 @@ class Verifier {
       uint32_t g = readyLocal_[i];
       const Step& st = step(g);
       if (!selfCopy(g)) {
-        const int r = rankOf_[g];
-        Cell* dst = cells(r, st.dst);
-        if (st.kind == StepKind::Copy) {
-          Cell* src = cells(r, st.src);
-          copyBuf_.resize(st.src.count);
-          for (size_t k = 0; k < st.src.count; ++k) {  // memmove: the regions may overlap
-            copyBuf_[k] = src[k].sym;
-            --src[k].readers;
-          }
-          for (size_t k = 0; k < st.dst.count; ++k) dst[k].sym = copyBuf_[k];
-        } else {
-          for (size_t k = 0; k < st.dst.count; ++k) {
-            if (!divide(g, k)) return;
-            --dst[k].readers;
-          }
+        if (st.kind == StepKind::Copy) {  // memmove: the regions may overlap
+          takeRead(rankOf_[g], st.src, &local_);
+          write(rankOf_[g], st.dst, local_);
+        } else if (!divide(g)) {
+          return;
         }
-        for (size_t k = 0; k < st.dst.count; ++k) dst[k].writer = 0;
       }
       complete(g);
     }
@@ -663,15 +606,26 @@ class Verifier {
     return st.kind == StepKind::Copy && addr(rankOf_[g], st.src) == addr(rankOf_[g], st.dst);
   }
 
-  bool divide(uint32_t g, size_t k) {
+  bool isFull(const ElementSym& s) const { return s.set == sets_.full() || (p_ == 1 && s.set == kOneRank); }
+
+  bool divide(uint32_t g) {
     const Step& st = step(g);
-    Sym& s = cells(rankOf_[g], st.dst)[k].sym;
-    if (symDivided(s)) return fail(format("%s divides %s a second time", text(g).c_str(), elem(st.dst, k).c_str()));
-    if (symSet(s) != sets_.full())
-      return fail(format("%s divides %s, which holds %s, before it is fully reduced", text(g).c_str(), elem(st.dst, k).c_str(),
-                         symText(s).c_str()));
-    s |= kDivided;
-    return true;
+    const size_t lo = addr(rankOf_[g], st.dst);
+    size_t k = 0;
+    ElementSym bad;
+    if (mem_[rankOf_[g]].elems.update(lo, lo + st.dst.count, [&](ElementRun& run, uint64_t b, uint64_t) {
+          --run.readers;
+          run.writer = 0;
+          k = b - lo;
+          bad = run.sym;
+          if (run.sym.divided || !isFull(run.sym)) return false;
+          run.sym.divided = true;
+          return true;
+        }))
+      return true;
+    if (bad.divided) return fail(format("%s divides %s a second time", text(g).c_str(), elem(st.dst, k).c_str()));
+    return fail(format("%s divides %s, which holds %s, before it is fully reduced", text(g).c_str(), elem(st.dst, k).c_str(),
+                       symText(bad).c_str()));
   }
 
   void complete(uint32_t g) {
@@ -683,43 +637,50 @@ class Verifier {
 
   // ---- hazards -------------------------------------------------------------------------------
 
-  // Step g reads `reg` from now until it completes: the element is marked as read.
+  // Step g reads `reg` from now until it completes: the elements are marked as read.
   bool beginRead(uint32_t g, const Region& reg) {
-    Cell* c = cells(rankOf_[g], reg);
-    for (size_t k = 0; k < reg.count; ++k) {
-      if (c[k].sym == 0 || (c[k].writer && c[k].writer != g + 1)) return readError(g, reg, k);
-      if (c[k].readers == 0xffff)
-        return fail(format("%s: more than 65535 steps read %s at once", text(g).c_str(), elem(reg, k).c_str()));
-      ++c[k].readers;
-    }
-    return true;
-  }
-
-  bool readError(uint32_t g, const Region& reg, size_t k) {
-    const Cell& c = cells(rankOf_[g], reg)[k];
-    if (c.sym == 0) return fail(format("%s reads %s before anything wrote it", text(g).c_str(), elem(reg, k).c_str()));
-    return fail(format("%s reads %s while %s may be writing it (missing dependency on that receive)", text(g).c_str(),
-                       elem(reg, k).c_str(), text(c.writer - 1).c_str()));
-  }
-
-  // Step g writes `reg` from now until it completes: the element is marked as written.
-  bool beginWrite(uint32_t g, const Region& reg) {
-    Cell* c = cells(rankOf_[g], reg);
-    for (size_t k = 0; k < reg.count; ++k) {
-      if (c[k].readers || c[k].writer) return writeError(g, reg, k);
-      c[k].writer = g + 1;
-    }
-    return true;
-  }
-
-  bool writeError(uint32_t g, const Region& reg, size_t k) {
     const int r = rankOf_[g];
-    const Cell& c = cells(r, reg)[k];
-    if (c.readers)
+    const size_t lo = addr(r, reg);
+    size_t k = 0;
+    ElementRun bad;
+    if (mem_[r].elems.update(lo, lo + reg.count, [&](ElementRun& run, uint64_t b, uint64_t) {
+          if (run.sym.set == 0 || (run.writer && run.writer != g + 1) || run.readers == 0xffff) {
+            k = b - lo;
+            bad = run;
+            return false;
+          }
+          ++run.readers;
+          return true;
+        }))
+      return true;
+    if (bad.sym.set == 0) return fail(format("%s reads %s before anything wrote it", text(g).c_str(), elem(reg, k).c_str()));
+    if (bad.writer && bad.writer != g + 1)
+      return fail(format("%s reads %s while %s may be writing it (missing dependency on that receive)", text(g).c_str(),
+                         elem(reg, k).c_str(), text(bad.writer - 1).c_str()));
+    return fail(format("%s: more than 65535 steps read %s at once", text(g).c_str(), elem(reg, k).c_str()));
+  }
+
+  // Step g writes `reg` from now until it completes: the elements are marked as written.
+  bool beginWrite(uint32_t g, const Region& reg) {
+    const int r = rankOf_[g];
+    const size_t lo = addr(r, reg);
+    size_t k = 0;
+    ElementRun bad;
+    if (mem_[r].elems.update(lo, lo + reg.count, [&](ElementRun& run, uint64_t b, uint64_t) {
+          if (run.readers || run.writer) {
+            k = b - lo;
+            bad = run;
+            return false;
+          }
+          run.writer = g + 1;
+          return true;
+        }))
+      return true;
+    if (bad.readers)
       return fail(format("%s writes %s while %s may still be reading it (missing write-after-read dependency)", text(g).c_str(),
-                         elem(reg, k).c_str(), text(inFlightReader(r, addr(r, reg) + k)).c_str()));
+                         elem(reg, k).c_str(), text(inFlightReader(r, lo + k)).c_str()));
     return fail(format("%s writes %s while %s may also be writing it (missing dependency)", text(g).c_str(), elem(reg, k).c_str(),
-                       text(c.writer - 1).c_str()));
+                       text(bad.writer - 1).c_str()));
   }
 
   // For an error message: the posted step of rank r that reads element `a`.
@@ -733,30 +694,38 @@ class Verifier {
 
   // ---- the end -------------------------------------------------------------------------------
 
-  std::string symText(Sym s) const {
-    if (symSet(s) == 0) return "nothing (never written)";
-    uint32_t set = symSet(s);
-    std::string t = sets_.isSingle(set) ? format("element %u of rank %u's input", symIndex(s), set - 1)
-                                        : format("element %u reduced over %d of %d ranks %s", symIndex(s), sets_.size(set), p_,
-                                                 sets_.text(set).c_str());
-    return t + (symDivided(s) ? ", divided" : "");
+  std::string symText(const ElementSym& s) const {
+    if (s.set == 0) return "nothing (never written)";
+    std::string t;
+    if (s.set == kOneRank) {
+      int r = rankOfId(s.value);
+      t = format("element %zu of rank %d's input", static_cast<size_t>(s.value - gbase_[r]), r);
+    } else {
+      t = format("element %zu reduced over %d of %d ranks %s", static_cast<size_t>(s.value), sets_.size(s.set), p_,
+                 sets_.text(s.set).c_str());
+    }
+    return t + (s.divided ? ", divided" : "");
   }
 
   void checkOutputs() {
     const bool divided = isReduction(a_[0].coll) && a_[0].average;
-    // With one rank an average's division by 1 may be skipped or done.
-    const Sym mask = p_ == 1 ? ~kDivided : ~Sym{0};
     for (int r = 0; r < p_; ++r) {
       const RankMem& m = mem_[r];
-      const Cell* out = m.cells.data() + m.base[static_cast<size_t>(BufferId::Output)];
+      const size_t out = m.base[static_cast<size_t>(BufferId::Output)];
       for (const Expect& e : m.expect) {
-        for (size_t k = 0; k < e.count; ++k) {
-          Sym want = makeSym(e.index + k, e.set, divided && e.set == sets_.full());
-          Sym got = out[e.out + k].sym;
-          if ((got & mask) != (want & mask))
-            return (void)fail(format("rank %d: out[%zu] holds %s; it should hold %s", r, e.out + k, symText(got).c_str(),
-                                     symText(want).c_str()));
-        }
+        ElementSym want = e.want, wrong, got;
+        want.divided = divided;
+        size_t k = 0;
+        if (!m.elems.scan(out + e.out, out + e.out + e.count, [&](const ElementSym& s, const ElementRun&, uint64_t b, uint64_t) {
+              k = b - out;
+              wrong = want.at(k - e.out);
+              got = s;
+              ElementSym same = s;
+              if (p_ == 1) same.divided = wrong.divided;  // with one rank an average's division by 1 may be skipped or done
+              return same == wrong;
+            }))
+          return (void)fail(
+              format("rank %d: out[%zu] holds %s; it should hold %s", r, k, symText(got).c_str(), symText(wrong).c_str()));
       }
     }
   }
@@ -808,6 +777,7 @@ class Verifier {
   const int p_;
   RankSets sets_;
   std::vector<RankMem> mem_;
+  std::vector<uint64_t> gbase_;  // rank s's input element i has global id gbase_[s] + i
   // Steps of all ranks have global ids: rank r's step i is stepBase_[r] + i.
   std::vector<uint32_t> stepBase_;
   std::vector<uint16_t> rankOf_;
@@ -820,8 +790,7 @@ class Verifier {
   std::vector<std::pair<uint32_t, uint32_t>> matches_;  // (channel, message index): both sides posted
   size_t postHead_ = 0, localHead_ = 0, matchHead_ = 0;
   size_t remaining_ = 0;
-  uint32_t lastA_ = 0, lastB_ = 0, lastUnion_ = 0;  // reduce(): the last union (runs of elements share it)
-  std::vector<Sym> copyBuf_;
+  std::vector<Piece> incoming_, local_, sums_;  // deliver() and runLocalBatch()
   VerifyResult result_;
 };
 

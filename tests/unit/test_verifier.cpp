@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "collectives/collective.h"
+#include "collectives/element_runs.h"
+#include "collectives/rank_sets.h"
 #include "collectives/verifier.h"
 
 namespace chorus {
@@ -117,9 +119,12 @@ TEST(VerifierAccepts, LargeRankCounts) {
   EXPECT_TRUE(verifyAlgorithm(Algo::Direct, reduce).ok);
   auto scatter = argsFor(Coll::Scatter, 1024, 2, true, false, 5);
   EXPECT_TRUE(verifyAlgorithm(Algo::Direct, scatter).ok);
-  VerifyResult tooMany = verifyAlgorithm(Algo::Direct, argsFor(Coll::AllGather, 1025, 1));
+  // Past 1024 (the old limit): the log-step families, whose steps stay few.
+  EXPECT_TRUE(verifyAlgorithm(Algo::HalvingDoubling, argsFor(Coll::AllReduce, 4096, 16 * 4096, true, true)[0]).ok);
+  EXPECT_TRUE(verifyAlgorithm(Algo::RecursiveDoubling, argsFor(Coll::AllGather, 2048, 3)[0]).ok);
+  VerifyResult tooMany = verifyAlgorithm(Algo::Direct, argsFor(Coll::AllGather, 65537, 1)[0]);
   EXPECT_FALSE(tooMany.ok);
-  EXPECT_NE(tooMany.error.find("1025 ranks: the verifier supports 1 to 1024"), std::string::npos) << tooMany.error;
+  EXPECT_NE(tooMany.error.find("65537 ranks: the verifier supports 1 to 65536"), std::string::npos) << tooMany.error;
 }
 
 TEST(VerifierAccepts, EmptySchedulesForEmptyCalls) {
@@ -543,6 +548,132 @@ TEST(VerifierCatches, ABuilderThatThrows) {
   VerifyResult v = verifyAlgorithm(Algo::Ring, a);  // ring has no gather
   ASSERT_FALSE(v.ok);
   EXPECT_NE(v.error.find("building the ring gather schedule failed"), std::string::npos) << v.error;
+}
+
+// ---- the representation at scale -------------------------------------------------------------
+
+TEST(RankSets, ScatteredSetsBecomeBitsetsAndBackToRuns) {
+  RankSets sets(1000);
+  ASSERT_EQ(sets.maxRuns(), 16u);  // 1000 bits are 16 words: more runs than that cost more
+  uint32_t evens = sets.single(0);
+  for (int r = 2; r < 40; r += 2) evens = sets.unite(evens, sets.single(r));
+  EXPECT_EQ(sets.size(evens), 20);
+  EXPECT_EQ(sets.runs(evens), 20u);
+  EXPECT_TRUE(sets.isBitset(evens));
+  EXPECT_EQ(sets.text(evens), "{0,2,4,6,8,10,12,14,...}");
+  EXPECT_EQ(sets.unite(evens, sets.single(4)), RankSets::kOverlap);
+  EXPECT_EQ(sets.firstCommon(evens, sets.unite(sets.single(7), sets.single(8))), 8);
+  // Filling the gaps: the union is one run again, and the same id as the run built directly.
+  uint32_t odds = sets.single(1);
+  for (int r = 3; r < 40; r += 2) odds = sets.unite(odds, sets.single(r));
+  uint32_t all40 = sets.unite(evens, odds);
+  EXPECT_FALSE(sets.isBitset(all40));
+  EXPECT_EQ(sets.runs(all40), 1u);
+  EXPECT_EQ(sets.text(all40), "{0-39}");
+  uint32_t low = sets.single(0);
+  for (int r = 1; r < 40; ++r) low = sets.unite(low, sets.single(r));
+  EXPECT_EQ(low, all40);
+  // A bitset and a run: disjoint, then overlapping at the run's end.
+  uint32_t tail = sets.unite(sets.unite(sets.single(998), sets.single(999)), sets.single(997));
+  EXPECT_EQ(sets.text(tail), "{997-999}");
+  uint32_t both = sets.unite(evens, tail);
+  EXPECT_EQ(sets.size(both), 23);
+  EXPECT_TRUE(sets.contains(both, 998));
+  EXPECT_FALSE(sets.contains(both, 1));
+  EXPECT_EQ(sets.unite(both, sets.single(38)), RankSets::kOverlap);
+  // The largest rank count: every single rank, the full set.
+  RankSets big(RankSets::kMaxRanks);
+  EXPECT_EQ(big.size(big.full()), RankSets::kMaxRanks);
+  EXPECT_EQ(big.unite(big.single(65535), big.single(0)), big.unite(big.single(0), big.single(65535)));
+  EXPECT_EQ(big.text(big.full()), "{0-65535}");
+}
+
+TEST(ElementRuns, SplitsAndMergesAffineRuns) {
+  ElementRuns e(100);
+  EXPECT_EQ(e.runCount(), 1u);
+  // Two blocks whose symbols continue each other (rank 0's ids 0-9, rank 1's 10-19): one run.
+  e.write(20, 10, {0, ElementSym::kOneRank, false});
+  e.write(30, 10, {10, ElementSym::kOneRank, false});
+  EXPECT_EQ(e.runCount(), 3u);  // nothing, ids 0-19, nothing
+  // Marking the middle as read splits it; unmarking merges it back.
+  auto read = [](int delta) {
+    return [delta](ElementRun& run, uint64_t, uint64_t) {
+      run.readers = static_cast<uint16_t>(run.readers + delta);
+      return true;
+    };
+  };
+  e.update(25, 35, read(1));
+  EXPECT_EQ(e.runCount(), 5u);
+  uint64_t seen = 0;
+  e.scan(20, 40, [&](const ElementSym& s, const ElementRun& run, uint64_t b, uint64_t end) {
+    EXPECT_EQ(s.value, b - 20);  // element 20 + k holds id k
+    EXPECT_EQ(run.readers, b >= 25 && b < 35 ? 1 : 0);
+    seen += end - b;
+    return true;
+  });
+  EXPECT_EQ(seen, 20u);
+  e.update(25, 35, read(-1));
+  EXPECT_EQ(e.runCount(), 3u);
+  // A block that does not continue stays apart; a reduced run over one set merges.
+  e.write(40, 5, {7, ElementSym::kOneRank, false});
+  EXPECT_EQ(e.runCount(), 4u);
+  e.write(50, 5, {3, 9, false});
+  e.write(55, 5, {8, 9, false});
+  e.write(60, 5, {13, 9, true});  // divided: another symbol
+  EXPECT_EQ(e.runCount(), 7u);    // nothing, 20-40, 40-45, nothing, 50-60, 60-65, nothing
+  EXPECT_FALSE(e.dense());
+}
+
+TEST(ElementRuns, DataWithoutShapeBecomesCells) {
+  // Blocks of 4 from unrelated places (an all-to-all's): past one run per 64 elements the
+  // rank keeps a cell per element, with the same contents.
+  ElementRuns e(4096);
+  for (uint64_t b = 0; b < 40; ++b) e.write(4 * b, 4, {1000 * b, ElementSym::kOneRank, false});
+  EXPECT_FALSE(e.dense());
+  for (uint64_t b = 40; b < 80; ++b) e.write(4 * b, 4, {1000 * b, ElementSym::kOneRank, false});
+  EXPECT_TRUE(e.dense());
+  EXPECT_EQ(e.runCount(), 4096u);
+  int checked = 0;
+  e.scan(0, 320, [&](const ElementSym& s, const ElementRun&, uint64_t b, uint64_t end) {
+    EXPECT_EQ(end, b + 1);
+    EXPECT_EQ(s.value, 1000 * (b / 4) + b % 4);
+    return ++checked > 0;
+  });
+  EXPECT_EQ(checked, 320);
+  EXPECT_TRUE(e.scan(320, 4096, [](const ElementSym& s, const ElementRun&, uint64_t, uint64_t) { return s.set == 0; }));
+}
+
+// Reduce of one element to rank p-1 along a chain that visits the even ranks first, then the
+// odd ones: the partial sums are scattered sets (bitsets past a few runs). `twice`, if >= 0,
+// also sends rank `twice`'s input to the 20th rank of the chain, which adds it in.
+std::vector<RankSchedule> stridedChainReduce(int p, int twice) {
+  std::vector<int> order;
+  for (int r = 0; r < p; r += 2) order.push_back(r);
+  for (int r = 1; r < p; r += 2) order.push_back(r);
+  auto s = emptySchedules(p);
+  s[order[0]].add(send(order[1], in(0, 1)));
+  for (int i = 1; i < p; ++i) {
+    RankSchedule& rs = s[order[i]];
+    const bool root = i == p - 1;
+    if (!root) rs.scratchElems = 1;
+    Region acc = root ? out(0, 1) : scratch(0, 1);
+    uint32_t rr = rs.add(recvReduce(order[i - 1], in(0, 1), acc));
+    if (i == 20 && twice >= 0) {
+      rr = rs.add(recvReduce(twice, acc, acc), {rr});
+      s[twice].add(send(order[i], in(0, 1)));
+    }
+    if (!root) rs.add(send(order[i + 1], acc), {rr});
+  }
+  return s;
+}
+
+TEST(VerifierCatches, DoubleCountInAScatteredSet) {
+  const int p = 1024;
+  auto args = argsFor(Coll::Reduce, p, 1, false, false, p - 1);
+  expectOk(args, stridedChainReduce(p, -1));
+  expectError(args, stridedChainReduce(p, 10),
+              {"rank 40 step 1 (recvReduce from 10", "counts rank 10 twice in scratch[0]",
+               "local element 0 reduced over 21 of 1024 ranks {0,2,4,6,8,10,12,14,...}", "incoming element 0 of rank 10's input"});
 }
 
 }  // namespace
