@@ -159,12 +159,12 @@ class Verifier {
   bool expectations(int r, std::vector<Expect>* e) {
     const CollArgs& a = a_[r];
     const size_t n = a.count, out = outputElems(a, r);
-    // Output[at, at + count) holds elements index.. of rank src's Input (src < 0: reduced over all).
-    auto block = [&](size_t at, size_t count, int src, size_t index) {
+    // Output[at, at + count) holds elements index.. of rank src's Input (src < 0: reduced over
+    // all), which has `in` elements (and for src >= 0 the ranks after it, whose ids follow).
+    auto block = [&](size_t at, size_t count, int src, size_t index, size_t in) {
       if (count == 0) return true;
       if (at + count > out)
         return fail(format("rank %d: arguments put a block at out[%zu+%zu], past its %zu elements", r, at, count, out));
-      size_t in = inputElems(a_[src < 0 ? r : src], src < 0 ? r : src);
       if (index + count > in)
         return src < 0 ? fail(format("rank %d: arguments read in[%zu+%zu], past its %zu elements", r, index, count, in))
                        : fail(format("rank %d: arguments read rank %d's in[%zu+%zu], past its %zu elements", r, src, index,
@@ -176,28 +176,32 @@ class Verifier {
         e->push_back({at, count, want});
       return true;
     };
+    auto from = [&](int src) { return inputElems(a_[src < 0 ? r : src], src < 0 ? r : src); };
     auto blocksFromEveryRank = [&](size_t index) {
+      // All-gather, gather: every rank's input is its block, so block j's ids follow block
+      // j-1's and the whole Output is one run (p blocks one by one would cost p^2 in all).
+      if (index == 0 && gbase_[p_] == static_cast<uint64_t>(p_) * n) return block(0, p_ * n, 0, 0, p_ * n);
       for (int j = 0; j < p_; ++j)
-        if (!block(static_cast<size_t>(j) * n, n, j, index)) return false;
+        if (!block(static_cast<size_t>(j) * n, n, j, index, from(j))) return false;
       return true;
     };
     switch (a.coll) {
-      case Coll::AllReduce: return block(0, n, -1, 0);
-      case Coll::Broadcast: return block(0, n, a.root, 0);
-      case Coll::Reduce: return r != a.root || block(0, n, -1, 0);
+      case Coll::AllReduce: return block(0, n, -1, 0, from(-1));
+      case Coll::Broadcast: return block(0, n, a.root, 0, from(a.root));
+      case Coll::Reduce: return r != a.root || block(0, n, -1, 0, from(-1));
       case Coll::AllGather: return blocksFromEveryRank(0);
-      case Coll::ReduceScatter: return block(0, n, -1, r * n);
+      case Coll::ReduceScatter: return block(0, n, -1, r * n, from(-1));
       case Coll::AlltoAll: return blocksFromEveryRank(r * n);
       case Coll::Gather: return r != a.root || blocksFromEveryRank(0);
-      case Coll::Scatter: return block(0, n, a.root, r * n);
+      case Coll::Scatter: return block(0, n, a.root, r * n, from(a.root));
       case Coll::AllGatherV:
         for (int j = 0; j < p_; ++j)
-          if (!block(a.displs[j], a.counts[j], j, 0)) return false;
+          if (!block(a.displs[j], a.counts[j], j, 0, from(j))) return false;
         return true;
-      case Coll::ReduceScatterV: return block(0, a.counts[r], -1, a.displs[r]);
+      case Coll::ReduceScatterV: return block(0, a.counts[r], -1, a.displs[r], from(-1));
       case Coll::AlltoAllV:
         for (int i = 0; i < p_; ++i)
-          if (!block(a.recvDispls[i], a.recvCounts[i], i, a_[i].sendDispls[r])) return false;
+          if (!block(a.recvDispls[i], a.recvCounts[i], i, a_[i].sendDispls[r], from(i))) return false;
         return true;
       case Coll::kCount: break;
     }

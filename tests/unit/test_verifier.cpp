@@ -676,5 +676,23 @@ TEST(VerifierCatches, DoubleCountInAScatteredSet) {
                "local element 0 reduced over 21 of 1024 ranks {0,2,4,6,8,10,12,14,...}", "incoming element 0 of rank 10's input"});
 }
 
+TEST(VerifierCatches, MissingDependencyAt4096Ranks) {
+  // The halving-doubling all-reduce at 4096 ranks verifies; rank 1234's first send that
+  // forwards a partial sum, freed from waiting for the receive that produces it, does not.
+  auto args = argsFor(Coll::AllReduce, 4096, 16 * 4096);
+  std::vector<RankSchedule> s;
+  for (const CollArgs& a : args) s.push_back(buildSchedule(Algo::HalvingDoubling, a));
+  expectOk(args, s);
+  uint32_t i = 0;
+  RankSchedule& rs = s[1234];
+  while (!(rs.steps[i].kind == StepKind::Send && rs.steps[i].depCount > 0 &&
+           rs.steps[rs.deps[rs.steps[i].depBegin]].kind == StepKind::RecvReduce))
+    ++i;
+  rs.steps[i].depCount = 0;
+  std::string step = "rank 1234 step " + std::to_string(i) + " (send to ";
+  // Out of place, the partial sum's first element is not there yet when the send is posted.
+  expectError(args, s, {step.c_str(), "out[0+16384]) reads out[0] before anything wrote it"});
+}
+
 }  // namespace
 }  // namespace chorus
