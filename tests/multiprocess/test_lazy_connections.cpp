@@ -1,5 +1,6 @@
 // Connections are made on first use, to the peers a schedule has: after one all-reduce each
-// rank holds exactly its schedule's peers (ring: 2, not p - 1), every other pair unconnected.
+// rank holds exactly its schedule's peers (ring: 2, not p - 1), every other pair unconnected;
+// before it, init has used the bootstrap for the join only (L + 1 messages each way).
 // Forked ranks over shm; the schedule each rank should have is built here from the same
 // layout the communicator uses. (A peer that dies before or during that first connection is
 // an error, not a hang: tests/fault/test_health.cpp, DeadPeerDuringLazyTcpSetupFailsFast, and
@@ -8,10 +9,12 @@
 
 #include <chorus/chorus.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "bootstrap/wire.h"
 #include "collectives/collective.h"
 #include "core/api_internal.h"
 #include "core/comm.h"
@@ -34,6 +37,14 @@ std::vector<RankExit> connectionsAfterOneAllReduce(int p, const char* algo, size
         if (chorusCommInitRank(&comm, p, id, rank) != chorusSuccess) return 2;
         const Communicator& c = communicatorOf(comm);
         if (c.connectedPeers() != 0) return 3;  // nothing before the first call
+        // Init's bootstrap traffic is the join's alone: the check-in and L card rounds each way.
+        const uint64_t L = static_cast<uint64_t>(wire::log2Ceil(p));
+        BootstrapTraffic joined = c.bootstrapTraffic();
+        if (joined.msgsSent != 1 + L || joined.msgsRecv != 1 + L || joined.connsOpened != 1 + L) {
+          fprintf(stderr, "rank %d: init took %s, expected %llu messages each way and %llu connections\n", rank,
+                  describeTraffic(joined).c_str(), static_cast<unsigned long long>(1 + L), static_cast<unsigned long long>(1 + L));
+          return 8;
+        }
         std::vector<char> in = makeBuffer(chorusFloat32, count), out = makeBuffer(chorusFloat32, count);
         fillInput(in.data(), chorusFloat32, chorusSum, count, rank);
         if (chorusAllReduce(in.data(), out.data(), count, chorusFloat32, chorusSum, comm, nullptr) != chorusSuccess) {
