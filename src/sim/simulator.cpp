@@ -16,6 +16,9 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr size_t kMaxPath = 8;  // the generators' longest path is 6 links
+// A step of a simulated rank, for the critical path.
+constexpr uint64_t kNoStep = ~uint64_t{0};
+uint64_t packStep(int rank, uint32_t step) { return static_cast<uint64_t>(rank) << 32 | step; }
 
 // The links one message crosses (as link classes when ranks are folded, simulator.h).
 struct Path {
@@ -36,6 +39,8 @@ struct Channel {
   std::deque<std::pair<uint32_t, double>> sends, recvs;  // step, time posted
   std::deque<uint32_t> queued;                           // matched flows waiting for the channel
   bool busy = false;                                     // a flow is starting or crossing
+  uint64_t lastSend = kNoStep;  // the send of the message that crossed last
+  double lastEnd = 0;           // and when it ended
 };
 
 struct Flow {
@@ -46,6 +51,7 @@ struct Flow {
   double readyAt = 0;    // when it may start: matched, plus overhead and latency
   Channel* channel = nullptr;
   uint32_t version = 0;  // bumped at every rate change and reuse: older finish entries are stale
+  uint64_t gate = kNoStep;  // what let the later-posted half be posted (the critical path)
 };
 
 // A flow's predicted end at its current rate.
@@ -66,7 +72,9 @@ struct Event {
 // One simulated rank: its schedule, the executor's plan for it, and readiness by counters
 // (a step is ready when its last dependency completes; nothing is rescanned).
 struct RankState {
-  explicit RankState(const RankSchedule& s) : plan(s), pending(s.steps.size()), cursorOf(s.steps.size(), ~0u) {
+  explicit RankState(const RankSchedule& s)
+      : plan(s), pending(s.steps.size()), cursorOf(s.steps.size(), ~0u), startAt(s.steps.size(), 0), endAt(s.steps.size(), 0),
+        pred(s.steps.size(), kNoStep) {
     for (uint32_t i = 0; i < s.steps.size(); ++i) pending[i] = s.steps[i].depCount;
     dependentsAt.assign(s.steps.size() + 1, 0);
     for (uint32_t d : s.deps) ++dependentsAt[d + 1];
@@ -90,6 +98,10 @@ struct RankState {
   std::vector<uint32_t> cursorOf;  // per message step: its peer cursor
   std::vector<uint32_t> dirtyCursors;
   size_t remaining = 0;
+  // The critical path (SimResult::critical): when each step started (a message: its flow; until
+  // then, when it became ready) and ended, and the step whose end let it start.
+  std::vector<double> startAt, endAt;
+  std::vector<uint64_t> pred;  // packStep(rank, step), or kNoStep
 };
 
 class Sim {
@@ -104,6 +116,7 @@ class Sim {
     const size_t links = f.links().size();
     result_.linkBytes.assign(links, 0);
     result_.rankEndUs.assign(t_, 0);
+    if (o.linkLoad) result_.linkLoad.bytes.resize(links);
     dirtyMark_.assign(t_, 0);
     linkCap_.assign(links, 0);
     linkFlows_.resize(links);
@@ -115,7 +128,7 @@ class Sim {
     for (int r = 0; r < t_; ++r) {
       RankState& rs = *ranks_[r];
       for (uint32_t i = 0; i < rs.pending.size(); ++i)
-        if (rs.pending[i] == 0) ready(r, i, 0);
+        if (rs.pending[i] == 0) ready(r, i, 0, kNoStep);
       issue(r, 0);
     }
     std::vector<uint32_t> started;  // flows that started at `now`
@@ -165,16 +178,75 @@ class Sim {
     result_.rankEndUs.swap(end);
     for (size_t l = 0; l < linkClass_.size(); ++l) result_.linkBytes[l] = result_.linkBytes[linkClass_[l]];
     result_.simulatedRanks = t_;
+    criticalPath();
     return result_;
+  }
+
+  // Adds what flow fl moved since its last update (at its rate) to its links' bins.
+  void recordLoad(const Flow& fl, double now) {
+    if (!o_.linkLoad || now <= fl.since || fl.rate <= 0) return;
+    LinkLoadOverTime& ll = result_.linkLoad;
+    constexpr size_t n = LinkLoadOverTime::kLoadBins;
+    while (now > ll.binUs * n) {  // widen: merge pairs of bins
+      for (std::vector<double>& row : ll.bytes) {
+        if (row.empty()) continue;
+        for (size_t b = 0; b < n / 2; ++b) row[b] = row[2 * b] + row[2 * b + 1];
+        std::fill(row.begin() + n / 2, row.end(), 0.0);
+      }
+      ll.binUs *= 2;
+    }
+    for (uint32_t l : fl.channel->path) {
+      std::vector<double>& row = ll.bytes[l];
+      if (row.empty()) row.assign(n, 0.0);
+      for (size_t b = static_cast<size_t>(fl.since / ll.binUs); b < n && b * ll.binUs < now; ++b) {
+        const double from = std::max(fl.since, b * ll.binUs), to = std::min(now, (b + 1) * ll.binUs);
+        if (to > from) row[b] += fl.rate * (to - from);
+      }
+    }
+  }
+
+  // Walks back from the step that ended last, each step to the one whose end let it start.
+  void criticalPath() {
+    CriticalPath& cp = result_.critical;
+    const RankState& last = *ranks_[result_.lastRank];
+    if (last.endAt.empty()) return;
+    uint64_t at = packStep(result_.lastRank, static_cast<uint32_t>(std::max_element(last.endAt.begin(), last.endAt.end()) - last.endAt.begin()));
+    std::unordered_map<uint32_t, double> onLink;
+    while (at != kNoStep) {
+      const int r = static_cast<int>(at >> 32);
+      const uint32_t i = static_cast<uint32_t>(at);
+      const RankState& rs = *ranks_[r];
+      const Step& st = s_[r].steps[i];
+      const double before = rs.pred[i] == kNoStep ? 0 : ranks_[rs.pred[i] >> 32]->endAt[static_cast<uint32_t>(rs.pred[i])];
+      cp.waitUs += rs.startAt[i] - before;
+      if (st.peer < 0) {
+        ++cp.localSteps;
+        cp.localUs += rs.endAt[i] - rs.startAt[i];
+      } else {
+        ++cp.messages;
+        const double reduce = st.kind == StepKind::RecvReduce ? bytes(st.dst) / o_.reduceBytesPerUs : 0;
+        cp.localUs += reduce;
+        cp.wireUs += rs.endAt[i] - rs.startAt[i] - reduce;
+        const Channel& c = st.kind == StepKind::Send ? channel(r, st.peer) : channel(st.peer, r, true);
+        for (uint32_t l : c.path) onLink[l] += rs.endAt[i] - rs.startAt[i] - reduce;
+      }
+      at = rs.pred[i];
+    }
+    cp.links.assign(onLink.begin(), onLink.end());
+    std::sort(cp.links.begin(), cp.links.end(), [](const auto& x, const auto& y) { return x.second > y.second || (x.second == y.second && x.first < y.first); });
+    if (cp.links.size() > 5) cp.links.resize(5);
   }
 
  private:
   double bytes(const Region& reg) const { return static_cast<double>(reg.count * es_); }
 
-  // Step i of rank r has no dependency left: a local step starts, a message step may be posted.
-  void ready(int r, uint32_t i, double now) {
+  // Step i of rank r has no dependency left (the last was `gate`): a local step starts, a
+  // message step may be posted.
+  void ready(int r, uint32_t i, double now, uint64_t gate) {
     RankState& rs = *ranks_[r];
     const Step& st = s_[r].steps[i];
+    rs.startAt[i] = now;
+    rs.pred[i] = gate;
     if (st.peer < 0) {
       const double cost = st.kind == StepKind::Copy ? bytes(st.dst) / o_.copyBytesPerUs : bytes(st.dst) / o_.reduceBytesPerUs;
       events_.push({now + cost, 1, r, i});
@@ -193,12 +265,14 @@ class Sim {
       const std::vector<uint32_t>& recvs = q.steps->recvs;
       while (q.sendIssued < sends.size() && rs.pending[sends[q.sendIssued]] == 0) {
         const uint32_t i = sends[q.sendIssued++];
+        if (rs.startAt[i] < now && q.sendIssued > 1) rs.pred[i] = rs.pred[sends[q.sendIssued - 2]];  // held by the queue
         Channel& c = channel(r, s_[r].steps[i].peer);
         c.sends.push_back({i, now});
         match(c, now);
       }
       while (q.recvIssued < recvs.size() && rs.pending[recvs[q.recvIssued]] == 0) {
         const uint32_t i = recvs[q.recvIssued++];
+        if (rs.startAt[i] < now && q.recvIssued > 1) rs.pred[i] = rs.pred[recvs[q.recvIssued - 2]];
         Channel& c = channel(s_[r].steps[i].peer, r, /*receiver=*/true);
         c.recvs.push_back({i, now});
         match(c, now);
@@ -258,6 +332,7 @@ class Sim {
       result_.wireBytes += static_cast<uint64_t>(fl.remaining);
       for (uint32_t l : c.path) result_.linkBytes[l] += fl.remaining;
       fl.readyAt = std::max(now, std::max(sendAt, recvAt)) + c.latencyUs;
+      fl.gate = sendAt >= recvAt ? ranks_[c.src]->pred[sendStep] : ranks_[c.dst]->pred[recvStep];
       fl.channel = &c;
       if (c.busy) {
         c.queued.push_back(id);
@@ -269,12 +344,21 @@ class Sim {
   }
 
   void startFlow(uint32_t i, double now) {
-    flows_[i].since = now;
-    for (uint32_t l : flows_[i].channel->path) linkFlows_[l].push_back(i);
+    Flow& fl = flows_[i];
+    Channel& c = *fl.channel;
+    fl.since = now;
+    for (uint32_t l : c.path) linkFlows_[l].push_back(i);
+    // Held by the message before it on the pair, or by the later of its two halves.
+    const uint64_t gate = now > fl.readyAt && c.lastEnd >= now ? c.lastSend : fl.gate;
+    for (auto [r, step] : {std::pair{c.src, fl.sendStep}, std::pair{c.dst, fl.recvStep}}) {
+      ranks_[r]->startAt[step] = now;
+      ranks_[r]->pred[step] = gate;
+    }
   }
 
   void finishFlow(uint32_t i, double now) {
     Flow& fl = flows_[i];
+    recordLoad(fl, now);
     fl.remaining = 0;
     ++fl.version;
     Channel& c = *fl.channel;
@@ -286,6 +370,8 @@ class Sim {
         seedLinks_.push_back(l);
       }
     }
+    c.lastSend = packStep(c.src, fl.sendStep);
+    c.lastEnd = now;
     c.busy = !c.queued.empty();
     if (c.busy) {
       const uint32_t next = c.queued.front();
@@ -301,9 +387,10 @@ class Sim {
 
   void complete(int r, uint32_t step, double now) {
     RankState& rs = *ranks_[r];
+    rs.endAt[step] = now;
     for (uint32_t k = rs.dependentsAt[step]; k < rs.dependentsAt[step + 1]; ++k) {
       const uint32_t j = rs.dependents[k];
-      if (--rs.pending[j] == 0) ready(r, j, now);
+      if (--rs.pending[j] == 0) ready(r, j, now, packStep(r, step));
     }
     if (--rs.remaining == 0) {
       result_.rankEndUs[r] = now;
@@ -380,6 +467,7 @@ class Sim {
 
   void setRate(uint32_t i, double rate, double now) {
     Flow& fl = flows_[i];
+    recordLoad(fl, now);
     fl.remaining = std::max(0.0, fl.remaining - fl.rate * (now - fl.since));
     fl.since = now;
     if (fl.rate == rate) return;  // its finish entry still holds

@@ -34,6 +34,27 @@ namespace chorus::sim {
 struct SimOptions {
   double reduceBytesPerUs = 100e3;  // device reduction kernel: 100 GB/s
   double copyBytesPerUs = 200e3;    // device-local copy: 200 GB/s
+  bool linkLoad = false;            // record each link's bytes over time (SimResult::linkLoad)
+};
+
+// Bytes each link carried per time bin: bins of binUs from time 0, as many as the run needed
+// (at most kLoadBins; the bins widen by doubling as the run goes on). With folded ranks only
+// each class's representative has a row (the others carried the same).
+struct LinkLoadOverTime {
+  static constexpr size_t kLoadBins = 256;
+  double binUs = 1;
+  std::vector<std::vector<double>> bytes;  // per link: empty if it carried nothing
+};
+
+// The chain of steps that set the end time: from the step that ended last, back through the
+// step whose end let each one start (a dependency, the message before it on its pair, the
+// later of a message's two halves, or the step before it in its queue). Its parts add up to
+// the simulated time: bytes crossing (wire), latency, overhead and waiting between the steps
+// (wait), and reductions and copies (local).
+struct CriticalPath {
+  size_t messages = 0, localSteps = 0;
+  double wireUs = 0, waitUs = 0, localUs = 0;
+  std::vector<std::pair<uint32_t, double>> links;  // the links its messages spent most time on (us), up to 5
 };
 
 struct SimResult {
@@ -45,6 +66,8 @@ struct SimResult {
   std::vector<double> rankEndUs;  // per rank: when its last step finished
   size_t events = 0;          // rate recomputations (a measure of the simulator's own work)
   int simulatedRanks = 0;     // ranks simulated: all, or the period T when folded
+  CriticalPath critical;
+  LinkLoadOverTime linkLoad;  // when SimOptions::linkLoad
 };
 
 // Runs schedules[r] for every rank r of the fabric; elemSize converts their element counts to

@@ -128,6 +128,36 @@ TEST(Simulator, RingAllReduceApproachesButNeverExceedsTheNicBandwidth) {
   EXPECT_GE(busbw, 12500 * 0.9) << "time " << res.timeUs << " us";
 }
 
+TEST(Simulator, TheCriticalPathFollowsWhatHeldEachStepAndAddsUpToTheTime) {
+  // Rank 0 -> 1 (100 us of bytes), then 1 forwards to 2 once it has it; meanwhile rank 2 sends
+  // rank 0 a small message that nothing waits for. The path is the two big messages: 200 us on
+  // the wire, 2 x 3 us of overhead and latency.
+  Fabric f = Fabric::generate(kFlat3);
+  auto s = empty(3);
+  addMessage(s, 0, 1, 1250000);
+  addMessage(s, 2, 0, 8);
+  Step send;
+  send.kind = StepKind::Send;
+  send.peer = 2;
+  send.src = {BufferId::Output, 0, 1250000};
+  s[1].add(send, {0});
+  Step recv;
+  recv.kind = StepKind::Recv;
+  recv.peer = 1;
+  recv.dst = {BufferId::Output, 0, 1250000};
+  s[2].add(recv);
+  SimResult r = simulate(f, s, 1);
+  EXPECT_NEAR(r.timeUs, 206, 1e-6);
+  const CriticalPath& cp = r.critical;
+  EXPECT_EQ(cp.messages, 2u);
+  EXPECT_EQ(cp.localSteps, 0u);
+  EXPECT_NEAR(cp.wireUs, 200, 1e-6);
+  EXPECT_NEAR(cp.waitUs, 6, 1e-6);
+  EXPECT_NEAR(cp.wireUs + cp.waitUs + cp.localUs, r.timeUs, 1e-6);
+  ASSERT_FALSE(cp.links.empty());
+  EXPECT_NEAR(cp.links[0].second, 100, 1e-6) << "each link of the path carried one of the two messages";
+}
+
 TEST(Simulator, AReceiveNoSendMeetsIsADeadlockNamingTheRank) {
   Fabric f = Fabric::generate(kFlat3);
   auto s = empty(3);

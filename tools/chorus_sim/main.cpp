@@ -12,6 +12,9 @@
 //                   schedules, every checks them all, relaxed checks the sample without their
 //                   dependencies (an approximation where those differ), off simulates every
 //                   rank (default auto)
+//   --max-steps N   the most schedule steps the simulator keeps (default 64M, ~6.4 GB; K/M/G
+//                   suffixes as for sizes): past it, the run stops and suggests a larger slice
+//   --svg FILE      the link load over time of each size, drawn (FILE-<size>.svg when several)
 //   --compare       every algorithm that serves the collective, side by side, with the one the
 //                   runtime's tuner would pick for this fabric
 //   --reduce-gbps X, --copy-gbps X   local reduction and copy speeds (default 100 and 200 GB/s,
@@ -32,6 +35,7 @@
 #include "sim/fabric.h"
 #include "sim/simulator.h"
 #include "sim/symmetry.h"
+#include "link_load_svg.h"
 #include "topology/weights.h"
 #include "tune/tuner.h"
 
@@ -43,7 +47,7 @@ int usage(const char* why) {
   fprintf(stderr,
           "usage: chorus-sim <collective> --fabric SPEC [-b MIN] [-e MAX] [-f FACTOR] [-d TYPE] [-o OP]\n"
           "                  [-A ALGO | --compare] [--slice BYTES] [--fold auto|every|relaxed|off] [--reduce-gbps X] [--copy-gbps X]\n"
-          "                  [-J FILE]\n"
+          "                  [--max-steps N] [-J FILE] [--svg FILE]\n"
           "  collective: all_reduce all_gather reduce_scatter broadcast reduce alltoall gather scatter\n"
           "  fabric: flat:hosts=H,gpus=G | fat-tree:hosts=H,gpus=G,leaf=K,oversub=R | rail:hosts=H,gpus=G\n"
           "          with nic=<Gbit/s> nvlink=<GB/s> hop_us= alpha_us= slow=<a>-<b>@<Gbit/s> (docs/SIMULATOR.md)\n");
@@ -118,6 +122,42 @@ struct RunOptions {
   sim::FoldCheck check = sim::FoldCheck::Sampled;
   size_t maxSteps = size_t{64} << 20;        // ~6.4 GB of simulator state
 };
+
+bool writeFile(const std::string& path, const std::string& text) {
+  FILE* f = fopen(path.c_str(), "w");
+  const bool ok = f && fwrite(text.data(), 1, text.size(), f) == text.size();
+  if ((f && fclose(f) != 0) || !ok) {
+    fprintf(stderr, "chorus-sim: cannot write %s\n", path.c_str());
+    return false;
+  }
+  return true;
+}
+
+// "load.svg" for the size 1048576: "load-1048576.svg".
+std::string withSize(const std::string& path, size_t size) {
+  const size_t slash = path.rfind('/'), dot = path.rfind('.');
+  const size_t at = dot != std::string::npos && (slash == std::string::npos || dot > slash) ? dot : path.size();
+  return path.substr(0, at) + "-" + std::to_string(size) + path.substr(at);
+}
+
+struct LinkLoad {
+  size_t link;
+  double load;  // its bytes over its bandwidth, as a share of the simulated time
+};
+
+// The n busiest links, one per class where the run was folded (the others carry the same).
+std::vector<LinkLoad> busiestLinks(const sim::Fabric& f, const sim::SimResult& res, size_t n) {
+  const std::vector<uint32_t> cls = f.linkClasses(res.simulatedRanks ? res.simulatedRanks : f.ranks());
+  std::vector<LinkLoad> all;
+  for (size_t l = 0; l < res.linkBytes.size(); ++l)
+    if (cls.empty() || cls[l] == l)
+      all.push_back({l, res.timeUs > 0 ? res.linkBytes[l] / f.links()[l].bytesPerUs / res.timeUs : 0});
+  const size_t keep = std::min(n, all.size());
+  std::partial_sort(all.begin(), all.begin() + static_cast<long>(keep), all.end(),
+                    [](const LinkLoad& a, const LinkLoad& b) { return a.load > b.load || (a.load == b.load && a.link < b.link); });
+  all.resize(keep);
+  return all;
+}
 
 // Every rank's schedule of one call (folded where the fabric and the schedules repeat),
 // simulated; *folded says how it was folded.
@@ -212,7 +252,7 @@ int run(int argc, char** argv) {
   Coll coll;
   if (!perf::findColl(collName, &pc) || pc == perf::PerfColl::SendRecv || !parseColl(perf::collInfo(pc).name, &coll))
     return usage(("unknown collective " + name).c_str());
-  std::string fabricSpec, jsonPath;
+  std::string fabricSpec, jsonPath, svgPath;
   size_t slice = 256 * 1024;
   bool compare = false;
   RunOptions runOptions;
@@ -220,9 +260,14 @@ int run(int argc, char** argv) {
   std::vector<const char*> rest{argv[0]};
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
-    if ((a == "--fabric" || a == "--slice") && i + 1 < argc) {
+    if (a == "--svg" && i + 1 < argc) {
+      svgPath = argv[++i];
+      runOptions.sim.linkLoad = true;
+    } else if ((a == "--fabric" || a == "--slice") && i + 1 < argc) {
       if (a == "--fabric") fabricSpec = argv[++i];
       else if (!perf::parseSize(argv[++i], &slice) || slice < 64) return usage("--slice wants a size of 64 bytes or more");
+    } else if (a == "--max-steps" && i + 1 < argc) {
+      if (!perf::parseSize(argv[++i], &runOptions.maxSteps) || runOptions.maxSteps == 0) return usage("--max-steps wants a count > 0");
     } else if (a == "--fold" && i + 1 < argc) {
       const std::string how = argv[++i];
       if (how != "auto" && how != "every" && how != "relaxed" && how != "off") return usage("--fold wants auto, every, relaxed or off");
@@ -271,27 +316,37 @@ int run(int argc, char** argv) {
     const size_t size = cs.bytes(ts);
     const double algbw = res.timeUs > 0 ? static_cast<double>(size) / res.timeUs / 1e3 : 0;  // GB/s
     const double busbw = algbw * perf::busFactor(pc, p);
-    size_t busiest = 0;
-    for (size_t l = 1; l < res.linkBytes.size(); ++l)
-      if (res.linkBytes[l] / fabric.links()[l].bytesPerUs > res.linkBytes[busiest] / fabric.links()[busiest].bytesPerUs) busiest = l;
-    const double load = res.timeUs > 0 ? res.linkBytes[busiest] / fabric.links()[busiest].bytesPerUs / res.timeUs : 0;
+    const std::vector<LinkLoad> busy = busiestLinks(fabric, res, 3);
+    const size_t busiest = busy.empty() ? 0 : busy[0].link;
+    const double load = busy.empty() ? 0 : busy[0].load;
     printf("  %12zu %12zu %8s %12.1f %9.2f %9.2f %10llu %8.2f  %s (%.0f%%)\n", size, cs.count, perf::typeName(type), res.timeUs,
            algbw, busbw, static_cast<unsigned long long>(res.messages), wall, fabric.links()[busiest].name.c_str(), 100 * load);
+    const sim::CriticalPath& cp = res.critical;
+    std::string busyText, pathLinks;
+    for (const LinkLoad& b : busy) busyText += perf::format("%s%s (%.0f%%)", busyText.empty() ? "" : ", ", fabric.links()[b.link].name.c_str(), 100 * b.load);
+    for (const auto& [l, us] : cp.links) pathLinks += perf::format("%s%s %.1f us", pathLinks.empty() ? "" : ", ", fabric.links()[l].name.c_str(), us);
+    printf("#   busiest links: %s\n", busyText.c_str());
+    if (!svgPath.empty()) {
+      const std::vector<size_t> ladder = perf::sizeLadder(o);
+      const std::string file = ladder.size() == 1 ? svgPath : withSize(svgPath, size);
+      const std::string title = perf::format("chorus-sim %s, %s, %zu bytes, %d ranks", name.c_str(), algoName(algo), size, p);
+      if (!writeFile(file, linkLoadSvg(fabric, res, title, 24))) return 1;
+      printf("#   link load over time: %s\n", file.c_str());
+    }
+    printf("#   critical path: %zu messages, %zu local steps; %.1f us = %.1f on the wire + %.1f latency and waiting + %.1f local work%s%s\n",
+           cp.messages, cp.localSteps, res.timeUs, cp.wireUs, cp.waitUs, cp.localUs, pathLinks.empty() ? "" : "; most on ", pathLinks.c_str());
     fflush(stdout);
     json += std::string(first ? "" : ",") + "\n  {\"size\": " + std::to_string(size) + ", \"count\": " + std::to_string(cs.count) +
             ", \"time_us\": " + perf::format("%.3f", res.timeUs) + ", \"algbw\": " + perf::format("%.4f", algbw) +
             ", \"busbw\": " + perf::format("%.4f", busbw) + ", \"messages\": " + std::to_string(res.messages) + ", \"simulated_ranks\": " + std::to_string(res.simulatedRanks) +
-            ", \"busiest_link\": \"" + fabric.links()[busiest].name + "\", \"busiest_load\": " + perf::format("%.4f", load) + "}";
+            ", \"busiest_link\": \"" + fabric.links()[busiest].name + "\", \"busiest_load\": " + perf::format("%.4f", load) +
+            ", \"critical_path\": {\"messages\": " + std::to_string(cp.messages) + ", \"local_steps\": " + std::to_string(cp.localSteps) +
+            ", \"wire_us\": " + perf::format("%.3f", cp.wireUs) + ", \"wait_us\": " + perf::format("%.3f", cp.waitUs) +
+            ", \"local_us\": " + perf::format("%.3f", cp.localUs) + "}}";
     first = false;
   }
   json += "\n]}\n";
-  if (!o.jsonPath.empty()) {
-    FILE* f = fopen(o.jsonPath.c_str(), "w");
-    if (!f || fwrite(json.data(), 1, json.size(), f) != json.size() || fclose(f) != 0) {
-      fprintf(stderr, "chorus-sim: cannot write %s\n", o.jsonPath.c_str());
-      return 1;
-    }
-  }
+  if (!o.jsonPath.empty() && !writeFile(o.jsonPath, json)) return 1;
   return 0;
 }
 
