@@ -74,19 +74,29 @@ bool sameUpToShift(const RankSchedule& a, const RankSchedule& b, std::string* wh
 
 namespace {
 
-// Keeps a running count of the steps held, and refuses past the budget.
+// Keeps a running count of the steps held, and refuses past the budget: as soon as one rank's
+// schedule shows that the ranks to keep would exceed it (expect), or once they do (add).
 class StepBudget {
  public:
   StepBudget(size_t max, int ranks, const std::string& notFolded) : max_(max), ranks_(ranks), notFolded_(notFolded) {}
+  void expect(const RankSchedule& one, int keep) {
+    const size_t estimate = one.steps.size() * static_cast<size_t>(keep);
+    if (estimate > max_) refuse(format("%d ranks' schedules would hold about %zu steps (rank %d has %zu)", keep, estimate, one.rank,
+                                       one.steps.size()));
+  }
   void add(const RankSchedule& s, int built) {
     held_ += s.steps.size();
-    CHORUS_CHECK_ARG(held_ <= max_,
-                     "the schedules of %d of %d ranks already hold %zu steps, more than the simulator keeps (%zu): use a larger "
-                     "slice (--slice: fewer, bigger steps; docs/SIMULATOR.md states its effect on the prediction)%s%s",
-                     built, ranks_, held_, max_, notFolded_.empty() ? "" : "; not folded: ", notFolded_.c_str());
+    if (held_ > max_) refuse(format("the schedules of %d of %d ranks already hold %zu steps", built, ranks_, held_));
   }
 
  private:
+  void refuse(const std::string& what) const {
+    CHORUS_THROW(chorusInvalidArgument,
+                 "%s, more than the simulator keeps (%zu): use a larger slice (--slice: fewer, bigger steps; docs/SIMULATOR.md "
+                 "states its effect on the prediction) or --max-steps%s%s",
+                 what.c_str(), max_, notFolded_.empty() ? "" : "; not folded: ", notFolded_.c_str());
+  }
+
   size_t max_, held_ = 0;
   int ranks_;
   const std::string& notFolded_;
@@ -125,6 +135,7 @@ FoldedSchedules buildForSimulation(const Fabric& fabric, const std::function<Ran
   StepBudget budget(maxSteps, p, out.why);
   for (int r = 0; r < out.period; ++r) {
     out.schedules.push_back(build(r));
+    if (r == 0) budget.expect(out.schedules.back(), out.period);
     budget.add(out.schedules.back(), r + 1);
   }
   if (out.period == p) return out;
@@ -141,6 +152,7 @@ FoldedSchedules buildForSimulation(const Fabric& fabric, const std::function<Ran
     if (check != FoldCheck::Relaxed && sameUpToShift(out.schedules[r % out.period], s, nullptr, true))
       out.why += " (only dependencies differ: --fold relaxed folds anyway, an approximation)";
     // Not alike: build and simulate every rank.
+    budget.expect(s, p);
     for (int q = out.period; q < p; ++q) {
       out.schedules.push_back(q == r ? s : build(q));
       budget.add(out.schedules.back(), q + 1);

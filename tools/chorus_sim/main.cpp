@@ -12,7 +12,7 @@
 //                   schedules, every checks them all, relaxed checks the sample without their
 //                   dependencies (an approximation where those differ), off simulates every
 //                   rank (default auto)
-//   --max-steps N   the most schedule steps the simulator keeps (default 64M, ~6.4 GB; K/M/G
+//   --max-steps N   the most schedule steps the simulator keeps (default 32M, ~3.2 GB; K/M/G
 //                   suffixes as for sizes): past it, the run stops and suggests a larger slice
 //   --svg FILE      the link load over time of each size, drawn (FILE-<size>.svg when several)
 //   --compare       every algorithm that serves the collective, side by side, with the one the
@@ -120,7 +120,7 @@ struct RunOptions {
   sim::SimOptions sim;
   bool fold = true;                          // --fold auto|every|off
   sim::FoldCheck check = sim::FoldCheck::Sampled;
-  size_t maxSteps = size_t{64} << 20;        // ~6.4 GB of simulator state
+  size_t maxSteps = size_t{32} << 20;        // ~3.2 GB of simulator state
 };
 
 bool writeFile(const std::string& path, const std::string& text) {
