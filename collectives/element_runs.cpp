@@ -6,9 +6,28 @@ ElementRuns::ElementRuns(uint64_t size) : size_(size) {
   if (size > 0) runs_.emplace(0, ElementRun{});
 }
 
+ElementRuns::Map::const_iterator ElementRuns::locate(uint64_t at) const {
+  constexpr int kSteps = 4;
+  Map::const_iterator it = finger_;
+  if (hasFinger_) {
+    if (it->first <= at) {
+      for (int i = 0; i < kSteps; ++i) {
+        auto next = std::next(it);
+        if (next == runs_.end() || next->first > at) return it;
+        it = next;
+      }
+    } else {
+      for (int i = 0; i < kSteps && it != runs_.begin(); ++i)
+        if ((--it)->first <= at) return it;
+    }
+  }
+  return std::prev(runs_.upper_bound(at));
+}
+
 ElementRuns::Map::iterator ElementRuns::split(uint64_t at) {
   if (at >= size_) return runs_.end();
-  auto it = std::prev(runs_.upper_bound(at));
+  auto held = locate(at);
+  auto it = runs_.erase(held, held);  // the same run, as a mutable iterator
   if (it->first == at) return it;
   ElementRun tail = it->second;
   tail.sym = tail.sym.at(at - it->first);
@@ -21,8 +40,9 @@ bool ElementRuns::continues(Map::const_iterator a, Map::const_iterator b) const 
          x.sym.divided == y.sym.divided && (x.sym.set == 0 || x.sym.value + (b->first - a->first) == y.sym.value);
 }
 
-void ElementRuns::mergeAround(Map::iterator first, Map::iterator last) {
-  auto it = first == runs_.begin() ? first : std::prev(first);
+ElementRuns::Map::iterator ElementRuns::mergeAround(Map::iterator first, Map::iterator last) {
+  const auto start = first == runs_.begin() ? first : std::prev(first);
+  auto it = start;
   while (it != last) {
     auto next = std::next(it);
     if (next == runs_.end()) break;
@@ -34,6 +54,7 @@ void ElementRuns::mergeAround(Map::iterator first, Map::iterator last) {
       it = next;
     }
   }
+  return start;
 }
 
 void ElementRuns::becomeDense() {
@@ -44,6 +65,7 @@ void ElementRuns::becomeDense() {
       cells_[k].sym = it->second.sym.at(k - it->first);
     }
   runs_.clear();
+  hasFinger_ = false;
   dense_ = true;
 }
 

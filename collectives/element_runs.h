@@ -50,6 +50,11 @@ class ElementRuns {
  public:
   // `size` elements, nothing written, not writable.
   explicit ElementRuns(uint64_t size);
+  // Moves keep the finger (map nodes move with the map); a copy could not.
+  ElementRuns(ElementRuns&&) = default;
+  ElementRuns& operator=(ElementRuns&&) = default;
+  ElementRuns(const ElementRuns&) = delete;
+  ElementRuns& operator=(const ElementRuns&) = delete;
 
   uint64_t size() const { return size_; }
   size_t runCount() const { return dense_ ? size_ : runs_.size(); }
@@ -65,8 +70,7 @@ class ElementRuns {
         if (!f(cells_[k].sym, cells_[k], k, k + 1)) return false;
       return true;
     }
-    auto it = std::prev(runs_.upper_bound(lo));
-    for (; it != runs_.end() && it->first < hi; ++it) {
+    for (auto it = locate(lo); it != runs_.end() && it->first < hi; ++it) {
       uint64_t b = std::max(lo, it->first), e = std::min(hi, end(it));
       if (!f(it->second.sym.at(b - it->first), it->second, b, e)) return false;
     }
@@ -87,7 +91,8 @@ class ElementRuns {
     auto first = split(lo), last = split(hi);
     bool ok = true;
     for (auto it = first; it != last && ok; ++it) ok = f(it->second, it->first, end(it));
-    mergeAround(first, last);
+    finger_ = mergeAround(first, last);
+    hasFinger_ = true;
     if (runs_.size() > kDenseMin && runs_.size() * kDenseRatio > size_) becomeDense();
     return ok;
   }
@@ -106,15 +111,21 @@ class ElementRuns {
     auto next = std::next(it);
     return next == runs_.end() ? size_ : next->first;
   }
+  // The run holding element `at` (< size): a few steps from the finger (the run the last
+  // update began at: the families walk their buffers block after block), else a search.
+  Map::const_iterator locate(uint64_t at) const;
   // Makes a run start at `at` (< size; size: end()); returns it.
   Map::iterator split(uint64_t at);
-  // Merges the runs from the one before `first` to `last` (inclusive) where they continue.
-  void mergeAround(Map::iterator first, Map::iterator last);
+  // Merges the runs from the one before `first` to `last` (inclusive) where they continue;
+  // returns the first of them (which stays).
+  Map::iterator mergeAround(Map::iterator first, Map::iterator last);
   bool continues(Map::const_iterator a, Map::const_iterator b) const;
   void becomeDense();
 
   uint64_t size_;
   Map runs_;
+  Map::iterator finger_;  // a run of runs_ (moves with it), where hasFinger_
+  bool hasFinger_ = false;
   bool dense_ = false;
   std::vector<ElementRun> cells_;  // dense: element k's own symbol and marks
 };

@@ -279,7 +279,12 @@ class Verifier {
 
   bool checkSteps() {
     stepBase_.assign(p_ + 1, 0);
-    for (int r = 0; r < p_; ++r) stepBase_[r + 1] = stepBase_[r] + static_cast<uint32_t>(s_[r].steps.size());
+    uint64_t steps = 0;
+    for (int r = 0; r < p_; ++r) {
+      steps += s_[r].steps.size();
+      if (steps >= 0xffffffffu) return fail(format("more than %u steps in all: the verifier numbers them in 32 bits", 0xffffffffu - 1));
+      stepBase_[r + 1] = static_cast<uint32_t>(steps);
+    }
     const uint32_t total = stepBase_[p_];
     rankOf_.resize(total);
     for (int r = 0; r < p_; ++r)
