@@ -1,10 +1,14 @@
 #include "sim/fabric.h"
 
+#include <cerrno>
 #include <cstdlib>
-#include <map>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "base/error.h"
 #include "base/log.h"
+#include "topology/cluster_file.h"
 
 namespace chorus::sim {
 namespace {
@@ -39,13 +43,7 @@ uint32_t Fabric::addLink(const std::string& name, double bytesPerUs, double late
 }
 
 Fabric Fabric::generate(const std::string& spec) {
-  Fabric f;
   size_t colon = spec.find(':');
-  const std::string shape = spec.substr(0, colon);
-  if (shape == "flat") f.shape_ = Shape::Flat;
-  else if (shape == "fat-tree") f.shape_ = Shape::FatTree;
-  else if (shape == "rail") f.shape_ = Shape::Rail;
-  else CHORUS_THROW(chorusInvalidArgument, "fabric: unknown shape '%s' (flat, fat-tree or rail)", shape.c_str());
   std::map<std::string, std::string> kv;
   if (colon != std::string::npos) {
     forEachItem(spec.substr(colon + 1), ',', [&](const std::string& item) {
@@ -56,6 +54,51 @@ Fabric Fabric::generate(const std::string& spec) {
       kv[key] = value;
     });
   }
+  return make(spec.substr(0, colon), kv, nullptr);
+}
+
+Fabric Fabric::load(const std::string& path) {
+  std::ifstream in(path);
+  CHORUS_CHECK_ARG(in.good(), "fabric file %s cannot be read: %s", path.c_str(), strerror(errno));
+  std::stringstream text;
+  text << in.rdbuf();
+  const ClusterFile file = parseClusterFile(text.str(), path);
+  CHORUS_CHECK_ARG(!file.fabric.shape.empty(), "%s: no 'fabric' line (a fabric file names its shape first: fabric <flat|fat-tree|rail> "
+                   "hosts=H gpus=G ...; docs/SIMULATOR.md)", path.c_str());
+  CHORUS_CHECK_ARG(file.links.empty(), "%s:%d: 'link' lines are not simulated yet (between hosts, the fabric's shape gives the links)",
+                   path.c_str(), file.links.empty() ? 0 : file.links[0].line);
+  std::map<std::string, std::string> kv;
+  for (const auto& [key, value] : file.fabric.options) {
+    CHORUS_CHECK_ARG(key != "slow", "%s:%d: slow= is the generator's shorthand; in a file, give the hosts their uplink (host <pattern> gbps=)",
+                     path.c_str(), file.fabric.line);
+    kv[key] = value;
+  }
+  // Host lines, as the runtime reads them: the first line matching "host<h>" gives host h its
+  // uplink (its NICs together) and its group (on a fat tree, its leaf).
+  return make(file.fabric.shape, kv, [&](Fabric& f) {
+    std::vector<const ClusterFileHost*> decl(f.hosts_);
+    int grouped = -1, ungrouped = -1;  // a host with a group, one without
+    for (int h = 0; h < f.hosts_; ++h) {
+      decl[h] = file.hostFor("host" + std::to_string(h), "");
+      if (decl[h] && decl[h]->gbps > 0) f.nic_[h] = decl[h]->gbps / f.gpus_ * kGbitToBytesPerUs;
+      (decl[h] && !decl[h]->group.empty() ? grouped : ungrouped) = h;
+    }
+    if (f.shape_ != Shape::FatTree || grouped < 0) return;
+    CHORUS_CHECK_ARG(ungrouped < 0, "%s: host%d has a group and host%d none: on a fat tree the groups are the leaves, so every "
+                     "host needs one (or none, and leaf= sets them)", path.c_str(), grouped, ungrouped);
+    std::map<std::string, int> leafOfGroup;  // leaves numbered in the order of their first host
+    for (int h = 0; h < f.hosts_; ++h)
+      f.leafOf_[h] = leafOfGroup.try_emplace(decl[h]->group, static_cast<int>(leafOfGroup.size())).first->second;
+    f.fromGroups_ = true;
+  });
+}
+
+Fabric Fabric::make(const std::string& shape, const std::map<std::string, std::string>& kv, const std::function<void(Fabric&)>& adjust) {
+  Fabric f;
+  if (shape == "flat") f.shape_ = Shape::Flat;
+  else if (shape == "fat-tree") f.shape_ = Shape::FatTree;
+  else if (shape == "rail") f.shape_ = Shape::Rail;
+  else CHORUS_THROW(chorusInvalidArgument, "fabric: unknown shape '%s' (flat, fat-tree or rail)", shape.c_str());
   double nicGbps = 400, nvGBps = 450, membusGBps = 0;
   for (const auto& [key, value] : kv) {
     if (key == "hosts") f.hosts_ = static_cast<int>(number(key, value, 1));
@@ -73,7 +116,7 @@ Fabric Fabric::generate(const std::string& spec) {
   if (f.shape_ != Shape::FatTree) f.leafHosts_ = f.hosts_;
   f.nic_.assign(f.hosts_, nicGbps * kGbitToBytesPerUs);
   if (kv.count("slow")) {
-    forEachItem(kv["slow"], ';', [&](const std::string& item) {
+    forEachItem(kv.at("slow"), ';', [&](const std::string& item) {
       size_t dash = item.find('-'), amp = item.find('@');
       CHORUS_CHECK_ARG(dash != std::string::npos && amp != std::string::npos && dash < amp,
                        "fabric: slow=%s is not <first>-<last>@<Gbit/s>", item.c_str());
@@ -84,26 +127,29 @@ Fabric Fabric::generate(const std::string& spec) {
       for (int h = first; h <= last; ++h) f.nic_[h] = gbps * kGbitToBytesPerUs;
     });
   }
+  f.leafOf_.resize(f.hosts_);
+  for (int h = 0; h < f.hosts_; ++h) f.leafOf_[h] = h / f.leafHosts_;
+  if (adjust) adjust(f);
+  int leaves = 0;
+  for (int l : f.leafOf_) leaves = std::max(leaves, l + 1);
   const int p = f.ranks();
   for (int r = 0; r < p; ++r) {
     const int h = r / f.gpus_, g = r % f.gpus_;
     const std::string gpu = "host" + std::to_string(h) + ".gpu" + std::to_string(g);
     f.nvUp_.push_back(f.addLink(gpu + "->nvswitch", nvGBps * kGBToBytesPerUs, 0));
     f.nvDown_.push_back(f.addLink("nvswitch->" + gpu, nvGBps * kGBToBytesPerUs, 0));
-    const std::string sw = f.shape_ == Shape::Rail ? "rail" + std::to_string(g) : "leaf" + std::to_string(h / f.leafHosts_);
+    const std::string sw = f.shape_ == Shape::Rail ? "rail" + std::to_string(g) : "leaf" + std::to_string(f.leafOf_[h]);
     f.nicUp_.push_back(f.addLink(gpu + "->" + sw, f.nic_[h], f.hopUs_));
     f.nicDown_.push_back(f.addLink(sw + "->" + gpu, f.nic_[h], 0));
   }
   if (membusGBps > 0)
     for (int h = 0; h < f.hosts_; ++h) f.membus_.push_back(f.addLink("host" + std::to_string(h) + ".membus", membusGBps * kGBToBytesPerUs, 0));
   if (f.shape_ == Shape::FatTree) {
-    for (int l = 0; l < f.leaves(); ++l) {
-      const int hostsHere = std::min(f.leafHosts_, f.hosts_ - l * f.leafHosts_);
-      double down = 0;
-      for (int h = l * f.leafHosts_; h < l * f.leafHosts_ + hostsHere; ++h) down += f.nic_[h] * f.gpus_;
-      const double trunk = down / f.oversub_;
-      f.leafUp_.push_back(f.addLink("leaf" + std::to_string(l) + "->spine", trunk, f.hopUs_));
-      f.leafDown_.push_back(f.addLink("spine->leaf" + std::to_string(l), trunk, f.hopUs_));
+    std::vector<double> down(leaves, 0);
+    for (int h = 0; h < f.hosts_; ++h) down[f.leafOf_[h]] += f.nic_[h] * f.gpus_;
+    for (int l = 0; l < leaves; ++l) {
+      f.leafUp_.push_back(f.addLink("leaf" + std::to_string(l) + "->spine", down[l] / f.oversub_, f.hopUs_));
+      f.leafDown_.push_back(f.addLink("spine->leaf" + std::to_string(l), down[l] / f.oversub_, f.hopUs_));
     }
   }
   return f;
@@ -127,9 +173,9 @@ void Fabric::path(int a, int b, std::vector<uint32_t>* out) const {
     out->push_back(nvDown_[src]);
   }
   out->push_back(nicUp_[src]);
-  if (shape_ == Shape::FatTree && ha / leafHosts_ != hb / leafHosts_) {
-    out->push_back(leafUp_[ha / leafHosts_]);
-    out->push_back(leafDown_[hb / leafHosts_]);
+  if (shape_ == Shape::FatTree && leafOf_[ha] != leafOf_[hb]) {
+    out->push_back(leafUp_[leafOf_[ha]]);
+    out->push_back(leafDown_[leafOf_[hb]]);
   }
   out->push_back(nicDown_[b]);
 }
@@ -141,8 +187,8 @@ std::vector<uint32_t> Fabric::linkClasses(int period) const {
   if (period == p) return cls;
   if (period < 1 || p % period != 0 || period % gpus_ != 0) return {};
   const int hostPeriod = period / gpus_;
-  if (shape_ == Shape::FatTree && leaves() > 1) {
-    if (hosts_ % leafHosts_ != 0 || hostPeriod % leafHosts_ != 0) return {};
+  if (shape_ == Shape::FatTree && leafUp_.size() > 1) {
+    if (fromGroups_ || hosts_ % leafHosts_ != 0 || hostPeriod % leafHosts_ != 0) return {};
     const int leafPeriod = hostPeriod / leafHosts_;
     for (size_t l = 0; l < leafUp_.size(); ++l) {
       cls[leafUp_[l]] = leafUp_[l % leafPeriod];
@@ -168,7 +214,8 @@ std::string Fabric::describe() const {
   const char* name = shape_ == Shape::Flat ? "flat" : shape_ == Shape::FatTree ? "fat-tree" : "rail";
   std::string s = format("%s: %d hosts x %d GPUs, NIC %.0f Gbit/s, NVLink %.0f GB/s", name, hosts_, gpus_,
                          nic_.empty() ? 0.0 : nic_[0] / kGbitToBytesPerUs, links_.empty() ? 0.0 : links_[0].bytesPerUs / kGBToBytesPerUs);
-  if (shape_ == Shape::FatTree) s += format(", %d hosts per leaf, oversubscription %.2g:1", leafHosts_, oversub_);
+  if (shape_ == Shape::FatTree && fromGroups_) s += format(", %zu leaves (the hosts' groups), oversubscription %.2g:1", leafUp_.size(), oversub_);
+  else if (shape_ == Shape::FatTree) s += format(", %d hosts per leaf, oversubscription %.2g:1", leafHosts_, oversub_);
   int slow = 0;
   for (int h = 0; h < hosts_; ++h) slow += nic_[h] != nic_[0];
   if (slow) s += format(", %d hosts with slower NICs", slow);

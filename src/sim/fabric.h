@@ -20,6 +20,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,15 @@ class Fabric {
  public:
   // Parses a generator spec (above). Throws chorusInvalidArgument naming the bad key or value.
   static Fabric generate(const std::string& spec);
+  // Reads a fabric file: the cluster file's format (docs/TOPOLOGY.md, the runtime's
+  // CHORUS_CLUSTER_FILE) with its `fabric` line, which the runtime skips:
+  //   fabric <flat|fat-tree|rail> hosts=H gpus=G [the generator's keys, but slow=]
+  //   host <pattern> [group=<leaf>] [gbps=<uplink Gbit/s>]
+  // The simulator's hosts are named host0..host<H-1>, and the first host line whose pattern
+  // matches a name applies, as in the runtime: gbps is the host's uplink (its G NICs together),
+  // group its leaf on a fat tree (every host in one, or none: then leaf=K). name= and rail= are
+  // accepted and not used; link lines are refused (not simulated yet). Errors name file:line.
+  static Fabric load(const std::string& path);
 
   int ranks() const { return hosts_ * gpus_; }
   int hosts() const { return hosts_; }
@@ -59,11 +70,14 @@ class Fabric {
  private:
   enum class Shape { Flat, FatTree, Rail };
   uint32_t addLink(const std::string& name, double bytesPerUs, double latencyUs);
-  int leaves() const { return (hosts_ + leafHosts_ - 1) / leafHosts_; }
+  static Fabric make(const std::string& shape, const std::map<std::string, std::string>& kv,
+                     const std::function<void(Fabric&)>& adjust);
   Shape shape_ = Shape::Flat;
   int hosts_ = 1, gpus_ = 1, leafHosts_ = 1;
   double oversub_ = 1, hopUs_ = 1, alphaUs_ = 2;
   std::vector<double> nic_;  // per host, bytes/us
+  std::vector<int> leafOf_;  // per host: its leaf switch (fat tree)
+  bool fromGroups_ = false;  // leaves from a fabric file's groups
   std::vector<Link> links_;
   // Link ids: per rank, NVLink up/down and NIC up/down; per leaf, spine up/down.
   std::vector<uint32_t> nvUp_, nvDown_, nicUp_, nicDown_, leafUp_, leafDown_, membus_;

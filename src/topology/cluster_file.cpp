@@ -101,8 +101,14 @@ ClusterFile parseClusterFile(const std::string& text, const std::string& path) {
       CHORUS_CHECK_ARG(l.gbps > 0 || l.latencyUs >= 0, "%s: link %s %s declares neither gbps nor latency_us", where.c_str(),
                        l.a.c_str(), l.b.c_str());
       file.links.push_back(l);
+    } else if (w[0] == "fabric") {
+      CHORUS_CHECK_ARG(file.fabric.shape.empty(), "%s: a second 'fabric' line (the first is line %d)", where.c_str(), file.fabric.line);
+      CHORUS_CHECK_ARG(w.size() >= 2 && w[1].find('=') == std::string::npos, "%s: 'fabric' needs a shape first", where.c_str());
+      file.fabric.shape = w[1];
+      file.fabric.line = number;
+      for (size_t i = 2; i < w.size(); ++i) file.fabric.options.push_back(option(w[i], where));
     } else {
-      CHORUS_THROW(chorusInvalidArgument, "%s: unknown directive '%s' (known: host, link)", where.c_str(), w[0].c_str());
+      CHORUS_THROW(chorusInvalidArgument, "%s: unknown directive '%s' (known: host, link, fabric)", where.c_str(), w[0].c_str());
     }
   }
   return file;

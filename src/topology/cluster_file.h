@@ -5,6 +5,7 @@
 //   # comment
 //   host <pattern> [name=<label>] [group=<g>] [rail=<r>] [gbps=<uplink>]
 //   link <a> <b> [gbps=<x>] [latency_us=<y>]      a, b: a group, a rail, a host label or '*'
+//   fabric <shape> [key=value ...]                  for the simulator only (chorus-sim)
 //
 // <pattern> is matched (shell glob) against a host's name and its bootstrap IP address; the
 // first matching host line wins. For a pair of hosts the most specific link line applies:
@@ -31,8 +32,17 @@ struct ClusterFileLink {
   int line = 0;
 };
 
+// A fabric file's `fabric <shape> key=value ...` line (chorus-sim, docs/SIMULATOR.md): the
+// runtime keeps it unread, so one file can serve both.
+struct ClusterFileFabric {
+  std::string shape;  // empty: no such line
+  std::vector<std::pair<std::string, std::string>> options;
+  int line = 0;
+};
+
 struct ClusterFile {
   std::string path;
+  ClusterFileFabric fabric;
   std::vector<ClusterFileHost> hosts;
   std::vector<ClusterFileLink> links;
 

@@ -25,6 +25,9 @@ echo "$folded" | grep -q '^# folded: 4 of 8 ranks' || fail "not folded"
   fail "folded and whole runs differ"
 python3 -c "import xml.etree.ElementTree as E; r=E.parse('$tmp/l.svg').getroot(); assert r.tag.endswith('svg') and len(r) > 20" ||
   fail "bad SVG"
+# A fabric file (the cluster file's format): two racks, one slow host.
+printf 'fabric fat-tree hosts=4 gpus=2 oversub=2\nhost host3 group=b gbps=100\nhost host[01] group=a\nhost host* group=b\n' > "$tmp/racks"
+"$sim" all_reduce -b 1M -e 1M --fabric "$tmp/racks" | grep -q '2 leaves (the hosts. groups)' || fail "fabric file not read"
 out=$("$sim" all_reduce -b 64K -e 64K --compare --fabric rail:hosts=2,gpus=4)
 echo "$out"
 echo "$out" | grep -qE '^ +65536 .* (ring|tree|hd|rd|direct|hierarchical|weighted) +(ring|tree|hd|rd|direct|hierarchical|weighted) +[0-9.]+x$' ||

@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 
 #include "base/error.h"
 #include "collectives/collective.h"
 #include "sim/fabric.h"
 #include "sim/simulator.h"
 #include "sim/symmetry.h"
+#include "topology/cluster_file.h"
 
 namespace chorus::sim {
 namespace {
@@ -325,6 +327,64 @@ TEST(Fabric, PathsCrossTheLinksTheShapeHas) {
   EXPECT_EQ(rail.links()[path[2]].name, "host0.gpu2->rail2");
   rail.path(1, 5, &path);  // same rail: straight
   EXPECT_EQ(path.size(), 2u);
+}
+
+std::string writeFabricFile(const std::string& name, const std::string& text) {
+  const std::string path = testing::TempDir() + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(Fabric, AFabricFileIsTheClusterFilesFormatWithAFabricLine) {
+  // Two racks as groups (the fat tree's leaves), one host behind a slower uplink; the
+  // runtime's parser reads the same file and skips the fabric line.
+  const std::string text =
+      "# two racks\n"
+      "fabric fat-tree hosts=4 gpus=2 oversub=2 nic=400\n"
+      "host host3 group=rackB gbps=100   # its two NICs together\n"
+      "host host[01] group=rackA\n"
+      "host host* group=rackB\n";
+  Fabric f = Fabric::load(writeFabricFile("two_racks.fabric", text));
+  std::vector<uint32_t> path;
+  f.path(0, 2, &path);  // host0 -> host1: one leaf
+  EXPECT_EQ(path.size(), 2u);
+  f.path(2, 4, &path);  // host1 -> host2: across the spine
+  ASSERT_EQ(path.size(), 4u);
+  EXPECT_EQ(f.links()[path[1]].name, "leaf0->spine");
+  EXPECT_NEAR(f.nicBytesPerUs(3), 50 * 125, 1e-9) << "100 Gbit/s over 2 NICs";
+  EXPECT_NEAR(f.nicBytesPerUs(2), 400 * 125, 1e-9);
+  EXPECT_EQ(f.period(), 8) << "leaves from groups: not folded";
+  const ClusterFile asRuntime = parseClusterFile(text, "two_racks");
+  EXPECT_EQ(asRuntime.hosts.size(), 3u);
+  EXPECT_EQ(asRuntime.fabric.shape, "fat-tree");
+
+  // Without the slow host, the file and the generator are one fabric: the same prediction.
+  Fabric g = Fabric::generate("fat-tree:hosts=4,gpus=2,leaf=2,oversub=2");
+  Fabric h = Fabric::load(writeFabricFile("even.fabric", "fabric fat-tree hosts=4 gpus=2 oversub=2\nhost host[01] group=a\nhost host* group=b\n"));
+  auto build = allReduceOn(g, Algo::Ring, 1 << 20);
+  EXPECT_DOUBLE_EQ(simulate(g, everyRank(g, build), 4).timeUs, simulate(h, everyRank(h, build), 4).timeUs);
+}
+
+TEST(Fabric, BadFabricFilesAreRefusedNamingTheLine) {
+  const std::pair<const char*, const char*> bad[] = {
+      {"host host0 gbps=10\n", "no 'fabric' line"},
+      {"fabric torus hosts=2\n", "unknown shape"},
+      {"fabric flat hosts=2\nfabric flat hosts=3\n", ":2: a second 'fabric' line"},
+      {"fabric flat hosts=2 color=red\n", "unknown key"},
+      {"fabric flat hosts=2\nlink a b gbps=10\n", ":2: 'link' lines are not simulated"},
+      {"fabric fat-tree hosts=2 gpus=1\nhost host0 group=a\n", "host0 has a group and host1 none"},
+      {"fabric flat hosts=2 slow=0-0@10\n", "give the hosts their uplink"},
+      {"fabric flat hosts=2\nhost host0 gbps=fast\n", ":2: gbps=fast"},
+  };
+  for (const auto& [text, want] : bad) {
+    try {
+      Fabric::load(writeFabricFile("bad.fabric", text));
+      ADD_FAILURE() << text << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), chorusInvalidArgument) << text;
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Fabric, BadSpecsAreRefusedNamingWhatIsWrong) {

@@ -5,7 +5,8 @@
 // The collective by name (all_reduce, all_gather, reduce_scatter, broadcast, reduce, alltoall,
 // gather, scatter), the perf tools' sizes and types (-b -e -f -i -d -o), -A for the algorithm
 // (default ring), -J for JSON; and its own:
-//   --fabric SPEC   a fabric generator (src/sim/fabric.h): flat:..., fat-tree:..., rail:...
+//   --fabric SPEC|FILE  a fabric generator (src/sim/fabric.h): flat:..., fat-tree:..., rail:...,
+//                   or a fabric file (the cluster file's format with a `fabric` line)
 //   --slice BYTES   the pipelining slice the builders use (CHORUS_SLICE_BYTES; default 256K)
 //   --fold auto|every|relaxed|off  simulate one period of ranks where the fabric and the
 //                   schedules repeat (sim/symmetry.h): auto checks a sample of the other ranks'
@@ -29,6 +30,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "base/error.h"
 #include "collectives/collective.h"
 #include "perf_common.h"
@@ -49,7 +52,7 @@ int usage(const char* why) {
           "                  [-A ALGO | --compare] [--slice BYTES] [--fold auto|every|relaxed|off] [--reduce-gbps X] [--copy-gbps X]\n"
           "                  [--max-steps N] [-J FILE] [--svg FILE]\n"
           "  collective: all_reduce all_gather reduce_scatter broadcast reduce alltoall gather scatter\n"
-          "  fabric: flat:hosts=H,gpus=G | fat-tree:hosts=H,gpus=G,leaf=K,oversub=R | rail:hosts=H,gpus=G\n"
+          "  fabric: flat:hosts=H,gpus=G | fat-tree:hosts=H,gpus=G,leaf=K,oversub=R | rail:hosts=H,gpus=G | FILE\n"
           "          with nic=<Gbit/s> nvlink=<GB/s> hop_us= alpha_us= slow=<a>-<b>@<Gbit/s> (docs/SIMULATOR.md)\n");
   return 2;
 }
@@ -290,7 +293,8 @@ int run(int argc, char** argv) {
   const perf::Options& o = parsed.opts;
   Algo algo = Algo::Ring;
   if (!o.algo.empty() && !parseAlgo(o.algo, &algo)) return usage(("unknown algorithm " + o.algo).c_str());
-  const sim::Fabric fabric = sim::Fabric::generate(fabricSpec);
+  // A file by that name is a fabric file; anything else a generator spec.
+  const sim::Fabric fabric = access(fabricSpec.c_str(), F_OK) == 0 ? sim::Fabric::load(fabricSpec) : sim::Fabric::generate(fabricSpec);
   if (compare) return compareAlgorithms(fabric, pc, coll, o, slice, runOptions);
   const int p = fabric.ranks();
   const chorusDataType_t type = o.types.at(0);
