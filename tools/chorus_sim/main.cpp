@@ -17,7 +17,7 @@
 //                   suffixes as for sizes): past it, the run stops and suggests a larger slice
 //   --svg FILE      the link load over time of each size, drawn (FILE-<size>.svg when several)
 //   --compare       every algorithm that serves the collective, side by side, with the one the
-//                   runtime's tuner would pick for this fabric
+//                   runtime's tuner would pick for this fabric and its model's predictions
 //   --reduce-gbps X, --copy-gbps X   local reduction and copy speeds (default 100 and 200 GB/s,
 //                   device kernels; a host's are a few GB/s)
 // The ranks are the fabric's: hosts x gpus. Columns are nccl-tests': size, count, type, time,
@@ -239,6 +239,10 @@ int compareAlgorithms(const sim::Fabric& f, perf::PerfColl pc, Coll coll, const 
     } else {
       printf("  %-12s %-12s %s\n", algoName(algos[best]), algoName(pick.algo), "n/a");
     }
+    // What the tuner's model predicted for each, to see where it errs.
+    printf("# %12s", "model");
+    for (Algo a : algos) printf(" %12.1f", tuner.predictUs(a, coll, size, p));
+    printf("\n");
     fflush(stdout);
   }
   for (const std::string& n : notes) printf("# n/a: %s\n", n.c_str());
