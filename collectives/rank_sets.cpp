@@ -124,14 +124,11 @@ std::string RankSets::text(uint32_t id) const {
       break;
     }
     int l = lo(runs[i]), h = hi(runs[i]);
-    t += (i == 0 ? "" : ",") + (h == l + 1 ? std::to_string(l) : std::to_string(l) + "-" + std::to_string(h - 1));
+    if (i > 0) t += ',';
+    t += std::to_string(l);
+    if (h > l + 1) t += '-' + std::to_string(h - 1);
   }
   return t + "}";
-}
-
-size_t RankSets::bytes() const {
-  return pool_.capacity() * 8 + offset_.capacity() * sizeof(size_t) + size_.capacity() * 4 + bitset_.capacity() +
-         table_.capacity() * 4 + hash_.capacity() * 8 + cache_.capacity() * sizeof(CacheEntry);
 }
 
 uint32_t RankSets::internRuns(const std::vector<uint64_t>& runs) {

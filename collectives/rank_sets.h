@@ -41,13 +41,11 @@ class RankSets {
   // "{0-3,5}" (long sets shortened after 8 runs).
   std::string text(uint32_t id) const;
 
-  // The representation (for tests and the cost figures): how many runs the set has, and
-  // whether it is stored as a bitset.
+  // The representation (for tests): how many runs the set has, whether it is stored as a
+  // bitset, and past how many runs a set is.
   size_t runs(uint32_t id) const;
   bool isBitset(uint32_t id) const { return bitset_[id] != 0; }
   size_t maxRuns() const { return maxRuns_; }
-  size_t count() const { return size_.size(); }
-  size_t bytes() const;
 
  private:
   static uint64_t run(int lo, int hi) { return static_cast<uint32_t>(lo) | static_cast<uint64_t>(hi) << 32; }
@@ -57,11 +55,11 @@ class RankSets {
   size_t wordCount(uint32_t id) const { return offset_[id + 1] - offset_[id]; }
   std::vector<uint64_t> runList(uint32_t id) const;  // as runs, whatever the form
 
-  // Interns a set given as runs (merged_) or as a bitset (bits_), in its canonical form.
+  // Interns a set given as runs or as a bitset, in its canonical form (runs up to maxRuns_).
   uint32_t internRuns(const std::vector<uint64_t>& runs);
   uint32_t internBits(const std::vector<uint64_t>& bits);
   uint32_t intern(const uint64_t* w, size_t n, bool bitset, int size);
-  // ORs set id into bits_ (p bits); false if they share a rank.
+  // ORs set id into *bits (p bits); false if they share a rank.
   bool orInto(uint32_t id, std::vector<uint64_t>* bits) const;
   void growTable();
 

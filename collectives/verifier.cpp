@@ -13,7 +13,7 @@
 namespace chorus {
 namespace {
 
-// Rank ids fit the 16 bits of rankOf_ and the sets' runs.
+// Rank ids fit the 16 bits of rankOf_ (0 to 65535; RankSets takes as many).
 constexpr int kMaxRanks = RankSets::kMaxRanks;
 constexpr uint32_t kOneRank = ElementSym::kOneRank;
 
