@@ -214,15 +214,19 @@ int compareAlgorithms(const sim::Fabric& f, perf::PerfColl pc, Coll coll, const 
     const size_t size = cs.bytes(ts);
     // An algorithm whose schedules are too big to simulate (the step budget) is "n/a", with the
     // reason after the table; the others are compared among themselves.
-    std::vector<double> t;
+    std::vector<double> t, wall;
+    std::vector<size_t> slices;
     for (Algo a : algos) {
+      slices.push_back(tuner.sliceFor(a, coll, size, p));
+      const auto t0 = std::chrono::steady_clock::now();
       try {
-        t.push_back(simulateCall(f, coll, a, cs.count, ts, tuner.sliceFor(a, coll, size, p), layout, options).timeUs);
+        t.push_back(simulateCall(f, coll, a, cs.count, ts, slices.back(), layout, options).timeUs);
       } catch (const Error& e) {
         if (e.code() != chorusInvalidArgument) throw;
         t.push_back(-1);
         notes.push_back(perf::format("%s at %zu bytes: %s", algoName(a), size, e.what()));
       }
+      wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     size_t best = 0;
     for (size_t k = 1; k < t.size(); ++k)
@@ -242,6 +246,10 @@ int compareAlgorithms(const sim::Fabric& f, perf::PerfColl pc, Coll coll, const 
     // What the tuner's model predicted for each, to see where it errs.
     printf("# %12s", "model");
     for (Algo a : algos) printf(" %12.1f", tuner.predictUs(a, coll, size, p));
+    printf("\n# %12s", "slice");
+    for (size_t s : slices) printf(" %12zu", s);
+    printf("\n# %12s", "sim (s)");
+    for (double w : wall) printf(" %12.2f", w);
     printf("\n");
     fflush(stdout);
   }
