@@ -35,9 +35,31 @@
 // sizes differ.
 //
 // Cost: one pass over the steps driven by dependency counters and per-pair message queues,
-// plus the elements each step touches. Rank sets are interned (an element holds a set id,
-// 16 bytes per element with its in-flight marks), so p = 1024 with a few thousand elements per
-// rank fits in a few hundred MB at most.
+// plus the runs of elements each step touches. Rank sets are interned (collectives/rank_sets.h:
+// sorted runs of ranks, a bitset past max(8, p/64) runs), and each rank's buffers are runs of
+// elements with affine symbols (collectives/element_runs.h: a gathered block of consecutive
+// ranks, a reduced block over one set, is one run, whatever p and count), switching to a cell
+// per element (24 bytes) where the data has no such shape (an all-to-all's blocks). Channels are
+// found by sender, so nothing is p x p but what the schedules themselves hold. What grows with
+// the work is the steps: the caller's (sizeof(Step) = 72 bytes, plus 4 per dependency) and
+// about 50 bytes each of the verifier's own. Measured with chorus-verify (tools/chorus_verify/,
+// verify time only, on this repository's 2-core machine while others used it: repeated runs
+// differ by up to 2x; all-reduces at count 16p, the rest at 1 element per rank's block):
+//   p = 16,384  tree all-reduce and broadcast, hd all-reduce and reduce-scatter, rd all-reduce
+//               and all-gather, bruck all-gather, ring broadcast, ring and hierarchical
+//               all-reduce at count 1: 0.01-0.9 s and 17-170 MB each.
+//   ring all-gather, reduce-scatter, all-reduce: 2(p-1) to 4(p-1) steps per rank, 5.4e8 to
+//               1.1e9 steps at p = 16,384 (39 to 77 GB of Step alone): they cannot fit, whatever
+//               the verifier. Under 10 s: the all-gather to p = 2,048 (2-3 s; 4,096: 25 s,
+//               3.8 GB), the reduce-scatter to 1,024 (1.7 s; 2,048: 10-17 s), the all-reduce to
+//               1,024 (3.2 s; 2,048: 25-42 s, 5 GB).
+//   hierarchical all-reduce at count 16p (8 ranks a host): a ring across the hosts, p/2 steps
+//               per rank: 3.8 s at 2,048, 47 s at 8,192 (4.6 GB), 1.3e8 steps at 16,384.
+//   all-to-all (p^2 blocks, as cells): in under 60 s bruck and direct to p = 4,096 (25-33 s,
+//               5-8 GB), pairwise to 2,048 (6-16 s; 4,096: 73 s); 8,192 does not fit 10 GB.
+// The partial sums of a ring reduce-scatter are p^2 distinct sets, all kept: its time per step
+// grows with p (0.8 us at 1,024, 2-5 us at 4,096). Builders are not part of these times: some
+// take O(p) per rank (the flat layout a null layout stands for), 4-14 s for all ranks at 16,384.
 #pragma once
 
 #include <string>
@@ -56,7 +78,7 @@ struct VerifyResult {
 // perRank[r] are rank r's arguments (identical but for `rank`, except AlltoAllV's own count
 // vectors, which must agree: rank i's sendCounts[j] == rank j's recvCounts[i]; the rank
 // layouts must be equal, and valid by checkLayout) and schedules[r] its schedule. Supports 1 to
-// 1024 ranks and single-call schedules (BufferIds 0-2).
+// 65536 ranks and single-call schedules (BufferIds 0-2).
 VerifyResult verifyCollective(const std::vector<CollArgs>& perRank, const std::vector<RankSchedule>& schedules);
 
 // Builds every rank's schedule with buildSchedule(algo, .) and verifies them; a builder that
