@@ -109,6 +109,7 @@ Fabric Fabric::make(const std::string& shape, const std::map<std::string, std::s
     else if (key == "nvlink") nvGBps = number(key, value, 1e-3);
     else if (key == "hop_us") f.hopUs_ = number(key, value, 0);
     else if (key == "alpha_us") f.alphaUs_ = number(key, value, 0);
+    else if (key == "gap_us") f.gapUs_ = number(key, value, 0);
     else if (key == "membus") membusGBps = number(key, value, 1e-3);
     else if (key != "slow") CHORUS_THROW(chorusInvalidArgument, "fabric: unknown key '%s'", key.c_str());
   }
@@ -219,7 +220,8 @@ std::string Fabric::describe() const {
   int slow = 0;
   for (int h = 0; h < hosts_; ++h) slow += nic_[h] != nic_[0];
   if (slow) s += format(", %d hosts with slower NICs", slow);
-  return s + format(", %.3g us per hop, %.3g us per message", hopUs_, alphaUs_);
+  s += format(", %.3g us per hop, %.3g us per message", hopUs_, alphaUs_);
+  return gapUs_ > 0 ? s + format(", %.3g us between a rank's message starts", gapUs_) : s;
 }
 
 }  // namespace chorus::sim

@@ -12,6 +12,8 @@
 //                                      on the destination's rail (as NCCL's PXN does)
 // with common keys: nic=<Gbit/s per GPU NIC> (default 400), nvlink=<GB/s per GPU> (default 450),
 // hop_us=<latency per switch hop> (default 1), alpha_us=<per message> (default 2),
+// gap_us=<the least time between two messages a rank starts: its NIC's message rate, LogGP's g;
+// default 0, as many at once as it likes>,
 // slow=<first host>-<last host>@<Gbit/s> (those hosts' NICs run slower; repeatable, joined by ';'),
 // membus=<GB/s> (a link every message inside a host also crosses: the host's memory bus when its
 // ranks copy through host memory, as shared-memory transports do; default none).
@@ -51,6 +53,7 @@ class Fabric {
   int hosts() const { return hosts_; }
   int gpusPerHost() const { return gpus_; }
   double alphaUs() const { return alphaUs_; }
+  double gapUs() const { return gapUs_; }
   const std::vector<Link>& links() const { return links_; }
   // The links a message from rank a to rank b crosses, in order (empty for a == b).
   void path(int a, int b, std::vector<uint32_t>* out) const;
@@ -74,7 +77,7 @@ class Fabric {
                      const std::function<void(Fabric&)>& adjust);
   Shape shape_ = Shape::Flat;
   int hosts_ = 1, gpus_ = 1, leafHosts_ = 1;
-  double oversub_ = 1, hopUs_ = 1, alphaUs_ = 2;
+  double oversub_ = 1, hopUs_ = 1, alphaUs_ = 2, gapUs_ = 0;
   std::vector<double> nic_;  // per host, bytes/us
   std::vector<int> leafOf_;  // per host: its leaf switch (fat tree)
   bool fromGroups_ = false;  // leaves from a fabric file's groups

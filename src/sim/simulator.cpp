@@ -116,6 +116,7 @@ class Sim {
     const size_t links = f.links().size();
     result_.linkBytes.assign(links, 0);
     result_.rankEndUs.assign(t_, 0);
+    nextStart_.assign(t_, 0);
     if (o.linkLoad) result_.linkLoad.bytes.resize(links);
     dirtyMark_.assign(t_, 0);
     linkCap_.assign(links, 0);
@@ -151,6 +152,13 @@ class Sim {
         Event e = events_.top();
         events_.pop();
         if (e.kind == 0) {
+          // A rank starts one message per gap_us at most (its NIC's message rate).
+          double& slot = nextStart_[flows_[e.id].channel->src];
+          if (now < slot) {
+            events_.push({slot, 0, e.rank, e.id});
+            continue;
+          }
+          slot = now + f_.gapUs();
           startFlow(e.id, now);
           started.push_back(e.id);
         } else {
@@ -495,6 +503,7 @@ class Sim {
   std::vector<int> dirty_;
   std::vector<uint8_t> dirtyMark_;
   std::vector<double> linkCap_;
+  std::vector<double> nextStart_;  // per simulated rank: when it may start its next message (gap_us)
   std::vector<int> linkCount_;
   SimResult result_;
 };

@@ -17,8 +17,9 @@
 //   message from simulated rank a to absolute rank b stands for every pair (a + kT, b + kT);
 //   its links are the links' classes under the shift, each carrying, for each simulated flow
 //   on it, one real flow, so the max-min shares are the unfolded run's exactly.
+// - A rank starts at most one message per fabric gap_us (its NIC's message rate; 0: no limit).
 // - Not modelled: transports' in-flight limits and fragmentation, CPU contention between
-//   ranks, NIC message rates.
+//   ranks.
 #pragma once
 
 #include <cstddef>

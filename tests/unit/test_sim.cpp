@@ -97,6 +97,20 @@ TEST(Simulator, MaxMinSharingGivesTheRestToTheFlowThatCanUseIt) {
   EXPECT_NEAR(r.rankEndUs[2], 100, 1e-6);
 }
 
+TEST(Simulator, ARanksMessagesStartAGapApart) {
+  // Rank 0 sends 12500 bytes (1 us at 100 Gbit/s) to ranks 1 and 2 at once. Without a gap
+  // both start together and share rank 0's link (2 us); with gap_us=10 the second starts 10 us
+  // after the first.
+  for (double gap : {0.0, 10.0}) {
+    Fabric f = Fabric::generate("flat:hosts=3,gpus=1,nic=100,hop_us=0,alpha_us=0,gap_us=" + std::to_string(gap));
+    auto s = empty(3);
+    addMessage(s, 0, 1, 12500);
+    addMessage(s, 0, 2, 12500);
+    SimResult r = simulate(f, s, 1);
+    EXPECT_NEAR(r.timeUs, gap > 0 ? 11 : 2, 1e-6) << "gap " << gap;
+  }
+}
+
 TEST(Simulator, CopiesInsideAHostShareItsMemoryBus) {
   // 10 GB/s per GPU link; with a 10 GB/s memory bus, two messages between different pairs of
   // one host's GPUs get half of it each.
