@@ -7,14 +7,15 @@
 //
 // A case is an algorithm, a collective, p and a count (-n: a number, or "Kp" for K * p: with
 // 4-byte elements and chunks aligned to 64 bytes, 16p is the smallest all-reduce that gives
-// every rank a non-empty chunk; 1 shows whether a builder skips the empty ones). Hierarchical gets hosts of
-// --per-host ranks (default 8); the others the flat layout. Every case runs in a child process
-// (fork) so that its peak RSS is its own, under an address-space cap (--mem GiB, default 8: a
-// case that needs more fails with "out of memory" instead of starving the machine) and a
-// wall-clock cap (--timeout seconds, default 300). Columns: the family, collective, p, count,
-// steps of all ranks, the bytes those steps take (sizeof(Step) each, plus their dependency
-// lists), seconds to build every rank's schedule, seconds to verify them, the child's peak RSS,
-// and the verdict (or why there is none).
+// every rank a non-empty chunk; 1 shows whether a builder skips the empty ones). Hierarchical
+// gets hosts of --per-host ranks (default 8); the others the flat layout. Every case runs in a
+// child process (fork) so that its peak RSS is its own, under an address-space cap (--mem GiB,
+// default 8: a case that needs more fails with "out of memory" instead of starving the
+// machine) and a wall-clock cap (--timeout seconds, default 300). Columns: the family,
+// collective, p, count, steps of all ranks, the bytes those steps take (sizeof(Step) each, plus
+// their dependency lists; for a case out of memory, what was built until then), seconds to
+// build every rank's schedule, seconds to verify them, the child's peak RSS, and the verdict
+// (or why there is none).
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -139,7 +140,11 @@ double runChild(const Case& c, int p, const Options& opt) {
     else
       snprintf(o.verdict, sizeof o.verdict, "child died (status %d)", status);
   }
-  auto secs = [](double s) { return s < 0 ? std::string("-") : std::to_string(s).substr(0, std::to_string(s).find('.') + 3); };
+  auto secs = [](double s) {
+    char t[32] = "-";
+    if (s >= 0) snprintf(t, sizeof t, "%.2f", s);
+    return std::string(t);
+  };
   printf("%-12s %-14s %6d %6zu %11llu %9.1f %9s %9s %9.0f  %s\n", algoName(c.algo), collName(c.coll), p, countOf(c, p),
          static_cast<unsigned long long>(o.steps), o.stepBytes / 1048576.0, secs(o.buildS).c_str(), secs(o.verifyS).c_str(),
          ru.ru_maxrss / 1024.0, o.verdict);
