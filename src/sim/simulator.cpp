@@ -52,6 +52,7 @@ struct Flow {
   Channel* channel = nullptr;
   uint32_t version = 0;  // bumped at every rate change and reuse: older finish entries are stale
   uint64_t gate = kNoStep;  // what let the later-posted half be posted (the critical path)
+  std::array<uint32_t, kMaxPath> slot{};  // per link of its path: its place in that link's list
 };
 
 // A flow's predicted end at its current rate.
@@ -355,7 +356,11 @@ class Sim {
     Flow& fl = flows_[i];
     Channel& c = *fl.channel;
     fl.since = now;
-    for (uint32_t l : c.path) linkFlows_[l].push_back(i);
+    for (uint32_t k = 0; k < c.path.size; ++k) {
+      std::vector<uint64_t>& on = linkFlows_[c.path.link[k]];
+      fl.slot[k] = static_cast<uint32_t>(on.size());
+      on.push_back(static_cast<uint64_t>(i) << 8 | k);
+    }
     // Held by the message before it on the pair, or by the later of its two halves.
     const uint64_t gate = now > fl.readyAt && c.lastEnd >= now ? c.lastSend : fl.gate;
     for (auto [r, step] : {std::pair{c.src, fl.sendStep}, std::pair{c.dst, fl.recvStep}}) {
@@ -370,9 +375,14 @@ class Sim {
     fl.remaining = 0;
     ++fl.version;
     Channel& c = *fl.channel;
-    for (uint32_t l : c.path) {
-      std::vector<uint32_t>& on = linkFlows_[l];
-      on.erase(std::find(on.begin(), on.end(), i));
+    for (uint32_t k = 0; k < c.path.size; ++k) {
+      // Out of the link's list in O(1): the last entry takes its place.
+      const uint32_t l = c.path.link[k];
+      std::vector<uint64_t>& on = linkFlows_[l];
+      const uint64_t last = on.back();
+      on[fl.slot[k]] = last;
+      flows_[last >> 8].slot[last & 0xff] = fl.slot[k];
+      on.pop_back();
       if (!linkSeen_[l]) {  // seeds the rate update: the flows left on these links may speed up
         linkSeen_[l] = 1;
         seedLinks_.push_back(l);
@@ -432,7 +442,8 @@ class Sim {
       const uint32_t l = stack.back();
       stack.pop_back();
       used_.push_back(l);
-      for (uint32_t i : linkFlows_[l]) {
+      for (uint64_t entry : linkFlows_[l]) {
+        const uint32_t i = static_cast<uint32_t>(entry >> 8);
         if (flowSeen_[i]) continue;
         flowSeen_[i] = 1;
         comp_.push_back(i);
@@ -495,7 +506,7 @@ class Sim {
   std::unordered_map<uint64_t, Channel> channels_;
   std::vector<Flow> flows_;
   std::vector<uint32_t> freeFlows_;
-  std::vector<std::vector<uint32_t>> linkFlows_;  // per link: the active flows crossing it
+  std::vector<std::vector<uint64_t>> linkFlows_;  // per link: the active flows crossing it (flow << 8 | index in its path)
   std::vector<uint8_t> linkSeen_, flowSeen_;
   std::vector<uint32_t> seedLinks_, comp_, used_, open_, still_, scratchPath_;
   std::priority_queue<Finish, std::vector<Finish>, std::greater<Finish>> finishes_;
