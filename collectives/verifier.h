@@ -58,8 +58,9 @@
 //   all-to-all (p^2 blocks, as cells): in under 60 s bruck and direct to p = 4,096 (25-33 s,
 //               5-8 GB), pairwise to 2,048 (6-16 s; 4,096: 73 s); 8,192 does not fit 10 GB.
 // The partial sums of a ring reduce-scatter are p^2 distinct sets, all kept: its time per step
-// grows with p (0.8 us at 1,024, 2-5 us at 4,096). Builders are not part of these times: some
-// take O(p) per rank (the flat layout a null layout stands for), 4-14 s for all ranks at 16,384.
+// grows with p (0.8 us at 1,024, 2-5 us at 4,096). Builders are not part of these times: the
+// ring (with a null layout, a flat layout built per rank) and hierarchical ones take O(p) per
+// rank, 4-14 s for all ranks at 16,384.
 #pragma once
 
 #include <string>
