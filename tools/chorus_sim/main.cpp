@@ -121,7 +121,7 @@ Tuner tunerFor(const sim::Fabric& f, size_t slice) {
 // What the simulation of one call is asked to do beyond the collective.
 struct RunOptions {
   sim::SimOptions sim;
-  bool fold = true;                          // --fold auto|every|off
+  bool fold = true;                          // --fold (off: false)
   sim::FoldCheck check = sim::FoldCheck::Sampled;
   size_t maxSteps = size_t{32} << 20;        // ~3.2 GB of simulator state
 };
