@@ -125,17 +125,27 @@ uint32_t RankTransport::awaitNote(int peer, double seconds) {
 
 // ---- rank processes ----------------------------------------------------------------------------
 
-std::vector<std::string> shmLeftBehind(int pid) {
+namespace {
+
+std::vector<std::string> shmNames() {
   std::vector<std::string> out;
-  std::string prefix = std::to_string(pid);
   DIR* d = opendir("/dev/shm");
   if (d == nullptr) return out;
-  while (dirent* e = readdir(d)) {
-    std::string name = e->d_name;
-    if (name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0 && !isdigit(static_cast<unsigned char>(name[prefix.size()])))
-      out.push_back(name);
-  }
+  while (dirent* e = readdir(d)) out.push_back(e->d_name);
   closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> shmLeftBehind(int pid, const std::vector<std::string>& existedBefore) {
+  std::vector<std::string> out;
+  const std::string prefix = std::to_string(pid);
+  for (const std::string& name : shmNames())
+    if (name.size() > prefix.size() && name.compare(0, prefix.size(), prefix) == 0 && !isdigit(static_cast<unsigned char>(name[prefix.size()])) &&
+        !std::binary_search(existedBefore.begin(), existedBefore.end(), name))
+      out.push_back(name);
   return out;
 }
 
@@ -144,10 +154,11 @@ std::vector<RankExit> runRanksTidy(int n, const std::function<int(int rank, cons
   std::vector<int> pids;
   // Loopback only, also for the unique id's root (made in rank 0 before the body runs).
   ScopedEnv loopback("CHORUS_SOCKET_IFNAME", "lo");
+  const std::vector<std::string> before = shmNames();  // sorted
   auto exits = runRanksWithId(n, body, kTestDeadlineSec, [&](RankHandles& h) { pids.assign(h.pids.begin(), h.pids.end()); });
   // Every rank has ended (runRanks reaps them all): what is named after them is garbage.
   for (size_t r = 0; r < pids.size(); ++r)
-    for (const std::string& name : shmLeftBehind(pids[r])) {
+    for (const std::string& name : shmLeftBehind(pids[r], before)) {
       if (leftBehind) leftBehind->push_back("rank " + std::to_string(r) + ": /dev/shm/" + name);
       unlink(("/dev/shm/" + name).c_str());
     }

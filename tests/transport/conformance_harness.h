@@ -103,8 +103,10 @@ class RankTransport {
 std::vector<RankExit> runRanksTidy(int n, const std::function<int(int rank, const chorusUniqueId& id)>& body,
                                    std::vector<std::string>* leftBehind = nullptr);
 // /dev/shm entries named after process pid: the pid followed by a non-digit (libfabric's shm
-// provider names its regions "<pid>:<n>:<n>"). Only meaningful once that process has ended.
-std::vector<std::string> shmLeftBehind(int pid);
+// provider names its regions "<pid>:<n>:<n>"), but for those in `existedBefore` (pids are
+// reused: a rank killed by an earlier test leaves its region, named after a pid a later rank
+// may get). Only meaningful once that process has ended.
+std::vector<std::string> shmLeftBehind(int pid, const std::vector<std::string>& existedBefore = {});
 
 // Drives conns until done() holds. Calls checkAlive() on each about every 2 ms. Throws the
 // transports' errors as they come; past `seconds` throws chorusTimeout whose text starts with
