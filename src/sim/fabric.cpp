@@ -74,7 +74,18 @@ Fabric Fabric::load(const std::string& path) {
     kv[key] = value;
   }
   // Host lines, as the runtime reads them: the first line matching "host<h>" gives host h its
-  // uplink (its NICs together) and its group (on a fat tree, its leaf).
+  // uplink (its NICs together) and its group (on a fat tree, its leaf). A bad shape or key of
+  // the fabric line is named with its line.
+  try {
+    return makeFromFile(file, kv);
+  } catch (const Error& e) {
+    if (std::string(e.what()).rfind("fabric: ", 0) != 0) throw;
+    throw Error(e.code(), format("%s:%d: %s", path.c_str(), file.fabric.line, e.what()));
+  }
+}
+
+Fabric Fabric::makeFromFile(const ClusterFile& file, const std::map<std::string, std::string>& kv) {
+  const std::string& path = file.path;
   return make(file.fabric.shape, kv, [&](Fabric& f) {
     std::vector<const ClusterFileHost*> decl(f.hosts_);
     int grouped = -1, ungrouped = -1;  // a host with a group, one without

@@ -27,6 +27,10 @@
 #include <string>
 #include <vector>
 
+namespace chorus {
+struct ClusterFile;
+}
+
 namespace chorus::sim {
 
 struct Link {
@@ -75,6 +79,7 @@ class Fabric {
   uint32_t addLink(const std::string& name, double bytesPerUs, double latencyUs);
   static Fabric make(const std::string& shape, const std::map<std::string, std::string>& kv,
                      const std::function<void(Fabric&)>& adjust);
+  static Fabric makeFromFile(const ClusterFile& file, const std::map<std::string, std::string>& kv);
   Shape shape_ = Shape::Flat;
   int hosts_ = 1, gpus_ = 1, leafHosts_ = 1;
   double oversub_ = 1, hopUs_ = 1, alphaUs_ = 2, gapUs_ = 0;

@@ -16,13 +16,14 @@
 namespace chorus::sim {
 namespace {
 
-// One message of `bytes` from a to b (1-byte elements), nothing else.
-void addMessage(std::vector<RankSchedule>& s, int a, int b, size_t bytes) {
+// One message of `bytes` from a to b (1-byte elements), sent once rank a's steps `sendAfter`
+// are done.
+void addMessage(std::vector<RankSchedule>& s, int a, int b, size_t bytes, std::initializer_list<uint32_t> sendAfter = {}) {
   Step send;
   send.kind = StepKind::Send;
   send.peer = b;
   send.src = {BufferId::Input, 0, bytes};
-  s[a].add(send);
+  s[a].add(send, sendAfter);
   Step recv;
   recv.kind = StepKind::Recv;
   recv.peer = a;
@@ -70,16 +71,7 @@ TEST(Simulator, MessagesOfOnePairCrossInOrderNotSharingTheLink) {
   auto s = empty(3);
   addMessage(s, 0, 1, 1250000);
   addMessage(s, 0, 1, 1250000);
-  Step send;
-  send.kind = StepKind::Send;
-  send.peer = 2;
-  send.src = {BufferId::Input, 0, 1};
-  s[1].add(send, {0});  // after the receive of A (step 0 of rank 1)
-  Step recv;
-  recv.kind = StepKind::Recv;
-  recv.peer = 1;
-  recv.dst = {BufferId::Output, 0, 1};
-  s[2].add(recv);
+  addMessage(s, 1, 2, 1, {0});  // after the receive of A (step 0 of rank 1)
   SimResult r = simulate(f, s, 1);
   EXPECT_NEAR(r.rankEndUs[2], 103 + 3 + 1.0 / 12500, 1e-6);
   EXPECT_NEAR(r.rankEndUs[0], 203, 1e-6);
@@ -152,16 +144,7 @@ TEST(Simulator, TheCriticalPathFollowsWhatHeldEachStepAndAddsUpToTheTime) {
   auto s = empty(3);
   addMessage(s, 0, 1, 1250000);
   addMessage(s, 2, 0, 8);
-  Step send;
-  send.kind = StepKind::Send;
-  send.peer = 2;
-  send.src = {BufferId::Output, 0, 1250000};
-  s[1].add(send, {0});
-  Step recv;
-  recv.kind = StepKind::Recv;
-  recv.peer = 1;
-  recv.dst = {BufferId::Output, 0, 1250000};
-  s[2].add(recv);
+  addMessage(s, 1, 2, 1250000, {0});  // once the first is in
   SimResult r = simulate(f, s, 1);
   EXPECT_NEAR(r.timeUs, 206, 1e-6);
   const CriticalPath& cp = r.critical;
@@ -384,7 +367,7 @@ TEST(Fabric, BadFabricFilesAreRefusedNamingTheLine) {
       {"host host0 gbps=10\n", "no 'fabric' line"},
       {"fabric torus hosts=2\n", "unknown shape"},
       {"fabric flat hosts=2\nfabric flat hosts=3\n", ":2: a second 'fabric' line"},
-      {"fabric flat hosts=2 color=red\n", "unknown key"},
+      {"fabric flat hosts=2 color=red\n", ":1: fabric: unknown key 'color'"},
       {"fabric flat hosts=2\nlink a b gbps=10\n", ":2: 'link' lines are not simulated"},
       {"fabric fat-tree hosts=2 gpus=1\nhost host0 group=a\n", "host0 has a group and host1 none"},
       {"fabric flat hosts=2 slow=0-0@10\n", "give the hosts their uplink"},

@@ -5,25 +5,10 @@
 #include <vector>
 
 #include "base/error.h"
+#include "chorus_topo.h"
 
 namespace chorus {
 namespace {
-
-// Text for SVG: the five characters XML reserves, escaped.
-std::string escaped(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
 
 // White at 0, deep blue at 1 (of the link's bandwidth).
 std::string shade(double u) {
@@ -61,13 +46,13 @@ std::string linkLoadSvg(const sim::Fabric& fabric, const sim::SimResult& res, co
       "<text x=\"%d\" y=\"18\" font-size=\"13\">%s</text>\n"
       "<text x=\"%d\" y=\"32\">%s</text>\n"
       "<text x=\"%d\" y=\"46\" fill=\"#555\">the %zu busiest links, share of each link's bandwidth used over time (%s per column)</text>\n",
-      kLeft + kPlotW + kRight, height, 10, escaped(title).c_str(), 10, escaped(fabric.describe()).c_str(), 10, order.size(),
+      kLeft + kPlotW + kRight, height, 10, topo_tool::xmlEscape(title).c_str(), 10, topo_tool::xmlEscape(fabric.describe()).c_str(), 10, order.size(),
       timeText(ll.binUs).c_str());
   for (size_t row = 0; row < order.size(); ++row) {
     const size_t l = order[row].second;
     const int y = kTop + static_cast<int>(row) * kRowH;
     svg += format("<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%s</text>\n", kLeft - 6, y + kRowH - 4,
-                  escaped(fabric.links()[l].name).c_str());
+                  topo_tool::xmlEscape(fabric.links()[l].name).c_str());
     for (size_t b = 0; b < bins; ++b) {
       const double u = ll.bytes[l][b] / (fabric.links()[l].bytesPerUs * ll.binUs);
       if (u < 0.005) continue;
