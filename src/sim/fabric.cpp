@@ -13,10 +13,11 @@
 namespace chorus::sim {
 namespace {
 
-double number(const std::string& key, const std::string& v, double lo) {
+// `where` starts every message: "fabric" for a generator spec, "FILE:LINE: fabric" for a file.
+double number(const std::string& where, const std::string& key, const std::string& v, double lo) {
   char* end = nullptr;
   double x = strtod(v.c_str(), &end);
-  CHORUS_CHECK_ARG(!v.empty() && end && *end == '\0' && x >= lo, "fabric: %s=%s is not a number >= %g", key.c_str(), v.c_str(), lo);
+  CHORUS_CHECK_ARG(!v.empty() && end && *end == '\0' && x >= lo, "%s: %s=%s is not a number >= %g", where.c_str(), key.c_str(), v.c_str(), lo);
   return x;
 }
 
@@ -54,7 +55,7 @@ Fabric Fabric::generate(const std::string& spec) {
       kv[key] = value;
     });
   }
-  return make(spec.substr(0, colon), kv, nullptr);
+  return make(spec.substr(0, colon), kv, nullptr, "fabric");
 }
 
 Fabric Fabric::load(const std::string& path) {
@@ -74,18 +75,7 @@ Fabric Fabric::load(const std::string& path) {
     kv[key] = value;
   }
   // Host lines, as the runtime reads them: the first line matching "host<h>" gives host h its
-  // uplink (its NICs together) and its group (on a fat tree, its leaf). A bad shape or key of
-  // the fabric line is named with its line.
-  try {
-    return makeFromFile(file, kv);
-  } catch (const Error& e) {
-    if (std::string(e.what()).rfind("fabric: ", 0) != 0) throw;
-    throw Error(e.code(), format("%s:%d: %s", path.c_str(), file.fabric.line, e.what()));
-  }
-}
-
-Fabric Fabric::makeFromFile(const ClusterFile& file, const std::map<std::string, std::string>& kv) {
-  const std::string& path = file.path;
+  // uplink (its NICs together) and its group (on a fat tree, its leaf).
   return make(file.fabric.shape, kv, [&](Fabric& f) {
     std::vector<const ClusterFileHost*> decl(f.hosts_);
     int grouped = -1, ungrouped = -1;  // a host with a group, one without
@@ -101,41 +91,42 @@ Fabric Fabric::makeFromFile(const ClusterFile& file, const std::map<std::string,
     for (int h = 0; h < f.hosts_; ++h)
       f.leafOf_[h] = leafOfGroup.try_emplace(decl[h]->group, static_cast<int>(leafOfGroup.size())).first->second;
     f.fromGroups_ = true;
-  });
+  }, format("%s:%d: fabric", path.c_str(), file.fabric.line));
 }
 
-Fabric Fabric::make(const std::string& shape, const std::map<std::string, std::string>& kv, const std::function<void(Fabric&)>& adjust) {
+Fabric Fabric::make(const std::string& shape, const std::map<std::string, std::string>& kv, const std::function<void(Fabric&)>& adjust,
+                    const std::string& where) {
   Fabric f;
   if (shape == "flat") f.shape_ = Shape::Flat;
   else if (shape == "fat-tree") f.shape_ = Shape::FatTree;
   else if (shape == "rail") f.shape_ = Shape::Rail;
-  else CHORUS_THROW(chorusInvalidArgument, "fabric: unknown shape '%s' (flat, fat-tree or rail)", shape.c_str());
+  else CHORUS_THROW(chorusInvalidArgument, "%s: unknown shape '%s' (flat, fat-tree or rail)", where.c_str(), shape.c_str());
   double nicGbps = 400, nvGBps = 450, membusGBps = 0;
   for (const auto& [key, value] : kv) {
-    if (key == "hosts") f.hosts_ = static_cast<int>(number(key, value, 1));
-    else if (key == "gpus") f.gpus_ = static_cast<int>(number(key, value, 1));
-    else if (key == "leaf") f.leafHosts_ = static_cast<int>(number(key, value, 1));
-    else if (key == "oversub") f.oversub_ = number(key, value, 1);
-    else if (key == "nic") nicGbps = number(key, value, 1e-3);
-    else if (key == "nvlink") nvGBps = number(key, value, 1e-3);
-    else if (key == "hop_us") f.hopUs_ = number(key, value, 0);
-    else if (key == "alpha_us") f.alphaUs_ = number(key, value, 0);
-    else if (key == "gap_us") f.gapUs_ = number(key, value, 0);
-    else if (key == "membus") membusGBps = number(key, value, 1e-3);
-    else if (key != "slow") CHORUS_THROW(chorusInvalidArgument, "fabric: unknown key '%s'", key.c_str());
+    if (key == "hosts") f.hosts_ = static_cast<int>(number(where, key, value, 1));
+    else if (key == "gpus") f.gpus_ = static_cast<int>(number(where, key, value, 1));
+    else if (key == "leaf") f.leafHosts_ = static_cast<int>(number(where, key, value, 1));
+    else if (key == "oversub") f.oversub_ = number(where, key, value, 1);
+    else if (key == "nic") nicGbps = number(where, key, value, 1e-3);
+    else if (key == "nvlink") nvGBps = number(where, key, value, 1e-3);
+    else if (key == "hop_us") f.hopUs_ = number(where, key, value, 0);
+    else if (key == "alpha_us") f.alphaUs_ = number(where, key, value, 0);
+    else if (key == "gap_us") f.gapUs_ = number(where, key, value, 0);
+    else if (key == "membus") membusGBps = number(where, key, value, 1e-3);
+    else if (key != "slow") CHORUS_THROW(chorusInvalidArgument, "%s: unknown key '%s'", where.c_str(), key.c_str());
   }
-  CHORUS_CHECK_ARG(static_cast<double>(f.hosts_) * f.gpus_ <= (1 << 20), "fabric: %d x %d ranks is too many", f.hosts_, f.gpus_);
+  CHORUS_CHECK_ARG(static_cast<double>(f.hosts_) * f.gpus_ <= (1 << 20), "%s: %d x %d ranks is too many", where.c_str(), f.hosts_, f.gpus_);
   if (f.shape_ != Shape::FatTree) f.leafHosts_ = f.hosts_;
   f.nic_.assign(f.hosts_, nicGbps * kGbitToBytesPerUs);
   if (kv.count("slow")) {
     forEachItem(kv.at("slow"), ';', [&](const std::string& item) {
       size_t dash = item.find('-'), amp = item.find('@');
       CHORUS_CHECK_ARG(dash != std::string::npos && amp != std::string::npos && dash < amp,
-                       "fabric: slow=%s is not <first>-<last>@<Gbit/s>", item.c_str());
-      int first = static_cast<int>(number("slow", item.substr(0, dash), 0));
-      int last = static_cast<int>(number("slow", item.substr(dash + 1, amp - dash - 1), first));
-      double gbps = number("slow", item.substr(amp + 1), 1e-3);
-      CHORUS_CHECK_ARG(last < f.hosts_, "fabric: slow=%s names host %d of %d", item.c_str(), last, f.hosts_);
+                       "%s: slow=%s is not <first>-<last>@<Gbit/s>", where.c_str(), item.c_str());
+      int first = static_cast<int>(number(where, "slow", item.substr(0, dash), 0));
+      int last = static_cast<int>(number(where, "slow", item.substr(dash + 1, amp - dash - 1), first));
+      double gbps = number(where, "slow", item.substr(amp + 1), 1e-3);
+      CHORUS_CHECK_ARG(last < f.hosts_, "%s: slow=%s names host %d of %d", where.c_str(), item.c_str(), last, f.hosts_);
       for (int h = first; h <= last; ++h) f.nic_[h] = gbps * kGbitToBytesPerUs;
     });
   }

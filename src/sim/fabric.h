@@ -27,10 +27,6 @@
 #include <string>
 #include <vector>
 
-namespace chorus {
-struct ClusterFile;
-}
-
 namespace chorus::sim {
 
 struct Link {
@@ -77,9 +73,10 @@ class Fabric {
  private:
   enum class Shape { Flat, FatTree, Rail };
   uint32_t addLink(const std::string& name, double bytesPerUs, double latencyUs);
+  // Builds the shape from its keys; adjust (may be null) sees the hosts before the links are
+  // made. Errors start with `where`.
   static Fabric make(const std::string& shape, const std::map<std::string, std::string>& kv,
-                     const std::function<void(Fabric&)>& adjust);
-  static Fabric makeFromFile(const ClusterFile& file, const std::map<std::string, std::string>& kv);
+                     const std::function<void(Fabric&)>& adjust, const std::string& where);
   Shape shape_ = Shape::Flat;
   int hosts_ = 1, gpus_ = 1, leafHosts_ = 1;
   double oversub_ = 1, hopUs_ = 1, alphaUs_ = 2, gapUs_ = 0;
