@@ -108,20 +108,9 @@ TEST_F(ApiErrors, StreamQueryAndErrorsAreReported) {
 // and without allocating. They run in a forked child with a short CHORUS_TIMEOUT and (outside
 // sanitizer builds) a capped address space, so that a regression fails (out of memory, timeout
 // or the fixture's watchdog) instead of eating the machine.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
 
 void capAddressSpace() {
-  if (kSanitized) return;  // they reserve terabytes of shadow memory up front
+  if (chorus::test::kSanitized) return;  // they reserve terabytes of shadow memory up front
   long pages = 0;
   FILE* f = fopen("/proc/self/statm", "r");
   ASSERT_TRUE(f != nullptr);

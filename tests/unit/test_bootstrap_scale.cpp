@@ -29,17 +29,6 @@
 namespace chorus {
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
 
 // What one rank reports to the parent (in memory shared across the forks).
 struct RankRecord {
@@ -94,7 +83,7 @@ void printSpread(const char* what, const std::vector<RankRecord>& recs, F field)
 
 TEST(BootstrapScale, ThousandRanksCostLogRoundsEach) {
   constexpr int kProcs = 8;
-  constexpr int kPerProc = kSanitized ? 32 : 128;
+  constexpr int kPerProc = test::kSanitized ? 32 : 128;
   constexpr int p = kProcs * kPerProc;
   const uint64_t L = static_cast<uint64_t>(wire::log2Ceil(p));
   Config cfg;

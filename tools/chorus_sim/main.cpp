@@ -38,6 +38,7 @@
 #include "sim/fabric.h"
 #include "sim/simulator.h"
 #include "sim/symmetry.h"
+#include "chorus_topo.h"
 #include "link_load_svg.h"
 #include "topology/weights.h"
 #include "tune/tuner.h"
@@ -125,16 +126,6 @@ struct RunOptions {
   sim::FoldCheck check = sim::FoldCheck::Sampled;
   size_t maxSteps = size_t{32} << 20;        // ~3.2 GB of simulator state
 };
-
-bool writeFile(const std::string& path, const std::string& text) {
-  FILE* f = fopen(path.c_str(), "w");
-  const bool ok = f && fwrite(text.data(), 1, text.size(), f) == text.size();
-  if ((f && fclose(f) != 0) || !ok) {
-    fprintf(stderr, "chorus-sim: cannot write %s\n", path.c_str());
-    return false;
-  }
-  return true;
-}
 
 // "load.svg" for the size 1048576: "load-1048576.svg".
 std::string withSize(const std::string& path, size_t size) {
@@ -346,7 +337,7 @@ int run(int argc, char** argv) {
       const std::vector<size_t> ladder = perf::sizeLadder(o);
       const std::string file = ladder.size() == 1 ? svgPath : withSize(svgPath, size);
       const std::string title = perf::format("chorus-sim %s, %s, %zu bytes, %d ranks", name.c_str(), algoName(algo), size, p);
-      if (!writeFile(file, linkLoadSvg(fabric, res, title, 24))) return 1;
+      if (!topo_tool::writeFile(file, linkLoadSvg(fabric, res, title, 24))) return 1;
       printf("#   link load over time: %s\n", file.c_str());
     }
     printf("#   critical path: %zu messages, %zu local steps; %.1f us = %.1f on the wire + %.1f latency and waiting + %.1f local work%s%s\n",
@@ -362,7 +353,7 @@ int run(int argc, char** argv) {
     first = false;
   }
   json += "\n]}\n";
-  if (!o.jsonPath.empty() && !writeFile(o.jsonPath, json)) return 1;
+  if (!o.jsonPath.empty() && !topo_tool::writeFile(o.jsonPath, json)) return 1;
   return 0;
 }
 

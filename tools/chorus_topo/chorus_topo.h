@@ -44,7 +44,8 @@ std::string xmlEscape(const std::string& s);   // text or attribute value for SV
 std::string bytesText(unsigned long long bytes);  // "256 GiB", "1.5 GiB", "512 MiB"
 std::string gbpsText(double gbps);                // "200 Gb/s", "2.5 Gb/s", "? Gb/s"
 std::string pciClassText(unsigned classId);       // "3D controller", "PCI bridge", ...
-// Writes `content` to `path`; false (with a message on stderr) when it cannot.
+// Writes `content` to `path`; false (with a message on stderr, under the program's name) when
+// it cannot. chorus-sim uses it too.
 bool writeFile(const std::string& path, const std::string& content);
 
 }  // namespace chorus::topo_tool

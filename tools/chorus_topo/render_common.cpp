@@ -77,13 +77,13 @@ std::string pciClassText(unsigned classId) {
 bool writeFile(const std::string& path, const std::string& content) {
   FILE* f = std::fopen(path.c_str(), "w");
   if (!f) {
-    std::fprintf(stderr, "chorus-topo: cannot write '%s': %s\n", path.c_str(), std::strerror(errno));
+    std::fprintf(stderr, "%s: cannot write '%s': %s\n", program_invocation_short_name, path.c_str(), std::strerror(errno));
     return false;
   }
   const bool ok = std::fwrite(content.data(), 1, content.size(), f) == content.size();
   const int err = errno;
   if (std::fclose(f) != 0 || !ok) {
-    std::fprintf(stderr, "chorus-topo: writing '%s' failed: %s\n", path.c_str(), std::strerror(ok ? errno : err));
+    std::fprintf(stderr, "%s: writing '%s' failed: %s\n", program_invocation_short_name, path.c_str(), std::strerror(ok ? errno : err));
     return false;
   }
   return true;
